@@ -1,0 +1,49 @@
+# boxoffice — the front door. `make run` and `make test` are all a fresh Debian 12
+# machine needs (as root, missing packages are installed by scripts/deps.sh).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+DATA       ?= data
+ADMIN_KEY  ?= demo-admin-key
+LISTEN     ?= 127.0.0.1:8080
+
+.PHONY: all build run test test-fast asan clean deps-run deps-test
+
+all: build
+
+deps-run:
+	@scripts/deps.sh run
+
+deps-test:
+	@scripts/deps.sh test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+build: deps-run $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	@echo "binary: $(BUILD)/boxoffice"
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+asan: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+run: build
+	mkdir -p $(DATA)
+	$(BUILD)/boxoffice migrate --db sqlite:$(DATA)/boxoffice.db
+	$(BUILD)/boxoffice seed --db sqlite:$(DATA)/boxoffice.db
+	@scripts/walkthrough.sh $(LISTEN)
+	exec $(BUILD)/boxoffice serve --listen $(LISTEN) --db sqlite:$(DATA)/boxoffice.db --admin-key $(ADMIN_KEY)
+
+# Every suite, then all of them again under ASan+UBSan; the last line is the summary.
+test: deps-test build asan
+	@scripts/run-tests.sh $(BUILD) $(ASAN_BUILD)
+
+# The plain build only (quicker while developing).
+test-fast: deps-test build
+	@scripts/run-tests.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,91 @@
+/* admin.c — catalogue management behind X-Admin-Key (SPEC §7): create concerts
+ * and their dates with seats. */
+#include "api/api.h"
+#include "app.h"
+#include "domain/validate.h"
+#include "util/clock.h"
+
+#include <string.h>
+
+void admin_concerts_create(struct call *c)
+{
+    const char *title, *venue, *why;
+    size_t tlen, vlen;
+    if (call_body(c) || call_body_string(c, "title", &title, &tlen) || call_body_string(c, "venue", &venue, &vlen))
+        return;
+    if ((why = validate_text(title, tlen)) != NULL) {
+        call_reply_error(c, BX_ERR_VALIDATION, "title", why);
+        return;
+    }
+    if ((why = validate_text(venue, vlen)) != NULL) {
+        call_reply_error(c, BX_ERR_VALIDATION, "venue", why);
+        return;
+    }
+    int64_t id;
+    bx_err e = c->loop->store->ops->concert_create(c->loop->store, title, venue, &id);
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    call_reply_json(c, 201, json_pack("{s:I, s:s, s:s}", "concertId", (json_int_t)id, "title", title, "venue", venue));
+}
+
+/* Reads an RFC 3339 field; absent → *present false. -1 after answering 400. */
+static int body_time(struct call *c, const char *field, int64_t *out, bool *present)
+{
+    const char *s;
+    size_t len;
+    if (call_body_string_opt(c, field, &s, &len) != 0)
+        return -1;
+    *present = s != NULL;
+    if (s != NULL && clock_parse_rfc3339(s, len, out) != 0) {
+        call_reply_error(c, BX_ERR_VALIDATION, field, "must be an RFC 3339 date-time, e.g. 2030-01-01T19:00:00Z");
+        return -1;
+    }
+    return 0;
+}
+
+void admin_schedules_create(struct call *c)
+{
+    struct schedule in;
+    int64_t seats, price;
+    bool starts_sent, opens_sent, closes_sent;
+    memset(&in, 0, sizeof in);
+    if (call_body(c) || body_time(c, "startsAt", &in.starts_at, &starts_sent) || call_body_int(c, "seats", &seats) ||
+        call_body_int(c, "price", &price) || body_time(c, "saleOpensAt", &in.sale_opens_at, &opens_sent) ||
+        body_time(c, "saleClosesAt", &in.sale_closes_at, &closes_sent))
+        return;
+    const char *why;
+    if (!starts_sent) {
+        call_reply_error(c, BX_ERR_VALIDATION, "startsAt", "startsAt is required");
+        return;
+    }
+    if ((why = validate_seat_count(seats)) != NULL) {
+        call_reply_error(c, BX_ERR_VALIDATION, "seats", why);
+        return;
+    }
+    if ((why = validate_price(price)) != NULL) {
+        call_reply_error(c, BX_ERR_VALIDATION, "price", why);
+        return;
+    }
+    if (!opens_sent)
+        in.sale_opens_at = c->now;
+    if (!closes_sent)
+        in.sale_closes_at = in.starts_at;
+    if (in.sale_closes_at <= in.sale_opens_at) {
+        call_reply_error(c, BX_ERR_VALIDATION, "saleClosesAt", "saleClosesAt must be after saleOpensAt");
+        return;
+    }
+    in.concert_id = c->id;
+    in.seat_count = (int32_t)seats;
+    int64_t id;
+    bx_err e = c->loop->store->ops->schedule_create(c->loop->store, &in, price, &id);
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    call_reply_json(c, 201, json_pack("{s:I, s:I, s:s, s:i, s:I, s:s, s:s}", "scheduleId", (json_int_t)id, "concertId",
+                                      (json_int_t)c->id, "startsAt", call_time(c, in.starts_at), "seats", (int)seats,
+                                      "price", (json_int_t)price, "saleOpensAt", call_time(c, in.sale_opens_at),
+                                      "saleClosesAt", call_time(c, in.sale_closes_at)));
+}

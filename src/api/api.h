@@ -1,0 +1,47 @@
+/* api.h — the HTTP API of SPEC §5: one handler per endpoint, grouped one file
+ * per resource, all listed in the route table of routes.c. Handlers check the
+ * input, call the store / waitroom, and answer through call.h; no SQL here. */
+#ifndef BX_API_API_H
+#define BX_API_API_H
+
+#include "http/call.h"
+#include "http/router.h"
+
+extern const struct route api_routes[];
+extern const size_t api_route_count;
+
+/* auth.c */
+int api_authenticate(struct call *c, enum route_auth auth);
+/* Booking gate (SPEC §4): the caller's X-Queue-Token must be ACTIVE for concert_id.
+ * -1 after answering 403/410. */
+int api_require_active(struct call *c, int64_t concert_id);
+/* The X-Queue-Token header as a NUL-terminated string in the request pool, or NULL. */
+const char *api_queue_token(struct call *c);
+
+void users_create(struct call *c);
+void sessions_create(struct call *c);
+void concerts_list(struct call *c);
+void queue_issue(struct call *c);
+void queue_get_status(struct call *c);
+void queue_leave(struct call *c);
+void schedules_list(struct call *c);
+void seats_list(struct call *c);
+void reservations_create(struct call *c);
+void reservations_get(struct call *c);
+void reservations_cancel(struct call *c);
+void reservations_list_mine(struct call *c);
+void balance_get(struct call *c);
+void balance_charge(struct call *c);
+void payments_create(struct call *c);
+void payments_list_mine(struct call *c);
+void admin_concerts_create(struct call *c);
+void admin_schedules_create(struct call *c);
+void ops_healthz(struct call *c);
+void ops_readyz(struct call *c);
+void ops_metrics(struct call *c);
+
+/* JSON shapes shared by several endpoints. */
+json_t *api_reservation_json(struct call *c, const struct reservation *r);
+json_t *api_payment_json(struct call *c, const struct payment *p);
+
+#endif

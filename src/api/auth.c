@@ -1,0 +1,76 @@
+/* auth.c — who is calling: access tokens (signed, no lookup), the admin key,
+ * and the queue-token gate of the booking endpoints (SPEC §4, §5). */
+#include "api/api.h"
+#include "app.h"
+
+#include <sodium.h>
+#include <string.h>
+
+static int authenticate_user(struct call *c)
+{
+    size_t len;
+    const char *h = call_header(c, "authorization", &len);
+    static const char bearer[] = "Bearer ";
+    if (h == NULL || len <= sizeof bearer - 1 || strncasecmp(h, bearer, sizeof bearer - 1) != 0)
+        return call_fail(c, BX_ERR_UNAUTHORIZED);
+    if (token_access_verify(app.secret, h + sizeof bearer - 1, len - (sizeof bearer - 1), c->now / 1000, &c->user_id,
+                            NULL) != 0) {
+        c->user_id = 0;
+        call_reply_error(c, BX_ERR_UNAUTHORIZED, NULL, "the access token is invalid or expired; log in again");
+        return -1;
+    }
+    return 0;
+}
+
+/* Compares hashes of both keys: constant time whatever the lengths. */
+static int admin_key_matches(const char *given, size_t len)
+{
+    unsigned char a[32], b[32];
+    crypto_generichash(a, sizeof a, (const unsigned char *)given, len, NULL, 0);
+    crypto_generichash(b, sizeof b, (const unsigned char *)app.cfg.admin_key, strlen(app.cfg.admin_key), NULL, 0);
+    return sodium_memcmp(a, b, sizeof a) == 0;
+}
+
+int api_authenticate(struct call *c, enum route_auth auth)
+{
+    switch (auth) {
+    case AUTH_NONE:
+        return 0;
+    case AUTH_USER:
+        return authenticate_user(c);
+    case AUTH_ADMIN: {
+        if (app.cfg.admin_key[0] == '\0')
+            return call_fail(c, BX_ERR_ADMIN_DISABLED);
+        size_t len;
+        const char *key = call_header(c, "x-admin-key", &len);
+        if (key == NULL || !admin_key_matches(key, len))
+            return call_fail(c, BX_ERR_ADMIN_KEY);
+        return 0;
+    }
+    }
+    return call_fail(c, BX_ERR_INTERNAL);
+}
+
+const char *api_queue_token(struct call *c)
+{
+    size_t len;
+    const char *h = call_header(c, "x-queue-token", &len);
+    if (h == NULL || len == 0 || len > 128)
+        return NULL;
+    char *tok = h2o_mem_alloc_pool(&c->req->pool, len + 1);
+    memcpy(tok, h, len);
+    tok[len] = '\0';
+    return tok;
+}
+
+int api_require_active(struct call *c, int64_t concert_id)
+{
+    const char *tok = api_queue_token(c);
+    if (tok == NULL)
+        return call_fail(c, BX_ERR_QUEUE_NOT_ACTIVE);
+    bx_err e = app.waitroom->ops->require_active(app.waitroom, tok, c->user_id, concert_id, c->now);
+    if (e == BX_OK)
+        return 0;
+    /* on booking endpoints an unknown token is simply "not admitted" */
+    return call_fail(c, e == BX_ERR_QUEUE_TOKEN_INVALID ? BX_ERR_QUEUE_NOT_ACTIVE : e);
+}

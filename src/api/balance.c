@@ -1,0 +1,42 @@
+/* balance.c — the prepaid balance: read and charge (SPEC §3: int64 won, ledger
+ * entry per change, Idempotency-Key honoured). */
+#include "api/api.h"
+#include "app.h"
+#include "domain/money.h"
+#include "http/metrics.h"
+
+static void reply_balance(struct call *c, int64_t balance)
+{
+    call_reply_json(c, 200, json_pack("{s:I, s:I}", "userId", (json_int_t)c->user_id, "balance", (json_int_t)balance));
+}
+
+void balance_get(struct call *c)
+{
+    int64_t balance;
+    bx_err e = c->loop->store->ops->balance_get(c->loop->store, c->user_id, &balance);
+    if (e != BX_OK) {
+        call_fail(c, e == BX_ERR_NOT_FOUND ? BX_ERR_UNAUTHORIZED : e);
+        return;
+    }
+    reply_balance(c, balance);
+}
+
+void balance_charge(struct call *c)
+{
+    int64_t amount;
+    struct idem idem;
+    if (call_body(c) || call_body_int(c, "amount", &amount) || call_idempotency(c, "charge", &idem))
+        return;
+    if (!money_charge_amount_valid(amount)) {
+        call_reply_error(c, BX_ERR_VALIDATION, "amount", "amount must be an integer from 1 to 10000000");
+        return;
+    }
+    int64_t balance;
+    bx_err e = c->loop->store->ops->balance_charge(c->loop->store, c->user_id, amount, c->now, &idem, &balance);
+    metrics_observe_event(METRIC_CHARGE, e == BX_REPLAY ? BX_OK : e);
+    if (e != BX_OK && e != BX_REPLAY) {
+        call_fail(c, e == BX_ERR_NOT_FOUND ? BX_ERR_UNAUTHORIZED : e);
+        return;
+    }
+    reply_balance(c, balance);
+}

@@ -1,0 +1,83 @@
+/* app.c — start-up and shut-down of the shared state (app.h). */
+#include "app.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+struct app app;
+
+struct store *app_store_open(const struct config *cfg, int flags)
+{
+    char err[256];
+    struct store *s = store_open(cfg->db, flags, err, sizeof err);
+    if (s == NULL)
+        log_error("cannot open database %s: %s", cfg->db, err);
+    return s;
+}
+
+/* --secret given: the HMAC key is a hash of it (any length in, 32 bytes out);
+ * otherwise the random key stored in the database, shared by all instances. */
+static int load_secret(struct store *s)
+{
+    if (app.cfg.secret[0] != '\0') {
+        crypto_generichash(app.secret, sizeof app.secret, (const unsigned char *)app.cfg.secret,
+                           strlen(app.cfg.secret), NULL, 0);
+        return 0;
+    }
+    bx_err e = s->ops->secret_get_or_create(s, app.secret);
+    if (e != BX_OK) {
+        log_error("cannot read or create the token secret: %s", bx_err_info(e)->code);
+        return -1;
+    }
+    return 0;
+}
+
+int app_init(const struct config *cfg)
+{
+    memset(&app, 0, sizeof app);
+    app.cfg = *cfg;
+    app.pwcost.opslimit = (unsigned long long)cfg->pwhash_ops;
+    app.pwcost.memlimit = (size_t)cfg->pwhash_mem_kib * 1024;
+
+    struct store *s = app_store_open(cfg, 0);
+    if (s == NULL)
+        return -1;
+    bx_err e = s->ops->migrate(s);
+    if (e != BX_OK) {
+        log_error("migration failed: %s", bx_err_info(e)->code);
+        s->ops->close(s);
+        return -1;
+    }
+    int rc = load_secret(s);
+    s->ops->close(s);
+    if (rc != 0)
+        return -1;
+
+    struct store *persist = app_store_open(cfg, STORE_OPEN_RELAXED);
+    if (persist == NULL)
+        return -1;
+    struct waitroom_config wcfg = {
+        .active_max = cfg->active_max,
+        .admit_rate = cfg->admit_rate,
+        .waiting_idle_ms = cfg->waiting_idle * 1000,
+        .active_idle_ms = cfg->active_idle * 1000,
+    };
+    char err[256];
+    app.waitroom = waitroom_open(cfg->queue, &wcfg, persist, clock_now_ms(), err, sizeof err);
+    if (app.waitroom == NULL) {
+        log_error("cannot open the waiting room %s: %s", cfg->queue, err);
+        return -1;
+    }
+    return 0;
+}
+
+void app_release(void)
+{
+    if (app.waitroom != NULL)
+        app.waitroom->ops->close(app.waitroom);
+    app.waitroom = NULL;
+    sodium_memzero(app.secret, sizeof app.secret);
+}

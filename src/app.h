@@ -1,0 +1,33 @@
+/* app.h — the process-wide state of a serving boxoffice, built once at start-up
+ * by main.c and read-only afterwards (except the waitroom, which locks itself). */
+#ifndef BX_APP_H
+#define BX_APP_H
+
+#include <signal.h>
+
+#include "config.h"
+#include "queue/waitroom.h"
+#include "store/store.h"
+#include "util/password.h"
+#include "util/token.h"
+
+struct app {
+    struct config cfg;
+    unsigned char secret[TOKEN_SECRET_LEN];
+    struct password_cost pwcost;
+    struct waitroom *waitroom; /* shared by all loops */
+    volatile sig_atomic_t stopping;
+};
+
+/* The single instance; set by app_init. */
+extern struct app app;
+
+/* Opens a store connection, migrates, derives the secret, opens the waiting room.
+ * 0 on success; prints the reason and returns -1 otherwise. */
+int app_init(const struct config *cfg);
+void app_release(void);
+
+/* Opens a store for the configured --db, printing the reason on failure. */
+struct store *app_store_open(const struct config *cfg, int flags);
+
+#endif

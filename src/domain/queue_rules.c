@@ -1,0 +1,111 @@
+/* queue_rules.c — the waiting room's arithmetic (SPEC §4, DESIGN "Waiting room"):
+ * estimated wait, poll interval, measured admission rate, admission budget.
+ * Pure functions: no I/O, no locks, no state; every result saturates instead of
+ * overflowing and is never negative. */
+#include "domain/queue_rules.h"
+
+#include <math.h>
+
+#define RATE_HORIZON_MS 10000.0 /* time constant of the admission-rate moving average */
+#define ACTIVE_POLL_CAP_MS 60000
+#define WAITING_POLL_CAP_MS 30000
+#define WAITING_POLL_MIN_MS 1000
+
+/* Seconds for `position` admissions at `rate` per second, rounded up; INT64_MAX
+ * when that does not fit. */
+static int64_t seconds_at_rate(int64_t position, double rate)
+{
+    double s = ceil((double)position / rate);
+    if (!(s < 9.2e18)) /* also catches NaN and +inf */
+        return INT64_MAX;
+    return (int64_t)s;
+}
+
+/* See queue_rules.h. A NaN or infinite measured rate counts as "nothing measured";
+ * a configuration that can never admit anybody gives INT64_MAX. */
+int64_t queue_eta_seconds(int64_t position, double measured_rate, const struct waitroom_config *cfg)
+{
+    if (position <= 0)
+        return 0;
+    if (measured_rate > 0 && isfinite(measured_rate))
+        return seconds_at_rate(position, measured_rate);
+    if (cfg->admit_rate > 0 && isfinite(cfg->admit_rate))
+        return seconds_at_rate(position, cfg->admit_rate);
+    if (cfg->active_max > 0 && cfg->active_idle_ms > 0)
+        return seconds_at_rate(position, (double)cfg->active_max * 1000.0 / (double)cfg->active_idle_ms);
+    return INT64_MAX;
+}
+
+/* See queue_rules.h. When a third of waiting_idle is under 1 s the upper bound wins:
+ * keeping the place matters more than shedding polls. Always >= 1 ms. */
+int64_t queue_poll_after_ms(int active, int64_t eta_seconds, const struct waitroom_config *cfg)
+{
+    int64_t v;
+    if (active) {
+        v = cfg->active_idle_ms / 3;
+        if (v > ACTIVE_POLL_CAP_MS)
+            v = ACTIVE_POLL_CAP_MS;
+        return v < 1 ? 1 : v;
+    }
+    int64_t hi = cfg->waiting_idle_ms / 3;
+    if (hi > WAITING_POLL_CAP_MS)
+        hi = WAITING_POLL_CAP_MS;
+    if (eta_seconds <= 0)
+        v = 0;
+    else if (eta_seconds > INT64_MAX / 250)
+        v = INT64_MAX;
+    else
+        v = eta_seconds * 250; /* a quarter of the ETA, in ms */
+    if (v < WAITING_POLL_MIN_MS)
+        v = WAITING_POLL_MIN_MS;
+    if (v > hi)
+        v = hi;
+    return v < 1 ? 1 : v;
+}
+
+/* See queue_rules.h. The weight of the new sample is 1 - e^(-elapsed/10 s), so the
+ * average does not depend on how often it is updated. elapsed_ms <= 0 measures
+ * nothing (avg returned unchanged); a negative, NaN or infinite avg restarts at 0. */
+double queue_rate_update(double avg, int64_t admitted, int64_t elapsed_ms)
+{
+    if (!(avg >= 0) || !isfinite(avg))
+        avg = 0;
+    if (elapsed_ms <= 0)
+        return avg;
+    if (admitted < 0)
+        admitted = 0;
+    double sample = (double)admitted * 1000.0 / (double)elapsed_ms;
+    double alpha = 1.0 - exp(-(double)elapsed_ms / RATE_HORIZON_MS);
+    double r = avg + alpha * (sample - avg);
+    return (r >= 0 && isfinite(r)) ? r : 0;
+}
+
+/* See queue_rules.h. Refills *budget for elapsed_ms (<= 0: no refill) and returns
+ * min(free slots, whole admissions in the budget). It does not consume the budget:
+ * the caller subtracts 1 from *budget per admission it makes. admit_rate <= 0 (or
+ * NaN) means no rate limit, and *budget is left alone. */
+int64_t queue_admissible(int64_t active, const struct waitroom_config *cfg, double *budget, int64_t elapsed_ms)
+{
+    int64_t free_slots;
+    if (active < 0)
+        active = 0;
+    if (__builtin_sub_overflow(cfg->active_max, active, &free_slots))
+        free_slots = INT64_MAX;
+    if (free_slots <= 0)
+        free_slots = 0;
+    if (!(cfg->admit_rate > 0))
+        return free_slots;
+    double cap = cfg->admit_rate > 1 ? cfg->admit_rate : 1;
+    double b = *budget;
+    if (!(b >= 0)) /* negative or NaN */
+        b = 0;
+    if (elapsed_ms > 0)
+        b += cfg->admit_rate * (double)elapsed_ms / 1000.0;
+    if (!(b <= cap))
+        b = cap;
+    *budget = b;
+    double whole = floor(b);
+    if (whole >= (double)free_slots)
+        return free_slots;
+    return (int64_t)whole;
+}

@@ -1,0 +1,17 @@
+/* types.c — names of domain enums as the API spells them. */
+#include "domain/types.h"
+
+const char *reservation_status_name(enum reservation_status s)
+{
+    switch (s) {
+    case RES_HELD:
+        return "HELD";
+    case RES_CONFIRMED:
+        return "CONFIRMED";
+    case RES_EXPIRED:
+        return "EXPIRED";
+    case RES_CANCELLED:
+        return "CANCELLED";
+    }
+    return "UNKNOWN";
+}

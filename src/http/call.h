@@ -1,0 +1,88 @@
+/* call.h — one API request as the handlers see it: the h2o request, the loop it
+ * runs on, the matched route and its path id, the authenticated user, and the
+ * helpers to read the JSON body and to answer. Every helper that fails has
+ * already answered (400/401/...) and returns -1: handlers just return. */
+#ifndef BX_HTTP_CALL_H
+#define BX_HTTP_CALL_H
+
+#define H2O_USE_LIBUV 0
+#include <h2o.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "domain/errors.h"
+#include "store/store.h"
+
+struct route;
+
+/* One per event-loop thread; owns its store connection. */
+struct loop_ctx {
+    int index;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    struct store *store;
+    h2o_multithread_receiver_t worker_done; /* argon2 results come back here */
+    h2o_timeout_t tick_timeout;
+    h2o_timeout_entry_t tick_entry;
+    int64_t last_sweep_ms;
+    int pending_jobs; /* requests waiting on the worker pool */
+    int listener_closed;
+};
+
+struct call {
+    h2o_req_t *req;
+    struct loop_ctx *loop;
+    const struct route *route;
+    int64_t id;      /* the {id} of the path, 0 if none */
+    int64_t user_id; /* authenticated user, 0 if the route needs none */
+    int64_t started_ns;
+    int64_t now;     /* wall clock at arrival, Unix ms */
+    json_t *body;    /* parsed JSON object, owned by the request pool */
+    char request_id[24];
+    int status;      /* set when answered */
+};
+
+/* Answers with a JSON value (reference stolen) and the status. */
+void call_reply_json(struct call *c, int status, json_t *value);
+/* Answers 204 No Content. */
+void call_reply_empty(struct call *c, int status);
+/* Answers with text and a content type (metrics, health). */
+void call_reply_text(struct call *c, int status, const char *content_type, const char *text, size_t len);
+/* Answers {"error":{"code","message","field"?}} with the status of err. message
+ * NULL: the default message; field NULL: none. */
+void call_reply_error(struct call *c, bx_err err, const char *field, const char *message);
+
+/* Parses the body as a JSON object; -1 after answering 400/413. */
+int call_body(struct call *c);
+/* Required string field: -1 after answering 400 VALIDATION naming the field. */
+int call_body_string(struct call *c, const char *field, const char **out, size_t *len);
+/* Optional string field: *out = NULL when absent or null. */
+int call_body_string_opt(struct call *c, const char *field, const char **out, size_t *len);
+/* Required integer field (JSON integer, not a float or string). */
+int call_body_int(struct call *c, const char *field, int64_t *out);
+/* Optional integer field: *present = false when absent or null. */
+int call_body_int_opt(struct call *c, const char *field, int64_t *out, bool *present);
+
+/* A request header's value, or NULL; *len set. */
+const char *call_header(struct call *c, const char *name, size_t *len);
+/* A query parameter (raw, not decoded), or NULL. */
+const char *call_query(struct call *c, const char *name, size_t *len);
+
+/* Fills idem from the Idempotency-Key header and the body bytes; -1 after
+ * answering 400 when the key is malformed. */
+int call_idempotency(struct call *c, const char *scope, struct idem *idem);
+
+/* Answers the store/queue error of a call (common: UNAVAILABLE, INTERNAL...). */
+static inline int call_fail(struct call *c, bx_err e)
+{
+    call_reply_error(c, e, NULL, NULL);
+    return -1;
+}
+
+/* RFC 3339 text of a Unix-ms time, allocated in the request pool. */
+const char *call_time(struct call *c, int64_t ms);
+
+#endif

@@ -1,0 +1,326 @@
+/* server.c — h2o 2.2 glue: one event loop per thread, each with its own
+ * SO_REUSEPORT listener and store connection; HTTP/1.1 only (no h2: Debian's
+ * h2o 2.2.5 lacks the Rapid Reset fix). API paths go through the router; other
+ * paths fall through to the static web page. Must not hold domain logic. */
+#include "http/server.h"
+#include "api/api.h"
+#include "app.h"
+#include "http/metrics.h"
+#include "http/router.h"
+#include "http/workers.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TICK_MS 100
+#define SWEEP_EVERY_MS 1000
+#define DRAIN_GRACE_MS 300
+#define DRAIN_DEADLINE_MS 10000
+
+static h2o_globalconf_t h2o_config;
+static struct loop_ctx *loops;
+static char route_labels[64][96];
+static const char *route_label_ptrs[64];
+static int64_t stop_requested_ms;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void server_call_finished(struct call *c)
+{
+    int64_t us = (mono_ns() - c->started_ns) / 1000;
+    size_t ri = c->route ? (size_t)(c->route - api_routes) : api_route_count;
+    metrics_observe_request(ri, c->status, us);
+    if (log_threshold <= LOG_INFO) {
+        char line[512], ts[32];
+        int n = snprintf(line, sizeof line,
+                         "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"%.*s\",\"path\":\"%s\","
+                         "\"status\":%d,\"us\":%lld,\"user\":%lld,\"rid\":\"%s\"}",
+                         clock_format_rfc3339(c->now, ts, sizeof ts), (int)c->req->method.len, c->req->method.base,
+                         c->route ? c->route->path : "unmatched", c->status, (long long)us, (long long)c->user_id,
+                         c->request_id);
+        log_line(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
+    }
+}
+
+static int is_api_path(h2o_iovec_t path)
+{
+    static const char *const prefixes[] = {"/api/", "/healthz", "/readyz", "/metrics"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (path.len >= n && memcmp(path.base, prefixes[i], n) == 0)
+            return 1;
+    }
+    return path.len == 4 && memcmp(path.base, "/api", 4) == 0;
+}
+
+/* The one h2o handler for the API: route, authenticate, dispatch. */
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    h2o_iovec_t path = h2o_iovec_init(req->path.base, path_len);
+    int has_web = app.cfg.web_root[0] != '\0';
+    if (!is_api_path(path) && has_web)
+        return -1; /* the static file handler answers */
+
+    struct call *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->req = req;
+    c->loop = H2O_STRUCT_FROM_MEMBER(struct loop_ctx, ctx, req->conn->ctx);
+    c->started_ns = mono_ns();
+    c->now = clock_now_ms();
+    unsigned char rid[8];
+    randombytes_buf(rid, sizeof rid);
+    sodium_bin2hex(c->request_id, sizeof c->request_id, rid, sizeof rid);
+
+    const struct route *route = NULL;
+    char allow[64];
+    switch (router_match(api_routes, api_route_count, req->method.base, req->method.len, path.base, path.len, &route,
+                         &c->id, allow, sizeof allow)) {
+    case ROUTER_NO_PATH:
+        call_reply_error(c, BX_ERR_ROUTE_NOT_FOUND, NULL, NULL);
+        return 0;
+    case ROUTER_BAD_METHOD:
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+        call_reply_error(c, BX_ERR_METHOD_NOT_ALLOWED, NULL, NULL);
+        return 0;
+    case ROUTER_BAD_ID:
+        c->route = route;
+        call_reply_error(c, route->bad_id, NULL, NULL);
+        return 0;
+    case ROUTER_FOUND:
+        break;
+    }
+    c->route = route;
+    if (api_authenticate(c, route->auth) != 0)
+        return 0;
+    route->handler(c);
+    return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err != NULL)
+        return;
+    struct loop_ctx *loop = listener->data;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock != NULL)
+        h2o_accept(&loop->accept_ctx, sock);
+}
+
+/* Housekeeping, every TICK_MS on every loop. Loop 0 also drives the waiting
+ * room (idle expiry, admission) and the hold sweeper (SPEC §4, §6). */
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    struct loop_ctx *loop = H2O_STRUCT_FROM_MEMBER(struct loop_ctx, tick_entry, entry);
+    int64_t now = clock_now_ms();
+    if (loop->index == 0 && !app.stopping) {
+        bx_err e = app.waitroom->ops->tick(app.waitroom, now);
+        if (e != BX_OK)
+            log_warn("waiting room tick failed: %s", bx_err_info(e)->code);
+        if (now - loop->last_sweep_ms >= SWEEP_EVERY_MS) {
+            int expired = 0;
+            e = loop->store->ops->sweep_holds(loop->store, now, &expired);
+            if (e != BX_OK)
+                log_warn("hold sweep failed: %s", bx_err_info(e)->code);
+            else if (expired > 0)
+                log_debug("hold sweep expired %d reservations", expired);
+            loop->last_sweep_ms = now;
+        }
+    }
+    if (app.stopping && !loop->listener_closed) {
+        h2o_socket_read_stop(loop->listener);
+        h2o_socket_close(loop->listener);
+        loop->listener = NULL;
+        loop->listener_closed = 1;
+    }
+    h2o_timeout_link(loop->loop, &loop->tick_timeout, &loop->tick_entry);
+}
+
+static int loop_done(struct loop_ctx *loop)
+{
+    if (!app.stopping)
+        return 0;
+    int64_t waited = clock_mono_ms() - stop_requested_ms;
+    if (waited >= DRAIN_DEADLINE_MS)
+        return 1;
+    return loop->pending_jobs == 0 && waited >= DRAIN_GRACE_MS;
+}
+
+/* Tears down the loop on its own thread once it has drained. */
+static void loop_release(struct loop_ctx *loop)
+{
+    if (h2o_timeout_is_linked(&loop->tick_entry))
+        h2o_timeout_unlink(&loop->tick_entry);
+    h2o_timeout_dispose(loop->loop, &loop->tick_timeout);
+    h2o_multithread_unregister_receiver(loop->ctx.queue, &loop->worker_done);
+    h2o_context_dispose(&loop->ctx);
+    h2o_evloop_destroy(loop->loop);
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop_ctx *loop = arg;
+    while (!loop_done(loop))
+        h2o_evloop_run(loop->loop, TICK_MS);
+    loop_release(loop);
+    return NULL;
+}
+
+static int open_listener(struct sockaddr_in *addr)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        bind(fd, (struct sockaddr *)addr, sizeof *addr) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+static void configure_h2o(void)
+{
+    h2o_config_init(&h2o_config);
+    h2o_config.server_name = h2o_iovec_init(H2O_STRLIT("boxoffice"));
+    /* bodies up to 1 MiB are read so that 64 KiB+ gets our JSON 413; past that h2o refuses */
+    h2o_config.max_request_entity_size = 1024 * 1024;
+    h2o_config.http1.upgrade_to_http2 = 0;
+    h2o_config.http1.req_timeout = 10000; /* slow clients are cut after 10 s */
+    h2o_hostconf_t *host = h2o_config_register_host(&h2o_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof *handler);
+    handler->on_req = on_req;
+    struct stat st;
+    if (app.cfg.web_root[0] != '\0' && stat(app.cfg.web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
+        static const char *index_files[] = {"index.html", NULL};
+        h2o_file_register(pathconf, app.cfg.web_root, index_files, NULL, 0);
+    } else {
+        if (app.cfg.web_root[0] != '\0')
+            log_warn("web root %s not found: serving the API only", app.cfg.web_root);
+        app.cfg.web_root[0] = '\0';
+    }
+    for (size_t i = 0; i < api_route_count && i < 64; i++) {
+        snprintf(route_labels[i], sizeof route_labels[i], "%s %s", api_routes[i].method, api_routes[i].path);
+        route_label_ptrs[i] = route_labels[i];
+    }
+}
+
+static int loop_init(struct loop_ctx *loop, int index, int fd)
+{
+    memset(loop, 0, sizeof *loop);
+    loop->index = index;
+    loop->store = app_store_open(&app.cfg, 0);
+    if (loop->store == NULL)
+        return -1;
+    loop->loop = h2o_evloop_create();
+    h2o_context_init(&loop->ctx, loop->loop, &h2o_config);
+    loop->accept_ctx.ctx = &loop->ctx;
+    loop->accept_ctx.hosts = h2o_config.hosts;
+    workers_attach_loop(loop);
+    loop->listener = h2o_evloop_socket_create(loop->loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    loop->listener->data = loop;
+    h2o_socket_read_start(loop->listener, on_accept);
+    h2o_timeout_init(loop->loop, &loop->tick_timeout, TICK_MS);
+    loop->tick_entry.cb = on_tick;
+    h2o_timeout_link(loop->loop, &loop->tick_timeout, &loop->tick_entry);
+    return 0;
+}
+
+const char *const *server_route_labels(void)
+{
+    return route_label_ptrs;
+}
+
+int server_run(void)
+{
+    int n = app.cfg.threads;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)app.cfg.listen_port);
+    if (inet_pton(AF_INET, app.cfg.listen_host, &addr.sin_addr) != 1) {
+        log_error("--listen host must be an IPv4 address, got %s", app.cfg.listen_host);
+        return 1;
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit: only sigwait below sees them */
+    signal(SIGPIPE, SIG_IGN);
+
+    configure_h2o();
+    loops = calloc((size_t)n, sizeof *loops);
+    pthread_t *tids = calloc((size_t)n, sizeof *tids);
+    if (loops == NULL || tids == NULL || workers_start(n) != 0) {
+        log_error("out of memory at start-up");
+        return 1;
+    }
+    int rc = 0, started = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = open_listener(&addr);
+        if (fd < 0) {
+            log_error("cannot listen on %s:%d: %s", app.cfg.listen_host, ntohs(addr.sin_port), strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (i == 0 && addr.sin_port == 0) { /* port 0: every loop shares the port the kernel chose */
+            socklen_t alen = sizeof addr;
+            getsockname(fd, (struct sockaddr *)&addr, &alen);
+        }
+        if (loop_init(&loops[i], i, fd) != 0) {
+            close(fd);
+            rc = 1;
+            break;
+        }
+        started++;
+    }
+    if (rc == 0) {
+        log_info("boxoffice serving on http://%s:%d/ (%d loops, db %s, queue %s)", app.cfg.listen_host,
+                 ntohs(addr.sin_port), n, app.cfg.db, app.cfg.queue);
+        for (int i = 0; i < n; i++)
+            pthread_create(&tids[i], NULL, loop_main, &loops[i]);
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        log_info("signal %d: draining and shutting down", sig);
+        stop_requested_ms = clock_mono_ms();
+        app.stopping = 1;
+        for (int i = 0; i < n; i++)
+            pthread_join(tids[i], NULL);
+    } else {
+        app.stopping = 1;
+    }
+    workers_stop();
+    for (int i = 0; i < started; i++)
+        if (loops[i].store != NULL)
+            loops[i].store->ops->close(loops[i].store);
+    free(tids);
+    free(loops);
+    h2o_config_dispose(&h2o_config);
+    log_info("stopped");
+    return rc;
+}

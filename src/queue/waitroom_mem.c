@@ -1,0 +1,1051 @@
+/* waitroom_mem.c — the embedded waiting room (SPEC §4, DESIGN "Waiting room"): one
+ * FIFO queue per concert held in this process, every status change written through
+ * to a dedicated store connection. Must not do arithmetic of its own (ETA, polling,
+ * rate, budget come from domain/queue_rules.c) nor speak HTTP.
+ *
+ * Layout, chosen so a million waiting users cost about 90 bytes each:
+ *  - every token lives in one arena (`struct tok`, 64 bytes) addressed by 32-bit ids;
+ *  - two open-addressing hash tables of ids find a token by its 24 raw bytes and by
+ *    (user, concert);
+ *  - each concert keeps a window of its sequence numbers: ids[] maps a sequence
+ *    offset to the id of a WAITING token (NONE otherwise) and a Fenwick tree over the
+ *    same offsets counts WAITING tokens, so a position is a prefix sum (O(log n));
+ *    `head` is the oldest offset that may still be WAITING, so admission is O(1)
+ *    amortised; the window is compacted past head and grows by doubling;
+ *  - ACTIVE tokens leave the window for a small per-concert table (≤ active_max);
+ *  - two intrusive lists (WAITING, ACTIVE) ordered by last_seen make idle expiry
+ *    O(1) per touch and O(expired) per tick.
+ * All of it is guarded by one mutex (struct wm.mu). */
+#include "queue/waitroom.h"
+#include "util/token.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NONE UINT32_MAX
+#define TOKEN_RAW 24         /* BX_QUEUE_TOKEN_LEN base64url chars decode to 24 bytes */
+#define REL_MAX (NONE - 2)   /* sequence offsets per concert */
+#define ID_MAX (NONE - 1)    /* tokens in the arena */
+#define CONCERT_MAX (1u << 30)
+#define WIN_MIN 16
+#define HASH_MIN 64
+#define EXPIRE_BATCH 4096    /* expiries per list per tick when each one is a store write */
+
+enum { ST_FREE = 0, ST_WAITING = 1, ST_ACTIVE = 2, ST_EXPIRED = 3 };
+enum { L_WAIT = 0, L_ACT = 1 };
+
+/* One token. `cs` packs the concert index (<< 2) and the status. A FREE slot is on
+ * the arena's free list through `next`. An EXPIRED one only exists without a store
+ * (unit tests): with a store an expired token is dropped and looked up there. */
+struct tok {
+    uint8_t raw[TOKEN_RAW];
+    int64_t user_id;
+    int64_t issued_at;
+    int64_t last_seen;
+    uint32_t prev, next; /* list of its status, ordered by last_seen */
+    uint32_t cs;
+    uint32_t aux; /* WAITING: seq offset; ACTIVE: index in its concert's act[] */
+};
+
+/* An ACTIVE token's extra fields. */
+struct act {
+    int64_t activated_at;
+    uint32_t id;
+    uint32_t rel;
+};
+
+/* One concert's queue; owned by struct wm. seq = origin + rel. The window covers
+ * rel in [win_lo, next_rel); n = next_rel - win_lo <= cap. Invariants: every WAITING
+ * token's rel is in [head, next_rel) and ids[rel - win_lo] is its id; fen[1..n] is
+ * the Fenwick tree of (ids[i] != NONE). */
+struct cq {
+    int64_t concert_id;
+    int64_t origin;
+    uint32_t next_rel, win_lo, head, cap;
+    uint32_t *ids;
+    uint32_t *fen; /* cap + 1 entries, 1-based */
+    struct act *act;
+    uint32_t nact, act_cap;
+    int64_t waiting, admitted_total, admitted_since;
+    double rate_avg, budget;
+    int64_t refill_at, rate_at;
+};
+
+/* Open addressing with linear probing over ids (NONE = empty), load <= 3/4;
+ * deletion by backward shift, so no tombstones. The key lives in the entry. */
+struct htab {
+    uint32_t *slot;
+    uint32_t mask;
+    uint32_t used;
+};
+enum hkind { H_TOKEN, H_USER, H_CONCERT };
+
+/* The waiting room. Everything below `mu` is guarded by it. Owns persist. */
+struct wm {
+    struct waitroom base;
+    pthread_mutex_t mu;
+    struct waitroom_config cfg;
+    struct store *persist;
+    struct tok *tok;
+    uint32_t ntok, tok_cap, free_head;
+    struct htab by_token, by_user, by_concert;
+    struct cq **cq;
+    uint32_t ncq, cq_cap;
+    uint32_t lru_head[2], lru_tail[2];
+};
+
+/* ---- small helpers (caller holds mu) ---- */
+
+static inline int tok_status(const struct tok *t) { return (int)(t->cs & 3u); }
+static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 2; }
+static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 2 | (uint32_t)st; }
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t hash_raw(const uint8_t *raw)
+{
+    uint64_t h; /* the token is 192 random bits: its first 64 are a perfect hash */
+    memcpy(&h, raw, sizeof h);
+    return h;
+}
+
+static uint64_t hash_user(int64_t user_id, int64_t concert_id)
+{
+    return mix64((uint64_t)user_id * 0x9e3779b97f4a7c15ULL ^ mix64((uint64_t)concert_id));
+}
+
+static uint64_t id_hash(const struct wm *w, enum hkind k, uint32_t id)
+{
+    switch (k) {
+    case H_TOKEN:
+        return hash_raw(w->tok[id].raw);
+    case H_USER:
+        return hash_user(w->tok[id].user_id, w->cq[tok_concert(&w->tok[id])]->concert_id);
+    default:
+        return mix64((uint64_t)w->cq[id]->concert_id);
+    }
+}
+
+static int htab_init(struct htab *h)
+{
+    h->slot = malloc(HASH_MIN * sizeof *h->slot);
+    if (h->slot == NULL)
+        return -1;
+    memset(h->slot, 0xff, HASH_MIN * sizeof *h->slot);
+    h->mask = HASH_MIN - 1;
+    h->used = 0;
+    return 0;
+}
+
+static void htab_put(const struct wm *w, enum hkind k, struct htab *h, uint32_t id)
+{
+    uint32_t i = (uint32_t)id_hash(w, k, id) & h->mask;
+    while (h->slot[i] != NONE)
+        i = (i + 1) & h->mask;
+    h->slot[i] = id;
+    h->used++;
+}
+
+/* Makes room for `extra` more keys without exceeding load 3/4; -1 if out of memory
+ * (the table is then unchanged). */
+static int htab_reserve(const struct wm *w, enum hkind k, struct htab *h, uint32_t extra)
+{
+    uint64_t size = (uint64_t)h->mask + 1;
+    if ((uint64_t)h->used + extra <= size / 4 * 3)
+        return 0;
+    if (size >= (1ull << 31))
+        return -1;
+    uint32_t *old = h->slot, old_size = (uint32_t)size;
+    uint32_t *fresh = malloc(size * 2 * sizeof *fresh);
+    if (fresh == NULL)
+        return -1;
+    memset(fresh, 0xff, size * 2 * sizeof *fresh);
+    h->slot = fresh;
+    h->mask = (uint32_t)(size * 2 - 1);
+    h->used = 0;
+    for (uint32_t i = 0; i < old_size; i++)
+        if (old[i] != NONE)
+            htab_put(w, k, h, old[i]);
+    free(old);
+    return 0;
+}
+
+/* Removes id, which must be present. */
+static void htab_del(const struct wm *w, enum hkind k, struct htab *h, uint32_t id)
+{
+    uint32_t i = (uint32_t)id_hash(w, k, id) & h->mask;
+    while (h->slot[i] != id)
+        i = (i + 1) & h->mask;
+    h->slot[i] = NONE;
+    h->used--;
+    for (uint32_t j = (i + 1) & h->mask; h->slot[j] != NONE; j = (j + 1) & h->mask) {
+        uint32_t home = (uint32_t)id_hash(w, k, h->slot[j]) & h->mask;
+        /* the entry at j may move to the hole at i unless its home lies in (i, j] */
+        int stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            h->slot[i] = h->slot[j];
+            h->slot[j] = NONE;
+            i = j;
+        }
+    }
+}
+
+static uint32_t find_token(const struct wm *w, const uint8_t *raw)
+{
+    const struct htab *h = &w->by_token;
+    for (uint32_t i = (uint32_t)hash_raw(raw) & h->mask; h->slot[i] != NONE; i = (i + 1) & h->mask)
+        if (memcmp(w->tok[h->slot[i]].raw, raw, TOKEN_RAW) == 0)
+            return h->slot[i];
+    return NONE;
+}
+
+static uint32_t find_user(const struct wm *w, int64_t user_id, uint32_t ci)
+{
+    const struct htab *h = &w->by_user;
+    uint32_t i = (uint32_t)hash_user(user_id, w->cq[ci]->concert_id) & h->mask;
+    for (; h->slot[i] != NONE; i = (i + 1) & h->mask) {
+        const struct tok *t = &w->tok[h->slot[i]];
+        if (t->user_id == user_id && tok_concert(t) == ci)
+            return h->slot[i];
+    }
+    return NONE;
+}
+
+static uint32_t find_concert(const struct wm *w, int64_t concert_id)
+{
+    const struct htab *h = &w->by_concert;
+    for (uint32_t i = (uint32_t)mix64((uint64_t)concert_id) & h->mask; h->slot[i] != NONE; i = (i + 1) & h->mask)
+        if (w->cq[h->slot[i]]->concert_id == concert_id)
+            return h->slot[i];
+    return NONE;
+}
+
+/* ---- arena ---- */
+
+/* Takes a slot for a new token (contents undefined); NONE when out of memory. */
+static uint32_t tok_take(struct wm *w)
+{
+    if (w->free_head != NONE) {
+        uint32_t id = w->free_head;
+        w->free_head = w->tok[id].next;
+        return id;
+    }
+    if (w->ntok == w->tok_cap) {
+        if (w->tok_cap >= ID_MAX)
+            return NONE;
+        uint64_t cap = w->tok_cap ? (uint64_t)w->tok_cap * 2 : 1024;
+        if (cap > ID_MAX)
+            cap = ID_MAX;
+        struct tok *t = realloc(w->tok, cap * sizeof *t);
+        if (t == NULL)
+            return NONE;
+        w->tok = t;
+        w->tok_cap = (uint32_t)cap;
+    }
+    return w->ntok++;
+}
+
+static void tok_give_back(struct wm *w, uint32_t id)
+{
+    memset(&w->tok[id], 0, sizeof w->tok[id]);
+    w->tok[id].next = w->free_head;
+    w->free_head = id;
+}
+
+/* ---- liveness lists ---- */
+
+static void lru_append(struct wm *w, int l, uint32_t id)
+{
+    struct tok *t = &w->tok[id];
+    t->prev = w->lru_tail[l];
+    t->next = NONE;
+    if (t->prev == NONE)
+        w->lru_head[l] = id;
+    else
+        w->tok[t->prev].next = id;
+    w->lru_tail[l] = id;
+}
+
+static void lru_unlink(struct wm *w, int l, uint32_t id)
+{
+    struct tok *t = &w->tok[id];
+    if (t->prev == NONE)
+        w->lru_head[l] = t->next;
+    else
+        w->tok[t->prev].next = t->next;
+    if (t->next == NONE)
+        w->lru_tail[l] = t->prev;
+    else
+        w->tok[t->next].prev = t->prev;
+    t->prev = t->next = NONE;
+}
+
+/* Refreshes a live token's last_seen and moves it to the young end of its list.
+ * Calls from several threads may carry slightly unordered `now`s; the list is then
+ * off by those few ms, which only delays an expiry by as much. */
+static void touch(struct wm *w, uint32_t id, int64_t now)
+{
+    int l = tok_status(&w->tok[id]) == ST_ACTIVE ? L_ACT : L_WAIT;
+    w->tok[id].last_seen = now;
+    if (w->lru_tail[l] != id) {
+        lru_unlink(w, l, id);
+        lru_append(w, l, id);
+    }
+}
+
+/* ---- per-concert window and Fenwick tree ---- */
+
+static uint32_t lowbit(uint32_t i) { return i & (0u - i); }
+
+static uint32_t fen_prefix(const struct cq *c, uint32_t i)
+{
+    uint32_t s = 0;
+    for (; i > 0; i -= lowbit(i))
+        s += c->fen[i];
+    return s;
+}
+
+/* Adds d (mod 2^32, so -1 works) to leaf i (1-based, <= n). */
+static void fen_add(struct cq *c, uint32_t i, uint32_t d)
+{
+    uint32_t n = c->next_rel - c->win_lo;
+    for (; i <= n; i += lowbit(i))
+        c->fen[i] += d;
+}
+
+/* Rebuilds fen[1..n] from ids in O(n). */
+static void fen_rebuild(struct cq *c)
+{
+    uint32_t n = c->next_rel - c->win_lo;
+    for (uint32_t i = 1; i <= n; i++)
+        c->fen[i] = c->ids[i - 1] != NONE;
+    for (uint32_t i = 1; i <= n; i++) {
+        uint32_t j = i + lowbit(i);
+        if (j <= n)
+            c->fen[j] += c->fen[i];
+    }
+}
+
+static void head_advance(struct cq *c)
+{
+    while (c->head < c->next_rel && c->ids[c->head - c->win_lo] == NONE)
+        c->head++;
+}
+
+/* Reallocates ids and fen to newcap offsets (which must hold the n in use). On
+ * failure cap keeps describing memory that is really there: -1. */
+static int window_resize(struct cq *c, uint32_t newcap)
+{
+    uint32_t *ids = realloc(c->ids, (size_t)newcap * sizeof *ids);
+    if (ids == NULL)
+        return -1;
+    c->ids = ids;
+    uint32_t *fen = realloc(c->fen, ((size_t)newcap + 1) * sizeof *fen);
+    if (fen != NULL)
+        c->fen = fen;
+    else if (newcap > c->cap)
+        return -1; /* ids grew, fen did not: cap stays */
+    c->cap = newcap;
+    return 0;
+}
+
+/* Guarantees room for one more offset in the window: compacts it past head when at
+ * least half is dead, else doubles it; shrinks it when mostly empty. O(cap), so
+ * amortised O(1) per offset. -1 when out of memory or offsets (window unchanged
+ * in meaning either way). */
+static int window_room(struct cq *c)
+{
+    if (c->next_rel - c->win_lo < c->cap)
+        return 0;
+    head_advance(c);
+    uint32_t dead = c->head - c->win_lo, live = c->next_rel - c->head, newcap = c->cap;
+    if (dead < c->cap / 2)
+        newcap = c->cap <= REL_MAX / 2 ? c->cap * 2 : c->cap;
+    else if (live < c->cap / 4 && c->cap / 2 >= WIN_MIN)
+        newcap = c->cap / 2;
+    if (dead > 0) {
+        memmove(c->ids, c->ids + dead, (size_t)live * sizeof *c->ids);
+        c->win_lo = c->head;
+    }
+    if (newcap != c->cap)
+        (void)window_resize(c, newcap); /* on failure compaction may still have made room */
+    fen_rebuild(c);
+    return c->next_rel - c->win_lo < c->cap ? 0 : -1;
+}
+
+/* Appends offset next_rel holding id (NONE for a non-WAITING offset) in O(log n);
+ * window_room() must have succeeded. The new Fenwick node i covers leaves
+ * (i - lowbit(i), i]: its value is the leaf plus the sum of the others. */
+static void window_push(struct cq *c, uint32_t id)
+{
+    uint32_t i = c->next_rel - c->win_lo + 1;
+    c->ids[i - 1] = id;
+    c->fen[i] = (id != NONE) + fen_prefix(c, i - 1) - fen_prefix(c, i - lowbit(i));
+    c->next_rel++;
+}
+
+/* Moves next_rel up to `rel` (only while loading, where offsets may skip). */
+static int window_skip_to(struct cq *c, uint32_t rel)
+{
+    head_advance(c);
+    if (c->head == c->next_rel) { /* nobody WAITING in the window: restart it at rel */
+        c->win_lo = c->head = c->next_rel = rel;
+        return 0;
+    }
+    while (c->next_rel < rel) {
+        if (window_room(c) != 0)
+            return -1;
+        window_push(c, NONE);
+    }
+    return 0;
+}
+
+/* Once nobody waits, the window restarts empty at next_rel and gives memory back. */
+static void window_reset_if_empty(struct cq *c)
+{
+    if (c->waiting != 0 || c->win_lo == c->next_rel)
+        return;
+    c->win_lo = c->head = c->next_rel;
+    if (c->cap > WIN_MIN)
+        (void)window_resize(c, WIN_MIN);
+}
+
+static int act_reserve(struct cq *c)
+{
+    if (c->nact < c->act_cap)
+        return 0;
+    uint32_t cap = c->act_cap ? c->act_cap * 2 : 16;
+    struct act *a = c->act_cap < (1u << 30) ? realloc(c->act, (size_t)cap * sizeof *a) : NULL;
+    if (a == NULL)
+        return -1;
+    c->act = a;
+    c->act_cap = cap;
+    return 0;
+}
+
+static void act_remove(struct wm *w, struct cq *c, uint32_t idx)
+{
+    c->act[idx] = c->act[--c->nact];
+    if (idx < c->nact)
+        w->tok[c->act[idx].id].aux = idx;
+}
+
+/* The queue of concert_id, created empty on first use with sequence numbers starting
+ * at origin. NONE when out of memory. */
+static uint32_t concert_get(struct wm *w, int64_t concert_id, int64_t origin, int64_t now)
+{
+    uint32_t ci = find_concert(w, concert_id);
+    if (ci != NONE)
+        return ci;
+    if (w->ncq >= CONCERT_MAX || htab_reserve(w, H_CONCERT, &w->by_concert, 1) != 0)
+        return NONE;
+    if (w->ncq == w->cq_cap) {
+        uint32_t cap = w->cq_cap ? w->cq_cap * 2 : 8;
+        struct cq **a = realloc(w->cq, (size_t)cap * sizeof *a);
+        if (a == NULL)
+            return NONE;
+        w->cq = a;
+        w->cq_cap = cap;
+    }
+    struct cq *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NONE;
+    c->ids = malloc(WIN_MIN * sizeof *c->ids);
+    c->fen = malloc((WIN_MIN + 1) * sizeof *c->fen);
+    if (c->ids == NULL || c->fen == NULL) {
+        free(c->ids);
+        free(c->fen);
+        free(c);
+        return NONE;
+    }
+    c->cap = WIN_MIN;
+    c->concert_id = concert_id;
+    c->origin = origin;
+    c->budget = w->cfg.admit_rate > 1 ? w->cfg.admit_rate : 1; /* the bucket starts full */
+    c->refill_at = c->rate_at = now;
+    ci = w->ncq++;
+    w->cq[ci] = c;
+    htab_put(w, H_CONCERT, &w->by_concert, ci);
+    return ci;
+}
+
+/* ---- records and tickets ---- */
+
+static void token_text(const uint8_t *raw, char out[BX_QUEUE_TOKEN_LEN + 1])
+{
+    sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, TOKEN_RAW, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* The persisted form of a live token as it is now. */
+static void record_of(const struct wm *w, uint32_t id, struct queue_record *r)
+{
+    const struct tok *t = &w->tok[id];
+    const struct cq *c = w->cq[tok_concert(t)];
+    memset(r, 0, sizeof *r);
+    token_text(t->raw, r->token);
+    r->user_id = t->user_id;
+    r->concert_id = c->concert_id;
+    r->issued_at = t->issued_at;
+    r->last_seen_at = t->last_seen;
+    if (tok_status(t) == ST_ACTIVE) {
+        r->status = QUEUE_ACTIVE;
+        r->seq = c->origin + c->act[t->aux].rel;
+        r->activated_at = c->act[t->aux].activated_at;
+    } else {
+        r->status = QUEUE_WAITING;
+        r->seq = c->origin + t->aux;
+    }
+}
+
+static bx_err save(struct wm *w, const struct queue_record *r)
+{
+    return w->persist ? w->persist->ops->queue_save(w->persist, r) : BX_OK;
+}
+
+static void ticket_of(const struct wm *w, uint32_t id, struct queue_ticket *out)
+{
+    const struct tok *t = &w->tok[id];
+    const struct cq *c = w->cq[tok_concert(t)];
+    memset(out, 0, sizeof *out);
+    token_text(t->raw, out->token);
+    out->user_id = t->user_id;
+    out->concert_id = c->concert_id;
+    if (tok_status(t) == ST_ACTIVE) {
+        out->status = QUEUE_ACTIVE;
+        out->poll_after_ms = queue_poll_after_ms(1, 0, &w->cfg);
+    } else {
+        out->status = QUEUE_WAITING;
+        out->position = fen_prefix(c, t->aux - c->win_lo + 1);
+        out->eta_seconds = queue_eta_seconds(out->position, c->rate_avg, &w->cfg);
+        out->poll_after_ms = queue_poll_after_ms(0, out->eta_seconds, &w->cfg);
+    }
+}
+
+/* ---- status changes (caller holds mu; each persists first, then changes memory) ---- */
+
+/* Promotes the oldest WAITING token of c. BX_OK without doing anything when nobody
+ * waits; on a store error nothing changed. */
+static bx_err admit_one(struct wm *w, struct cq *c, int64_t now)
+{
+    head_advance(c);
+    if (c->head == c->next_rel)
+        return BX_OK;
+    if (act_reserve(c) != 0)
+        return BX_ERR_INTERNAL;
+    uint32_t id = c->ids[c->head - c->win_lo];
+    struct queue_record r;
+    record_of(w, id, &r);
+    r.status = QUEUE_ACTIVE;
+    r.activated_at = now;
+    r.last_seen_at = now;
+    bx_err e = save(w, &r);
+    if (e != BX_OK)
+        return e;
+    struct tok *t = &w->tok[id];
+    fen_add(c, c->head - c->win_lo + 1, (uint32_t)-1);
+    c->ids[c->head - c->win_lo] = NONE;
+    c->head++;
+    c->waiting--;
+    lru_unlink(w, L_WAIT, id);
+    c->act[c->nact] = (struct act){.activated_at = now, .id = id, .rel = t->aux};
+    t->aux = c->nact++;
+    tok_set(t, tok_concert(t), ST_ACTIVE);
+    t->last_seen = now;
+    lru_append(w, L_ACT, id);
+    c->admitted_total++;
+    c->admitted_since++;
+    return BX_OK;
+}
+
+/* Admits the oldest WAITING tokens of c into free slots, within the admit_rate
+ * budget (SPEC §4). Stops at the first store error and returns it. */
+static bx_err admit_run(struct wm *w, struct cq *c, int64_t now)
+{
+    int64_t elapsed = now > c->refill_at ? now - c->refill_at : 0;
+    if (now > c->refill_at)
+        c->refill_at = now;
+    int64_t n = queue_admissible((int64_t)c->nact, &w->cfg, &c->budget, elapsed);
+    for (; n > 0 && c->waiting > 0; n--) {
+        bx_err e = admit_one(w, c, now);
+        if (e != BX_OK)
+            return e;
+        if (w->cfg.admit_rate > 0)
+            c->budget -= 1;
+    }
+    return BX_OK;
+}
+
+/* A live token becomes EXPIRED (left, paid, idle): persisted with expires_at = now,
+ * then its place or slot is freed and the user may issue anew. Without a store the
+ * token stays known as EXPIRED; with one it is dropped (the store remembers it). */
+static bx_err expire(struct wm *w, uint32_t id, int64_t now)
+{
+    struct tok *t = &w->tok[id];
+    struct cq *c = w->cq[tok_concert(t)];
+    int st = tok_status(t);
+    struct queue_record r;
+    record_of(w, id, &r);
+    r.status = QUEUE_EXPIRED;
+    r.expires_at = now;
+    bx_err e = save(w, &r);
+    if (e != BX_OK)
+        return e;
+    if (st == ST_WAITING) {
+        uint32_t i = t->aux - c->win_lo;
+        fen_add(c, i + 1, (uint32_t)-1);
+        c->ids[i] = NONE;
+        c->waiting--;
+        lru_unlink(w, L_WAIT, id);
+    } else {
+        act_remove(w, c, t->aux);
+        lru_unlink(w, L_ACT, id);
+    }
+    htab_del(w, H_USER, &w->by_user, id);
+    if (w->persist) {
+        htab_del(w, H_TOKEN, &w->by_token, id);
+        tok_give_back(w, id);
+    } else {
+        tok_set(t, tok_concert(t), ST_EXPIRED);
+    }
+    return BX_OK;
+}
+
+/* Resolves a client's token to a live token of user_id (SPEC §4, DESIGN errors):
+ * malformed or unknown → QUEUE_TOKEN_INVALID; another user's → TOKEN_NOT_YOURS;
+ * expired (here, or only in the store any more) → TOKEN_EXPIRED. */
+static bx_err resolve(struct wm *w, const char *token, int64_t user_id, uint32_t *out)
+{
+    uint8_t raw[TOKEN_RAW];
+    size_t rawlen = 0;
+    if (token == NULL)
+        return BX_ERR_QUEUE_TOKEN_INVALID;
+    size_t len = strnlen(token, BX_QUEUE_TOKEN_LEN + 1);
+    if (!token_queue_well_formed(token, len) ||
+        sodium_base642bin(raw, sizeof raw, token, len, NULL, &rawlen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        rawlen != TOKEN_RAW)
+        return BX_ERR_QUEUE_TOKEN_INVALID;
+    uint32_t id = find_token(w, raw);
+    if (id == NONE) {
+        if (w->persist == NULL)
+            return BX_ERR_QUEUE_TOKEN_INVALID;
+        struct queue_record r;
+        bx_err e = w->persist->ops->queue_find(w->persist, token, &r);
+        if (e == BX_ERR_NOT_FOUND)
+            return BX_ERR_QUEUE_TOKEN_INVALID;
+        if (e != BX_OK)
+            return e;
+        if (r.status != QUEUE_EXPIRED) /* live in the store but not here: not usable */
+            return BX_ERR_QUEUE_TOKEN_INVALID;
+        return r.user_id == user_id ? BX_ERR_TOKEN_EXPIRED : BX_ERR_TOKEN_NOT_YOURS;
+    }
+    const struct tok *t = &w->tok[id];
+    if (t->user_id != user_id)
+        return BX_ERR_TOKEN_NOT_YOURS;
+    if (tok_status(t) == ST_EXPIRED)
+        return BX_ERR_TOKEN_EXPIRED;
+    *out = id;
+    return BX_OK;
+}
+
+/* ---- the ops ---- */
+
+static struct wm *wm_of(struct waitroom *w) { return (struct wm *)w; }
+
+/* Frees everything and closes the store connection. No other thread may be inside. */
+static void wm_close(struct waitroom *base)
+{
+    struct wm *w = wm_of(base);
+    if (w == NULL)
+        return;
+    for (uint32_t i = 0; i < w->ncq; i++) {
+        free(w->cq[i]->ids);
+        free(w->cq[i]->fen);
+        free(w->cq[i]->act);
+        free(w->cq[i]);
+    }
+    free(w->cq);
+    free(w->tok);
+    free(w->by_token.slot);
+    free(w->by_user.slot);
+    free(w->by_concert.slot);
+    if (w->persist)
+        w->persist->ops->close(w->persist);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+/* BX_OK when the store answers (always without a store). Under mu. */
+static bx_err wm_ping(struct waitroom *base)
+{
+    struct wm *w = wm_of(base);
+    bx_err e = BX_OK;
+    pthread_mutex_lock(&w->mu);
+    if (w->persist && w->persist->ops->ping)
+        e = w->persist->ops->ping(w->persist);
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* See waitroom.h. A new token is persisted WAITING before it exists here, then the
+ * concert's admission runs (a failure there is left to the next tick, the token is
+ * issued anyway). Under mu. */
+static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_id, int64_t now,
+                       struct queue_ticket *out, bool *created)
+{
+    struct wm *w = wm_of(base);
+    bx_err e = BX_OK;
+    pthread_mutex_lock(&w->mu);
+    uint32_t ci = concert_get(w, concert_id, 1, now);
+    if (ci == NONE) {
+        e = BX_ERR_INTERNAL;
+        goto out;
+    }
+    struct cq *c = w->cq[ci];
+    uint32_t id = find_user(w, user_id, ci);
+    if (id != NONE) {
+        touch(w, id, now);
+        ticket_of(w, id, out);
+        *created = false;
+        goto out;
+    }
+    if (c->next_rel >= REL_MAX) {
+        e = BX_ERR_UNAVAILABLE;
+        goto out;
+    }
+    if (window_room(c) != 0 || htab_reserve(w, H_TOKEN, &w->by_token, 1) != 0 ||
+        htab_reserve(w, H_USER, &w->by_user, 1) != 0 || (id = tok_take(w)) == NONE) {
+        e = BX_ERR_INTERNAL;
+        goto out;
+    }
+    struct tok *t = &w->tok[id];
+    char text[BX_QUEUE_TOKEN_LEN + 1];
+    do {
+        token_queue_new(text);
+        size_t rawlen = 0;
+        sodium_base642bin(t->raw, TOKEN_RAW, text, BX_QUEUE_TOKEN_LEN, NULL, &rawlen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    } while (find_token(w, t->raw) != NONE); /* 2^-192: never, but free to check */
+    t->user_id = user_id;
+    t->issued_at = now;
+    t->last_seen = now;
+    t->aux = c->next_rel;
+    tok_set(t, ci, ST_WAITING);
+    struct queue_record r;
+    record_of(w, id, &r);
+    e = save(w, &r);
+    if (e != BX_OK) {
+        tok_give_back(w, id);
+        goto out;
+    }
+    window_push(c, id);
+    c->waiting++;
+    lru_append(w, L_WAIT, id);
+    htab_put(w, H_TOKEN, &w->by_token, id);
+    htab_put(w, H_USER, &w->by_user, id);
+    (void)admit_run(w, c, now);
+    ticket_of(w, id, out);
+    *created = true;
+out:
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* See waitroom.h. Under mu; may read the store for a token no longer in memory. */
+static bx_err wm_status(struct waitroom *base, const char *token, int64_t user_id, int64_t now,
+                        struct queue_ticket *out)
+{
+    struct wm *w = wm_of(base);
+    uint32_t id;
+    pthread_mutex_lock(&w->mu);
+    bx_err e = resolve(w, token, user_id, &id);
+    if (e == BX_OK) {
+        touch(w, id, now);
+        ticket_of(w, id, out);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* See waitroom.h. Only an ACTIVE token of that concert is refreshed. Under mu. */
+static bx_err wm_require_active(struct waitroom *base, const char *token, int64_t user_id, int64_t concert_id,
+                                int64_t now)
+{
+    struct wm *w = wm_of(base);
+    uint32_t id;
+    pthread_mutex_lock(&w->mu);
+    bx_err e = resolve(w, token, user_id, &id);
+    if (e == BX_OK) {
+        const struct tok *t = &w->tok[id];
+        if (tok_status(t) != ST_ACTIVE || w->cq[tok_concert(t)]->concert_id != concert_id)
+            e = BX_ERR_QUEUE_NOT_ACTIVE;
+        else
+            touch(w, id, now);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* leave (any live status) and complete (ACTIVE only): expire, then admit the next
+ * in line; an admission failure is left to the next tick. Under mu. */
+static bx_err end_token(struct waitroom *base, const char *token, int64_t user_id, int64_t now, bool active_only)
+{
+    struct wm *w = wm_of(base);
+    uint32_t id;
+    pthread_mutex_lock(&w->mu);
+    bx_err e = resolve(w, token, user_id, &id);
+    if (e == BX_OK && active_only && tok_status(&w->tok[id]) != ST_ACTIVE)
+        e = BX_ERR_QUEUE_NOT_ACTIVE;
+    if (e == BX_OK) {
+        struct cq *c = w->cq[tok_concert(&w->tok[id])];
+        e = expire(w, id, now);
+        if (e == BX_OK)
+            (void)admit_run(w, c, now);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+static bx_err wm_leave(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
+{
+    return end_token(base, token, user_id, now, false);
+}
+
+static bx_err wm_complete(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
+{
+    return end_token(base, token, user_id, now, true);
+}
+
+/* Expires the idle tokens at the old end of list l; with a store at most
+ * EXPIRE_BATCH of them (the rest wait for the next tick, so one tick never holds
+ * the lock for long). Stops at the first store error. */
+static bx_err expire_idle(struct wm *w, int l, int64_t idle_ms, int64_t now)
+{
+    uint32_t budget = w->persist ? EXPIRE_BATCH : UINT32_MAX;
+    while (w->lru_head[l] != NONE && budget-- > 0) {
+        int64_t age;
+        uint32_t id = w->lru_head[l];
+        if (__builtin_sub_overflow(now, w->tok[id].last_seen, &age))
+            age = INT64_MAX;
+        if (age < idle_ms)
+            break;
+        bx_err e = expire(w, id, now);
+        if (e != BX_OK)
+            return e;
+    }
+    return BX_OK;
+}
+
+/* See waitroom.h. Returns the first store error but still admits and measures every
+ * concert. The rate is folded only while somebody waits or was admitted: an idle
+ * concert keeps its last measurement. Under mu. */
+static bx_err wm_tick(struct waitroom *base, int64_t now)
+{
+    struct wm *w = wm_of(base);
+    pthread_mutex_lock(&w->mu);
+    bx_err e = expire_idle(w, L_WAIT, w->cfg.waiting_idle_ms, now);
+    bx_err e2 = expire_idle(w, L_ACT, w->cfg.active_idle_ms, now);
+    if (e == BX_OK)
+        e = e2;
+    for (uint32_t i = 0; i < w->ncq; i++) {
+        struct cq *c = w->cq[i];
+        e2 = admit_run(w, c, now);
+        if (e == BX_OK)
+            e = e2;
+        if (now > c->rate_at) {
+            if (c->admitted_since > 0 || c->waiting > 0)
+                c->rate_avg = queue_rate_update(c->rate_avg, c->admitted_since, now - c->rate_at);
+            c->admitted_since = 0;
+            c->rate_at = now;
+        }
+        window_reset_if_empty(c);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return e;
+}
+
+/* See waitroom.h; concerts in order of first use. Under mu. */
+static bx_err wm_stats(struct waitroom *base, struct waitroom_concert_stats *out, size_t cap, size_t *n)
+{
+    struct wm *w = wm_of(base);
+    pthread_mutex_lock(&w->mu);
+    size_t k = 0;
+    for (uint32_t i = 0; i < w->ncq && k < cap; i++, k++) {
+        const struct cq *c = w->cq[i];
+        out[k] = (struct waitroom_concert_stats){.concert_id = c->concert_id,
+                                                 .waiting = c->waiting,
+                                                 .active = c->nact,
+                                                 .admitted_total = c->admitted_total,
+                                                 .admit_rate_avg = c->rate_avg};
+    }
+    *n = k;
+    pthread_mutex_unlock(&w->mu);
+    return BX_OK;
+}
+
+static const struct waitroom_ops wm_ops = {
+    .name = "memory",
+    .close = wm_close,
+    .ping = wm_ping,
+    .issue = wm_issue,
+    .status = wm_status,
+    .require_active = wm_require_active,
+    .leave = wm_leave,
+    .complete = wm_complete,
+    .tick = wm_tick,
+    .stats = wm_stats,
+};
+
+/* ---- start-up ---- */
+
+struct load_ctx {
+    struct wm *w;
+    int64_t now;
+    bx_err err;
+    const char *why;
+    struct queue_record *dup; /* second live tokens of one (user, concert): expired after the load */
+    size_t ndup, dup_cap;
+};
+
+/* Adds one live record from the store (ordered by concert, then seq); its idle clock
+ * restarts at ctx->now. Returns non-zero to stop the load on an error. */
+static int load_one(const struct queue_record *r, void *arg)
+{
+    struct load_ctx *x = arg;
+    struct wm *w = x->w;
+    uint8_t raw[TOKEN_RAW];
+    size_t rawlen = 0;
+    if ((r->status != QUEUE_WAITING && r->status != QUEUE_ACTIVE) ||
+        !token_queue_well_formed(r->token, strnlen(r->token, sizeof r->token)) ||
+        sodium_base642bin(raw, sizeof raw, r->token, BX_QUEUE_TOKEN_LEN, NULL, &rawlen, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        rawlen != TOKEN_RAW || find_token(w, raw) != NONE)
+        return 0; /* not a live, well-formed, new token: nothing to queue */
+    uint32_t ci = concert_get(w, r->concert_id, r->seq, x->now);
+    if (ci == NONE)
+        goto oom;
+    struct cq *c = w->cq[ci];
+    if (r->seq < c->origin + (int64_t)c->next_rel || r->seq - c->origin >= (int64_t)REL_MAX) {
+        x->err = BX_ERR_INTERNAL;
+        x->why = "queue_load returned tokens out of sequence order";
+        return 1;
+    }
+    uint32_t rel = (uint32_t)(r->seq - c->origin);
+    if (find_user(w, r->user_id, ci) != NONE) {
+        if (x->ndup == x->dup_cap) {
+            size_t cap = x->dup_cap ? x->dup_cap * 2 : 8;
+            struct queue_record *d = realloc(x->dup, cap * sizeof *d);
+            if (d == NULL)
+                goto oom;
+            x->dup = d;
+            x->dup_cap = cap;
+        }
+        x->dup[x->ndup++] = *r;
+        return 0;
+    }
+    uint32_t id;
+    if (window_skip_to(c, rel) != 0 || window_room(c) != 0 || act_reserve(c) != 0 ||
+        htab_reserve(w, H_TOKEN, &w->by_token, 1) != 0 || htab_reserve(w, H_USER, &w->by_user, 1) != 0 ||
+        (id = tok_take(w)) == NONE)
+        goto oom;
+    struct tok *t = &w->tok[id];
+    memcpy(t->raw, raw, TOKEN_RAW);
+    t->user_id = r->user_id;
+    t->issued_at = r->issued_at;
+    t->last_seen = x->now;
+    if (r->status == QUEUE_WAITING) {
+        tok_set(t, ci, ST_WAITING);
+        t->aux = rel;
+        window_push(c, id);
+        c->waiting++;
+        lru_append(w, L_WAIT, id);
+    } else {
+        tok_set(t, ci, ST_ACTIVE);
+        c->act[c->nact] = (struct act){.activated_at = r->activated_at, .id = id, .rel = rel};
+        t->aux = c->nact++;
+        window_push(c, NONE);
+        lru_append(w, L_ACT, id);
+    }
+    htab_put(w, H_TOKEN, &w->by_token, id);
+    htab_put(w, H_USER, &w->by_user, id);
+    return 0;
+oom:
+    x->err = BX_ERR_INTERNAL;
+    x->why = "out of memory loading the waiting room";
+    return 1;
+}
+
+/* See waitroom.h. Takes ownership of persist at once: it is closed on failure too.
+ * Rebuilds every queue from the store's live tokens; a second live token of the
+ * same (user, concert), which FIFO issue never creates, is expired. Not locked: no
+ * other thread can see the object yet. */
+struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct store *persist, int64_t now, char *err,
+                                   size_t errlen)
+{
+    struct wm *w = NULL;
+    if (cfg->active_max < 0 || !(cfg->admit_rate >= 0) || cfg->waiting_idle_ms <= 0 || cfg->active_idle_ms <= 0) {
+        snprintf(err, errlen, "waiting room: active_max, admit_rate must be >= 0 and idle times > 0");
+        goto fail;
+    }
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "waiting room: libsodium failed to initialise");
+        goto fail;
+    }
+    w = calloc(1, sizeof *w);
+    if (w == NULL || htab_init(&w->by_token) != 0 || htab_init(&w->by_user) != 0 ||
+        htab_init(&w->by_concert) != 0) {
+        snprintf(err, errlen, "waiting room: out of memory");
+        goto fail;
+    }
+    w->base.ops = &wm_ops;
+    w->cfg = *cfg;
+    w->free_head = NONE;
+    w->lru_head[0] = w->lru_head[1] = w->lru_tail[0] = w->lru_tail[1] = NONE;
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        snprintf(err, errlen, "waiting room: cannot create its mutex");
+        goto fail;
+    }
+    w->persist = persist;
+    persist = NULL; /* w owns it now */
+    if (w->persist) {
+        struct load_ctx x = {.w = w, .now = now, .err = BX_OK};
+        bx_err e = w->persist->ops->queue_load(w->persist, load_one, &x);
+        if (e == BX_OK && x.err != BX_OK)
+            e = x.err;
+        for (size_t i = 0; e == BX_OK && i < x.ndup; i++) {
+            struct queue_record r = x.dup[i];
+            r.status = QUEUE_EXPIRED;
+            r.expires_at = now;
+            e = save(w, &r);
+        }
+        free(x.dup);
+        if (e != BX_OK) {
+            snprintf(err, errlen, "waiting room: cannot load the queue: %s",
+                     x.why ? x.why : bx_err_info(e)->message);
+            wm_close(&w->base);
+            return NULL;
+        }
+    }
+    return &w->base;
+fail:
+    if (w) {
+        free(w->by_token.slot);
+        free(w->by_user.slot);
+        free(w->by_concert.slot);
+        free(w);
+    }
+    if (persist)
+        persist->ops->close(persist);
+    return NULL;
+}

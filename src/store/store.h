@@ -1,0 +1,116 @@
+/* store.h — the storage interface (SPEC §2, §3, §6). One `struct store` is one
+ * connection, owned by one thread (each event loop opens its own). Every call is
+ * one transaction unless it says otherwise; every function returns a bx_err and
+ * writes results through out-parameters. Lists are malloc'd: the caller frees.
+ * Backends: store_sqlite.c (embedded), store_pg.c (scale-out, later). */
+#ifndef BX_STORE_STORE_H
+#define BX_STORE_STORE_H
+
+#include "domain/errors.h"
+#include "domain/types.h"
+
+struct store;
+
+/* A queue token as persisted by the in-process waiting room (queue/waitroom_mem.c). */
+enum queue_status { QUEUE_WAITING = 0, QUEUE_ACTIVE, QUEUE_EXPIRED };
+
+struct queue_record {
+    char token[BX_QUEUE_TOKEN_LEN + 1];
+    int64_t user_id;
+    int64_t concert_id;
+    int64_t seq;          /* issue order within the concert: FIFO key */
+    enum queue_status status;
+    int64_t issued_at;
+    int64_t activated_at; /* 0 while WAITING */
+    int64_t last_seen_at;
+    int64_t expires_at;   /* 0 while live; set when EXPIRED */
+};
+
+/* One finding of `boxoffice audit`: which invariant (SPEC §3, 1..5) and what. */
+typedef void (*store_audit_cb)(int invariant, const char *finding, void *arg);
+
+struct store_ops {
+    const char *name;
+    void (*close)(struct store *s);
+
+    /* Schema: versioned, idempotent. */
+    bx_err (*migrate)(struct store *s);
+    bx_err (*ping)(struct store *s);
+    /* Reads the HMAC secret; creates and stores a random one on first call. */
+    bx_err (*secret_get_or_create)(struct store *s, unsigned char secret[32]);
+
+    /* Users and money. */
+    bx_err (*user_create)(struct store *s, const char *name, const char *pwhash, int64_t *user_id); /* NAME_TAKEN */
+    bx_err (*user_find_by_name)(struct store *s, const char *name, struct user *out);            /* NOT_FOUND */
+    bx_err (*balance_get)(struct store *s, int64_t user_id, int64_t *balance);                   /* NOT_FOUND */
+    /* Adds amount (already validated 1..10,000,000) and a CHARGE ledger entry.
+     * BALANCE_LIMIT past 1e12. With idem->key: a replay returns BX_REPLAY and the
+     * balance recorded by the first call; another body under the key: IDEMPOTENCY_MISMATCH. */
+    bx_err (*balance_charge)(struct store *s, int64_t user_id, int64_t amount, int64_t now, const struct idem *idem,
+                             int64_t *balance_after);
+
+    /* Catalogue. */
+    bx_err (*concert_create)(struct store *s, const char *title, const char *venue, int64_t *concert_id);
+    bx_err (*concert_get)(struct store *s, int64_t concert_id, struct concert *out); /* CONCERT_NOT_FOUND */
+    bx_err (*concert_list)(struct store *s, struct concert **out, size_t *n);
+    /* Creates the schedule and seats 1..seat_count at price. CONCERT_NOT_FOUND. */
+    bx_err (*schedule_create)(struct store *s, const struct schedule *in, int64_t price, int64_t *schedule_id);
+    bx_err (*schedule_get)(struct store *s, int64_t schedule_id, int64_t now, struct schedule *out); /* SCHEDULE_NOT_FOUND */
+    /* Schedules of a concert on sale at `now` (sale_opens_at <= now < sale_closes_at), by starts_at. */
+    bx_err (*schedule_list_bookable)(struct store *s, int64_t concert_id, int64_t now, struct schedule **out, size_t *n);
+    /* All seats by seat_no; available = not SOLD and no live hold at `now`. */
+    bx_err (*seat_list)(struct store *s, int64_t schedule_id, int64_t now, struct seat **out, size_t *n);
+
+    /* Holds (SPEC §6). One conditional update: the seat must be free at `now`
+     * (never held, or its hold expired — that reservation becomes EXPIRED in the same
+     * transaction). SEAT_NOT_FOUND, SEAT_UNAVAILABLE, SEAT_LIMIT (invariant 5). */
+    bx_err (*hold_seat)(struct store *s, int64_t user_id, int64_t schedule_id, int32_t seat_no, int64_t now,
+                        int64_t hold_ms, int max_per_user, struct reservation *out);
+    /* Owner only: anyone else's id is RESERVATION_NOT_FOUND. */
+    bx_err (*reservation_get)(struct store *s, int64_t user_id, int64_t reservation_id, int64_t now,
+                              struct reservation *out);
+    bx_err (*reservation_list)(struct store *s, int64_t user_id, int64_t now, struct reservation **out, size_t *n);
+    /* HELD and live → CANCELLED, seat free. Otherwise NOT_HELD (or RESERVATION_NOT_FOUND). */
+    bx_err (*reservation_cancel)(struct store *s, int64_t user_id, int64_t reservation_id, int64_t now);
+    /* Count of the user's live holds on the concert (decides whether paying ends the queue token). */
+    bx_err (*live_holds_on_concert)(struct store *s, int64_t user_id, int64_t concert_id, int64_t now, int *count);
+
+    /* Payment, one transaction (SPEC §3, §6): hold live at commit, debit with
+     * balance >= 0, payment + PAYMENT ledger entry, reservation CONFIRMED, seat SOLD.
+     * expected_amount < 0: not sent. Errors: RESERVATION_NOT_FOUND, HOLD_EXPIRED,
+     * ALREADY_PAID, NOT_HELD, PRICE_MISMATCH, INSUFFICIENT_BALANCE, IDEMPOTENCY_MISMATCH.
+     * BX_REPLAY: the payment made under this key. Durable before return (invariant 4). */
+    bx_err (*pay)(struct store *s, int64_t user_id, int64_t reservation_id, int64_t expected_amount, int64_t now,
+                  const struct idem *idem, struct payment *out);
+    /* Newest first; before_id 0 = from the newest; at most limit rows. */
+    bx_err (*payment_list)(struct store *s, int64_t user_id, int64_t before_id, int limit, struct payment **out,
+                           size_t *n);
+
+    /* Sweeper: HELD reservations past expires_at → EXPIRED and their seats AVAILABLE. */
+    bx_err (*sweep_holds)(struct store *s, int64_t now, int *expired);
+
+    /* Waiting-room persistence for the in-process queue. */
+    bx_err (*queue_save)(struct store *s, const struct queue_record *rec); /* upsert by token */
+    /* Live (WAITING/ACTIVE) records, ordered by concert then seq. cb returns non-zero to stop. */
+    bx_err (*queue_load)(struct store *s, int (*cb)(const struct queue_record *rec, void *arg), void *arg);
+    bx_err (*queue_find)(struct store *s, const char *token, struct queue_record *out); /* NOT_FOUND */
+
+    /* Checks invariants 1..5 of SPEC §3 (5 only when max_per_user > 0); calls cb
+     * per finding; *violations = count. */
+    bx_err (*audit)(struct store *s, int64_t now, int max_per_user, store_audit_cb cb, void *arg, int *violations);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+/* store_open flags. */
+#define STORE_OPEN_RELAXED 1 /* commits may skip the power-loss flush (queue persistence only, never money) */
+
+/* Opens a connection for the URL given by --db: "sqlite:<path>" or
+ * "postgresql://…". On failure returns NULL and writes a reason into err. */
+struct store *store_open(const char *url, int flags, char *err, size_t errlen);
+struct store *store_sqlite_open(const char *path, int flags, char *err, size_t errlen);
+struct store *store_pg_open(const char *url, int flags, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,107 @@
+/* token.c — see token.h. */
+#include "util/token.h"
+#include "domain/types.h"
+#include "domain/validate.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#define QUEUE_TOKEN_BYTES 24
+#define SIG_B64_LEN 43 /* 32 bytes, base64url without padding */
+
+void token_queue_new(char *out)
+{
+    unsigned char raw[QUEUE_TOKEN_BYTES];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+void token_queue_new_for(int64_t concert_id, char *out)
+{
+    unsigned char raw[QUEUE_TOKEN_BYTES];
+    uint64_t id = (uint64_t)concert_id;
+    for (int i = 0; i < 8; i++)
+        raw[i] = (unsigned char)(id >> (56 - 8 * i));
+    randombytes_buf(raw + 8, sizeof raw - 8);
+    sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int token_queue_concert(const char *s, size_t len, int64_t *concert_id)
+{
+    unsigned char raw[QUEUE_TOKEN_BYTES];
+    size_t n = 0;
+    if (len != BX_QUEUE_TOKEN_LEN ||
+        sodium_base642bin(raw, sizeof raw, s, len, NULL, &n, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        n != sizeof raw)
+        return -1;
+    uint64_t id = 0;
+    for (int i = 0; i < 8; i++)
+        id = id << 8 | raw[i];
+    if (id == 0 || id > INT64_MAX)
+        return -1;
+    *concert_id = (int64_t)id;
+    return 0;
+}
+
+static int is_b64url(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+int token_queue_well_formed(const char *s, size_t len)
+{
+    if (len != BX_QUEUE_TOKEN_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!is_b64url((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
+static void sign(const unsigned char secret[TOKEN_SECRET_LEN], const char *msg, size_t len, char *b64)
+{
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, secret, TOKEN_SECRET_LEN);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)msg, len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2base64(b64, SIG_B64_LEN + 1, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+void token_access_sign(const unsigned char secret[TOKEN_SECRET_LEN], int64_t user_id, int64_t expires_at_sec,
+                       char *out, size_t outlen)
+{
+    char msg[48], sig[SIG_B64_LEN + 1];
+    int n = snprintf(msg, sizeof msg, "%lld.%lld", (long long)user_id, (long long)expires_at_sec);
+    sign(secret, msg, (size_t)n, sig);
+    snprintf(out, outlen, "%s.%s", msg, sig);
+}
+
+int token_access_verify(const unsigned char secret[TOKEN_SECRET_LEN], const char *tok, size_t len, int64_t now_sec,
+                        int64_t *user_id, int64_t *expires_at_sec)
+{
+    if (len > ACCESS_TOKEN_MAX)
+        return -1;
+    const char *dot1 = memchr(tok, '.', len);
+    if (dot1 == NULL)
+        return -1;
+    const char *dot2 = memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - tok));
+    if (dot2 == NULL)
+        return -1;
+    size_t msg_len = (size_t)(dot2 - tok), sig_len = len - msg_len - 1;
+    int64_t uid, exp;
+    if (sig_len != SIG_B64_LEN || validate_parse_id(tok, (size_t)(dot1 - tok), &uid) != 0 ||
+        validate_parse_id(dot1 + 1, (size_t)(dot2 - dot1 - 1), &exp) != 0)
+        return -1;
+    char expect[SIG_B64_LEN + 1];
+    sign(secret, tok, msg_len, expect);
+    if (sodium_memcmp(expect, dot2 + 1, SIG_B64_LEN) != 0)
+        return -1;
+    if (exp <= now_sec)
+        return -1;
+    *user_id = uid;
+    if (expires_at_sec)
+        *expires_at_sec = exp;
+    return 0;
+}

@@ -1,0 +1,780 @@
+/* harness.c — start/stop the real boxoffice binary and speak HTTP to it (see
+ * harness.h). Everything a test starts is torn down by bx_server_cleanup; the
+ * server child also dies with the test process (PR_SET_PDEATHSIG) if the test
+ * crashes before its .fini fixture runs. */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static const struct bx_server *g_current; /* for log tails in failure messages */
+
+int64_t bx_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void bx_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---------------------------------------------------------------- server */
+
+static const char *server_bin(void)
+{
+    const char *bin = getenv("BOXOFFICE_BIN");
+    return bin != NULL && *bin != '\0' ? bin : NULL;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Drops every BOXOFFICE_* variable so the caller's environment cannot change the
+ * server's configuration (e.g. a stray BOXOFFICE_ADMIN_KEY). */
+static void scrub_env(void)
+{
+    for (;;) {
+        char **e = environ;
+        while (*e != NULL && strncmp(*e, "BOXOFFICE_", 10) != 0)
+            e++;
+        if (*e == NULL)
+            return;
+        char name[128];
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
+        if (n >= sizeof name)
+            n = sizeof name - 1;
+        memcpy(name, *e, n);
+        name[n] = '\0';
+        unsetenv(name);
+    }
+}
+
+/* Forks and execs argv with stdout+stderr appended to log_path. Returns the pid. */
+static pid_t spawn(char *const argv[], const char *log_path, bool die_with_parent)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    if (die_with_parent) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+    }
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in < 0 || out < 0)
+        _exit(127);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    close(in);
+    close(out);
+    scrub_env();
+    execv(argv[0], argv);
+    dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+static char *read_file_tail(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return strdup("(no log)");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long from = size > 16384 ? size - 16384 : 0;
+    fseek(f, from, SEEK_SET);
+    char *buf = calloc(1, (size_t)(size - from) + 1);
+    size_t n = buf ? fread(buf, 1, (size_t)(size - from), f) : 0;
+    fclose(f);
+    if (buf == NULL)
+        return strdup("(oom)");
+    buf[n] = '\0';
+    char *p = buf + n;
+    int seen = 0;
+    while (p > buf) {
+        if (p[-1] == '\n' && p != buf + n && ++seen > lines)
+            break;
+        p--;
+    }
+    memmove(buf, p, strlen(p) + 1);
+    return buf;
+}
+
+void bx_server_log_tail(const struct bx_server *s, int lines)
+{
+    if (s == NULL || s->log_path[0] == '\0')
+        return;
+    char *t = read_file_tail(s->log_path, lines);
+    fprintf(stderr, "---- tail of %s ----\n%s---- end of server log ----\n", s->log_path, t);
+    free(t);
+}
+
+static long get_status(const char *url, int timeout_ms)
+{
+    CURL *h = curl_easy_init();
+    if (h == NULL)
+        return 0;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, NULL);
+    FILE *null = fopen("/dev/null", "w");
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, null);
+    long status = 0;
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(h);
+    if (null)
+        fclose(null);
+    return status;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+}
+
+static void launch(struct bx_server *s)
+{
+    const char *bin = server_bin();
+    char listen[64], *argv[BX_MAX_FLAGS + 40];
+    int n = 0;
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+    argv[n++] = (char *)bin;
+    argv[n++] = "serve";
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--db";
+    argv[n++] = s->db;
+    argv[n++] = "--queue";
+    argv[n++] = "memory";
+    if (!s->no_admin_key) {
+        argv[n++] = "--admin-key";
+        argv[n++] = BX_ADMIN_KEY;
+    }
+    argv[n++] = "--threads";
+    argv[n++] = "2";
+    argv[n++] = "--pwhash-ops";
+    argv[n++] = "1";
+    argv[n++] = "--pwhash-mem-kib";
+    argv[n++] = "8";
+    for (int i = 0; i < s->nflags; i++)
+        argv[n++] = s->flags[i]; /* later flags override the defaults above */
+    argv[n] = NULL;
+
+    FILE *log = fopen(s->log_path, "a");
+    if (log != NULL) {
+        fprintf(log, "==== harness: starting");
+        for (int i = 0; argv[i]; i++)
+            fprintf(log, " %s", argv[i]);
+        fprintf(log, "\n");
+        fclose(log);
+    }
+    s->pid = spawn(argv, s->log_path, true);
+    cr_assert(s->pid > 0, "fork failed: %s", strerror(errno));
+    g_current = s;
+
+    char url[128];
+    snprintf(url, sizeof url, "%s/readyz", s->base_url);
+    int64_t deadline = bx_now_ms() + 10000;
+    for (;;) {
+        int st;
+        pid_t w = waitpid(s->pid, &st, WNOHANG);
+        if (w == s->pid) {
+            s->pid = 0;
+            bx_server_log_tail(s, 40);
+            cr_assert_fail("boxoffice exited during start-up (%s %d); log: %s", WIFEXITED(st) ? "exit code" : "signal",
+                           WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), s->log_path);
+        }
+        if (get_status(url, 1000) == 200)
+            return;
+        if (bx_now_ms() > deadline) {
+            bx_server_log_tail(s, 40);
+            cr_assert_fail("boxoffice not ready on %s within 10 s; log: %s", url, s->log_path);
+        }
+        bx_sleep_ms(25);
+    }
+}
+
+void bx_server_start(struct bx_server *s, ...)
+{
+    pthread_once(&curl_once, curl_init_once);
+    const char *bin = server_bin();
+    cr_assert(bin != NULL, "BOXOFFICE_BIN is not set (path of the boxoffice binary)");
+    cr_assert(access(bin, X_OK) == 0, "BOXOFFICE_BIN=%s is not executable: %s", bin, strerror(errno));
+
+    va_list ap;
+    va_start(ap, s);
+    const char *f;
+    while ((f = va_arg(ap, const char *)) != NULL) {
+        cr_assert(s->nflags < BX_MAX_FLAGS, "too many flags");
+        s->flags[s->nflags++] = strdup(f);
+    }
+    va_end(ap);
+
+    const char *base = getenv("BOXOFFICE_TEST_TMP");
+    if (base == NULL || *base == '\0')
+        base = "/tmp";
+    mkdir(base, 0755);
+    snprintf(s->dir, sizeof s->dir, "%s/bx-http-XXXXXX", base);
+    cr_assert(mkdtemp(s->dir) != NULL, "mkdtemp %s: %s", s->dir, strerror(errno));
+    snprintf(s->db, sizeof s->db, "sqlite:%s/bx.db", s->dir);
+    snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
+    s->port = free_port();
+    cr_assert(s->port > 0, "no free port");
+    snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", s->port);
+    launch(s);
+}
+
+int bx_server_stop(struct bx_server *s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int st = -1;
+    kill(s->pid, SIGTERM);
+    int64_t deadline = bx_now_ms() + 5000;
+    for (;;) {
+        pid_t w = waitpid(s->pid, &st, WNOHANG);
+        if (w == s->pid || (w < 0 && errno != EINTR))
+            break;
+        if (bx_now_ms() > deadline) {
+            FILE *log = fopen(s->log_path, "a");
+            if (log) {
+                fprintf(log, "==== harness: no exit 5 s after SIGTERM, sending SIGKILL\n");
+                fclose(log);
+            }
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &st, 0);
+            break;
+        }
+        bx_sleep_ms(10);
+    }
+    s->pid = 0;
+    return st;
+}
+
+int bx_server_kill(struct bx_server *s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int st = -1;
+    kill(s->pid, SIGKILL);
+    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    s->pid = 0;
+    return st;
+}
+
+void bx_server_restart(struct bx_server *s)
+{
+    bx_server_stop(s);
+    launch(s);
+}
+
+void bx_server_relaunch(struct bx_server *s)
+{
+    cr_assert(s->pid == 0, "bx_server_relaunch: server still running");
+    launch(s);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void bx_server_cleanup(struct bx_server *s)
+{
+    if (s->pid > 0) {
+        int st = bx_server_stop(s);
+        if (getenv("BOXOFFICE_TEST_VERBOSE") || !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            bx_server_log_tail(s, 30);
+    }
+    if (s->dir[0] != '\0') {
+        if (getenv("BOXOFFICE_TEST_KEEP") == NULL)
+            nftw(s->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        else
+            fprintf(stderr, "harness: kept %s\n", s->dir);
+        s->dir[0] = '\0';
+    }
+    for (int i = 0; i < s->nflags; i++)
+        free(s->flags[i]);
+    s->nflags = 0;
+    if (g_current == s)
+        g_current = NULL;
+}
+
+int bx_audit(const struct bx_server *s, char **out)
+{
+    char path[320];
+    snprintf(path, sizeof path, "%s/audit.log", s->dir);
+    unlink(path);
+    char *argv[] = {(char *)server_bin(), "audit", "--db", (char *)s->db, NULL};
+    if (argv[0] == NULL)
+        return -1;
+    pid_t pid = spawn(argv, path, true);
+    if (pid < 0)
+        return -1;
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (out != NULL)
+        *out = read_file_tail(path, 1000);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---------------------------------------------------------------- HTTP */
+
+void bx_client_init(struct bx_client *c, const struct bx_server *s)
+{
+    pthread_once(&curl_once, curl_init_once);
+    memset(c, 0, sizeof *c);
+    c->curl = curl_easy_init();
+    snprintf(c->base_url, sizeof c->base_url, "%s", s->base_url);
+}
+
+void bx_client_release(struct bx_client *c)
+{
+    struct bx_resp *r = c->owned;
+    while (r != NULL) {
+        struct bx_resp *next = r->next_owned;
+        free(r->body);
+        json_decref(r->json);
+        free(r);
+        r = next;
+    }
+    for (size_t i = 0; i < c->nstrs; i++)
+        free(c->strs[i]);
+    free(c->strs);
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    memset(c, 0, sizeof *c);
+}
+
+void bx_client_reset(struct bx_client *c)
+{
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    c->curl = curl_easy_init();
+}
+
+static char *keep_str(struct bx_client *c, char *s)
+{
+    if (c->nstrs == c->capstrs) {
+        c->capstrs = c->capstrs ? c->capstrs * 2 : 16;
+        c->strs = realloc(c->strs, c->capstrs * sizeof *c->strs);
+    }
+    c->strs[c->nstrs++] = s;
+    return s;
+}
+
+const char *bx_str(struct bx_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s ? keep_str(c, s) : "";
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct bx_resp *r = ud;
+    size_t n = size * nmemb;
+    char *nb = realloc(r->body, r->len + n + 1);
+    if (nb == NULL)
+        return 0;
+    memcpy(nb + r->len, ptr, n);
+    r->body = nb;
+    r->len += n;
+    r->body[r->len] = '\0';
+    return n;
+}
+
+static void header_value(const char *line, size_t n, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (n <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return;
+    const char *v = line + nl + 1;
+    const char *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t len = (size_t)(end - v) < outlen - 1 ? (size_t)(end - v) : outlen - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct bx_resp *r = ud;
+    size_t n = size * nmemb;
+    header_value(ptr, n, "X-Request-Id", r->request_id, sizeof r->request_id);
+    header_value(ptr, n, "Allow", r->allow, sizeof r->allow);
+    header_value(ptr, n, "Content-Type", r->content_type, sizeof r->content_type);
+    return n;
+}
+
+struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *path, const struct bx_req *req)
+{
+    static const struct bx_req none;
+    if (req == NULL)
+        req = &none;
+    struct bx_resp *r = calloc(1, sizeof *r);
+    r->next_owned = c->owned;
+    c->owned = r;
+    r->body = calloc(1, 1);
+    snprintf(r->what, sizeof r->what, "%s %s", method, path);
+
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", c->base_url, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->error);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+
+    struct curl_slist *hd = NULL;
+    char line[2048];
+    hd = curl_slist_append(hd, "Expect:");
+    if (req->bearer) {
+        snprintf(line, sizeof line, "Authorization: Bearer %s", req->bearer);
+        hd = curl_slist_append(hd, line);
+    }
+    if (req->queue_token) {
+        snprintf(line, sizeof line, "X-Queue-Token: %s", req->queue_token);
+        hd = curl_slist_append(hd, line);
+    }
+    if (req->idem_key) {
+        snprintf(line, sizeof line, "Idempotency-Key: %s", req->idem_key);
+        hd = curl_slist_append(hd, line);
+    }
+    if (req->admin_key) {
+        snprintf(line, sizeof line, "X-Admin-Key: %s", req->admin_key);
+        hd = curl_slist_append(hd, line);
+    }
+    if (req->body) {
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)(req->body_len ? req->body_len : strlen(req->body)));
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    if (strcmp(method, "GET") == 0 && req->body == NULL)
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    else if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    else
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0 && req->body == NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+    }
+
+    CURLcode rc = curl_easy_perform(h);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+        if (r->len > 0)
+            r->json = json_loadb(r->body, r->len, JSON_DECODE_ANY, NULL);
+    } else {
+        r->status = 0;
+        if (r->error[0] == '\0')
+            snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(rc));
+    }
+    curl_slist_free_all(hd);
+    return r;
+}
+
+struct bx_resp *bx_http_json(struct bx_client *c, const char *method, const char *path, const struct bx_req *req,
+                             json_t *body)
+{
+    struct bx_req rq = req ? *req : (struct bx_req){0};
+    char *text = NULL;
+    if (body != NULL) {
+        text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        rq.body = text;
+        rq.body_len = 0;
+    }
+    struct bx_resp *r = bx_http(c, method, path, &rq);
+    free(text);
+    return r;
+}
+
+const char *bx_jstr(const json_t *j, const char *key)
+{
+    const char *s = json_string_value(json_object_get(j, key));
+    return s ? s : "";
+}
+
+int64_t bx_jint(const json_t *j, const char *key)
+{
+    json_t *v = json_object_get(j, key);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : INT64_MIN;
+}
+
+bool bx_jnull(const json_t *j, const char *key)
+{
+    return json_is_null(json_object_get(j, key));
+}
+
+const char *bx_err_code(const struct bx_resp *r)
+{
+    return bx_jstr(json_object_get(r->json, "error"), "code");
+}
+
+const char *bx_err_field(const struct bx_resp *r)
+{
+    return bx_jstr(json_object_get(r->json, "error"), "field");
+}
+
+bool bx_is_error_shape(const struct bx_resp *r)
+{
+    if (!json_is_object(r->json) || json_object_size(r->json) != 1)
+        return false;
+    json_t *e = json_object_get(r->json, "error");
+    if (!json_is_object(e) || !json_is_string(json_object_get(e, "code")) ||
+        !json_is_string(json_object_get(e, "message")))
+        return false;
+    const char *k;
+    json_t *v;
+    json_object_foreach(e, k, v)
+    {
+        if (strcmp(k, "code") != 0 && strcmp(k, "message") != 0 && !(strcmp(k, "field") == 0 && json_is_string(v)))
+            return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- flows */
+
+void bx_expect_at(const struct bx_resp *r, long status, const char *code, const char *file, int line)
+{
+    bool ok = r->status == status && (code == NULL || strcmp(bx_err_code(r), code) == 0);
+    if (ok)
+        return;
+    if (r->status == 0 || r->status >= 500)
+        bx_server_log_tail(g_current, 30);
+    cr_assert_fail("%s:%d: %s: expected %ld%s%s, got %ld %s%s", file, line, r->what, status, code ? " " : "",
+                   code ? code : "", r->status, r->status ? r->body : "transport error: ", r->status ? "" : r->error);
+}
+
+static __thread const char *at_file = "?";
+static __thread int at_line;
+
+void bx_at(const char *file, int line)
+{
+    at_file = file;
+    at_line = line;
+}
+
+/* inside the flow helpers: expectations and asserts name the test's line */
+#define HX(r, st) bx_expect_at((r), (st), NULL, at_file, at_line)
+#define HA(cond, fmt, ...) cr_assert((cond), "%s:%d: " fmt, at_file, at_line, ##__VA_ARGS__)
+
+static unsigned long uniq_counter;
+
+const char *bx_unique(struct bx_client *c, const char *prefix)
+{
+    unsigned long n = __atomic_add_fetch(&uniq_counter, 1, __ATOMIC_RELAXED);
+    return bx_str(c, "%s-%ld-%lu", prefix, (long)getpid(), n);
+}
+
+const char *(bx_user)(struct bx_client *c, const char *name, int64_t *user_id)
+{
+    struct bx_resp *r =
+        bx_http_json(c, "POST", "/api/v1/users", NULL, json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
+    HX(r, 201);
+    int64_t id = bx_jint(r->json, "userId");
+    HA(id > 0, "signup: no userId in %s", r->body);
+    r = bx_http_json(c, "POST", "/api/v1/sessions", NULL, json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
+    HX(r, 200);
+    const char *tok = bx_jstr(r->json, "accessToken");
+    HA(*tok, "login: no accessToken in %s", r->body);
+    HA(bx_jint(r->json, "userId") == id, "login userId differs from signup: %s", r->body);
+    if (user_id)
+        *user_id = id;
+    return bx_str(c, "%s", tok);
+}
+
+int64_t (bx_admin_concert)(struct bx_client *c, const char *title)
+{
+    struct bx_req rq = {.admin_key = BX_ADMIN_KEY};
+    struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/admin/concerts", &rq,
+                                     json_pack("{s:s,s:s}", "title", title, "venue", "Test Hall"));
+    HX(r, 201);
+    int64_t id = bx_jint(r->json, "concertId");
+    HA(id > 0, "no concertId in %s", r->body);
+    return id;
+}
+
+int64_t (bx_admin_schedule)(struct bx_client *c, int64_t concert_id, int seats, int64_t price)
+{
+    static int day;
+    int d = __atomic_add_fetch(&day, 1, __ATOMIC_RELAXED);
+    char starts[32];
+    snprintf(starts, sizeof starts, "2030-%02d-%02dT19:00:00Z", 1 + (d / 28) % 12, 1 + d % 28);
+    struct bx_req rq = {.admin_key = BX_ADMIN_KEY};
+    struct bx_resp *r = bx_http_json(c, "POST", bx_str(c, "/api/v1/admin/concerts/%lld/schedules", (long long)concert_id),
+                                     &rq, json_pack("{s:s,s:i,s:I}", "startsAt", starts, "seats", seats, "price",
+                                                    (json_int_t)price));
+    HX(r, 201);
+    int64_t id = bx_jint(r->json, "scheduleId");
+    HA(id > 0, "no scheduleId in %s", r->body);
+    return id;
+}
+
+const char *(bx_queue_issue)(struct bx_client *c, const char *bearer, int64_t concert_id, char *status, size_t len)
+{
+    struct bx_req rq = {.bearer = bearer};
+    struct bx_resp *r =
+        bx_http(c, "POST", bx_str(c, "/api/v1/concerts/%lld/queue/tokens", (long long)concert_id), &rq);
+    HA(r->status == 200 || r->status == 201, "%s: expected 200/201, got %ld %s", r->what, r->status, r->body);
+    const char *tok = bx_jstr(r->json, "token");
+    HA(*tok, "no token in %s", r->body);
+    if (status)
+        snprintf(status, len, "%s", bx_jstr(r->json, "status"));
+    return bx_str(c, "%s", tok);
+}
+
+void (bx_wait_active)(struct bx_client *c, const char *bearer, const char *qtoken, int timeout_ms)
+{
+    struct bx_req rq = {.bearer = bearer, .queue_token = qtoken};
+    int64_t deadline = bx_now_ms() + timeout_ms;
+    for (;;) {
+        struct bx_resp *r = bx_http(c, "GET", "/api/v1/queue/status", &rq);
+        HX(r, 200);
+        if (strcmp(bx_jstr(r->json, "status"), "ACTIVE") == 0)
+            return;
+        HA(bx_now_ms() < deadline, "queue token not ACTIVE within %d ms: %s", timeout_ms, r->body);
+        bx_sleep_ms(50);
+    }
+}
+
+const char *(bx_queue_active)(struct bx_client *c, const char *bearer, int64_t concert_id)
+{
+    const char *tok = (bx_queue_issue)(c, bearer, concert_id, NULL, 0);
+    (bx_wait_active)(c, bearer, tok, 5000);
+    return tok;
+}
+
+int64_t (bx_charge)(struct bx_client *c, const char *bearer, int64_t amount)
+{
+    struct bx_req rq = {.bearer = bearer};
+    struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/users/me/balance/charge", &rq,
+                                     json_pack("{s:I}", "amount", (json_int_t)amount));
+    HX(r, 200);
+    return bx_jint(r->json, "balance");
+}
+
+int64_t (bx_balance)(struct bx_client *c, const char *bearer)
+{
+    struct bx_req rq = {.bearer = bearer};
+    struct bx_resp *r = bx_http(c, "GET", "/api/v1/users/me/balance", &rq);
+    HX(r, 200);
+    int64_t b = bx_jint(r->json, "balance");
+    HA(b != INT64_MIN, "no integer balance in %s", r->body);
+    return b;
+}
+
+int64_t (bx_hold)(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id, int seat_no)
+{
+    struct bx_req rq = {.bearer = bearer, .queue_token = qtoken};
+    struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/reservations", &rq,
+                                     json_pack("{s:I,s:i}", "scheduleId", (json_int_t)schedule_id, "seatNo", seat_no));
+    HX(r, 201);
+    int64_t id = bx_jint(r->json, "reservationId");
+    HA(id > 0, "no reservationId in %s", r->body);
+    return id;
+}
+
+struct bx_resp *(bx_pay)(struct bx_client *c, const char *bearer, const char *qtoken, int64_t reservation_id)
+{
+    struct bx_req rq = {.bearer = bearer, .queue_token = qtoken};
+    struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/payments", &rq,
+                                     json_pack("{s:I}", "reservationId", (json_int_t)reservation_id));
+    HX(r, 201);
+    return r;
+}
+
+bool (bx_seat_available)(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id,
+                         int seat_no, int *navail)
+{
+    struct bx_req rq = {.bearer = bearer, .queue_token = qtoken};
+    struct bx_resp *r = bx_http(c, "GET", bx_str(c, "/api/v1/schedules/%lld/seats", (long long)schedule_id), &rq);
+    HX(r, 200);
+    json_t *seats = json_object_get(r->json, "seats");
+    HA(json_is_array(seats), "no seats array in %s", r->body);
+    bool found = false, avail = false;
+    int n = 0;
+    size_t i;
+    json_t *s;
+    json_array_foreach(seats, i, s)
+    {
+        bool a = json_is_true(json_object_get(s, "available"));
+        n += a;
+        if (bx_jint(s, "seatNo") == seat_no) {
+            found = true;
+            avail = a;
+        }
+    }
+    if (navail)
+        *navail = n;
+    HA(found || seat_no <= 0, "seat %d not in the seat map of schedule %lld", seat_no, (long long)schedule_id);
+    return avail;
+}

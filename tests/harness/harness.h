@@ -1,0 +1,173 @@
+/* harness.h — drives the real boxoffice binary over real HTTP for tests/http.
+ * Starts a server on a free loopback port in a fresh temp dir, talks to it with
+ * libcurl, parses answers with jansson, and always cleans up (kill + rm -rf).
+ * Must not reach into src/: the tests see the server only as a user would. */
+#ifndef BX_TEST_HARNESS_H
+#define BX_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#define BX_ADMIN_KEY "test-admin-key-0123456789"
+#define BX_PASSWORD "correct horse battery"
+#define BX_MAX_FLAGS 48
+
+/* One server under test. Owned by the test (usually a file-level global that a
+ * Criterion .fini fixture hands to bx_server_cleanup). */
+struct bx_server {
+    char dir[256];      /* temp dir: bx.db, server.log, audit.log */
+    char db[300];       /* "sqlite:<dir>/bx.db" */
+    char log_path[300]; /* server stdout + stderr, appended across restarts */
+    char base_url[64];  /* "http://127.0.0.1:<port>" */
+    int port;
+    pid_t pid;          /* 0 when not running */
+    bool no_admin_key;  /* set before start: run without --admin-key */
+    char *flags[BX_MAX_FLAGS]; /* extra flags of the first start, reused by restart */
+    int nflags;
+};
+
+/* Creates the temp dir, picks a free port and starts `serve` with the default test
+ * flags plus the NULL-terminated extra flags (e.g. "--hold-ttl", "1", NULL), then
+ * waits up to 10 s for GET /readyz == 200. Fails the current test (with the tail of
+ * the server log) when the binary is missing, exits or never gets ready. */
+void bx_server_start(struct bx_server *s, ...);
+/* SIGTERM, wait up to 5 s, then SIGKILL. Returns the exit status as in waitpid
+ * (-1 if it was not running). */
+int bx_server_stop(struct bx_server *s);
+/* SIGKILL (a crash), then wait. Returns the waitpid status. */
+int bx_server_kill(struct bx_server *s);
+/* Stops it and starts it again on the same database, port and flags. Fails the
+ * test like bx_server_start if it does not come back. */
+void bx_server_restart(struct bx_server *s);
+/* Starts a stopped (or killed) server again on the same database, port, flags. */
+void bx_server_relaunch(struct bx_server *s);
+/* bx_server_start with the NULL terminator supplied: BX_START(&srv, "--hold-ttl", "1"). */
+#define BX_START(s, ...) bx_server_start((s), ##__VA_ARGS__, (const char *)NULL)
+/* Kills the server if running and removes the temp dir. Safe to call twice and
+ * on a server never started (zero-initialised). Meant for .fini fixtures. */
+void bx_server_cleanup(struct bx_server *s);
+/* Prints the last `lines` lines of the server log to stderr. */
+void bx_server_log_tail(const struct bx_server *s, int lines);
+
+/* Runs `boxoffice audit --db <db>`; returns its exit code (or -1) and, when out is
+ * not NULL, a malloc'd copy of its stdout+stderr (caller frees). */
+int bx_audit(const struct bx_server *s, char **out);
+
+/* ---- HTTP ---- */
+
+/* Optional request headers and body. Zero-initialise and fill what you need. */
+struct bx_req {
+    const char *bearer;      /* Authorization: Bearer <bearer> */
+    const char *queue_token; /* X-Queue-Token */
+    const char *idem_key;    /* Idempotency-Key */
+    const char *admin_key;   /* X-Admin-Key */
+    const char *body;        /* raw body (sent as application/json) */
+    size_t body_len;         /* 0: strlen(body) */
+};
+
+/* A response. Owned by the client that made it; freed by bx_client_release. */
+struct bx_resp {
+    long status;        /* 0 on transport failure (see error) */
+    char *body;         /* NUL-terminated raw body */
+    size_t len;
+    json_t *json;       /* parsed body, NULL if not JSON */
+    char request_id[128]; /* X-Request-Id ("" if absent) */
+    char allow[128];      /* Allow */
+    char content_type[128];
+    char error[CURL_ERROR_SIZE];
+    char what[320];       /* "POST /api/v1/..." for failure messages */
+    struct bx_resp *next_owned;
+};
+
+/* One client = one CURL handle = one thread. Keeps every response and string it
+ * hands out until bx_client_release. */
+struct bx_client {
+    CURL *curl;
+    char base_url[64];
+    struct bx_resp *owned;
+    char **strs;
+    size_t nstrs, capstrs;
+};
+
+void bx_client_init(struct bx_client *c, const struct bx_server *s);
+void bx_client_release(struct bx_client *c);
+/* Closes the keep-alive connection (before a server restart, for instance). */
+void bx_client_reset(struct bx_client *c);
+
+/* Performs one request. Never asserts: safe in worker threads. */
+struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *path, const struct bx_req *req);
+/* As bx_http with a JSON body; takes ownership of body (may be NULL: no body). */
+struct bx_resp *bx_http_json(struct bx_client *c, const char *method, const char *path, const struct bx_req *req,
+                             json_t *body);
+/* printf into a string owned by the client. */
+const char *bx_str(struct bx_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Accessors that tolerate NULL / wrong types (return "" / INT64_MIN / false). */
+const char *bx_jstr(const json_t *j, const char *key);
+int64_t bx_jint(const json_t *j, const char *key);
+bool bx_jnull(const json_t *j, const char *key); /* key present with null */
+/* error.code of an error body, "" when the body has no error object. */
+const char *bx_err_code(const struct bx_resp *r);
+const char *bx_err_field(const struct bx_resp *r);
+/* true when the body is exactly {"error":{"code":string,"message":string[,"field":string]}}. */
+bool bx_is_error_shape(const struct bx_resp *r);
+
+/* ---- flows (main test thread only: these assert and fail the test) ---- */
+
+/* Asserts the status and, when code != NULL, the error code; prints the request
+ * and the body on failure. */
+#define bx_expect(r, st, code) bx_expect_at((r), (st), (code), __FILE__, __LINE__)
+void bx_expect_at(const struct bx_resp *r, long status, const char *code, const char *file, int line);
+
+/* Signs up (201) and logs in (200); returns the access token (client-owned). The
+ * user id goes to *user_id when not NULL. */
+const char *bx_user(struct bx_client *c, const char *name, int64_t *user_id);
+/* Creates a concert (201) and returns its id. */
+int64_t bx_admin_concert(struct bx_client *c, const char *title);
+/* Creates a schedule of `seats` seats at `price` on sale now; returns its id. */
+int64_t bx_admin_schedule(struct bx_client *c, int64_t concert_id, int seats, int64_t price);
+/* Issues a queue token (200 or 201); returns the token, status into *status. */
+const char *bx_queue_issue(struct bx_client *c, const char *bearer, int64_t concert_id, char *status, size_t len);
+/* Polls GET /queue/status until ACTIVE (fails after timeout_ms). */
+void bx_wait_active(struct bx_client *c, const char *bearer, const char *qtoken, int timeout_ms);
+/* Issue + wait until ACTIVE; returns the token. */
+const char *bx_queue_active(struct bx_client *c, const char *bearer, int64_t concert_id);
+/* Charges (200) and returns the new balance. */
+int64_t bx_charge(struct bx_client *c, const char *bearer, int64_t amount);
+int64_t bx_balance(struct bx_client *c, const char *bearer);
+/* Holds a seat (201) and returns the reservation id. */
+int64_t bx_hold(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id, int seat_no);
+/* Pays a reservation (201) and returns the response. */
+struct bx_resp *bx_pay(struct bx_client *c, const char *bearer, const char *qtoken, int64_t reservation_id);
+/* GET seats (200) and tells whether seat_no is available; *navail = count of
+ * available seats when not NULL. */
+bool bx_seat_available(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id,
+                       int seat_no, int *navail);
+
+/* The flow helpers above report failures at their caller's line: each call goes
+ * through a macro that records __FILE__/__LINE__ first (main thread only). */
+void bx_at(const char *file, int line);
+#define bx_user(...) (bx_at(__FILE__, __LINE__), bx_user(__VA_ARGS__))
+#define bx_admin_concert(...) (bx_at(__FILE__, __LINE__), bx_admin_concert(__VA_ARGS__))
+#define bx_admin_schedule(...) (bx_at(__FILE__, __LINE__), bx_admin_schedule(__VA_ARGS__))
+#define bx_queue_issue(...) (bx_at(__FILE__, __LINE__), bx_queue_issue(__VA_ARGS__))
+#define bx_wait_active(...) (bx_at(__FILE__, __LINE__), bx_wait_active(__VA_ARGS__))
+#define bx_queue_active(...) (bx_at(__FILE__, __LINE__), bx_queue_active(__VA_ARGS__))
+#define bx_charge(...) (bx_at(__FILE__, __LINE__), bx_charge(__VA_ARGS__))
+#define bx_balance(...) (bx_at(__FILE__, __LINE__), bx_balance(__VA_ARGS__))
+#define bx_hold(...) (bx_at(__FILE__, __LINE__), bx_hold(__VA_ARGS__))
+#define bx_pay(...) (bx_at(__FILE__, __LINE__), bx_pay(__VA_ARGS__))
+#define bx_seat_available(...) (bx_at(__FILE__, __LINE__), bx_seat_available(__VA_ARGS__))
+
+/* A short random suffix for unique names ("u-3f9a..."). */
+const char *bx_unique(struct bx_client *c, const char *prefix);
+/* Monotonic milliseconds. */
+int64_t bx_now_ms(void);
+void bx_sleep_ms(int ms);
+
+#endif

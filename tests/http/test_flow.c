@@ -1,0 +1,386 @@
+/* test_flow.c — the happy paths a ticket buyer walks, over real HTTP against the
+ * real binary: sign up, log in, queue, pick a date and a seat, hold, charge, pay,
+ * history; plus cancelling a hold and leaving the queue. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <string.h>
+
+static struct bx_server srv;
+static struct bx_client C;
+
+static void teardown(void)
+{
+    bx_client_release(&C);
+    bx_server_cleanup(&srv);
+}
+
+TestSuite(flow, .fini = teardown, .timeout = 120);
+
+#define START(...)                                                                                                 \
+    do {                                                                                                           \
+        BX_START(&srv, ##__VA_ARGS__);                                                                             \
+        bx_client_init(&C, &srv);                                                                                  \
+    } while (0)
+
+/* An RFC 3339 UTC timestamp as DESIGN.md promises: 2030-01-01T19:00:00Z (fraction allowed). */
+static bool is_rfc3339_utc(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 20 && s[4] == '-' && s[7] == '-' && s[10] == 'T' && s[13] == ':' && s[16] == ':' && s[n - 1] == 'Z';
+}
+
+static bool is_base64url(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+static json_t *find_by_id(json_t *arr, const char *key, int64_t id)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (bx_jint(v, key) == id)
+            return v;
+    }
+    return NULL;
+}
+
+Test(flow, signup_login_queue_hold_charge_pay_confirms_the_seat)
+{
+    START();
+    /* sign up and log in */
+    struct bx_resp *r = bx_http_json(&C, "POST", "/api/v1/users", NULL,
+                                     json_pack("{s:s,s:s}", "name", "alice", "password", BX_PASSWORD));
+    bx_expect(r, 201, NULL);
+    int64_t uid = bx_jint(r->json, "userId");
+    cr_assert(uid > 0, "userId: %s", r->body);
+    cr_assert_str_eq(bx_jstr(r->json, "name"), "alice");
+    cr_assert(r->request_id[0], "no X-Request-Id on signup");
+
+    r = bx_http_json(&C, "POST", "/api/v1/sessions", NULL,
+                     json_pack("{s:s,s:s}", "name", "alice", "password", BX_PASSWORD));
+    bx_expect(r, 200, NULL);
+    const char *at = bx_str(&C, "%s", bx_jstr(r->json, "accessToken"));
+    cr_assert(*at, "accessToken: %s", r->body);
+    cr_assert_eq(bx_jint(r->json, "userId"), uid);
+    cr_assert(is_rfc3339_utc(bx_jstr(r->json, "expiresAt")), "expiresAt: %s", r->body);
+
+    /* the concert is listed for everyone, no login needed */
+    int64_t cid = bx_admin_concert(&C, "Spring Gala");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 50000);
+    r = bx_http(&C, "GET", "/api/v1/concerts", NULL);
+    bx_expect(r, 200, NULL);
+    json_t *concert = find_by_id(json_object_get(r->json, "concerts"), "concertId", cid);
+    cr_assert(concert != NULL, "concert %lld not listed: %s", (long long)cid, r->body);
+    cr_assert_str_eq(bx_jstr(concert, "title"), "Spring Gala");
+    cr_assert_str_eq(bx_jstr(concert, "venue"), "Test Hall");
+
+    /* queue: a free slot and nobody ahead -> ACTIVE at once */
+    struct bx_req auth = {.bearer = at};
+    r = bx_http(&C, "POST", bx_str(&C, "/api/v1/concerts/%lld/queue/tokens", (long long)cid), &auth);
+    bx_expect(r, 201, NULL);
+    const char *qt = bx_str(&C, "%s", bx_jstr(r->json, "token"));
+    cr_assert_eq(strlen(qt), 32, "token should be 32 chars of base64url: %s", r->body);
+    cr_assert(is_base64url(qt), "token not base64url: %s", qt);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "ACTIVE", "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "position"), 0, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "estimatedWaitSeconds"), 0, "%s", r->body);
+    cr_assert(bx_jint(r->json, "pollAfterMs") > 0, "%s", r->body);
+
+    struct bx_req q = {.bearer = at, .queue_token = qt};
+    r = bx_http(&C, "GET", "/api/v1/queue/status", &q);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "ACTIVE");
+    cr_assert_str_eq(bx_jstr(r->json, "token"), qt);
+
+    /* bookable dates with their free seats */
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/concerts/%lld/schedules", (long long)cid), &q);
+    bx_expect(r, 200, NULL);
+    json_t *sched = find_by_id(json_object_get(r->json, "schedules"), "scheduleId", sid);
+    cr_assert(sched != NULL, "schedule %lld not listed: %s", (long long)sid, r->body);
+    cr_assert(is_rfc3339_utc(bx_jstr(sched, "startsAt")), "startsAt: %s", r->body);
+    cr_assert_eq(bx_jint(sched, "availableSeats"), 50, "%s", r->body);
+
+    /* the seat map: 50 seats, all available at the price */
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)sid), &q);
+    bx_expect(r, 200, NULL);
+    cr_assert_eq(bx_jint(r->json, "scheduleId"), sid);
+    json_t *seats = json_object_get(r->json, "seats");
+    cr_assert_eq(json_array_size(seats), 50, "%s", r->body);
+    for (size_t i = 0; i < 50; i++) {
+        json_t *s = json_array_get(seats, i);
+        cr_assert_eq(bx_jint(s, "seatNo"), (int64_t)i + 1, "seat order: %s", r->body);
+        cr_assert_eq(bx_jint(s, "price"), 50000);
+        cr_assert(json_is_true(json_object_get(s, "available")), "seat %zu not available", i + 1);
+    }
+
+    /* hold seat 7 */
+    r = bx_http_json(&C, "POST", "/api/v1/reservations", &q,
+                     json_pack("{s:I,s:i}", "scheduleId", (json_int_t)sid, "seatNo", 7));
+    bx_expect(r, 201, NULL);
+    int64_t rid = bx_jint(r->json, "reservationId");
+    cr_assert(rid > 0, "%s", r->body);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "HELD");
+    cr_assert_eq(bx_jint(r->json, "seatNo"), 7);
+    cr_assert_eq(bx_jint(r->json, "price"), 50000);
+    cr_assert_eq(bx_jint(r->json, "scheduleId"), sid, "%s", r->body);
+    cr_assert(is_rfc3339_utc(bx_jstr(r->json, "expiresAt")), "expiresAt: %s", r->body);
+
+    /* another buyer sees seat 7 taken and cannot hold it */
+    const char *bt = bx_user(&C, "bob", NULL);
+    const char *bq = bx_queue_active(&C, bt, cid);
+    int navail;
+    cr_assert(!bx_seat_available(&C, bt, bq, sid, 7, &navail), "held seat 7 still shown available");
+    cr_assert_eq(navail, 49);
+    struct bx_req bob = {.bearer = bt, .queue_token = bq};
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/concerts/%lld/schedules", (long long)cid), &bob);
+    bx_expect(r, 200, NULL);
+    cr_assert_eq(bx_jint(find_by_id(json_object_get(r->json, "schedules"), "scheduleId", sid), "availableSeats"), 49,
+                 "%s", r->body);
+    r = bx_http_json(&C, "POST", "/api/v1/reservations", &bob,
+                     json_pack("{s:I,s:i}", "scheduleId", (json_int_t)sid, "seatNo", 7));
+    bx_expect(r, 409, "SEAT_UNAVAILABLE");
+
+    /* the reservation reads HELD for its owner */
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid), &auth);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "HELD");
+    cr_assert(bx_jnull(r->json, "confirmedAt"), "confirmedAt should be null while HELD: %s", r->body);
+
+    /* charge, then pay */
+    cr_assert_eq(bx_balance(&C, at), 0);
+    r = bx_http_json(&C, "POST", "/api/v1/users/me/balance/charge", &auth, json_pack("{s:i}", "amount", 120000));
+    bx_expect(r, 200, NULL);
+    cr_assert_eq(bx_jint(r->json, "userId"), uid);
+    cr_assert_eq(bx_jint(r->json, "balance"), 120000);
+
+    r = bx_http_json(&C, "POST", "/api/v1/payments", &q, json_pack("{s:I}", "reservationId", (json_int_t)rid));
+    bx_expect(r, 201, NULL);
+    int64_t pid = bx_jint(r->json, "paymentId");
+    cr_assert(pid > 0, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "reservationId"), rid);
+    cr_assert_eq(bx_jint(r->json, "amount"), 50000);
+    cr_assert_eq(bx_jint(r->json, "balance"), 70000);
+    cr_assert(is_rfc3339_utc(bx_jstr(r->json, "paidAt")), "paidAt: %s", r->body);
+    cr_assert_eq(bx_balance(&C, at), 70000, "balance must drop by the price exactly once");
+
+    /* paying the only hold expires the queue token */
+    r = bx_http(&C, "GET", "/api/v1/queue/status", &q);
+    bx_expect(r, 410, "TOKEN_EXPIRED");
+
+    /* the reservation is CONFIRMED and the seat stays taken */
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid), &auth);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "CONFIRMED", "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "seatNo"), 7);
+    cr_assert_eq(bx_jint(r->json, "scheduleId"), sid);
+    cr_assert_eq(bx_jint(r->json, "concertId"), cid, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "price"), 50000);
+    cr_assert(is_rfc3339_utc(bx_jstr(r->json, "confirmedAt")), "confirmedAt: %s", r->body);
+    cr_assert(!bx_seat_available(&C, bt, bq, sid, 7, &navail), "sold seat 7 shown available");
+    cr_assert_eq(navail, 49);
+
+    /* history */
+    r = bx_http(&C, "GET", "/api/v1/users/me/payments", &auth);
+    bx_expect(r, 200, NULL);
+    json_t *pays = json_object_get(r->json, "payments");
+    cr_assert_eq(json_array_size(pays), 1, "%s", r->body);
+    json_t *p0 = json_array_get(pays, 0);
+    cr_assert_eq(bx_jint(p0, "paymentId"), pid);
+    cr_assert_eq(bx_jint(p0, "reservationId"), rid);
+    cr_assert_eq(bx_jint(p0, "amount"), 50000);
+    cr_assert_eq(bx_jint(p0, "balance"), 70000);
+    cr_assert(bx_jnull(r->json, "nextBefore"), "one payment: nextBefore must be null: %s", r->body);
+
+    r = bx_http(&C, "GET", "/api/v1/users/me/reservations", &auth);
+    bx_expect(r, 200, NULL);
+    json_t *res = json_object_get(r->json, "reservations");
+    cr_assert_eq(json_array_size(res), 1, "%s", r->body);
+    cr_assert_eq(bx_jint(json_array_get(res, 0), "reservationId"), rid);
+    cr_assert_str_eq(bx_jstr(json_array_get(res, 0), "status"), "CONFIRMED");
+
+    /* bob's lists are his own */
+    r = bx_http(&C, "GET", "/api/v1/users/me/payments", &(struct bx_req){.bearer = bt});
+    bx_expect(r, 200, NULL);
+    cr_assert_eq(json_array_size(json_object_get(r->json, "payments")), 0, "%s", r->body);
+    r = bx_http(&C, "GET", "/api/v1/users/me/reservations", &(struct bx_req){.bearer = bt});
+    bx_expect(r, 200, NULL);
+    cr_assert_eq(json_array_size(json_object_get(r->json, "reservations")), 0, "%s", r->body);
+
+    char *out = NULL;
+    int rc = bx_audit(&srv, &out);
+    cr_expect_eq(rc, 0, "audit exit %d:\n%s", rc, out);
+    free(out);
+}
+
+Test(flow, reissuing_a_queue_token_returns_the_same_token)
+{
+    START();
+    const char *at = bx_user(&C, "carol", NULL);
+    int64_t c1 = bx_admin_concert(&C, "One");
+    int64_t c2 = bx_admin_concert(&C, "Two");
+    struct bx_req auth = {.bearer = at};
+    const char *path = bx_str(&C, "/api/v1/concerts/%lld/queue/tokens", (long long)c1);
+    struct bx_resp *r1 = bx_http(&C, "POST", path, &auth);
+    bx_expect(r1, 201, NULL);
+    struct bx_resp *r2 = bx_http(&C, "POST", path, &auth);
+    bx_expect(r2, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r2->json, "token"), bx_jstr(r1->json, "token"), "re-issue gave another token");
+    cr_assert_str_eq(bx_jstr(r2->json, "status"), "ACTIVE");
+    /* another concert is another queue: a new token */
+    struct bx_resp *r3 = bx_http(&C, "POST", bx_str(&C, "/api/v1/concerts/%lld/queue/tokens", (long long)c2), &auth);
+    bx_expect(r3, 201, NULL);
+    cr_assert_str_neq(bx_jstr(r3->json, "token"), bx_jstr(r1->json, "token"));
+    /* the first token is still the live one */
+    r1 = bx_http(&C, "GET", "/api/v1/queue/status",
+                 &(struct bx_req){.bearer = at, .queue_token = bx_jstr(r1->json, "token")});
+    bx_expect(r1, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r1->json, "status"), "ACTIVE");
+}
+
+Test(flow, user_holding_two_seats_pays_both_and_the_token_ends_after_the_last)
+{
+    START();
+    const char *at = bx_user(&C, "dave", NULL);
+    int64_t cid = bx_admin_concert(&C, "Duo");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 30000);
+    const char *qt = bx_queue_active(&C, at, cid);
+    int64_t r1 = bx_hold(&C, at, qt, sid, 1);
+    int64_t r2 = bx_hold(&C, at, qt, sid, 2);
+    cr_assert_eq(bx_charge(&C, at, 100000), 100000);
+
+    struct bx_resp *p = bx_pay(&C, at, qt, r1);
+    cr_assert_eq(bx_jint(p->json, "balance"), 70000);
+    struct bx_req q = {.bearer = at, .queue_token = qt};
+    struct bx_resp *r = bx_http(&C, "GET", "/api/v1/queue/status", &q);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "ACTIVE", "token must stay while another hold is live: %s", r->body);
+
+    p = bx_pay(&C, at, qt, r2);
+    cr_assert_eq(bx_jint(p->json, "balance"), 40000);
+    r = bx_http(&C, "GET", "/api/v1/queue/status", &q);
+    bx_expect(r, 410, "TOKEN_EXPIRED");
+    cr_assert_eq(bx_balance(&C, at), 40000);
+
+    struct bx_req auth = {.bearer = at};
+    r = bx_http(&C, "GET", "/api/v1/users/me/reservations", &auth);
+    bx_expect(r, 200, NULL);
+    json_t *res = json_object_get(r->json, "reservations");
+    cr_assert_eq(json_array_size(res), 2, "%s", r->body);
+    cr_assert_eq(bx_jint(json_array_get(res, 0), "reservationId"), r2, "newest first: %s", r->body);
+    cr_assert_eq(bx_jint(json_array_get(res, 1), "reservationId"), r1, "newest first: %s", r->body);
+    cr_assert_str_eq(bx_jstr(json_array_get(res, 0), "status"), "CONFIRMED");
+    cr_assert_str_eq(bx_jstr(json_array_get(res, 1), "status"), "CONFIRMED");
+}
+
+Test(flow, payment_history_is_newest_first_and_paginated)
+{
+    START();
+    const char *at = bx_user(&C, "erin", NULL);
+    int64_t cid = bx_admin_concert(&C, "Trio");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 1000);
+    const char *qt = bx_queue_active(&C, at, cid);
+    int64_t rid[3], pid[3];
+    for (int i = 0; i < 3; i++)
+        rid[i] = bx_hold(&C, at, qt, sid, 10 + i);
+    bx_charge(&C, at, 5000);
+    for (int i = 0; i < 3; i++)
+        pid[i] = bx_jint(bx_pay(&C, at, qt, rid[i])->json, "paymentId");
+    cr_assert(pid[0] > 0 && pid[1] > 0 && pid[2] > 0);
+
+    struct bx_req auth = {.bearer = at};
+    struct bx_resp *r = bx_http(&C, "GET", "/api/v1/users/me/payments", &auth);
+    bx_expect(r, 200, NULL);
+    json_t *pays = json_object_get(r->json, "payments");
+    cr_assert_eq(json_array_size(pays), 3, "%s", r->body);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(bx_jint(json_array_get(pays, (size_t)i), "paymentId"), pid[2 - i], "newest first: %s", r->body);
+    cr_assert(bx_jnull(r->json, "nextBefore"), "%s", r->body);
+
+    r = bx_http(&C, "GET", "/api/v1/users/me/payments?limit=2", &auth);
+    bx_expect(r, 200, NULL);
+    pays = json_object_get(r->json, "payments");
+    cr_assert_eq(json_array_size(pays), 2, "%s", r->body);
+    cr_assert_eq(bx_jint(json_array_get(pays, 0), "paymentId"), pid[2]);
+    cr_assert_eq(bx_jint(json_array_get(pays, 1), "paymentId"), pid[1]);
+    cr_assert_eq(bx_jint(json_array_get(pays, 1), "amount"), 1000);
+    cr_assert_eq(bx_jint(json_array_get(pays, 1), "reservationId"), rid[1]);
+    int64_t next = bx_jint(r->json, "nextBefore");
+    cr_assert(next != INT64_MIN, "nextBefore must be set when more pages exist: %s", r->body);
+
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/users/me/payments?limit=2&before=%lld", (long long)next), &auth);
+    bx_expect(r, 200, NULL);
+    pays = json_object_get(r->json, "payments");
+    cr_assert_eq(json_array_size(pays), 1, "%s", r->body);
+    cr_assert_eq(bx_jint(json_array_get(pays, 0), "paymentId"), pid[0]);
+    cr_assert(bx_jnull(r->json, "nextBefore"), "last page: nextBefore must be null: %s", r->body);
+
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/users/me/payments?before=%lld", (long long)pid[0]), &auth);
+    bx_expect(r, 200, NULL);
+    cr_assert_eq(json_array_size(json_object_get(r->json, "payments")), 0, "%s", r->body);
+}
+
+Test(flow, cancelling_a_hold_releases_the_seat_once)
+{
+    START();
+    const char *at = bx_user(&C, "frank", NULL);
+    const char *bt = bx_user(&C, "grace", NULL);
+    int64_t cid = bx_admin_concert(&C, "Solo");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 50000);
+    const char *aq = bx_queue_active(&C, at, cid);
+    const char *bq = bx_queue_active(&C, bt, cid);
+    int64_t rid = bx_hold(&C, at, aq, sid, 3);
+    cr_assert(!bx_seat_available(&C, bt, bq, sid, 3, NULL));
+
+    struct bx_req auth = {.bearer = at};
+    const char *path = bx_str(&C, "/api/v1/reservations/%lld", (long long)rid);
+    struct bx_resp *r = bx_http(&C, "DELETE", path, &auth);
+    bx_expect(r, 204, NULL);
+    cr_assert_eq(r->len, 0, "204 with a body: %s", r->body);
+    int navail;
+    cr_assert(bx_seat_available(&C, bt, bq, sid, 3, &navail), "cancelled seat 3 not released");
+    cr_assert_eq(navail, 50);
+
+    r = bx_http(&C, "GET", path, &auth);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "CANCELLED", "%s", r->body);
+
+    r = bx_http(&C, "DELETE", path, &auth);
+    bx_expect(r, 409, "NOT_HELD");
+
+    /* the seat can be held by someone else now, and A's token is still usable */
+    bx_hold(&C, bt, bq, sid, 3);
+    r = bx_http(&C, "GET", "/api/v1/queue/status", &(struct bx_req){.bearer = at, .queue_token = aq});
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "ACTIVE");
+}
+
+Test(flow, leaving_the_queue_expires_the_token)
+{
+    START();
+    const char *at = bx_user(&C, "heidi", NULL);
+    int64_t cid = bx_admin_concert(&C, "Exit");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 50000);
+    const char *qt = bx_queue_active(&C, at, cid);
+    struct bx_req q = {.bearer = at, .queue_token = qt};
+
+    struct bx_resp *r = bx_http(&C, "DELETE", "/api/v1/queue/tokens/current", &q);
+    bx_expect(r, 204, NULL);
+    r = bx_http(&C, "GET", "/api/v1/queue/status", &q);
+    bx_expect(r, 410, "TOKEN_EXPIRED");
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)sid), &q);
+    bx_expect(r, 410, "TOKEN_EXPIRED");
+
+    /* coming back means a new place in line */
+    r = bx_http(&C, "POST", bx_str(&C, "/api/v1/concerts/%lld/queue/tokens", (long long)cid),
+                &(struct bx_req){.bearer = at});
+    bx_expect(r, 201, NULL);
+    cr_assert_str_neq(bx_jstr(r->json, "token"), qt, "a left token must not come back");
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "ACTIVE");
+}

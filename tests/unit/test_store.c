@@ -1,0 +1,928 @@
+/* test_store_sqlite.c — unit tests of the SQLite store (store/store_sqlite.c)
+ * against a fresh database file per test; no server. Each test names the
+ * behaviour it checks and asserts the result code and the state afterwards. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+#define T0 1000000000000LL /* "now" of every test, Unix ms */
+#define HOLD_MS 300000LL
+#define MAX_SEATS 4
+
+static char dir[64];
+static char db_path[128];
+static struct store *st;
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static struct store *open_store(void)
+{
+    char err[256] = "";
+    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    cr_assert_not_null(s, "open: %s", err);
+    cr_assert_eq(s->ops->migrate(s), BX_OK);
+    return s;
+}
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/bx_store_test_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    /* a nested, not yet existing directory: open must create it */
+    snprintf(db_path, sizeof db_path, "%s/data/sub/boxoffice.db", dir);
+    st = open_store();
+}
+
+static void teardown(void)
+{
+    if (st)
+        st->ops->close(st);
+    st = NULL;
+    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(store_sqlite, .init = setup, .fini = teardown);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int64_t make_user(const char *name, int64_t balance)
+{
+    int64_t id, after;
+    cr_assert_eq(st->ops->user_create(st, name, "$argon2id$fake", &id), BX_OK);
+    if (balance > 0) {
+        struct idem no_key = {.key = NULL};
+        cr_assert_eq(st->ops->balance_charge(st, id, balance, T0 - 1000, &no_key, &after), BX_OK);
+        cr_assert_eq(after, balance);
+    }
+    return id;
+}
+
+static int64_t make_concert(void)
+{
+    int64_t id;
+    cr_assert_eq(st->ops->concert_create(st, "Spring Tour", "Olympic Hall", &id), BX_OK);
+    return id;
+}
+
+/* A schedule on sale around T0 with `seats` seats at `price`. */
+static int64_t make_schedule(int64_t concert_id, int32_t seats, int64_t price)
+{
+    struct schedule in = {
+        .concert_id = concert_id,
+        .starts_at = T0 + 7 * 86400000LL,
+        .sale_opens_at = T0 - 3600000,
+        .sale_closes_at = T0 + 86400000,
+        .seat_count = seats,
+    };
+    int64_t id;
+    cr_assert_eq(st->ops->schedule_create(st, &in, price, &id), BX_OK);
+    return id;
+}
+
+static struct idem key(const char *k, unsigned char fill)
+{
+    struct idem i = {.key = k};
+    memset(i.request_hash, fill, sizeof i.request_hash);
+    return i;
+}
+
+static int64_t balance_of(int64_t user)
+{
+    int64_t b;
+    cr_assert_eq(st->ops->balance_get(st, user, &b), BX_OK);
+    return b;
+}
+
+static bool seat_available(int64_t schedule_id, int32_t seat_no, int64_t now)
+{
+    struct seat *seats;
+    size_t n;
+    cr_assert_eq(st->ops->seat_list(st, schedule_id, now, &seats, &n), BX_OK);
+    cr_assert_geq(n, (size_t)seat_no);
+    bool avail = seats[seat_no - 1].available;
+    cr_assert_eq(seats[seat_no - 1].seat_no, seat_no);
+    free(seats);
+    return avail;
+}
+
+struct findings {
+    int per_invariant[6];
+    int total;
+};
+
+static void collect(int invariant, const char *finding, void *arg)
+{
+    struct findings *f = arg;
+    cr_log_info("audit: invariant %d: %s", invariant, finding);
+    cr_assert(invariant >= 1 && invariant <= 5);
+    f->per_invariant[invariant]++;
+    f->total++;
+}
+
+static struct findings audit_with_limit(int64_t now, int max_per_user)
+{
+    struct findings f = {0};
+    int violations = -1;
+    cr_assert_eq(st->ops->audit(st, now, max_per_user, collect, &f, &violations), BX_OK);
+    cr_assert_eq(violations, f.total);
+    return f;
+}
+
+static struct findings audit(int64_t now)
+{
+    return audit_with_limit(now, 0);
+}
+
+static void raw_sql(const char *sql)
+{
+    sqlite3 *db;
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_free(msg);
+    cr_assert_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+static int64_t raw_int(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW, "%s", sql);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ---- schema and connection --------------------------------------------- */
+
+Test(store_sqlite, migrate_twice_is_a_no_op)
+{
+    cr_assert_eq(st->ops->migrate(st), BX_OK);
+    struct store *other = open_store(); /* a second connection migrates too */
+    cr_assert_eq(other->ops->migrate(other), BX_OK);
+    other->ops->close(other);
+    cr_assert_eq(st->ops->ping(st), BX_OK);
+    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), 1);
+    cr_assert_eq(raw_int("SELECT max(version) FROM schema_migrations"), 1);
+}
+
+static void *open_and_migrate(void *arg)
+{
+    char err[256];
+    bx_err *result = arg;
+    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    *result = s ? s->ops->migrate(s) : BX_ERR_INTERNAL;
+    if (s)
+        s->ops->close(s);
+    return NULL;
+}
+
+Test(store_sqlite, concurrent_first_migrations_agree)
+{
+    enum { N = 6 };
+    pthread_t th[N];
+    bx_err results[N];
+    snprintf(db_path, sizeof db_path, "%s/fresh/other.db", dir); /* a file nobody created yet */
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, open_and_migrate, &results[i]), 0);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(results[i], BX_OK, "connection %d: %d", i, results[i]);
+    }
+    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), 1);
+    cr_assert_eq(raw_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+}
+
+Test(store_sqlite, database_is_wal_with_foreign_keys)
+{
+    cr_assert_eq(raw_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+}
+
+Test(store_sqlite, secret_is_created_once_and_shared)
+{
+    unsigned char a[32], b[32], zero[32] = {0};
+    cr_assert_eq(st->ops->secret_get_or_create(st, a), BX_OK);
+    cr_assert_neq(memcmp(a, zero, 32), 0);
+    struct store *other = open_store();
+    cr_assert_eq(other->ops->secret_get_or_create(other, b), BX_OK);
+    other->ops->close(other);
+    cr_assert_eq(memcmp(a, b, 32), 0);
+    cr_assert_eq(st->ops->secret_get_or_create(st, b), BX_OK);
+    cr_assert_eq(memcmp(a, b, 32), 0);
+}
+
+/* ---- users and balance --------------------------------------------------- */
+
+Test(store_sqlite, user_create_then_duplicate_name_is_taken)
+{
+    int64_t id, id2;
+    struct user u;
+    cr_assert_eq(st->ops->user_create(st, "alice", "$hash", &id), BX_OK);
+    cr_assert_gt(id, 0);
+    cr_assert_eq(st->ops->user_create(st, "alice", "$other", &id2), BX_ERR_NAME_TAKEN);
+    cr_assert_eq(st->ops->user_find_by_name(st, "alice", &u), BX_OK);
+    cr_assert_eq(u.id, id);
+    cr_assert_str_eq(u.name, "alice");
+    cr_assert_str_eq(u.pwhash, "$hash");
+    cr_assert_eq(u.balance, 0);
+}
+
+Test(store_sqlite, unknown_user_is_not_found)
+{
+    struct user u;
+    int64_t b;
+    cr_assert_eq(st->ops->user_find_by_name(st, "nobody", &u), BX_ERR_NOT_FOUND);
+    cr_assert_eq(st->ops->balance_get(st, 4242, &b), BX_ERR_NOT_FOUND);
+}
+
+Test(store_sqlite, charge_adds_to_balance_and_ledger)
+{
+    int64_t u = make_user("bob", 0), after;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->balance_charge(st, u, 5000, T0, &none, &after), BX_OK);
+    cr_assert_eq(after, 5000);
+    cr_assert_eq(st->ops->balance_charge(st, u, 2500, T0, &none, &after), BX_OK);
+    cr_assert_eq(after, 7500);
+    cr_assert_eq(balance_of(u), 7500);
+    cr_assert_eq(raw_int("SELECT count(*) FROM ledger WHERE kind = 'CHARGE'"), 2);
+    cr_assert_eq(raw_int("SELECT balance_after FROM ledger ORDER BY id DESC LIMIT 1"), 7500);
+}
+
+Test(store_sqlite, charge_past_balance_limit_is_refused)
+{
+    int64_t u = make_user("rich", 0), after;
+    struct idem none = {.key = NULL};
+    raw_sql("UPDATE users SET balance = 999999999999");
+    cr_assert_eq(st->ops->balance_charge(st, u, 2, T0, &none, &after), BX_ERR_BALANCE_LIMIT);
+    cr_assert_eq(balance_of(u), 999999999999LL);
+    cr_assert_eq(st->ops->balance_charge(st, u, 1, T0, &none, &after), BX_OK);
+    cr_assert_eq(after, 1000000000000LL);
+}
+
+Test(store_sqlite, charge_replay_returns_first_balance_once)
+{
+    int64_t u = make_user("carol", 0), after;
+    struct idem k = key("charge-1", 0xAA);
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->balance_charge(st, u, 1000, T0, &k, &after), BX_OK);
+    cr_assert_eq(after, 1000);
+    cr_assert_eq(st->ops->balance_charge(st, u, 500, T0, &none, &after), BX_OK);
+    after = 0;
+    cr_assert_eq(st->ops->balance_charge(st, u, 1000, T0 + 5, &k, &after), BX_REPLAY);
+    cr_assert_eq(after, 1000, "replay answers the balance of the first call");
+    cr_assert_eq(balance_of(u), 1500, "the replay charged nothing");
+}
+
+Test(store_sqlite, charge_same_key_other_body_is_mismatch)
+{
+    int64_t u = make_user("dave", 0), after;
+    struct idem k1 = key("k", 0x01), k2 = key("k", 0x02);
+    cr_assert_eq(st->ops->balance_charge(st, u, 1000, T0, &k1, &after), BX_OK);
+    cr_assert_eq(st->ops->balance_charge(st, u, 2000, T0, &k2, &after), BX_ERR_IDEMPOTENCY_MISMATCH);
+    cr_assert_eq(balance_of(u), 1000);
+    /* another user may use the same key */
+    int64_t v = make_user("erin", 0);
+    cr_assert_eq(st->ops->balance_charge(st, v, 2000, T0, &k2, &after), BX_OK);
+}
+
+/* ---- catalogue ----------------------------------------------------------- */
+
+Test(store_sqlite, schedule_for_unknown_concert_is_refused)
+{
+    struct schedule in = {.concert_id = 99, .starts_at = T0, .sale_opens_at = T0, .sale_closes_at = T0 + 1,
+                          .seat_count = 10};
+    int64_t id;
+    cr_assert_eq(st->ops->schedule_create(st, &in, 1000, &id), BX_ERR_CONCERT_NOT_FOUND);
+    cr_assert_eq(raw_int("SELECT count(*) FROM schedules"), 0);
+}
+
+Test(store_sqlite, catalogue_lists_concerts_schedules_and_seats)
+{
+    int64_t c = make_concert(), other = make_concert();
+    int64_t sch = make_schedule(c, 50, 80000);
+    struct schedule closed = {.concert_id = c, .starts_at = T0 + 1, .sale_opens_at = T0 + 1000,
+                              .sale_closes_at = T0 + 2000, .seat_count = 5};
+    int64_t closed_id;
+    cr_assert_eq(st->ops->schedule_create(st, &closed, 100, &closed_id), BX_OK);
+
+    struct concert *cs;
+    size_t n;
+    cr_assert_eq(st->ops->concert_list(st, &cs, &n), BX_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(cs[0].id, c);
+    cr_assert_str_eq(cs[1].venue, "Olympic Hall");
+    free(cs);
+    struct concert one;
+    cr_assert_eq(st->ops->concert_get(st, other, &one), BX_OK);
+    cr_assert_str_eq(one.title, "Spring Tour");
+    cr_assert_eq(st->ops->concert_get(st, 777, &one), BX_ERR_CONCERT_NOT_FOUND);
+
+    struct schedule *ss;
+    cr_assert_eq(st->ops->schedule_list_bookable(st, c, T0, &ss, &n), BX_OK);
+    cr_assert_eq(n, 1, "the schedule whose sale has not opened is not bookable");
+    cr_assert_eq(ss[0].id, sch);
+    cr_assert_eq(ss[0].available, 50);
+    free(ss);
+
+    struct schedule g;
+    cr_assert_eq(st->ops->schedule_get(st, sch, T0, &g), BX_OK);
+    cr_assert_eq(g.seat_count, 50);
+    cr_assert_eq(g.available, 50);
+    cr_assert_eq(g.concert_id, c);
+    cr_assert_eq(st->ops->schedule_get(st, 999, T0, &g), BX_ERR_SCHEDULE_NOT_FOUND);
+
+    struct seat *seats;
+    cr_assert_eq(st->ops->seat_list(st, sch, T0, &seats, &n), BX_OK);
+    cr_assert_eq(n, 50);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(seats[i].seat_no, (int32_t)i + 1);
+        cr_assert_eq(seats[i].price, 80000);
+        cr_assert(seats[i].available);
+    }
+    free(seats);
+    cr_assert_eq(st->ops->seat_list(st, 999, T0, &seats, &n), BX_ERR_SCHEDULE_NOT_FOUND);
+}
+
+/* ---- holds --------------------------------------------------------------- */
+
+Test(store_sqlite, hold_fills_reservation_and_takes_seat)
+{
+    int64_t u = make_user("fay", 0), c = make_concert(), sch = make_schedule(c, 10, 5000);
+    struct reservation r;
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 3, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_gt(r.id, 0);
+    cr_assert_eq(r.user_id, u);
+    cr_assert_eq(r.schedule_id, sch);
+    cr_assert_eq(r.concert_id, c);
+    cr_assert_eq(r.seat_no, 3);
+    cr_assert_eq(r.price, 5000);
+    cr_assert_eq(r.status, RES_HELD);
+    cr_assert_eq(r.held_at, T0);
+    cr_assert_eq(r.expires_at, T0 + HOLD_MS);
+    cr_assert_not(seat_available(sch, 3, T0));
+    struct schedule g;
+    cr_assert_eq(st->ops->schedule_get(st, sch, T0, &g), BX_OK);
+    cr_assert_eq(g.available, 9);
+    cr_assert_eq(st->ops->schedule_get(st, sch, T0 + HOLD_MS, &g), BX_OK);
+    cr_assert_eq(g.available, 10, "an expired hold counts as available at once");
+}
+
+Test(store_sqlite, hold_twice_same_seat_conflicts)
+{
+    int64_t a = make_user("a", 0), b = make_user("b", 0), sch = make_schedule(make_concert(), 10, 5000);
+    struct reservation r;
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 1, T0 + 1, HOLD_MS, MAX_SEATS, &r), BX_ERR_SEAT_UNAVAILABLE);
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 1, T0 + 1, HOLD_MS, MAX_SEATS, &r), BX_ERR_SEAT_UNAVAILABLE);
+    cr_assert_eq(raw_int("SELECT count(*) FROM reservations"), 1, "the refused holds left no row");
+}
+
+Test(store_sqlite, hold_refuses_unknown_schedule_seat_and_closed_sale)
+{
+    int64_t u = make_user("g", 0), sch = make_schedule(make_concert(), 10, 5000);
+    struct reservation r;
+    cr_assert_eq(st->ops->hold_seat(st, u, 999, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_ERR_SCHEDULE_NOT_FOUND);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 0, T0, HOLD_MS, MAX_SEATS, &r), BX_ERR_SEAT_NOT_FOUND);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 11, T0, HOLD_MS, MAX_SEATS, &r), BX_ERR_SEAT_NOT_FOUND);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0 - 3600001, HOLD_MS, MAX_SEATS, &r), BX_ERR_SALE_CLOSED);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0 + 86400000, HOLD_MS, MAX_SEATS, &r), BX_ERR_SALE_CLOSED);
+}
+
+Test(store_sqlite, hold_takes_over_expired_hold_and_expires_old_reservation)
+{
+    int64_t a = make_user("a", 0), b = make_user("b", 0), sch = make_schedule(make_concert(), 10, 5000);
+    struct reservation ra, rb, check;
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 5, T0, HOLD_MS, MAX_SEATS, &ra), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 5, T0 + HOLD_MS - 1, HOLD_MS, MAX_SEATS, &rb),
+                 BX_ERR_SEAT_UNAVAILABLE, "still live one ms before expiry");
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 5, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &rb), BX_OK);
+    cr_assert_eq(st->ops->reservation_get(st, a, ra.id, T0 + HOLD_MS, &check), BX_OK);
+    cr_assert_eq(check.status, RES_EXPIRED);
+    cr_assert_eq(raw_int("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'"), 1,
+                 "the old reservation is EXPIRED in the table, not only in the view");
+    cr_assert_eq(raw_int("SELECT reservation_id FROM seats WHERE seat_no = 5"), rb.id);
+    struct findings f = audit(T0 + HOLD_MS);
+    cr_assert_eq(f.total, 0);
+}
+
+Test(store_sqlite, hold_over_seat_limit_is_refused)
+{
+    int64_t u = make_user("h", 0), sch = make_schedule(make_concert(), 10, 5000);
+    struct reservation r;
+    for (int32_t i = 1; i <= 2; i++)
+        cr_assert_eq(st->ops->hold_seat(st, u, sch, i, T0, HOLD_MS, 2, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 3, T0, HOLD_MS, 2, &r), BX_ERR_SEAT_LIMIT);
+    cr_assert(seat_available(sch, 3, T0));
+    /* once the holds expire they no longer count */
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 3, T0 + HOLD_MS, HOLD_MS, 2, &r), BX_OK);
+    /* another schedule has its own limit */
+    int64_t sch2 = make_schedule(make_concert(), 10, 5000);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch2, 1, T0 + HOLD_MS, HOLD_MS, 2, &r), BX_OK);
+}
+
+/* ---- reservations --------------------------------------------------------- */
+
+Test(store_sqlite, other_users_reservation_is_not_found)
+{
+    int64_t a = make_user("a", 100000), b = make_user("b", 100000), sch = make_schedule(make_concert(), 10, 5000);
+    struct reservation r, out;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->reservation_get(st, b, r.id, T0, &out), BX_ERR_RESERVATION_NOT_FOUND);
+    cr_assert_eq(st->ops->reservation_get(st, b, r.id + 100, T0, &out), BX_ERR_RESERVATION_NOT_FOUND);
+    cr_assert_eq(st->ops->reservation_cancel(st, b, r.id, T0), BX_ERR_RESERVATION_NOT_FOUND);
+    cr_assert_eq(st->ops->pay(st, b, r.id, -1, T0, &none, &p), BX_ERR_RESERVATION_NOT_FOUND);
+    cr_assert_eq(balance_of(b), 100000);
+    cr_assert_eq(st->ops->reservation_get(st, a, r.id, T0, &out), BX_OK);
+    cr_assert_eq(out.status, RES_HELD);
+}
+
+Test(store_sqlite, reservation_list_is_newest_first_with_expiry_view)
+{
+    int64_t u = make_user("i", 0), sch = make_schedule(make_concert(), 10, 5000);
+    struct reservation r1, r2, *list;
+    size_t n;
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r1), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0 + 1000, HOLD_MS, MAX_SEATS, &r2), BX_OK);
+    cr_assert_eq(st->ops->reservation_list(st, u, T0 + HOLD_MS, &list, &n), BX_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(list[0].id, r2.id);
+    cr_assert_eq(list[0].status, RES_HELD);
+    cr_assert_eq(list[1].id, r1.id);
+    cr_assert_eq(list[1].status, RES_EXPIRED, "a HELD row past its expiry reads EXPIRED");
+    free(list);
+}
+
+Test(store_sqlite, cancel_frees_seat_and_second_cancel_is_not_held)
+{
+    int64_t u = make_user("j", 0), sch = make_schedule(make_concert(), 10, 5000);
+    struct reservation r, out;
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 4, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->reservation_cancel(st, u, r.id, T0 + 10), BX_OK);
+    cr_assert(seat_available(sch, 4, T0 + 10));
+    cr_assert_eq(st->ops->reservation_get(st, u, r.id, T0 + 10, &out), BX_OK);
+    cr_assert_eq(out.status, RES_CANCELLED);
+    cr_assert_eq(st->ops->reservation_cancel(st, u, r.id, T0 + 20), BX_ERR_NOT_HELD);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 5, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->reservation_cancel(st, u, r.id, T0 + HOLD_MS), BX_ERR_NOT_HELD, "expired hold");
+}
+
+Test(store_sqlite, live_holds_on_concert_counts_only_live_holds)
+{
+    int64_t u = make_user("k", 100000), c = make_concert();
+    int64_t s1 = make_schedule(c, 10, 5000), s2 = make_schedule(c, 10, 5000);
+    int64_t other = make_schedule(make_concert(), 10, 5000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    int count = -1;
+    cr_assert_eq(st->ops->hold_seat(st, u, s1, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, s2, 1, T0 + 100, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, other, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->live_holds_on_concert(st, u, c, T0, &count), BX_OK);
+    cr_assert_eq(count, 2);
+    cr_assert_eq(st->ops->live_holds_on_concert(st, u, c, T0 + HOLD_MS, &count), BX_OK);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(st->ops->reservation_get(st, u, r.id, T0, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 1, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->live_holds_on_concert(st, u, r.concert_id, T0 + 1, &count), BX_OK);
+    cr_assert_eq(count, 0, "a paid reservation is no longer a hold");
+}
+
+/* ---- payments ------------------------------------------------------------ */
+
+Test(store_sqlite, pay_happy_path_debits_and_sells_seat)
+{
+    int64_t u = make_user("payer", 100000), sch = make_schedule(make_concert(), 10, 30000);
+    struct reservation r, out;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 7, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, 30000, T0 + 1000, &none, &p), BX_OK);
+    cr_assert_gt(p.id, 0);
+    cr_assert_eq(p.user_id, u);
+    cr_assert_eq(p.reservation_id, r.id);
+    cr_assert_eq(p.amount, 30000);
+    cr_assert_eq(p.balance_after, 70000);
+    cr_assert_eq(p.paid_at, T0 + 1000);
+    cr_assert_eq(balance_of(u), 70000);
+    cr_assert_eq(st->ops->reservation_get(st, u, r.id, T0 + HOLD_MS * 10, &out), BX_OK);
+    cr_assert_eq(out.status, RES_CONFIRMED, "a confirmed reservation never reads EXPIRED");
+    cr_assert_eq(out.confirmed_at, T0 + 1000);
+    cr_assert_not(seat_available(sch, 7, T0 + HOLD_MS * 10), "sold stays sold after the hold time");
+    cr_assert_eq(raw_int("SELECT count(*) FROM seats WHERE status = 'SOLD'"), 1);
+    cr_assert_eq(raw_int("SELECT count(*) FROM ledger WHERE kind = 'PAYMENT' AND amount = 30000 "
+                         "AND balance_after = 70000"), 1);
+    struct payment *list;
+    size_t n;
+    cr_assert_eq(st->ops->payment_list(st, u, 0, 20, &list, &n), BX_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(list[0].id, p.id);
+    free(list);
+    /* paying again */
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 2000, &none, &p), BX_ERR_ALREADY_PAID);
+    cr_assert_eq(balance_of(u), 70000);
+    /* nobody else can hold a sold seat, even long after */
+    int64_t v = make_user("late", 0);
+    cr_assert_eq(st->ops->hold_seat(st, v, sch, 7, T0 + HOLD_MS * 10, HOLD_MS, MAX_SEATS, &r),
+                 BX_ERR_SEAT_UNAVAILABLE);
+}
+
+Test(store_sqlite, payment_after_hold_expiry_is_refused_and_frees_seat)
+{
+    int64_t u = make_user("slow", 100000), sch = make_schedule(make_concert(), 10, 30000);
+    struct reservation r, out;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + HOLD_MS, &none, &p), BX_ERR_HOLD_EXPIRED);
+    cr_assert_eq(balance_of(u), 100000);
+    cr_assert_eq(raw_int("SELECT count(*) FROM payments"), 0);
+    cr_assert_eq(raw_int("SELECT status = 'EXPIRED' FROM reservations"), 1);
+    cr_assert_eq(raw_int("SELECT status = 'AVAILABLE' AND reservation_id IS NULL FROM seats WHERE seat_no = 2"), 1);
+    cr_assert(seat_available(sch, 2, T0 + HOLD_MS));
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + HOLD_MS + 1, &none, &p), BX_ERR_HOLD_EXPIRED, "again");
+    cr_assert_eq(st->ops->reservation_get(st, u, r.id, T0 + HOLD_MS, &out), BX_OK);
+    cr_assert_eq(out.status, RES_EXPIRED);
+}
+
+Test(store_sqlite, pay_cancelled_reservation_is_not_held)
+{
+    int64_t u = make_user("m", 100000), sch = make_schedule(make_concert(), 10, 30000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->reservation_cancel(st, u, r.id, T0), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_ERR_NOT_HELD);
+}
+
+Test(store_sqlite, pay_with_insufficient_balance_changes_nothing)
+{
+    int64_t u = make_user("poor", 29999), sch = make_schedule(make_concert(), 10, 30000);
+    struct reservation r, out;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 1, &none, &p), BX_ERR_INSUFFICIENT_BALANCE);
+    cr_assert_eq(balance_of(u), 29999);
+    cr_assert_eq(st->ops->reservation_get(st, u, r.id, T0 + 1, &out), BX_OK);
+    cr_assert_eq(out.status, RES_HELD, "the hold survives a failed payment");
+    cr_assert_eq(raw_int("SELECT count(*) FROM payments"), 0);
+    int64_t after;
+    cr_assert_eq(st->ops->balance_charge(st, u, 1, T0 + 2, &none, &after), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 3, &none, &p), BX_OK);
+    cr_assert_eq(p.balance_after, 0);
+}
+
+Test(store_sqlite, pay_with_wrong_amount_is_price_mismatch)
+{
+    int64_t u = make_user("n", 100000), sch = make_schedule(make_concert(), 10, 30000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, 29999, T0, &none, &p), BX_ERR_PRICE_MISMATCH);
+    cr_assert_eq(balance_of(u), 100000);
+}
+
+Test(store_sqlite, pay_replay_returns_first_payment)
+{
+    int64_t u = make_user("retry", 100000), sch = make_schedule(make_concert(), 10, 30000);
+    struct reservation r, r2;
+    struct payment p1, p2;
+    struct idem k = key("pay-1", 0x11), other_body = key("pay-1", 0x22);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 10, &k, &p1), BX_OK);
+    memset(&p2, 0, sizeof p2);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + HOLD_MS * 2, &k, &p2), BX_REPLAY);
+    cr_assert_eq(p2.id, p1.id);
+    cr_assert_eq(p2.reservation_id, r.id);
+    cr_assert_eq(p2.amount, 30000);
+    cr_assert_eq(p2.balance_after, 70000);
+    cr_assert_eq(p2.paid_at, T0 + 10);
+    cr_assert_eq(balance_of(u), 70000, "charged once");
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r2), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r2.id, -1, T0 + 20, &other_body, &p2), BX_ERR_IDEMPOTENCY_MISMATCH);
+    cr_assert_eq(balance_of(u), 70000);
+    /* a failed keyed attempt is not recorded: the retry is evaluated afresh */
+    struct idem k3 = key("pay-3", 0x33);
+    cr_assert_eq(st->ops->pay(st, u, r2.id, 1, T0 + 30, &k3, &p2), BX_ERR_PRICE_MISMATCH);
+    cr_assert_eq(st->ops->pay(st, u, r2.id, -1, T0 + 40, &k3, &p2), BX_OK);
+}
+
+Test(store_sqlite, payment_list_pages_newest_first)
+{
+    int64_t u = make_user("o", 1000000), sch = make_schedule(make_concert(), 10, 1000);
+    struct reservation r;
+    struct payment p, *list;
+    struct idem none = {.key = NULL};
+    int64_t ids[4];
+    size_t n;
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(st->ops->hold_seat(st, u, sch, i + 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+        cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + i, &none, &p), BX_OK);
+        ids[i] = p.id;
+    }
+    cr_assert_eq(st->ops->payment_list(st, u, 0, 3, &list, &n), BX_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(list[0].id, ids[3]);
+    cr_assert_eq(list[2].id, ids[1]);
+    int64_t before = list[2].id;
+    free(list);
+    cr_assert_eq(st->ops->payment_list(st, u, before, 3, &list, &n), BX_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(list[0].id, ids[0]);
+    free(list);
+    int64_t v = make_user("p", 0);
+    list = NULL;
+    cr_assert_eq(st->ops->payment_list(st, v, 0, 20, &list, &n), BX_OK);
+    cr_assert_eq(n, 0);
+    free(list);
+}
+
+/* ---- sweeper ------------------------------------------------------------- */
+
+Test(store_sqlite, sweep_expires_only_past_holds)
+{
+    int64_t u = make_user("q", 100000), sch = make_schedule(make_concert(), 10, 1000);
+    struct reservation r1, r2, r3, out;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    int expired = -1;
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r1), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0 + 5000, HOLD_MS, MAX_SEATS, &r2), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 3, T0, HOLD_MS, MAX_SEATS, &r3), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r3.id, -1, T0, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->sweep_holds(st, T0 + HOLD_MS, &expired), BX_OK);
+    cr_assert_eq(expired, 1);
+    cr_assert_eq(raw_int("SELECT status = 'EXPIRED' FROM reservations WHERE seat_no = 1"), 1);
+    cr_assert_eq(raw_int("SELECT status = 'AVAILABLE' FROM seats WHERE seat_no = 1"), 1);
+    cr_assert_eq(raw_int("SELECT status = 'HELD' FROM seats WHERE seat_no = 2"), 1);
+    cr_assert_eq(raw_int("SELECT status = 'SOLD' FROM seats WHERE seat_no = 3"), 1);
+    cr_assert_eq(st->ops->reservation_get(st, u, r2.id, T0 + HOLD_MS, &out), BX_OK);
+    cr_assert_eq(out.status, RES_HELD);
+    cr_assert_eq(st->ops->sweep_holds(st, T0 + HOLD_MS, &expired), BX_OK);
+    cr_assert_eq(expired, 0, "sweeping twice is harmless");
+    cr_assert_eq(audit(T0 + HOLD_MS).total, 0);
+}
+
+Test(store_sqlite, sweep_handles_more_than_one_batch)
+{
+    int64_t c = make_concert();
+    int64_t sch = make_schedule(c, 1500, 10);
+    /* 1200 expired holds, created directly to keep the test fast */
+    raw_sql("INSERT INTO users(id, name, pwhash) VALUES (500, 'bulk', 'x');"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) "
+            "INSERT INTO reservations(id, user_id, schedule_id, seat_no, price, status, held_at, expires_at) "
+            "SELECT i, 500, 1, i, 10, 'HELD', 0, 10 FROM n;"
+            "UPDATE seats SET status = 'HELD', reservation_id = seat_no, hold_expires_at = 10 WHERE seat_no <= 1200;");
+    (void)sch;
+    int expired = 0;
+    cr_assert_eq(st->ops->sweep_holds(st, T0, &expired), BX_OK);
+    cr_assert_eq(expired, 1200);
+    cr_assert_eq(raw_int("SELECT count(*) FROM seats WHERE status = 'AVAILABLE'"), 1500);
+}
+
+/* ---- concurrency (separate connections, as the event loops use them) ---- */
+
+struct race {
+    int64_t user, schedule, reservation, now;
+    bx_err result;
+};
+
+static void *race_hold(void *arg)
+{
+    struct race *r = arg;
+    char err[256];
+    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    struct reservation out;
+    r->result = s ? s->ops->hold_seat(s, r->user, r->schedule, 1, r->now, HOLD_MS, MAX_SEATS, &out) : BX_ERR_INTERNAL;
+    if (s)
+        s->ops->close(s);
+    return NULL;
+}
+
+Test(store_sqlite, concurrent_holds_on_one_seat_have_one_winner)
+{
+    enum { N = 8 };
+    int64_t sch = make_schedule(make_concert(), 10, 1000);
+    struct race races[N];
+    pthread_t th[N];
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "racer%d", i);
+        races[i] = (struct race){.user = make_user(name, 0), .schedule = sch, .now = T0};
+    }
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, race_hold, &races[i]), 0);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (races[i].result == BX_OK)
+            ok++;
+        else
+            cr_assert_eq(races[i].result, BX_ERR_SEAT_UNAVAILABLE);
+    }
+    cr_assert_eq(ok, 1);
+    cr_assert_eq(audit(T0).total, 0);
+}
+
+static void *race_pay(void *arg)
+{
+    struct race *r = arg;
+    char err[256];
+    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    struct payment p;
+    struct idem none = {.key = NULL};
+    r->result = s ? s->ops->pay(s, r->user, r->reservation, -1, r->now, &none, &p) : BX_ERR_INTERNAL;
+    if (s)
+        s->ops->close(s);
+    return NULL;
+}
+
+static void *race_sweep(void *arg)
+{
+    struct race *r = arg;
+    char err[256];
+    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    int expired;
+    r->result = s ? s->ops->sweep_holds(s, r->now, &expired) : BX_ERR_INTERNAL;
+    if (s)
+        s->ops->close(s);
+    return NULL;
+}
+
+Test(store_sqlite, payment_racing_sweeper_has_exactly_one_outcome)
+{
+    int64_t u = make_user("racer", 1000000), sch = make_schedule(make_concert(), 20, 1000);
+    for (int32_t seat = 1; seat <= 20; seat++) {
+        struct reservation r;
+        int64_t t = T0 + seat * HOLD_MS * 2;
+        cr_assert_eq(st->ops->hold_seat(st, u, sch, seat, t, HOLD_MS, 100, &r), BX_OK);
+        /* the payer's clock says just before expiry, the sweeper's just after */
+        struct race pay = {.user = u, .reservation = r.id, .now = t + HOLD_MS - 1};
+        struct race sweep = {.now = t + HOLD_MS};
+        pthread_t a, b;
+        cr_assert_eq(pthread_create(&a, NULL, race_pay, &pay), 0);
+        cr_assert_eq(pthread_create(&b, NULL, race_sweep, &sweep), 0);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        cr_assert_eq(sweep.result, BX_OK);
+        struct reservation out;
+        cr_assert_eq(st->ops->reservation_get(st, u, r.id, t + HOLD_MS, &out), BX_OK);
+        if (pay.result == BX_OK) {
+            cr_assert_eq(out.status, RES_CONFIRMED);
+        } else {
+            cr_assert_eq(pay.result, BX_ERR_HOLD_EXPIRED);
+            cr_assert_eq(out.status, RES_EXPIRED);
+        }
+    }
+    cr_assert_eq(audit(T0 + 100 * HOLD_MS).total, 0);
+    int64_t paid = raw_int("SELECT count(*) FROM payments");
+    cr_log_info("pay won %lld of 20 races", (long long)paid);
+    cr_assert_eq(balance_of(u), 1000000 - 1000 * paid);
+}
+
+/* ---- waiting-room persistence -------------------------------------------- */
+
+static struct queue_record qrec(const char *token, int64_t concert, int64_t seq, enum queue_status status)
+{
+    struct queue_record r = {.user_id = seq + 100, .concert_id = concert, .seq = seq, .status = status,
+                             .issued_at = T0 + seq, .last_seen_at = T0 + seq};
+    snprintf(r.token, sizeof r.token, "%s", token);
+    if (status == QUEUE_ACTIVE)
+        r.activated_at = T0 + 50;
+    return r;
+}
+
+struct loaded {
+    struct queue_record recs[8];
+    int n, stop_after;
+};
+
+static int load_cb(const struct queue_record *rec, void *arg)
+{
+    struct loaded *l = arg;
+    l->recs[l->n++] = *rec;
+    return l->n == l->stop_after;
+}
+
+Test(store_sqlite, queue_save_load_find_roundtrip)
+{
+    struct queue_record a = qrec("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 2, 1, QUEUE_WAITING);
+    struct queue_record b = qrec("BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", 1, 2, QUEUE_ACTIVE);
+    struct queue_record c = qrec("CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC", 1, 1, QUEUE_WAITING);
+    struct queue_record d = qrec("DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD", 1, 3, QUEUE_EXPIRED);
+    cr_assert_eq(st->ops->queue_save(st, &a), BX_OK);
+    cr_assert_eq(st->ops->queue_save(st, &b), BX_OK);
+    cr_assert_eq(st->ops->queue_save(st, &c), BX_OK);
+    cr_assert_eq(st->ops->queue_save(st, &d), BX_OK);
+
+    struct loaded l = {.stop_after = 100};
+    cr_assert_eq(st->ops->queue_load(st, load_cb, &l), BX_OK);
+    cr_assert_eq(l.n, 3, "expired tokens are not loaded");
+    cr_assert_str_eq(l.recs[0].token, c.token);
+    cr_assert_str_eq(l.recs[1].token, b.token);
+    cr_assert_str_eq(l.recs[2].token, a.token);
+    cr_assert_eq(l.recs[1].status, QUEUE_ACTIVE);
+    cr_assert_eq(l.recs[1].activated_at, T0 + 50);
+    cr_assert_eq(l.recs[1].user_id, 102);
+
+    /* upsert: c leaves the queue */
+    c.status = QUEUE_EXPIRED;
+    c.expires_at = T0 + 999;
+    cr_assert_eq(st->ops->queue_save(st, &c), BX_OK);
+    struct queue_record found;
+    cr_assert_eq(st->ops->queue_find(st, c.token, &found), BX_OK);
+    cr_assert_eq(found.status, QUEUE_EXPIRED);
+    cr_assert_eq(found.expires_at, T0 + 999);
+    cr_assert_eq(found.seq, 1);
+    cr_assert_eq(st->ops->queue_find(st, "nope", &found), BX_ERR_NOT_FOUND);
+
+    struct loaded first = {.stop_after = 1};
+    cr_assert_eq(st->ops->queue_load(st, load_cb, &first), BX_OK);
+    cr_assert_eq(first.n, 1, "a non-zero callback stops the load");
+    cr_assert_str_eq(first.recs[0].token, b.token);
+}
+
+/* ---- audit --------------------------------------------------------------- */
+
+/* A little of everything: charges, holds, a takeover, a cancel, payments, a sweep. */
+static void busy_day(int64_t *user_out)
+{
+    int64_t a = make_user("a", 500000), b = make_user("b", 500000), sch = make_schedule(make_concert(), 20, 7000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL}, k = key("x", 9);
+    int64_t after;
+    int expired;
+    cr_assert_eq(st->ops->balance_charge(st, a, 1234, T0, &k, &after), BX_OK);
+    cr_assert_eq(st->ops->balance_charge(st, a, 1234, T0, &k, &after), BX_REPLAY);
+    for (int32_t i = 1; i <= 3; i++) {
+        cr_assert_eq(st->ops->hold_seat(st, a, sch, i, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+        if (i != 2)
+            cr_assert_eq(st->ops->pay(st, a, r.id, 7000, T0 + 1, &none, &p), BX_OK);
+    }
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 2, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->reservation_cancel(st, b, r.id, T0 + HOLD_MS), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 2, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, b, r.id, -1, T0 + HOLD_MS + 5, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 4, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 5, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, b, r.id, -1, T0 + 3 * HOLD_MS, &none, &p), BX_ERR_HOLD_EXPIRED);
+    cr_assert_eq(st->ops->sweep_holds(st, T0 + 3 * HOLD_MS, &expired), BX_OK);
+    *user_out = a;
+}
+
+Test(store_sqlite, audit_is_clean_after_normal_activity)
+{
+    int64_t a;
+    busy_day(&a);
+    struct findings f = audit(T0 + 3 * HOLD_MS);
+    cr_assert_eq(f.total, 0);
+    cr_assert_eq(audit_with_limit(T0 + 3 * HOLD_MS, 4).total, 0);
+}
+
+Test(store_sqlite, audit_reports_injected_violations)
+{
+    int64_t a;
+    busy_day(&a);
+    /* invariant 2: money appears from nowhere */
+    raw_sql("UPDATE users SET balance = balance + 5 WHERE name = 'a'");
+    struct findings f = audit(T0 + 3 * HOLD_MS);
+    cr_assert_eq(f.per_invariant[2], 1);
+    cr_assert_eq(f.total, 1);
+    /* invariant 2: a broken balance_after chain */
+    raw_sql("UPDATE ledger SET balance_after = balance_after + 1 WHERE id = 2");
+    f = audit(T0 + 3 * HOLD_MS);
+    cr_assert_geq(f.per_invariant[2], 2);
+    /* invariant 3: a payment that does not match its price */
+    raw_sql("UPDATE payments SET amount = amount - 1 WHERE id = 1");
+    f = audit(T0 + 3 * HOLD_MS);
+    cr_assert_geq(f.per_invariant[3], 1);
+    /* invariant 1: a sold seat released without its reservation */
+    raw_sql("UPDATE seats SET status = 'AVAILABLE', reservation_id = NULL WHERE status = 'SOLD' AND seat_no = 1");
+    f = audit(T0 + 3 * HOLD_MS);
+    cr_assert_geq(f.per_invariant[1], 1);
+    /* invariant 5: a stricter limit than the one the user's seats were taken under */
+    f = audit_with_limit(T0 + 3 * HOLD_MS, 1);
+    cr_assert_geq(f.per_invariant[5], 1);
+}

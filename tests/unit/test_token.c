@@ -1,0 +1,305 @@
+/* test_token.c — unit tests of queue tokens (unguessable, well formed) and
+ * signed access tokens "<userId>.<expiresAtSec>.<HMAC-SHA256 base64url>".
+ * Links the core library only. */
+#include <criterion/criterion.h>
+
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain/types.h"
+#include "util/token.h"
+
+static void init_sodium(void)
+{
+    cr_assert_geq(sodium_init(), 0, "sodium_init failed");
+}
+
+TestSuite(queue_token, .init = init_sodium);
+
+/* ---- queue tokens --------------------------------------------------------- */
+
+Test(queue_token, new_token_is_32_base64url_chars)
+{
+    char tok[BX_QUEUE_TOKEN_LEN + 1];
+    memset(tok, '#', sizeof tok);
+    token_queue_new(tok);
+    cr_assert_eq(strlen(tok), 32);
+    cr_assert_eq(BX_QUEUE_TOKEN_LEN, 32);
+    for (size_t i = 0; i < 32; i++) {
+        char c = tok[i];
+        cr_assert((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_',
+                  "char %zu of %s is not base64url", i, tok);
+    }
+    cr_assert(token_queue_well_formed(tok, strlen(tok)));
+}
+
+static int cmp_tok(const void *a, const void *b)
+{
+    return memcmp(a, b, BX_QUEUE_TOKEN_LEN + 1);
+}
+
+Test(queue_token, ten_thousand_tokens_are_distinct_and_well_formed)
+{
+    enum { N = 10000 };
+    char(*toks)[BX_QUEUE_TOKEN_LEN + 1] = calloc(N, sizeof *toks);
+    cr_assert_not_null(toks);
+    for (int i = 0; i < N; i++) {
+        token_queue_new(toks[i]);
+        cr_assert(token_queue_well_formed(toks[i], strlen(toks[i])), "token %d: %s", i, toks[i]);
+    }
+    qsort(toks, N, sizeof *toks, cmp_tok);
+    for (int i = 1; i < N; i++)
+        cr_assert_str_neq(toks[i - 1], toks[i], "duplicate token %s", toks[i]);
+    free(toks);
+}
+
+Test(queue_token, every_alphabet_position_varies)
+{
+    /* 192 random bits: no character position is stuck (a broken RNG or a
+     * truncated encoding would leave some position constant). */
+    char first[BX_QUEUE_TOKEN_LEN + 1], tok[BX_QUEUE_TOKEN_LEN + 1];
+    int varied[BX_QUEUE_TOKEN_LEN] = {0};
+    token_queue_new(first);
+    for (int n = 0; n < 200; n++) {
+        token_queue_new(tok);
+        for (int i = 0; i < BX_QUEUE_TOKEN_LEN; i++)
+            varied[i] |= tok[i] != first[i];
+    }
+    for (int i = 0; i < BX_QUEUE_TOKEN_LEN; i++)
+        cr_assert(varied[i], "position %d never changed", i);
+}
+
+Test(queue_token, well_formed_refuses_wrong_length_and_alphabet)
+{
+    char tok[BX_QUEUE_TOKEN_LEN + 2];
+    token_queue_new(tok);
+    cr_assert_not(token_queue_well_formed(tok, 31));
+    cr_assert_not(token_queue_well_formed("", 0));
+    strcat(tok, "A");
+    cr_assert_not(token_queue_well_formed(tok, 33));
+
+    const char *good = "abcdefghijklmnopqrstuvwxyz-_0123";
+    cr_assert(token_queue_well_formed(good, 32));
+    const char *bad[] = {
+        "abcdefghijklmnopqrstuvwxyz-_012=", /* padding */
+        "abcdefghijklmnopqrstuvwxyz+/0123", /* standard base64 */
+        "abcdefghijklmnopqrstuvwxyz-_012 ", /* space */
+        "abcdefghijklmnopqrstuvwxyz-_012.", /* dot */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_not(token_queue_well_formed(bad[i], 32), "%s", bad[i]);
+    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_012\0", 32), "NUL inside");
+    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_01\xc3\xa9", 32), "non-ASCII");
+}
+
+/* ---- access tokens -------------------------------------------------------- */
+
+#define NOW 1795595400LL /* 2026-11-25T08:30:00Z */
+
+static unsigned char secret[TOKEN_SECRET_LEN];
+static unsigned char other_secret[TOKEN_SECRET_LEN];
+
+static void init_secrets(void)
+{
+    init_sodium();
+    for (int i = 0; i < TOKEN_SECRET_LEN; i++) {
+        secret[i] = (unsigned char)(i * 7 + 1);
+        other_secret[i] = (unsigned char)(i * 7 + 2);
+    }
+}
+
+TestSuite(access_token_verify, .init = init_secrets);
+
+static int verify(const char *tok, int64_t now, int64_t *uid, int64_t *exp)
+{
+    return token_access_verify(secret, tok, strlen(tok), now, uid, exp);
+}
+
+static void refused(const char *tok, const char *why)
+{
+    int64_t uid = -7, exp = -7;
+    cr_assert_neq(verify(tok, NOW, &uid, &exp), 0, "%s: \"%s\" was accepted", why, tok);
+    cr_assert_eq(uid, -7, "%s: user id written on failure", why);
+    cr_assert_eq(exp, -7, "%s: expiry written on failure", why);
+}
+
+static void sign(int64_t uid, int64_t exp, char out[ACCESS_TOKEN_MAX])
+{
+    token_access_sign(secret, uid, exp, out, ACCESS_TOKEN_MAX);
+}
+
+Test(access_token_verify, sign_then_verify_round_trips)
+{
+    char tok[ACCESS_TOKEN_MAX];
+    sign(42, NOW + 86400, tok);
+    cr_assert_lt(strlen(tok), ACCESS_TOKEN_MAX);
+    cr_assert_eq(strncmp(tok, "42.1795681800.", 14), 0, "shape <userId>.<expiresAtSec>.<sig>: %s", tok);
+    cr_assert_eq(strlen(tok), 14 + 43, "signature is 43 base64url chars: %s", tok);
+    int64_t uid = 0, exp = 0;
+    cr_assert_eq(verify(tok, NOW, &uid, &exp), 0);
+    cr_assert_eq(uid, 42);
+    cr_assert_eq(exp, NOW + 86400);
+}
+
+Test(access_token_verify, expiry_out_param_is_optional)
+{
+    char tok[ACCESS_TOKEN_MAX];
+    sign(5, NOW + 10, tok);
+    int64_t uid = 0;
+    cr_assert_eq(token_access_verify(secret, tok, strlen(tok), NOW, &uid, NULL), 0);
+    cr_assert_eq(uid, 5);
+}
+
+Test(access_token_verify, largest_ids_fit_the_buffer)
+{
+    char tok[ACCESS_TOKEN_MAX];
+    sign(INT64_MAX, INT64_MAX, tok);
+    cr_assert_lt(strlen(tok), ACCESS_TOKEN_MAX);
+    int64_t uid = 0, exp = 0;
+    cr_assert_eq(verify(tok, NOW, &uid, &exp), 0, "%s", tok);
+    cr_assert_eq(uid, INT64_MAX);
+    cr_assert_eq(exp, INT64_MAX);
+}
+
+Test(access_token_verify, signing_is_deterministic_and_bound_to_the_secret)
+{
+    char a[ACCESS_TOKEN_MAX], b[ACCESS_TOKEN_MAX], c[ACCESS_TOKEN_MAX];
+    sign(1, NOW + 60, a);
+    sign(1, NOW + 60, b);
+    token_access_sign(other_secret, 1, NOW + 60, c, sizeof c);
+    cr_assert_str_eq(a, b);
+    cr_assert_str_neq(a, c);
+}
+
+Test(access_token_verify, expired_token_refused)
+{
+    char tok[ACCESS_TOKEN_MAX];
+    sign(42, NOW, tok);
+    refused(tok, "expires exactly now");
+    sign(42, NOW - 1, tok);
+    refused(tok, "expired a second ago");
+    sign(42, NOW + 1, tok);
+    int64_t uid = 0;
+    cr_assert_eq(verify(tok, NOW, &uid, NULL), 0, "one second left is still valid");
+}
+
+Test(access_token_verify, wrong_secret_refused)
+{
+    char tok[ACCESS_TOKEN_MAX];
+    token_access_sign(other_secret, 42, NOW + 3600, tok, sizeof tok);
+    refused(tok, "signed with another secret");
+}
+
+Test(access_token_verify, tampered_signature_refused)
+{
+    char tok[ACCESS_TOKEN_MAX];
+    sign(42, NOW + 3600, tok);
+    size_t len = strlen(tok);
+    /* Change every signature character in turn, including the last one,
+     * whose low bits are only base64 padding. */
+    char *sig = strrchr(tok, '.') + 1;
+    for (char *p = sig; p < tok + len; p++) {
+        char saved = *p;
+        *p = saved == 'A' ? 'B' : 'A';
+        refused(tok, "one signature character changed");
+        *p = saved;
+    }
+    int64_t uid = 0;
+    cr_assert_eq(verify(tok, NOW, &uid, NULL), 0, "restored token verifies");
+}
+
+Test(access_token_verify, tampered_user_id_refused)
+{
+    char tok[ACCESS_TOKEN_MAX], forged[ACCESS_TOKEN_MAX + 8];
+    sign(42, NOW + 3600, tok);
+    const char *rest = strchr(tok, '.');
+    snprintf(forged, sizeof forged, "43%s", rest);
+    refused(forged, "user id 42 -> 43");
+    snprintf(forged, sizeof forged, "1%s", rest);
+    refused(forged, "user id 42 -> 1");
+    snprintf(forged, sizeof forged, "042%s", rest);
+    refused(forged, "user id written with a leading zero");
+    snprintf(forged, sizeof forged, "+42%s", rest);
+    refused(forged, "user id written with a sign");
+    snprintf(forged, sizeof forged, "0%s", rest);
+    refused(forged, "user id 0");
+    snprintf(forged, sizeof forged, "-42%s", rest);
+    refused(forged, "negative user id");
+}
+
+Test(access_token_verify, tampered_expiry_refused)
+{
+    char tok[ACCESS_TOKEN_MAX], forged[ACCESS_TOKEN_MAX + 8];
+    sign(42, NOW + 3600, tok);
+    const char *sig = strrchr(tok, '.');
+    snprintf(forged, sizeof forged, "42.%lld%s", (long long)(NOW + 999999), sig);
+    refused(forged, "expiry pushed later");
+    snprintf(forged, sizeof forged, "42.%lld%s", (long long)(NOW + 3599), sig);
+    refused(forged, "expiry moved one second earlier");
+}
+
+Test(access_token_verify, truncated_token_refused)
+{
+    char tok[ACCESS_TOKEN_MAX];
+    sign(42, NOW + 3600, tok);
+    size_t len = strlen(tok);
+    for (size_t n = 0; n < len; n++) {
+        int64_t uid = -7;
+        cr_assert_neq(token_access_verify(secret, tok, n, NOW, &uid, NULL), 0, "prefix of %zu chars accepted", n);
+        cr_assert_eq(uid, -7);
+    }
+}
+
+Test(access_token_verify, extra_characters_and_dots_refused)
+{
+    char tok[ACCESS_TOKEN_MAX], forged[ACCESS_TOKEN_MAX * 2];
+    sign(42, NOW + 3600, tok);
+    snprintf(forged, sizeof forged, "%s.", tok);
+    refused(forged, "trailing dot");
+    snprintf(forged, sizeof forged, "%sA", tok);
+    refused(forged, "trailing character");
+    snprintf(forged, sizeof forged, ".%s", tok);
+    refused(forged, "leading dot");
+    snprintf(forged, sizeof forged, "%s.%s", tok, tok);
+    refused(forged, "two tokens joined");
+    snprintf(forged, sizeof forged, "1.%s", tok);
+    refused(forged, "extra leading field");
+
+    /* A dot inside the message part: "42..<exp>.<sig>". */
+    const char *rest = strchr(tok, '.');
+    snprintf(forged, sizeof forged, "42.%s", rest);
+    refused(forged, "empty field");
+}
+
+Test(access_token_verify, empty_and_garbage_refused)
+{
+    refused("", "empty");
+    refused(".", "one dot");
+    refused("..", "two dots");
+    refused("...", "three dots");
+    refused("42", "no dots");
+    refused("42.1795681800", "no signature");
+    refused("42.1795681800.", "empty signature");
+    refused("Bearer 42.1795681800.abc", "scheme left in");
+    refused("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2ln", "a JWT");
+
+    char huge[1024];
+    memset(huge, '1', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    refused(huge, "over ACCESS_TOKEN_MAX");
+}
+
+Test(access_token_verify, signature_of_other_message_does_not_transfer)
+{
+    char a[ACCESS_TOKEN_MAX], b[ACCESS_TOKEN_MAX], forged[ACCESS_TOKEN_MAX * 2];
+    sign(42, NOW + 3600, a);
+    sign(7, NOW + 3600, b);
+    /* user 7's message with user 42's signature */
+    const char *sig42 = strrchr(a, '.');
+    int msglen = (int)(strrchr(b, '.') - b);
+    snprintf(forged, sizeof forged, "%.*s%s", msglen, b, sig42);
+    refused(forged, "signature swapped between users");
+}
