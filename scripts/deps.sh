@@ -54,6 +54,12 @@ for want in "${wanted[@]}"; do
     fi
 done
 
+# Browser tests run on Node.js >= 18 (built-in fetch); a machine image may bring
+# its own node, else Debian's nodejs package is enough.
+if [[ $profile == test ]] && ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+fi
+
 if ((${#missing[@]} == 0)); then
     echo "deps: all ${#wanted[@]} packages present"
     exit 0

@@ -1,48 +1,98 @@
 #!/usr/bin/env bash
-# Runs every Criterion test program of each build directory given (unit first,
-# then HTTP against that build's binary) and ends with one line CI can read:
-# "N passed, N failed". Exit status 0 only when nothing failed.
+# Runs every test of each build directory given: unit suites (memory + SQLite,
+# then Redis + PostgreSQL against throwaway servers), the HTTP suites against
+# that build's binary, and — for the first build only — the browser tests.
+# Ends with one line CI can read: "N passed, N failed"; exit 0 only when nothing failed.
+#   scripts/run-tests.sh build [build-asan ...]
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
+repo=$PWD
 
 # Sanitizer builds: any UB report fails the run; h2o's own exit-time allocations are suppressed.
-export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
+export LSAN_OPTIONS="suppressions=$repo/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+export ASAN_OPTIONS="detect_leaks=1"
 
-passed=0 failed=0 broken=()
-out_dir=${BOXOFFICE_TEST_OUTPUT:-test-output}
+out_dir=${BOXOFFICE_TEST_OUTPUT:-$repo/test-output}
 mkdir -p "$out_dir"
+export BOXOFFICE_TEST_OUTPUT=$out_dir
+passed=0 failed=0 broken=()
 
-run_suite() { # build-dir test-exe
-  local dir=$1 exe=$2 name log
+# Throwaway PostgreSQL and Redis for the whole run, stopped whatever happens.
+svc_dir=$(mktemp -d /tmp/boxoffice-services.XXXXXX)
+cleanup() {
+  tests/harness/pg.sh stop "$svc_dir/pg" >/dev/null 2>&1
+  tests/harness/redis.sh stop "$svc_dir/redis" >/dev/null 2>&1
+  rm -rf "$svc_dir"
+}
+trap cleanup EXIT
+mkdir -p "$svc_dir/pg" "$svc_dir/redis"
+if pg_url=$(tests/harness/pg.sh start "$svc_dir/pg"); then
+  export BOXOFFICE_TEST_PG_URL=$pg_url
+else
+  echo "could not start PostgreSQL: the PostgreSQL suites will fail"
+fi
+if redis_url=$(tests/harness/redis.sh start "$svc_dir/redis"); then
+  export BOXOFFICE_TEST_REDIS_URL=${redis_url%/0}/9
+else
+  echo "could not start Redis: the Redis suites will fail"
+fi
+
+# One Criterion program: its "Synthesis" line gives the counts.
+run_criterion() { # build-dir exe
+  local dir=$1 exe=$2 name log rc line t=0 p=0 f=0 c=0
   name="$(basename "$dir")/$(basename "$exe")"
   log="$out_dir/$(basename "$dir")-$(basename "$exe").log"
   echo "== $name"
-  BOXOFFICE_BIN="$PWD/$dir/boxoffice" "$exe" --jobs 2 --short-filename >"$log" 2>&1
-  local rc=$?
-  # Criterion: "[====] Synthesis: Tested: 12 | Passing: 12 | Failing: 0 | Crashing: 0"
-  local line t p f c
+  BOXOFFICE_BIN="$repo/$dir/boxoffice" "$exe" --jobs 2 --short-filename >"$log" 2>&1
+  rc=$?
   line=$(grep -a 'Synthesis:' "$log" | tail -n 1)
   if [[ $line =~ Tested:\ ([0-9]+)\ \|\ Passing:\ ([0-9]+)\ \|\ Failing:\ ([0-9]+)\ \|\ Crashing:\ ([0-9]+) ]]; then
     t=${BASH_REMATCH[1]} p=${BASH_REMATCH[2]} f=${BASH_REMATCH[3]} c=${BASH_REMATCH[4]}
-    passed=$((passed + p)); failed=$((failed + f + c))
     echo "   $p/$t passed"
   else
-    t=0; failed=$((failed + 1)); echo "   no summary (exit $rc)"
+    f=1
+    echo "   no summary (exit $rc)"
   fi
-  grep -a -E '^\[(FAIL|----)\]|figure:' "$log" | grep -av 'Synthesis' | head -n 40
-  if [[ $rc -ne 0 || ( -n ${f:-} && $((f + c)) -gt 0 ) ]]; then
-    broken+=("$name"); echo "   log: $log"; tail -n 30 "$log" | sed 's/^/   | /'
+  passed=$((passed + p))
+  failed=$((failed + f + c))
+  # figures the suites print for the record (races, restarts, memory)
+  grep -a -E '^(figure|holds|charges|payments|audit)|\[WARN\]' "$log" | grep -av Synthesis | head -n 20 | sed 's/^/   /'
+  if ((rc != 0 || f + c > 0)); then
+    broken+=("$name")
+    grep -a -E '^\[(FAIL|----)\]' "$log" | head -n 30 | sed 's/^/   /'
+    echo "   log: $log"
   fi
-  f=0 c=0
 }
 
+run_browser() { # build-dir
+  local dir=$1 log line
+  log="$out_dir/$(basename "$dir")-browser.log"
+  echo "== $(basename "$dir")/browser"
+  BOXOFFICE_BIN="$repo/$dir/boxoffice" tests/browser/run.sh >"$log" 2>&1
+  line=$(tail -n 1 "$log")
+  if [[ $line =~ ^browser:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+    echo "   ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed"
+    ((BASH_REMATCH[2] == 0)) || { broken+=("browser"); tail -n 30 "$log" | sed 's/^/   | /'; }
+  else
+    failed=$((failed + 1))
+    broken+=("browser")
+    echo "   no summary"; tail -n 30 "$log" | sed 's/^/   | /'
+  fi
+}
+
+first=1
 for dir in "$@"; do
   for exe in "$dir"/tests/unit/test_* "$dir"/tests/http/http_test_*; do
     [[ -x $exe && -f $exe ]] || continue
-    run_suite "$dir" "$exe"
+    run_criterion "$dir" "$exe"
   done
+  if ((first)); then
+    run_browser "$dir"
+    first=0
+  fi
 done
 
 ((${#broken[@]})) && echo "failed suites: ${broken[*]}"

@@ -67,8 +67,9 @@ void seats_list(struct call *c)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:i, s:I, s:b}", "seatNo", seats[i].seat_no, "price",
-                                             (json_int_t)seats[i].price, "available", seats[i].available));
+        json_array_append_new(arr, json_pack("{s:i, s:I, s:b, s:s}", "seatNo", seats[i].seat_no, "price",
+                                             (json_int_t)seats[i].price, "available", seats[i].available,
+                                             "status", seat_status_name(seats[i].status)));
     free(seats);
     call_reply_json(c, 200, json_pack("{s:I, s:I, s:o}", "scheduleId", (json_int_t)c->id, "concertId",
                                       (json_int_t)sched.concert_id, "seats", arr));

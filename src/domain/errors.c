@@ -32,7 +32,6 @@ static const struct bx_err_info table[BX_ERR__COUNT] = {
     [BX_ERR_INSUFFICIENT_BALANCE] = {402, "INSUFFICIENT_BALANCE", "the balance is lower than the price; charge first"},
     [BX_ERR_PAYLOAD_TOO_LARGE] = {413, "PAYLOAD_TOO_LARGE", "the request body is over 64 KiB"},
     [BX_ERR_IDEMPOTENCY_MISMATCH] = {422, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request"},
-    [BX_ERR_UNSUPPORTED_MEDIA] = {415, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json"},
     [BX_ERR_UNAVAILABLE] = {503, "UNAVAILABLE", "the service is temporarily unavailable; retry shortly"},
     [BX_ERR_INTERNAL] = {500, "INTERNAL", "internal error"},
 };

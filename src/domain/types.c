@@ -15,3 +15,16 @@ const char *reservation_status_name(enum reservation_status s)
     }
     return "UNKNOWN";
 }
+
+const char *seat_status_name(enum seat_status s)
+{
+    switch (s) {
+    case SEAT_AVAILABLE:
+        return "AVAILABLE";
+    case SEAT_HELD:
+        return "HELD";
+    case SEAT_SOLD:
+        return "SOLD";
+    }
+    return "UNKNOWN";
+}

@@ -36,10 +36,14 @@ struct schedule {
     int32_t available; /* seats neither SOLD nor under a live hold, at the time of reading */
 };
 
+/* A HELD seat whose hold expired reads AVAILABLE (SPEC §6). */
+enum seat_status { SEAT_AVAILABLE = 0, SEAT_HELD, SEAT_SOLD };
+
 struct seat {
     int32_t seat_no;
     int64_t price;
-    bool available;
+    bool available; /* status == SEAT_AVAILABLE */
+    enum seat_status status;
 };
 
 enum reservation_status { RES_HELD = 0, RES_CONFIRMED, RES_EXPIRED, RES_CANCELLED };
@@ -76,5 +80,6 @@ struct idem {
 enum ledger_kind { LEDGER_CHARGE = 0, LEDGER_PAYMENT, LEDGER_REFUND };
 
 const char *reservation_status_name(enum reservation_status s);
+const char *seat_status_name(enum seat_status s);
 
 #endif

@@ -1,7 +1,7 @@
 /* waitroom.h — the waiting-room interface (SPEC §4). One `struct waitroom` is
  * shared by all event loops of a process and is safe to call from any thread.
  * Backends: waitroom_mem.c (embedded, persisted through the store),
- * waitroom_redis.c (scale-out, later). Times are Unix milliseconds. */
+ * waitroom_redis.c (scale-out, shared by N instances). Times are Unix milliseconds. */
 #ifndef BX_QUEUE_WAITROOM_H
 #define BX_QUEUE_WAITROOM_H
 
@@ -51,7 +51,8 @@ struct waitroom_ops {
     bx_err (*leave)(struct waitroom *w, const char *token, int64_t user_id, int64_t now);
     /* The user paid: the ACTIVE token is EXPIRED and its slot goes to the next in line. */
     bx_err (*complete)(struct waitroom *w, const char *token, int64_t user_id, int64_t now);
-    /* Housekeeping, called about every 100 ms by one thread: expire idle tokens,
+    /* Housekeeping, called about every 100 ms by one thread per process (with Redis,
+     * any number of instances may tick at once): expire idle tokens,
      * admit the oldest WAITING tokens into free slots (FIFO, admit_rate), update
      * the measured admission rate. */
     bx_err (*tick)(struct waitroom *w, int64_t now);

@@ -2,7 +2,7 @@
  * connection, owned by one thread (each event loop opens its own). Every call is
  * one transaction unless it says otherwise; every function returns a bx_err and
  * writes results through out-parameters. Lists are malloc'd: the caller frees.
- * Backends: store_sqlite.c (embedded), store_pg.c (scale-out, later). */
+ * Backends: store_sqlite.c (embedded), store_pg.c (scale-out). */
 #ifndef BX_STORE_STORE_H
 #define BX_STORE_STORE_H
 

@@ -1,12 +1,1361 @@
-/* store_pg.c — PostgreSQL storage (scale-out mode). Placeholder until the backend lands. */
+/* store_pg.c — the scale-out storage backend (SPEC §2): one libpq connection per
+ * struct store (each event loop owns one), the same contract as store_sqlite.c.
+ * No HTTP and no business policy beyond the invariants of SPEC §3 it enforces.
+ *
+ * One round trip per operation. The store interface is synchronous and is called
+ * on the event-loop thread, so the loop is blocked for as long as a call talks to
+ * the server. Every operation is therefore exactly ONE PQexecPrepared: a single
+ * statement runs in its own implicit transaction, and every multi-statement
+ * transaction (charge, hold, cancel, pay, sweep batch, schedule creation, secret)
+ * is a PL/pgSQL function installed by the migrations (pg_schema.h) that reports
+ * its domain outcome as a result code column rather than an exception. A client-
+ * driven BEGIN / SELECT ... FOR UPDATE / UPDATE / COMMIT conversation would block
+ * the loop for 4-8 round trips and, worse, keep the seat and user rows locked
+ * across all of them, so every other instance contending for the same seat would
+ * wait that much longer. Non-blocking libpq on the loop would need a callback-style
+ * store interface through all of api/; pipelining cannot express "read, decide,
+ * then write" without the server-side logic anyway. So: one round trip plus the
+ * server's own work, the least a synchronous interface can cost. Statements are
+ * prepared on first use per connection (one extra round trip, once).
+ *
+ * Concurrency across N instances is decided inside PostgreSQL, at READ COMMITTED,
+ * by row locks in one fixed order (user, seat, reservation; see pg_schema.h) and
+ * conditional updates, backed by the same constraints as SQLite. The sweeper
+ * takes its batch with FOR NO KEY UPDATE SKIP LOCKED on the seat rows, so N
+ * sweepers never wait for each other and never expire one reservation twice.
+ *
+ * Failures: a lost connection (server restart, network) makes that call
+ * BX_ERR_UNAVAILABLE and the next call PQreset()s first (at most once a second
+ * while the server stays away). A read that lost its connection is retried once
+ * after a successful reset; a write never is, because its commit may have
+ * happened. connect_timeout, statement_timeout and TCP keepalives bound every
+ * wait. Values are always sent as parameters, never spliced into SQL text. */
+#define _GNU_SOURCE
 #include "store/store.h"
 
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "domain/money.h"
+#include "store/pg_schema.h"
+#include "util/clock.h"
+
+#define SWEEP_BATCH 1000
+#define MAX_PARAMS 9
+#define RESET_BACKOFF_MS 1000
+/* Session settings sent in the startup packet, so PQreset keeps them. */
+#define SESSION_OPTIONS "-c statement_timeout=5000 -c client_min_messages=warning"
+
+#define RES_COLS                                                                                                       \
+    "r.id, r.user_id, r.schedule_id, s.concert_id, r.seat_no, r.price, r.status, r.held_at, r.expires_at, "            \
+    "r.confirmed_at FROM reservations r JOIN schedules s ON s.id = r.schedule_id "
+#define SCHED_COLS                                                                                                     \
+    "s.id, s.concert_id, s.starts_at, s.sale_opens_at, s.sale_closes_at, s.seat_count, "                               \
+    "(SELECT count(*) FROM seats t WHERE t.schedule_id = s.id AND "                                                    \
+    " (t.status = 'AVAILABLE' OR (t.status = 'HELD' AND t.hold_expires_at <= $2))) FROM schedules s "
+#define PAY_COLS "id, user_id, reservation_id, amount, balance_after, paid_at FROM payments "
+#define QUEUE_COLS "token, user_id, concert_id, seq, status, issued_at, activated_at, last_seen_at, expires_at "
+
+/* Audit (SPEC §3 invariants 1, 2, 3 and 5; 4, durability, cannot be seen after the
+ * fact): the checks of store_sqlite.c as one statement, one row (invariant,
+ * finding) per violation. $1 = now, $2 = seat limit (invariant 5 only when > 0). */
+#define AUDIT_SQL                                                                                                      \
+    "SELECT 1, format('schedule %s seat %s has %s CONFIRMED reservations', schedule_id, seat_no, count(*)) "           \
+    "FROM reservations WHERE status = 'CONFIRMED' GROUP BY schedule_id, seat_no HAVING count(*) > 1 "                  \
+    "UNION ALL "                                                                                                       \
+    "SELECT 1, format('schedule %s seat %s has %s live holds', schedule_id, seat_no, count(*)) "                       \
+    "FROM reservations WHERE status = 'HELD' AND expires_at > $1::bigint "                                             \
+    "GROUP BY schedule_id, seat_no HAVING count(*) > 1 "                                                               \
+    "UNION ALL "                                                                                                       \
+    "SELECT 1, format('schedule %s seat %s is SOLD but reservation %s is not CONFIRMED for it', "                      \
+    "  t.schedule_id, t.seat_no, coalesce(t.reservation_id::text, '(none)')) "                                         \
+    "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "                                                \
+    "WHERE t.status = 'SOLD' AND (r.id IS NULL OR r.status <> 'CONFIRMED' "                                            \
+    "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no) "                                                  \
+    "UNION ALL "                                                                                                       \
+    "SELECT 1, format('reservation %s is CONFIRMED but seat %s/%s is %s (reservation %s)', r.id, r.schedule_id, "      \
+    "  r.seat_no, coalesce(t.status, 'missing'), coalesce(t.reservation_id::text, '(none)')) "                         \
+    "FROM reservations r LEFT JOIN seats t ON t.schedule_id = r.schedule_id AND t.seat_no = r.seat_no "                \
+    "WHERE r.status = 'CONFIRMED' "                                                                                    \
+    "  AND (t.status IS DISTINCT FROM 'SOLD' OR t.reservation_id IS DISTINCT FROM r.id) "                              \
+    "UNION ALL "                                                                                                       \
+    "SELECT 1, format('reservation %s is a live hold but seat %s/%s is %s (reservation %s)', r.id, r.schedule_id, "    \
+    "  r.seat_no, coalesce(t.status, 'missing'), coalesce(t.reservation_id::text, '(none)')) "                         \
+    "FROM reservations r LEFT JOIN seats t ON t.schedule_id = r.schedule_id AND t.seat_no = r.seat_no "                \
+    "WHERE r.status = 'HELD' AND r.expires_at > $1::bigint "                                                           \
+    "  AND (t.status IS DISTINCT FROM 'HELD' OR t.reservation_id IS DISTINCT FROM r.id) "                              \
+    "UNION ALL "                                                                                                       \
+    "SELECT 1, format('schedule %s seat %s is held until %s by reservation %s which is %s', t.schedule_id, "           \
+    "  t.seat_no, t.hold_expires_at, t.reservation_id, coalesce(r.status, 'missing')) "                                \
+    "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "                                                \
+    "WHERE t.status = 'HELD' AND t.hold_expires_at > $1::bigint AND (r.id IS NULL OR r.status <> 'HELD' "              \
+    "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no) "                                                  \
+    "UNION ALL "                                                                                                       \
+    "SELECT 2, format('user %s has balance %s but the ledger sums to %s', u.id, u.balance, coalesce(l.total, 0)) "     \
+    "FROM users u LEFT JOIN (SELECT user_id, sum(CASE kind WHEN 'PAYMENT' THEN -amount ELSE amount END) "              \
+    "  AS total FROM ledger GROUP BY user_id) l ON l.user_id = u.id "                                                  \
+    "WHERE u.balance <> coalesce(l.total, 0) "                                                                         \
+    "UNION ALL "                                                                                                       \
+    "SELECT 2, format('user %s has negative balance %s', id, balance) FROM users WHERE balance < 0 "                   \
+    "UNION ALL "                                                                                                       \
+    "SELECT 2, format('user %s ledger entry %s: balance_after %s, expected %s', user_id, id, balance_after, "          \
+    "  prev + delta) "                                                                                                 \
+    "FROM (SELECT id, user_id, balance_after, "                                                                        \
+    "  CASE kind WHEN 'PAYMENT' THEN -amount ELSE amount END AS delta, "                                               \
+    "  coalesce(lag(balance_after) OVER (PARTITION BY user_id ORDER BY id), 0) AS prev FROM ledger) AS chain "         \
+    "WHERE balance_after <> prev + delta OR balance_after < 0 "                                                        \
+    "UNION ALL "                                                                                                       \
+    "SELECT 3, format('reservation %s is CONFIRMED with %s payments totalling %s for price %s', r.id, "                \
+    "  count(p.id), coalesce(sum(p.amount), 0), r.price) "                                                             \
+    "FROM reservations r LEFT JOIN payments p ON p.reservation_id = r.id "                                             \
+    "WHERE r.status = 'CONFIRMED' GROUP BY r.id "                                                                      \
+    "HAVING count(p.id) <> 1 OR coalesce(sum(p.amount), 0) <> r.price "                                                \
+    "UNION ALL "                                                                                                       \
+    "SELECT 3, format('payment %s is for reservation %s which is %s', p.id, p.reservation_id, "                        \
+    "  CASE WHEN r.id IS NULL THEN 'missing' WHEN r.user_id <> p.user_id THEN 'another user''s' "                      \
+    "  ELSE r.status END) "                                                                                            \
+    "FROM payments p LEFT JOIN reservations r ON r.id = p.reservation_id "                                             \
+    "WHERE r.id IS NULL OR r.status <> 'CONFIRMED' OR r.user_id <> p.user_id "                                         \
+    "UNION ALL "                                                                                                       \
+    "SELECT 3, format('payment %s of %s has no matching PAYMENT ledger entry', p.id, p.amount) FROM payments p "       \
+    "WHERE NOT EXISTS (SELECT 1 FROM ledger l WHERE l.reference = 'payment:' || p.id "                                 \
+    "  AND l.user_id = p.user_id AND l.kind = 'PAYMENT' AND l.amount = p.amount) "                                     \
+    "UNION ALL "                                                                                                       \
+    "SELECT 5, format('user %s has %s seats held or sold on schedule %s (limit %s)', user_id, count(*), "              \
+    "  schedule_id, $2::bigint) "                                                                                      \
+    "FROM reservations WHERE $2::bigint > 0 AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > $1)) "      \
+    "GROUP BY user_id, schedule_id HAVING count(*) > $2::bigint"
+
+/* Every statement the backend runs, prepared on first use per connection. RD
+ * statements only read (safe to retry after a reconnect); WR may have committed. */
+enum stmt_kind { RD, WR };
+#define STMT_LIST(X)                                                                                                   \
+    X(MIG_VERSION, RD, "SELECT coalesce(max(version), 0) FROM schema_migrations")                                      \
+    X(SECRET, WR, "SELECT encode(o_value, 'hex') FROM bx_secret($1)")                                                  \
+    X(USER_INSERT, WR, "INSERT INTO users(name, pwhash) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id")   \
+    X(USER_BY_NAME, RD, "SELECT id, name, pwhash, balance FROM users WHERE name = $1")                                 \
+    X(BALANCE_GET, RD, "SELECT balance FROM users WHERE id = $1")                                                      \
+    X(CHARGE, WR, "SELECT o_code, o_balance FROM bx_charge($1, $2, $3, $4, $5, $6)")                                   \
+    X(CONCERT_INSERT, WR, "INSERT INTO concerts(title, venue) VALUES ($1, $2) RETURNING id")                           \
+    X(CONCERT_GET, RD, "SELECT id, title, venue FROM concerts WHERE id = $1")                                          \
+    X(CONCERT_LIST, RD, "SELECT id, title, venue FROM concerts ORDER BY id")                                           \
+    X(SCHEDULE_CREATE, WR, "SELECT o_code, o_id FROM bx_schedule_create($1, $2, $3, $4, $5, $6)")                      \
+    X(SCHEDULE_GET, RD, "SELECT " SCHED_COLS "WHERE s.id = $1")                                                        \
+    X(SCHEDULE_BOOKABLE, RD,                                                                                           \
+      "SELECT " SCHED_COLS "WHERE s.concert_id = $1 AND s.sale_opens_at <= $2 "                                        \
+      "AND $2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                                          \
+    X(SEAT_LIST, RD,                                                                                                   \
+      "SELECT t.seat_no, t.price, CASE WHEN t.status = 'SOLD' THEN 2 "                                                 \
+      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END "                                           \
+      "FROM schedules s LEFT JOIN seats t ON t.schedule_id = s.id WHERE s.id = $1 ORDER BY t.seat_no")                 \
+    X(HOLD, WR, "SELECT o_code, o_id, o_concert, o_price FROM bx_hold($1, $2, $3, $4, $5, $6)")                        \
+    X(RES_GET, RD, "SELECT " RES_COLS "WHERE r.id = $1 AND r.user_id = $2")                                            \
+    X(RES_LIST, RD, "SELECT " RES_COLS "WHERE r.user_id = $1 ORDER BY r.id DESC")                                      \
+    X(CANCEL, WR, "SELECT o_code FROM bx_cancel($1, $2, $3)")                                                          \
+    X(LIVE_HOLDS, RD,                                                                                                  \
+      "SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id "                                  \
+      "WHERE r.user_id = $1 AND s.concert_id = $2 AND r.status = 'HELD' AND r.expires_at > $3")                        \
+    X(PAY, WR, "SELECT o_code, o_id, o_res, o_amount, o_balance, o_paid_at FROM bx_pay($1, $2, $3, $4, $5, $6)")       \
+    X(PAYMENT_LIST, RD, "SELECT " PAY_COLS "WHERE user_id = $1 ORDER BY id DESC LIMIT $2")                             \
+    X(PAYMENT_LIST_BEFORE, RD, "SELECT " PAY_COLS "WHERE user_id = $1 AND id < $3 ORDER BY id DESC LIMIT $2")          \
+    X(SWEEP, WR, "SELECT o_locked, o_expired FROM bx_sweep($1, $2)")                                                   \
+    X(QUEUE_UPSERT, WR,                                                                                                \
+      "INSERT INTO queue_tokens(" QUEUE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "                          \
+      "ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, "                                                 \
+      "concert_id = excluded.concert_id, seq = excluded.seq, status = excluded.status, "                               \
+      "issued_at = excluded.issued_at, activated_at = excluded.activated_at, "                                         \
+      "last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at")                                        \
+    X(QUEUE_LOAD, RD,                                                                                                  \
+      "SELECT " QUEUE_COLS "FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') "                                  \
+      "ORDER BY concert_id, seq")                                                                                      \
+    X(QUEUE_FIND, RD, "SELECT " QUEUE_COLS "FROM queue_tokens WHERE token = $1")                                       \
+    X(AUDIT, RD, AUDIT_SQL)
+
+#define STMT_ENUM(name, kind, sql) ST_##name,
+#define STMT_NAME(name, kind, sql) [ST_##name] = "bx_" #name,
+#define STMT_KIND(name, kind, sql) [ST_##name] = kind,
+#define STMT_SQL(name, kind, sql) [ST_##name] = sql,
+enum stmt_id { STMT_LIST(STMT_ENUM) ST__COUNT };
+static const char *const stmt_name[ST__COUNT] = {STMT_LIST(STMT_NAME)};
+static const enum stmt_kind stmt_kind[ST__COUNT] = {STMT_LIST(STMT_KIND)};
+static const char *const stmt_sql[ST__COUNT] = {STMT_LIST(STMT_SQL)};
+
+/* Owned by the thread that opened it; freed by pg_close. */
+struct pg_store {
+    struct store base; /* first: callers see a struct store */
+    PGconn *conn;
+    bool prepared[ST__COUNT]; /* per session: cleared by every reset */
+    bool broken;              /* a call lost the connection: reset before the next one */
+    int64_t retry_after_ms;   /* monotonic; no reset attempt before this after a failed one */
+};
+
+static struct pg_store *to_pg(struct store *s)
+{
+    return (struct pg_store *)s;
+}
+
+/* ---- parameters ---------------------------------------------------------- */
+
+/* Parameters of one call, all text format except bytea (binary). NULL = SQL NULL. */
+struct params {
+    int n;
+    const char *values[MAX_PARAMS];
+    int lengths[MAX_PARAMS];
+    int formats[MAX_PARAMS];
+    char num[MAX_PARAMS][24];
+};
+
+static void p_i64(struct params *p, int64_t v)
+{
+    snprintf(p->num[p->n], sizeof p->num[p->n], "%" PRId64, v);
+    p->values[p->n] = p->num[p->n];
+    p->lengths[p->n] = 0;
+    p->formats[p->n] = 0;
+    p->n++;
+}
+
+static void p_text(struct params *p, const char *s)
+{
+    p->values[p->n] = s;
+    p->lengths[p->n] = 0;
+    p->formats[p->n] = 0;
+    p->n++;
+}
+
+static void p_bytes(struct params *p, const void *b, int len)
+{
+    p->values[p->n] = b;
+    p->lengths[p->n] = b ? len : 0;
+    p->formats[p->n] = 1;
+    p->n++;
+}
+
+/* The key and request hash of a money-moving call, or two NULLs without a key. */
+static void p_idem(struct params *p, const struct idem *idem)
+{
+    bool keyed = idem != NULL && idem->key != NULL;
+    p_text(p, keyed ? idem->key : NULL);
+    p_bytes(p, keyed ? idem->request_hash : NULL, (int)sizeof idem->request_hash);
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+static int64_t col_i64(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        return 0;
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static bool col_is(const PGresult *r, int row, int col, const char *want)
+{
+    return !PQgetisnull(r, row, col) && strcmp(PQgetvalue(r, row, col), want) == 0;
+}
+
+static void col_text(char *dst, size_t cap, const PGresult *r, int row, int col)
+{
+    const char *t = PQgetvalue(r, row, col);
+    size_t len = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
+    if (len >= cap)
+        len = cap - 1;
+    if (len)
+        memcpy(dst, t, len);
+    dst[len] = '\0';
+}
+
+/* The outcome codes the PL/pgSQL functions of pg_schema.h return. */
+static const struct {
+    const char *code;
+    bx_err err;
+} outcome_codes[] = {
+    {"OK", BX_OK},
+    {"REPLAY", BX_REPLAY},
+    {"NOT_FOUND", BX_ERR_NOT_FOUND},
+    {"IDEMPOTENCY_MISMATCH", BX_ERR_IDEMPOTENCY_MISMATCH},
+    {"BALANCE_LIMIT", BX_ERR_BALANCE_LIMIT},
+    {"CONCERT_NOT_FOUND", BX_ERR_CONCERT_NOT_FOUND},
+    {"SCHEDULE_NOT_FOUND", BX_ERR_SCHEDULE_NOT_FOUND},
+    {"SALE_CLOSED", BX_ERR_SALE_CLOSED},
+    {"SEAT_NOT_FOUND", BX_ERR_SEAT_NOT_FOUND},
+    {"SEAT_LIMIT", BX_ERR_SEAT_LIMIT},
+    {"SEAT_UNAVAILABLE", BX_ERR_SEAT_UNAVAILABLE},
+    {"RESERVATION_NOT_FOUND", BX_ERR_RESERVATION_NOT_FOUND},
+    {"NOT_HELD", BX_ERR_NOT_HELD},
+    {"HOLD_EXPIRED", BX_ERR_HOLD_EXPIRED},
+    {"ALREADY_PAID", BX_ERR_ALREADY_PAID},
+    {"PRICE_MISMATCH", BX_ERR_PRICE_MISMATCH},
+    {"INSUFFICIENT_BALANCE", BX_ERR_INSUFFICIENT_BALANCE},
+    {"INTERNAL", BX_ERR_INTERNAL},
+};
+
+/* Maps column 0 of the one row a store function returns to a bx_err. */
+static bx_err outcome(const PGresult *r, enum stmt_id id)
+{
+    if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+        fprintf(stderr, "store_pg: %s returned no outcome\n", stmt_name[id]);
+        return BX_ERR_INTERNAL;
+    }
+    const char *code = PQgetvalue(r, 0, 0);
+    for (size_t i = 0; i < sizeof outcome_codes / sizeof outcome_codes[0]; i++)
+        if (strcmp(code, outcome_codes[i].code) == 0) {
+            if (outcome_codes[i].err == BX_ERR_INTERNAL)
+                fprintf(stderr, "store_pg: %s reported an inconsistency\n", stmt_name[id]);
+            return outcome_codes[i].err;
+        }
+    fprintf(stderr, "store_pg: %s returned unknown outcome %s\n", stmt_name[id], code);
+    return BX_ERR_INTERNAL;
+}
+
+/* Grows a malloc'd array to hold at least n + 1 elements of size el. */
+static bx_err grow(void **arr, size_t *cap, size_t n, size_t el)
+{
+    if (n < *cap)
+        return BX_OK;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *p = realloc(*arr, ncap * el);
+    if (p == NULL)
+        return BX_ERR_INTERNAL;
+    *arr = p;
+    *cap = ncap;
+    return BX_OK;
+}
+
+/* ---- connection and execution -------------------------------------------- */
+
+/* Maps a failed result. A lost connection (or a server shutting down) marks the
+ * store broken and is UNAVAILABLE; so are transient refusals a retry may get past
+ * (serialization failure, deadlock, lock or statement timeout, too many
+ * connections). Everything else is logged and INTERNAL. *lost says which. */
+static bx_err classify(struct pg_store *s, const PGresult *res, const char *what, bool *lost)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn);
+    *lost = PQstatus(s->conn) != CONNECTION_OK ||
+            (state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0));
+    if (*lost) {
+        s->broken = true;
+        fprintf(stderr, "store_pg: connection lost: %s: %s", what, msg && *msg ? msg : "(no message)\n");
+        return BX_ERR_UNAVAILABLE;
+    }
+    if (state != NULL && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
+                          strcmp(state, "57014") == 0 || strncmp(state, "53", 2) == 0)) {
+        fprintf(stderr, "store_pg: busy: %s: %s", what, msg);
+        return BX_ERR_UNAVAILABLE;
+    }
+    fprintf(stderr, "store_pg: %s: [%s] %s", what, state ? state : "-----", msg && *msg ? msg : "(no message)\n");
+    return BX_ERR_INTERNAL;
+}
+
+/* Makes sure the connection is usable: after a loss, PQreset (bounded by
+ * connect_timeout) and forget the prepared statements, which died with the old
+ * session. A failed reset is not tried again for RESET_BACKOFF_MS, so a server
+ * that stays away costs each call nothing but the UNAVAILABLE answer. */
+static bx_err conn_ready(struct pg_store *s)
+{
+    if (!s->broken && PQstatus(s->conn) == CONNECTION_OK)
+        return BX_OK;
+    if (clock_mono_ms() < s->retry_after_ms)
+        return BX_ERR_UNAVAILABLE;
+    PQreset(s->conn);
+    memset(s->prepared, 0, sizeof s->prepared);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        s->broken = true;
+        s->retry_after_ms = clock_mono_ms() + RESET_BACKOFF_MS;
+        fprintf(stderr, "store_pg: reconnect failed: %s", PQerrorMessage(s->conn));
+        return BX_ERR_UNAVAILABLE;
+    }
+    s->broken = false;
+    s->retry_after_ms = 0;
+    fprintf(stderr, "store_pg: reconnected\n");
+    return BX_OK;
+}
+
+/* Runs statement id with p (may be NULL) in one round trip (two the first time
+ * the connection uses it: PQprepare). On BX_OK *out holds the result, which the
+ * caller PQclear()s. A statement that never ran (the prepare failed, or the
+ * session lost its prepared statement) is retried once after a reset; a read
+ * whose connection was lost is retried once after a successful reset; a write
+ * never is — its commit may have happened, so the caller gets UNAVAILABLE. */
+static bx_err exec(struct pg_store *s, enum stmt_id id, const struct params *p, PGresult **out)
+{
+    *out = NULL;
+    for (int attempt = 0;; attempt++) {
+        bool lost = false;
+        PGresult *res;
+        bx_err e = conn_ready(s);
+        if (e)
+            return e;
+        if (!s->prepared[id]) {
+            res = PQprepare(s->conn, stmt_name[id], stmt_sql[id], 0, NULL);
+            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                e = classify(s, res, stmt_name[id], &lost);
+                PQclear(res);
+                if (lost && attempt == 0)
+                    continue;
+                return e;
+            }
+            PQclear(res);
+            s->prepared[id] = true;
+        }
+        res = PQexecPrepared(s->conn, stmt_name[id], p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
+                             p ? p->formats : NULL, 0);
+        ExecStatusType rs = PQresultStatus(res);
+        if (rs == PGRES_TUPLES_OK || rs == PGRES_COMMAND_OK) {
+            *out = res;
+            return BX_OK;
+        }
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, "26000") == 0 && attempt == 0) {
+            /* prepared statement unknown to the session (e.g. a pooler's DISCARD ALL): it never ran */
+            memset(s->prepared, 0, sizeof s->prepared);
+            PQclear(res);
+            continue;
+        }
+        e = classify(s, res, stmt_name[id], &lost);
+        PQclear(res);
+        if (lost && attempt == 0 && stmt_kind[id] == RD)
+            continue;
+        return e;
+    }
+}
+
+/* Runs a store function and maps its outcome; on BX_OK or BX_REPLAY *out holds
+ * the row (caller PQclear()s), otherwise it is cleared. */
+static bx_err call(struct pg_store *s, enum stmt_id id, const struct params *p, PGresult **out)
+{
+    bx_err e = exec(s, id, p, out);
+    if (e)
+        return e;
+    e = outcome(*out, id);
+    if (e != BX_OK && e != BX_REPLAY) {
+        PQclear(*out);
+        *out = NULL;
+    }
+    return e;
+}
+
+/* Runs a single-value query: *found = 0 without a row, else *v = column 0. */
+static bx_err query_i64(struct pg_store *s, enum stmt_id id, const struct params *p, int64_t *v, int *found)
+{
+    PGresult *r;
+    *v = 0;
+    *found = 0;
+    bx_err e = exec(s, id, p, &r);
+    if (e)
+        return e;
+    if (PQntuples(r) > 0) {
+        *found = 1;
+        *v = col_i64(r, 0, 0);
+    }
+    PQclear(r);
+    return BX_OK;
+}
+
+/* Runs plain SQL text (no parameters; only constant text of this file) through
+ * the simple protocol; used for migrations and audit transaction control. */
+static bx_err exec_plain(struct pg_store *s, const char *sql, const char *what)
+{
+    bool lost;
+    bx_err e = conn_ready(s);
+    if (e)
+        return e;
+    PGresult *res = PQexec(s->conn, sql);
+    ExecStatusType rs = PQresultStatus(res);
+    if (rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK) {
+        PQclear(res);
+        return BX_OK;
+    }
+    e = classify(s, res, what, &lost);
+    PQclear(res);
+    return e;
+}
+
+/* Ends whatever transaction an error left open (simple-protocol scripts stop at
+ * the first error, inside their BEGIN). */
+static void tx_abandon(struct pg_store *s)
+{
+    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        PGresult *res = PQexec(s->conn, "ROLLBACK");
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            s->broken = true; /* start over with a fresh session */
+        PQclear(res);
+    }
+}
+
+/* ---- reading rows -------------------------------------------------------- */
+
+static const char *const res_status_text[] = {
+    [RES_HELD] = "HELD", [RES_CONFIRMED] = "CONFIRMED", [RES_EXPIRED] = "EXPIRED", [RES_CANCELLED] = "CANCELLED"};
+
+/* Reads an RES_COLS row; out->status says EXPIRED for a HELD row past its expiry
+ * (the API's view, SPEC §6). */
+static bx_err read_reservation(const PGresult *r, int row, int64_t now, struct reservation *out)
+{
+    int st = -1;
+    for (int i = RES_HELD; i <= RES_CANCELLED; i++)
+        if (col_is(r, row, 6, res_status_text[i]))
+            st = i;
+    if (st < 0) {
+        fprintf(stderr, "store_pg: reservation %s has an unknown status\n", PQgetvalue(r, row, 0));
+        return BX_ERR_INTERNAL;
+    }
+    out->id = col_i64(r, row, 0);
+    out->user_id = col_i64(r, row, 1);
+    out->schedule_id = col_i64(r, row, 2);
+    out->concert_id = col_i64(r, row, 3);
+    out->seat_no = (int32_t)col_i64(r, row, 4);
+    out->price = col_i64(r, row, 5);
+    out->held_at = col_i64(r, row, 7);
+    out->expires_at = col_i64(r, row, 8);
+    out->confirmed_at = col_i64(r, row, 9); /* NULL reads as 0 */
+    out->status = (st == RES_HELD && out->expires_at <= now) ? RES_EXPIRED : (enum reservation_status)st;
+    return BX_OK;
+}
+
+static void read_schedule(const PGresult *r, int row, struct schedule *out)
+{
+    out->id = col_i64(r, row, 0);
+    out->concert_id = col_i64(r, row, 1);
+    out->starts_at = col_i64(r, row, 2);
+    out->sale_opens_at = col_i64(r, row, 3);
+    out->sale_closes_at = col_i64(r, row, 4);
+    out->seat_count = (int32_t)col_i64(r, row, 5);
+    out->available = (int32_t)col_i64(r, row, 6);
+}
+
+static void read_payment(const PGresult *r, int row, int col, struct payment *out)
+{
+    out->id = col_i64(r, row, col);
+    out->user_id = col_i64(r, row, col + 1);
+    out->reservation_id = col_i64(r, row, col + 2);
+    out->amount = col_i64(r, row, col + 3);
+    out->balance_after = col_i64(r, row, col + 4);
+    out->paid_at = col_i64(r, row, col + 5);
+}
+
+static void read_concert(const PGresult *r, int row, struct concert *out)
+{
+    out->id = col_i64(r, row, 0);
+    col_text(out->title, sizeof out->title, r, row, 1);
+    col_text(out->venue, sizeof out->venue, r, row, 2);
+}
+
+static const char *const queue_status_text[] = {
+    [QUEUE_WAITING] = "WAITING", [QUEUE_ACTIVE] = "ACTIVE", [QUEUE_EXPIRED] = "EXPIRED"};
+
+static bx_err read_queue(const PGresult *r, int row, struct queue_record *out)
+{
+    int st = -1;
+    for (int i = QUEUE_WAITING; i <= QUEUE_EXPIRED; i++)
+        if (col_is(r, row, 4, queue_status_text[i]))
+            st = i;
+    if (st < 0)
+        return BX_ERR_INTERNAL;
+    col_text(out->token, sizeof out->token, r, row, 0);
+    out->user_id = col_i64(r, row, 1);
+    out->concert_id = col_i64(r, row, 2);
+    out->seq = col_i64(r, row, 3);
+    out->status = (enum queue_status)st;
+    out->issued_at = col_i64(r, row, 5);
+    out->activated_at = col_i64(r, row, 6);
+    out->last_seen_at = col_i64(r, row, 7);
+    out->expires_at = col_i64(r, row, 8);
+    return BX_OK;
+}
+
+/* ---- lifecycle and schema ------------------------------------------------ */
+
+static void pg_close(struct store *base)
+{
+    struct pg_store *s = to_pg(base);
+    if (s == NULL)
+        return;
+    PQfinish(s->conn);
+    free(s);
+}
+
+/* Appends text to a growing malloc'd buffer; false when out of memory. */
+static bool sb_add(char **buf, size_t *len, size_t *cap, const char *text)
+{
+    size_t n = strlen(text);
+    if (*len + n + 1 > *cap) {
+        size_t ncap = (*len + n + 1) * 2;
+        char *p = realloc(*buf, ncap);
+        if (p == NULL)
+            return false;
+        *buf = p;
+        *cap = ncap;
+    }
+    memcpy(*buf + *len, text, n + 1);
+    *len += n;
+    return true;
+}
+
+/* Builds the whole migration run as one script: BEGIN; advisory lock; bootstrap;
+ * a DO block applying every migration above the recorded version; COMMIT.
+ * Returns NULL when out of memory or when a migration contains its own quote tag. */
+static char *migration_script(void)
+{
+    char *buf = NULL, tag[32], line[256];
+    size_t len = 0, cap = 0;
+    bool ok = sb_add(&buf, &len, &cap, "BEGIN;\nSELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK_KEY ");\n") &&
+              sb_add(&buf, &len, &cap, pg_schema_bootstrap) &&
+              sb_add(&buf, &len, &cap,
+                     ";\nDO $bx_migrate$\nDECLARE v integer;\nBEGIN\n"
+                     "  SELECT coalesce(max(version), 0) INTO v FROM schema_migrations;\n");
+    snprintf(line, sizeof line,
+             "  IF v > %d THEN\n"
+             "    RAISE EXCEPTION 'database schema version %% is newer than this binary (%d)', v;\n"
+             "  END IF;\n",
+             PG_MIGRATION_COUNT, PG_MIGRATION_COUNT);
+    ok = ok && sb_add(&buf, &len, &cap, line);
+    for (int v = 1; ok && v <= PG_MIGRATION_COUNT; v++) {
+        snprintf(tag, sizeof tag, "$bx_m%d$", v);
+        if (strstr(pg_migrations[v - 1], tag) != NULL || strstr(pg_migrations[v - 1], "$bx_migrate$") != NULL) {
+            fprintf(stderr, "store_pg: migration %d contains its quote tag\n", v);
+            free(buf);
+            return NULL;
+        }
+        snprintf(line, sizeof line, "  IF v < %d THEN\n    EXECUTE %s", v, tag);
+        ok = sb_add(&buf, &len, &cap, line) && sb_add(&buf, &len, &cap, pg_migrations[v - 1]) &&
+             sb_add(&buf, &len, &cap, tag);
+        snprintf(line, sizeof line,
+                 ";\n    INSERT INTO schema_migrations(version, applied_at)"
+                 " VALUES (%d, (extract(epoch FROM clock_timestamp()) * 1000)::bigint);\n  END IF;\n",
+                 v);
+        ok = ok && sb_add(&buf, &len, &cap, line);
+    }
+    ok = ok && sb_add(&buf, &len, &cap, "END\n$bx_migrate$;\nCOMMIT;");
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Applies the migrations not yet recorded, all in one transaction holding
+ * pg_advisory_xact_lock(PG_MIGRATION_LOCK_KEY), in one round trip: N instances
+ * starting at once serialize on the lock and all but the first find nothing to
+ * do. Running it again is a no-op. A database newer than the binary is refused. */
+static bx_err pg_migrate(struct store *base)
+{
+    struct pg_store *s = to_pg(base);
+    char *script = migration_script();
+    if (script == NULL)
+        return BX_ERR_INTERNAL;
+    bx_err e = exec_plain(s, script, "migrate");
+    free(script);
+    if (e)
+        tx_abandon(s);
+    return e;
+}
+
+/* Readiness: the server answers and the schema is migrated. */
+static bx_err pg_ping(struct store *base)
+{
+    struct pg_store *s = to_pg(base);
+    int64_t v;
+    int found;
+    bx_err e = query_i64(s, ST_MIG_VERSION, NULL, &v, &found);
+    if (e)
+        return BX_ERR_UNAVAILABLE;
+    return v >= 1 ? BX_OK : BX_ERR_UNAVAILABLE;
+}
+
+/* Returns the stored HMAC secret; the first caller's random bytes are stored
+ * (bx_secret: INSERT ... ON CONFLICT DO NOTHING, then read), so every instance
+ * and thread agrees. */
+static bx_err pg_secret_get_or_create(struct store *base, unsigned char secret[32])
+{
+    struct pg_store *s = to_pg(base);
+    unsigned char fresh[32];
+    struct params p = {0};
+    PGresult *r;
+    size_t got = 0;
+    randombytes_buf(fresh, sizeof fresh);
+    p_bytes(&p, fresh, (int)sizeof fresh);
+    bx_err e = exec(s, ST_SECRET, &p, &r);
+    sodium_memzero(fresh, sizeof fresh);
+    if (e)
+        return e;
+    if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0) ||
+        sodium_hex2bin(secret, 32, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0), NULL, &got, NULL) != 0 ||
+        got != 32) {
+        fprintf(stderr, "store_pg: stored secret is not 32 bytes\n");
+        e = BX_ERR_INTERNAL;
+    }
+    PQclear(r);
+    return e;
+}
+
+/* ---- users and money ----------------------------------------------------- */
+
+/* Inserts a user with balance 0 (one statement). NAME_TAKEN on a duplicate name,
+ * also when another instance inserts the same name at the same moment. */
+static bx_err pg_user_create(struct store *base, const char *name, const char *pwhash, int64_t *user_id)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    int64_t id;
+    int found;
+    if (strlen(name) > BX_NAME_MAX || strlen(pwhash) > BX_PWHASH_MAX)
+        return BX_ERR_VALIDATION;
+    p_text(&p, name);
+    p_text(&p, pwhash);
+    bx_err e = query_i64(s, ST_USER_INSERT, &p, &id, &found);
+    if (e)
+        return e;
+    if (!found)
+        return BX_ERR_NAME_TAKEN;
+    *user_id = id;
+    return BX_OK;
+}
+
+/* Reads one user by exact name. NOT_FOUND. */
+static bx_err pg_user_find_by_name(struct store *base, const char *name, struct user *out)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, name);
+    bx_err e = exec(s, ST_USER_BY_NAME, &p, &r);
+    if (e)
+        return e;
+    if (PQntuples(r) == 0) {
+        e = BX_ERR_NOT_FOUND;
+    } else {
+        out->id = col_i64(r, 0, 0);
+        col_text(out->name, sizeof out->name, r, 0, 1);
+        col_text(out->pwhash, sizeof out->pwhash, r, 0, 2);
+        out->balance = col_i64(r, 0, 3);
+    }
+    PQclear(r);
+    return e;
+}
+
+static bx_err pg_balance_get(struct store *base, int64_t user_id, int64_t *balance)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    int found;
+    p_i64(&p, user_id);
+    bx_err e = query_i64(s, ST_BALANCE_GET, &p, balance, &found);
+    if (e)
+        return e;
+    return found ? BX_OK : BX_ERR_NOT_FOUND;
+}
+
+/* One transaction (bx_charge): replay check, BALANCE_LIMIT past 1e12, balance
+ * update, CHARGE ledger entry, idempotency record (invariant 2). */
+static bx_err pg_balance_charge(struct store *base, int64_t user_id, int64_t amount, int64_t now,
+                                const struct idem *idem, int64_t *balance_after)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    if (amount <= 0)
+        return BX_ERR_VALIDATION;
+    p_i64(&p, user_id);
+    p_i64(&p, amount);
+    p_i64(&p, now);
+    p_idem(&p, idem);
+    p_i64(&p, MONEY_BALANCE_MAX);
+    bx_err e = call(s, ST_CHARGE, &p, &r);
+    if (e != BX_OK && e != BX_REPLAY)
+        return e;
+    *balance_after = col_i64(r, 0, 1);
+    PQclear(r);
+    return e;
+}
+
+/* ---- catalogue ----------------------------------------------------------- */
+
+static bx_err pg_concert_create(struct store *base, const char *title, const char *venue, int64_t *concert_id)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    int found;
+    if (strlen(title) > BX_TEXT_MAX || strlen(venue) > BX_TEXT_MAX)
+        return BX_ERR_VALIDATION;
+    p_text(&p, title);
+    p_text(&p, venue);
+    bx_err e = query_i64(s, ST_CONCERT_INSERT, &p, concert_id, &found);
+    if (e == BX_OK && !found)
+        e = BX_ERR_INTERNAL;
+    return e;
+}
+
+static bx_err pg_concert_get(struct store *base, int64_t concert_id, struct concert *out)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, concert_id);
+    bx_err e = exec(s, ST_CONCERT_GET, &p, &r);
+    if (e)
+        return e;
+    if (PQntuples(r) == 0)
+        e = BX_ERR_CONCERT_NOT_FOUND;
+    else
+        read_concert(r, 0, out);
+    PQclear(r);
+    return e;
+}
+
+/* All concerts by id (one statement, one snapshot). *out is malloc'd. */
+static bx_err pg_concert_list(struct store *base, struct concert **out, size_t *n)
+{
+    struct pg_store *s = to_pg(base);
+    PGresult *r;
+    bx_err e = exec(s, ST_CONCERT_LIST, NULL, &r);
+    if (e)
+        return e;
+    int rows = PQntuples(r);
+    struct concert *arr = calloc(rows > 0 ? (size_t)rows : 1, sizeof *arr);
+    if (arr == NULL) {
+        PQclear(r);
+        return BX_ERR_INTERNAL;
+    }
+    for (int i = 0; i < rows; i++)
+        read_concert(r, i, &arr[i]);
+    PQclear(r);
+    *out = arr;
+    *n = (size_t)rows;
+    return BX_OK;
+}
+
+/* One transaction (bx_schedule_create): concert exists (CONCERT_NOT_FOUND),
+ * schedule row, seats 1..seat_count at price. */
+static bx_err pg_schedule_create(struct store *base, const struct schedule *in, int64_t price, int64_t *schedule_id)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    if (in->seat_count < 1 || price < 0)
+        return BX_ERR_VALIDATION;
+    p_i64(&p, in->concert_id);
+    p_i64(&p, in->starts_at);
+    p_i64(&p, in->sale_opens_at);
+    p_i64(&p, in->sale_closes_at);
+    p_i64(&p, in->seat_count);
+    p_i64(&p, price);
+    bx_err e = call(s, ST_SCHEDULE_CREATE, &p, &r);
+    if (e)
+        return e;
+    *schedule_id = col_i64(r, 0, 1);
+    PQclear(r);
+    return BX_OK;
+}
+
+/* One schedule with its available count at now. SCHEDULE_NOT_FOUND. */
+static bx_err pg_schedule_get(struct store *base, int64_t schedule_id, int64_t now, struct schedule *out)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, schedule_id);
+    p_i64(&p, now);
+    bx_err e = exec(s, ST_SCHEDULE_GET, &p, &r);
+    if (e)
+        return e;
+    if (PQntuples(r) == 0)
+        e = BX_ERR_SCHEDULE_NOT_FOUND;
+    else
+        read_schedule(r, 0, out);
+    PQclear(r);
+    return e;
+}
+
+/* Schedules of the concert on sale at now, by starts_at (one statement). */
+static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, int64_t now, struct schedule **out,
+                                        size_t *n)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, concert_id);
+    p_i64(&p, now);
+    bx_err e = exec(s, ST_SCHEDULE_BOOKABLE, &p, &r);
+    if (e)
+        return e;
+    int rows = PQntuples(r);
+    struct schedule *arr = calloc(rows > 0 ? (size_t)rows : 1, sizeof *arr);
+    if (arr == NULL) {
+        PQclear(r);
+        return BX_ERR_INTERNAL;
+    }
+    for (int i = 0; i < rows; i++)
+        read_schedule(r, i, &arr[i]);
+    PQclear(r);
+    *out = arr;
+    *n = (size_t)rows;
+    return BX_OK;
+}
+
+/* All seats of a schedule by seat_no with their status at now (a HELD seat whose
+ * hold ended reads AVAILABLE, SPEC §6). One statement
+ * (schedule LEFT JOIN seats), so existence and list are one snapshot. */
+static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now, struct seat **out, size_t *n)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    size_t cnt = 0;
+    p_i64(&p, schedule_id);
+    p_i64(&p, now);
+    bx_err e = exec(s, ST_SEAT_LIST, &p, &r);
+    if (e)
+        return e;
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        PQclear(r);
+        return BX_ERR_SCHEDULE_NOT_FOUND;
+    }
+    struct seat *arr = calloc((size_t)rows, sizeof *arr);
+    if (arr == NULL) {
+        PQclear(r);
+        return BX_ERR_INTERNAL;
+    }
+    for (int i = 0; i < rows; i++) {
+        if (PQgetisnull(r, i, 0))
+            continue; /* a schedule without seats: the LEFT JOIN's empty row */
+        arr[cnt].seat_no = (int32_t)col_i64(r, i, 0);
+        arr[cnt].price = col_i64(r, i, 1);
+        int64_t status = col_i64(r, i, 2);
+        arr[cnt].status = status == 2 ? SEAT_SOLD : status == 1 ? SEAT_HELD : SEAT_AVAILABLE;
+        arr[cnt].available = arr[cnt].status == SEAT_AVAILABLE;
+        cnt++;
+    }
+    PQclear(r);
+    *out = arr;
+    *n = cnt;
+    return BX_OK;
+}
+
+/* ---- holds and reservations --------------------------------------------- */
+
+/* One transaction (bx_hold; SPEC §6, invariants 1 and 5): schedule on sale, seat
+ * exists, user under max_per_user seats, seat free at now under its row lock;
+ * a hold taken over is marked EXPIRED in the same transaction. */
+static bx_err pg_hold_seat(struct store *base, int64_t user_id, int64_t schedule_id, int32_t seat_no, int64_t now,
+                           int64_t hold_ms, int max_per_user, struct reservation *out)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    int64_t expires_at;
+    if (hold_ms <= 0 || __builtin_add_overflow(now, hold_ms, &expires_at))
+        return BX_ERR_VALIDATION;
+    p_i64(&p, user_id);
+    p_i64(&p, schedule_id);
+    p_i64(&p, seat_no);
+    p_i64(&p, now);
+    p_i64(&p, expires_at);
+    p_i64(&p, max_per_user);
+    bx_err e = call(s, ST_HOLD, &p, &r);
+    if (e)
+        return e;
+    out->id = col_i64(r, 0, 1);
+    out->user_id = user_id;
+    out->schedule_id = schedule_id;
+    out->concert_id = col_i64(r, 0, 2);
+    out->seat_no = seat_no;
+    out->price = col_i64(r, 0, 3);
+    out->status = RES_HELD;
+    out->held_at = now;
+    out->expires_at = expires_at;
+    out->confirmed_at = 0;
+    PQclear(r);
+    return BX_OK;
+}
+
+/* Owner-only read (one statement); a HELD row past expiry reads EXPIRED. */
+static bx_err pg_reservation_get(struct store *base, int64_t user_id, int64_t reservation_id, int64_t now,
+                                 struct reservation *out)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, reservation_id);
+    p_i64(&p, user_id);
+    bx_err e = exec(s, ST_RES_GET, &p, &r);
+    if (e)
+        return e;
+    e = PQntuples(r) == 0 ? BX_ERR_RESERVATION_NOT_FOUND : read_reservation(r, 0, now, out);
+    PQclear(r);
+    return e;
+}
+
+/* The user's reservations, newest first (one statement). *out is malloc'd. */
+static bx_err pg_reservation_list(struct store *base, int64_t user_id, int64_t now, struct reservation **out, size_t *n)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, user_id);
+    bx_err e = exec(s, ST_RES_LIST, &p, &r);
+    if (e)
+        return e;
+    int rows = PQntuples(r);
+    struct reservation *arr = calloc(rows > 0 ? (size_t)rows : 1, sizeof *arr);
+    if (arr == NULL)
+        e = BX_ERR_INTERNAL;
+    for (int i = 0; i < rows && e == BX_OK; i++)
+        e = read_reservation(r, i, now, &arr[i]);
+    PQclear(r);
+    if (e) {
+        free(arr);
+        return e;
+    }
+    *out = arr;
+    *n = (size_t)rows;
+    return BX_OK;
+}
+
+/* One transaction (bx_cancel): the owner's live HELD reservation becomes
+ * CANCELLED and its seat AVAILABLE. NOT_HELD, RESERVATION_NOT_FOUND. */
+static bx_err pg_reservation_cancel(struct store *base, int64_t user_id, int64_t reservation_id, int64_t now)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, user_id);
+    p_i64(&p, reservation_id);
+    p_i64(&p, now);
+    bx_err e = call(s, ST_CANCEL, &p, &r);
+    if (e == BX_OK)
+        PQclear(r);
+    return e;
+}
+
+static bx_err pg_live_holds_on_concert(struct store *base, int64_t user_id, int64_t concert_id, int64_t now, int *count)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    int64_t v;
+    int found;
+    p_i64(&p, user_id);
+    p_i64(&p, concert_id);
+    p_i64(&p, now);
+    bx_err e = query_i64(s, ST_LIVE_HOLDS, &p, &v, &found);
+    if (e)
+        return e;
+    *count = (int)v;
+    return BX_OK;
+}
+
+/* ---- payments ------------------------------------------------------------ */
+
+/* Pays a hold in ONE transaction (bx_pay; SPEC §3 invariants 1-4, §6). With
+ * synchronous_commit on (the default here), the commit is durable when the reply
+ * arrives (invariant 4). A hold found expired is marked EXPIRED and its seat freed
+ * (committed) before HOLD_EXPIRED is returned. Refusals change nothing else. */
+static bx_err pg_pay(struct store *base, int64_t user_id, int64_t reservation_id, int64_t expected_amount, int64_t now,
+                     const struct idem *idem, struct payment *out)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, user_id);
+    p_i64(&p, reservation_id);
+    p_i64(&p, expected_amount < 0 ? -1 : expected_amount);
+    p_i64(&p, now);
+    p_idem(&p, idem);
+    bx_err e = call(s, ST_PAY, &p, &r);
+    if (e != BX_OK && e != BX_REPLAY)
+        return e;
+    out->id = col_i64(r, 0, 1);
+    out->user_id = user_id;
+    out->reservation_id = col_i64(r, 0, 2);
+    out->amount = col_i64(r, 0, 3);
+    out->balance_after = col_i64(r, 0, 4);
+    out->paid_at = col_i64(r, 0, 5);
+    PQclear(r);
+    return e;
+}
+
+/* The user's payments, newest first, ids below before_id when > 0 (one statement). */
+static bx_err pg_payment_list(struct store *base, int64_t user_id, int64_t before_id, int limit, struct payment **out,
+                              size_t *n)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_i64(&p, user_id);
+    p_i64(&p, limit > 0 ? limit : 0);
+    if (before_id > 0)
+        p_i64(&p, before_id);
+    bx_err e = exec(s, before_id > 0 ? ST_PAYMENT_LIST_BEFORE : ST_PAYMENT_LIST, &p, &r);
+    if (e)
+        return e;
+    int rows = PQntuples(r);
+    struct payment *arr = calloc(rows > 0 ? (size_t)rows : 1, sizeof *arr);
+    if (arr == NULL) {
+        PQclear(r);
+        return BX_ERR_INTERNAL;
+    }
+    for (int i = 0; i < rows; i++)
+        read_payment(r, i, 0, &arr[i]);
+    PQclear(r);
+    *out = arr;
+    *n = (size_t)rows;
+    return BX_OK;
+}
+
+/* ---- sweeper ------------------------------------------------------------- */
+
+/* Expires HELD reservations past expires_at and frees their seats, one
+ * transaction (one round trip) per batch of at most SWEEP_BATCH (bx_sweep).
+ * Seats another transaction holds locked are skipped, not waited for: N instances
+ * sweep at once without blocking each other or expiring anything twice, and a
+ * pay or hold in flight on a seat decides that seat's outcome alone. */
+static bx_err pg_sweep_holds(struct store *base, int64_t now, int *expired)
+{
+    struct pg_store *s = to_pg(base);
+    int total = 0;
+    int64_t locked, changed;
+    bx_err e;
+    do {
+        struct params p = {0};
+        PGresult *r;
+        p_i64(&p, now);
+        p_i64(&p, SWEEP_BATCH);
+        if ((e = exec(s, ST_SWEEP, &p, &r)))
+            break;
+        locked = col_i64(r, 0, 0);
+        changed = col_i64(r, 0, 1);
+        PQclear(r);
+        total += (int)changed;
+    } while (locked == SWEEP_BATCH && changed > 0);
+    if (e == BX_OK && expired)
+        *expired = total;
+    return e;
+}
+
+/* ---- waiting-room persistence -------------------------------------------- */
+
+/* Upserts one token by its text (one statement). */
+static bx_err pg_queue_save(struct store *base, const struct queue_record *rec)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    if ((int)rec->status < QUEUE_WAITING || rec->status > QUEUE_EXPIRED)
+        return BX_ERR_VALIDATION;
+    p_text(&p, rec->token);
+    p_i64(&p, rec->user_id);
+    p_i64(&p, rec->concert_id);
+    p_i64(&p, rec->seq);
+    p_text(&p, queue_status_text[rec->status]);
+    p_i64(&p, rec->issued_at);
+    p_i64(&p, rec->activated_at);
+    p_i64(&p, rec->last_seen_at);
+    p_i64(&p, rec->expires_at);
+    bx_err e = exec(s, ST_QUEUE_UPSERT, &p, &r);
+    if (e == BX_OK)
+        PQclear(r);
+    return e;
+}
+
+/* Reads all live tokens (one statement) first, then calls cb for each in
+ * (concert, seq) order, so cb may itself use this connection. */
+static bx_err pg_queue_load(struct store *base, int (*cb)(const struct queue_record *rec, void *arg), void *arg)
+{
+    struct pg_store *s = to_pg(base);
+    struct queue_record *arr = NULL;
+    size_t cnt = 0, cap = 0;
+    PGresult *r;
+    bx_err e = exec(s, ST_QUEUE_LOAD, NULL, &r);
+    if (e)
+        return e;
+    for (int i = 0; i < PQntuples(r) && e == BX_OK; i++) {
+        if ((e = grow((void **)&arr, &cap, cnt, sizeof *arr)) == BX_OK && (e = read_queue(r, i, &arr[cnt])) == BX_OK)
+            cnt++;
+    }
+    PQclear(r);
+    if (e == BX_OK)
+        for (size_t i = 0; i < cnt; i++)
+            if (cb(&arr[i], arg) != 0)
+                break;
+    free(arr);
+    return e;
+}
+
+/* One token by its text. NOT_FOUND. */
+static bx_err pg_queue_find(struct store *base, const char *token, struct queue_record *out)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r;
+    p_text(&p, token);
+    bx_err e = exec(s, ST_QUEUE_FIND, &p, &r);
+    if (e)
+        return e;
+    e = PQntuples(r) == 0 ? BX_ERR_NOT_FOUND : read_queue(r, 0, out);
+    PQclear(r);
+    return e;
+}
+
+/* ---- audit --------------------------------------------------------------- */
+
+/* Runs every check of invariants 1, 2, 3 and 5 (AUDIT_SQL) in one REPEATABLE
+ * READ, READ ONLY transaction, i.e. against one snapshot, without the statement
+ * timeout of the serving path (an audit of a big database may take a while). */
+static bx_err pg_audit(struct store *base, int64_t now, int max_per_user, store_audit_cb cb, void *arg, int *violations)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0};
+    PGresult *r = NULL;
+    int count = 0;
+    bx_err e = exec_plain(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = 0",
+                          "audit begin");
+    if (e) {
+        tx_abandon(s);
+        return e;
+    }
+    p_i64(&p, now);
+    p_i64(&p, max_per_user > 0 ? max_per_user : -1);
+    if ((e = exec(s, ST_AUDIT, &p, &r)) == BX_OK) {
+        for (int i = 0; i < PQntuples(r); i++) {
+            count++;
+            if (cb)
+                cb((int)col_i64(r, i, 0), PQgetisnull(r, i, 1) ? "(no text)" : PQgetvalue(r, i, 1), arg);
+        }
+        PQclear(r);
+    }
+    tx_abandon(s); /* read-only: ROLLBACK */
+    if (e == BX_OK && violations)
+        *violations = count;
+    return e;
+}
+
+/* ---- open ---------------------------------------------------------------- */
+
+static const struct store_ops pg_ops = {
+    .name = "postgresql",
+    .close = pg_close,
+    .migrate = pg_migrate,
+    .ping = pg_ping,
+    .secret_get_or_create = pg_secret_get_or_create,
+    .user_create = pg_user_create,
+    .user_find_by_name = pg_user_find_by_name,
+    .balance_get = pg_balance_get,
+    .balance_charge = pg_balance_charge,
+    .concert_create = pg_concert_create,
+    .concert_get = pg_concert_get,
+    .concert_list = pg_concert_list,
+    .schedule_create = pg_schedule_create,
+    .schedule_get = pg_schedule_get,
+    .schedule_list_bookable = pg_schedule_list_bookable,
+    .seat_list = pg_seat_list,
+    .hold_seat = pg_hold_seat,
+    .reservation_get = pg_reservation_get,
+    .reservation_list = pg_reservation_list,
+    .reservation_cancel = pg_reservation_cancel,
+    .live_holds_on_concert = pg_live_holds_on_concert,
+    .pay = pg_pay,
+    .payment_list = pg_payment_list,
+    .sweep_holds = pg_sweep_holds,
+    .queue_save = pg_queue_save,
+    .queue_load = pg_queue_load,
+    .queue_find = pg_queue_find,
+    .audit = pg_audit,
+};
+
+/* Connection defaults added when the URL does not set them. */
+static const char *const conn_defaults[][2] = {
+    {"connect_timeout", "5"},      {"keepalives", "1"},       {"keepalives_idle", "30"},
+    {"keepalives_interval", "10"}, {"keepalives_count", "3"}, {"application_name", "boxoffice"},
+    {"client_encoding", "UTF8"},
+};
+
+#define MAX_CONN_PARAMS 64
+
+/* Opens one connection for one thread from a postgresql:// URL (or any libpq
+ * conninfo): the URL's parameters, plus connect_timeout=5, TCP keepalives and
+ * session options statement_timeout=5s and synchronous_commit=on (off with
+ * STORE_OPEN_RELAXED: queue persistence only, never money) unless the URL says
+ * otherwise. Does not migrate. NULL with a reason in err when the server cannot
+ * be reached or the URL is malformed. */
 struct store *store_pg_open(const char *url, int flags, char *err, size_t errlen)
 {
-    (void)url;
-    (void)flags;
-    snprintf(err, errlen, "PostgreSQL storage is not built into this version yet");
+    const char *keys[MAX_CONN_PARAMS + 1], *vals[MAX_CONN_PARAMS + 1];
+    char options[512], *perr = NULL;
+    int n = 0;
+    struct pg_store *s = NULL;
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return NULL;
+    }
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    if (opts == NULL) {
+        snprintf(err, errlen, "bad PostgreSQL URL: %s", perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return NULL;
+    }
+    const char *user_options = NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL && n < MAX_CONN_PARAMS - 8; o++) {
+        if (o->val == NULL || o->val[0] == '\0')
+            continue;
+        if (strcmp(o->keyword, "options") == 0) {
+            user_options = o->val;
+            continue;
+        }
+        keys[n] = o->keyword;
+        vals[n] = o->val;
+        n++;
+    }
+    for (size_t i = 0; i < sizeof conn_defaults / sizeof conn_defaults[0]; i++) {
+        bool set = false;
+        for (int j = 0; j < n; j++)
+            set = set || strcmp(keys[j], conn_defaults[i][0]) == 0;
+        if (!set) {
+            keys[n] = conn_defaults[i][0];
+            vals[n] = conn_defaults[i][1];
+            n++;
+        }
+    }
+    /* Ours first: a -c the URL's own options repeat wins. */
+    int olen = snprintf(options, sizeof options, "%s -c synchronous_commit=%s%s%s", SESSION_OPTIONS,
+                        (flags & STORE_OPEN_RELAXED) ? "off" : "on", user_options ? " " : "",
+                        user_options ? user_options : "");
+    if (olen < 0 || (size_t)olen >= sizeof options) {
+        snprintf(err, errlen, "PostgreSQL URL options are too long");
+        goto fail;
+    }
+    keys[n] = "options";
+    vals[n] = options;
+    n++;
+    keys[n] = NULL;
+    vals[n] = NULL;
+
+    s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    s->base.ops = &pg_ops;
+    s->conn = PQconnectdbParams(keys, vals, 0);
+    if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
+        const char *m = s->conn ? PQerrorMessage(s->conn) : "out of memory";
+        size_t len = strlen(m);
+        while (len > 0 && (m[len - 1] == '\n' || m[len - 1] == ' '))
+            len--;
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %.*s", (int)len, m);
+        goto fail;
+    }
+    PQconninfoFree(opts);
+    return &s->base;
+fail:
+    if (s != NULL) {
+        PQfinish(s->conn);
+        free(s);
+    }
+    PQconninfoFree(opts);
     return NULL;
 }

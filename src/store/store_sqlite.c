@@ -61,7 +61,8 @@
     X(SCHEDULE_BOOKABLE, "SELECT " SCHED_COLS "WHERE s.concert_id = ?1 AND s.sale_opens_at <= ?2 "                   \
                          "AND ?2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                      \
     X(SCHEDULE_EXISTS, "SELECT 1 FROM schedules WHERE id = ?1")                                                       \
-    X(SEAT_LIST, "SELECT seat_no, price, status = 'AVAILABLE' OR (status = 'HELD' AND hold_expires_at <= ?2) "        \
+    X(SEAT_LIST, "SELECT seat_no, price, CASE WHEN status = 'SOLD' THEN 2 "                                           \
+                 "WHEN status = 'HELD' AND hold_expires_at > ?2 THEN 1 ELSE 0 END "                                   \
                  "FROM seats WHERE schedule_id = ?1 ORDER BY seat_no")                                                \
     X(SCHEDULE_SALE, "SELECT concert_id, sale_opens_at, sale_closes_at FROM schedules WHERE id = ?1")                 \
     X(SEAT_GET, "SELECT price, status, reservation_id, hold_expires_at FROM seats "                                  \
@@ -903,7 +904,8 @@ static bx_err sqlite_seat_list(struct store *base, int64_t schedule_id, int64_t 
         }
         arr[cnt].seat_no = sqlite3_column_int(q, 0);
         arr[cnt].price = sqlite3_column_int64(q, 1);
-        arr[cnt].available = sqlite3_column_int(q, 2) != 0;
+        arr[cnt].status = (enum seat_status)sqlite3_column_int(q, 2);
+        arr[cnt].available = arr[cnt].status == SEAT_AVAILABLE;
         cnt++;
     }
 out:

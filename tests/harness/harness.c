@@ -37,6 +37,29 @@ int64_t bx_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t bx_unix_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t bx_parse_time(const char *s)
+{
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (p == NULL || strlen(s) < 20 || s[10] != 'T')
+        return -1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (strcmp(p, "Z") != 0)
+        return -1;
+    return (int64_t)timegm(&tm);
+}
+
 void bx_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -67,34 +90,34 @@ static int free_port(void)
     return port;
 }
 
-/* Drops every BOXOFFICE_* variable so the caller's environment cannot change the
- * server's configuration (e.g. a stray BOXOFFICE_ADMIN_KEY). */
-static void scrub_env(void)
+/* The environment for the children without any BOXOFFICE_* variable, so the
+ * caller's environment cannot change the server's configuration (e.g. a stray
+ * BOXOFFICE_ADMIN_KEY). Built before fork; the caller frees the array. */
+static char **scrubbed_env(void)
 {
-    for (;;) {
-        char **e = environ;
-        while (*e != NULL && strncmp(*e, "BOXOFFICE_", 10) != 0)
-            e++;
-        if (*e == NULL)
-            return;
-        char name[128];
-        const char *eq = strchr(*e, '=');
-        size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
-        if (n >= sizeof name)
-            n = sizeof name - 1;
-        memcpy(name, *e, n);
-        name[n] = '\0';
-        unsetenv(name);
-    }
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **env = calloc(n + 1, sizeof *env);
+    size_t k = 0;
+    for (size_t i = 0; env != NULL && i < n; i++)
+        if (strncmp(environ[i], "BOXOFFICE_", 10) != 0)
+            env[k++] = environ[i];
+    return env;
 }
 
 /* Forks and execs argv with stdout+stderr appended to log_path. Returns the pid. */
 static pid_t spawn(char *const argv[], const char *log_path, bool die_with_parent)
 {
     pid_t parent = getpid();
+    char **env = scrubbed_env();
+    if (env == NULL)
+        return -1;
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        free(env);
         return pid;
+    }
     if (die_with_parent) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
@@ -109,8 +132,7 @@ static pid_t spawn(char *const argv[], const char *log_path, bool die_with_paren
     dup2(out, 2);
     close(in);
     close(out);
-    scrub_env();
-    execv(argv[0], argv);
+    execve(argv[0], argv, env);
     dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
@@ -177,7 +199,11 @@ static void curl_init_once(void)
     curl_global_init(CURL_GLOBAL_ALL);
 }
 
-static void launch(struct bx_server *s)
+/* Starts the server and waits for /readyz. When it exits during start-up and
+ * may_fail is set, returns false (the caller retries on another port: a free port
+ * found by bind(0) can be taken by someone else before the server binds it);
+ * otherwise fails the test. */
+static bool launch(struct bx_server *s, bool may_fail)
 {
     const char *bin = server_bin();
     char listen[64], *argv[BX_MAX_FLAGS + 40];
@@ -225,12 +251,14 @@ static void launch(struct bx_server *s)
         pid_t w = waitpid(s->pid, &st, WNOHANG);
         if (w == s->pid) {
             s->pid = 0;
+            if (may_fail)
+                return false;
             bx_server_log_tail(s, 40);
             cr_assert_fail("boxoffice exited during start-up (%s %d); log: %s", WIFEXITED(st) ? "exit code" : "signal",
                            WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), s->log_path);
         }
         if (get_status(url, 1000) == 200)
-            return;
+            return true;
         if (bx_now_ms() > deadline) {
             bx_server_log_tail(s, 40);
             cr_assert_fail("boxoffice not ready on %s within 10 s; log: %s", url, s->log_path);
@@ -263,10 +291,18 @@ void bx_server_start(struct bx_server *s, ...)
     cr_assert(mkdtemp(s->dir) != NULL, "mkdtemp %s: %s", s->dir, strerror(errno));
     snprintf(s->db, sizeof s->db, "sqlite:%s/bx.db", s->dir);
     snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
-    s->port = free_port();
-    cr_assert(s->port > 0, "no free port");
-    snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", s->port);
-    launch(s);
+    for (int attempt = 0;; attempt++) {
+        s->port = free_port();
+        cr_assert(s->port > 0, "no free port");
+        snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", s->port);
+        if (launch(s, attempt < 2))
+            return;
+        FILE *log = fopen(s->log_path, "a");
+        if (log != NULL) {
+            fprintf(log, "==== harness: exited during start-up, retrying on another port\n");
+            fclose(log);
+        }
+    }
 }
 
 int bx_server_stop(struct bx_server *s)
@@ -311,13 +347,13 @@ int bx_server_kill(struct bx_server *s)
 void bx_server_restart(struct bx_server *s)
 {
     bx_server_stop(s);
-    launch(s);
+    launch(s, false);
 }
 
 void bx_server_relaunch(struct bx_server *s)
 {
     cr_assert(s->pid == 0, "bx_server_relaunch: server still running");
-    launch(s);
+    launch(s, false);
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -355,7 +391,16 @@ int bx_audit(const struct bx_server *s, char **out)
     char path[320];
     snprintf(path, sizeof path, "%s/audit.log", s->dir);
     unlink(path);
-    char *argv[] = {(char *)server_bin(), "audit", "--db", (char *)s->db, NULL};
+    /* the same extra flags as serve: audit checks invariant 5 against --max-seats-per-user */
+    char *argv[BX_MAX_FLAGS + 8];
+    int n = 0;
+    argv[n++] = (char *)server_bin();
+    argv[n++] = "audit";
+    argv[n++] = "--db";
+    argv[n++] = (char *)s->db;
+    for (int i = 0; i < s->nflags; i++)
+        argv[n++] = s->flags[i];
+    argv[n] = NULL;
     if (argv[0] == NULL)
         return -1;
     pid_t pid = spawn(argv, path, true);
@@ -465,8 +510,29 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+struct upload {
+    const char *data;
+    size_t left;
+};
+
+/* feeds a chunked body in pieces of at most 4 KiB, so it really arrives in chunks */
+static size_t on_upload(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    struct upload *u = ud;
+    size_t n = size * nmemb;
+    if (n > 4096)
+        n = 4096;
+    if (n > u->left)
+        n = u->left;
+    memcpy(buf, u->data, n);
+    u->data += n;
+    u->left -= n;
+    return n;
+}
+
 struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *path, const struct bx_req *req)
 {
+    struct upload up = {0};
     static const struct bx_req none;
     if (req == NULL)
         req = &none;
@@ -509,10 +575,20 @@ struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *pat
         hd = curl_slist_append(hd, line);
     }
     if (req->body) {
-        hd = curl_slist_append(hd, "Content-Type: application/json");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)(req->body_len ? req->body_len : strlen(req->body)));
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+        snprintf(line, sizeof line, "Content-Type: %s", req->content_type ? req->content_type : "application/json");
+        hd = curl_slist_append(hd, line);
+        if (req->chunked) {
+            hd = curl_slist_append(hd, "Transfer-Encoding: chunked");
+            up.data = req->body;
+            up.left = req->body_len ? req->body_len : strlen(req->body);
+            curl_easy_setopt(h, CURLOPT_POST, 1L);
+            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_upload);
+            curl_easy_setopt(h, CURLOPT_READDATA, &up);
+        } else {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t)(req->body_len ? req->body_len : strlen(req->body)));
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+        }
     }
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
     if (strcmp(method, "GET") == 0 && req->body == NULL)
@@ -642,7 +718,8 @@ const char *(bx_user)(struct bx_client *c, const char *name, int64_t *user_id)
     HX(r, 201);
     int64_t id = bx_jint(r->json, "userId");
     HA(id > 0, "signup: no userId in %s", r->body);
-    r = bx_http_json(c, "POST", "/api/v1/sessions", NULL, json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
+    r = bx_http_json(c, "POST", "/api/v1/sessions", NULL,
+                     json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
     HX(r, 200);
     const char *tok = bx_jstr(r->json, "accessToken");
     HA(*tok, "login: no accessToken in %s", r->body);
@@ -652,7 +729,7 @@ const char *(bx_user)(struct bx_client *c, const char *name, int64_t *user_id)
     return bx_str(c, "%s", tok);
 }
 
-int64_t (bx_admin_concert)(struct bx_client *c, const char *title)
+int64_t(bx_admin_concert)(struct bx_client *c, const char *title)
 {
     struct bx_req rq = {.admin_key = BX_ADMIN_KEY};
     struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/admin/concerts", &rq,
@@ -663,16 +740,16 @@ int64_t (bx_admin_concert)(struct bx_client *c, const char *title)
     return id;
 }
 
-int64_t (bx_admin_schedule)(struct bx_client *c, int64_t concert_id, int seats, int64_t price)
+int64_t(bx_admin_schedule)(struct bx_client *c, int64_t concert_id, int seats, int64_t price)
 {
     static int day;
     int d = __atomic_add_fetch(&day, 1, __ATOMIC_RELAXED);
     char starts[32];
     snprintf(starts, sizeof starts, "2030-%02d-%02dT19:00:00Z", 1 + (d / 28) % 12, 1 + d % 28);
     struct bx_req rq = {.admin_key = BX_ADMIN_KEY};
-    struct bx_resp *r = bx_http_json(c, "POST", bx_str(c, "/api/v1/admin/concerts/%lld/schedules", (long long)concert_id),
-                                     &rq, json_pack("{s:s,s:i,s:I}", "startsAt", starts, "seats", seats, "price",
-                                                    (json_int_t)price));
+    struct bx_resp *r =
+        bx_http_json(c, "POST", bx_str(c, "/api/v1/admin/concerts/%lld/schedules", (long long)concert_id), &rq,
+                     json_pack("{s:s,s:i,s:I}", "startsAt", starts, "seats", seats, "price", (json_int_t)price));
     HX(r, 201);
     int64_t id = bx_jint(r->json, "scheduleId");
     HA(id > 0, "no scheduleId in %s", r->body);
@@ -682,8 +759,7 @@ int64_t (bx_admin_schedule)(struct bx_client *c, int64_t concert_id, int seats, 
 const char *(bx_queue_issue)(struct bx_client *c, const char *bearer, int64_t concert_id, char *status, size_t len)
 {
     struct bx_req rq = {.bearer = bearer};
-    struct bx_resp *r =
-        bx_http(c, "POST", bx_str(c, "/api/v1/concerts/%lld/queue/tokens", (long long)concert_id), &rq);
+    struct bx_resp *r = bx_http(c, "POST", bx_str(c, "/api/v1/concerts/%lld/queue/tokens", (long long)concert_id), &rq);
     HA(r->status == 200 || r->status == 201, "%s: expected 200/201, got %ld %s", r->what, r->status, r->body);
     const char *tok = bx_jstr(r->json, "token");
     HA(*tok, "no token in %s", r->body);
@@ -692,7 +768,7 @@ const char *(bx_queue_issue)(struct bx_client *c, const char *bearer, int64_t co
     return bx_str(c, "%s", tok);
 }
 
-void (bx_wait_active)(struct bx_client *c, const char *bearer, const char *qtoken, int timeout_ms)
+void(bx_wait_active)(struct bx_client *c, const char *bearer, const char *qtoken, int timeout_ms)
 {
     struct bx_req rq = {.bearer = bearer, .queue_token = qtoken};
     int64_t deadline = bx_now_ms() + timeout_ms;
@@ -713,7 +789,7 @@ const char *(bx_queue_active)(struct bx_client *c, const char *bearer, int64_t c
     return tok;
 }
 
-int64_t (bx_charge)(struct bx_client *c, const char *bearer, int64_t amount)
+int64_t(bx_charge)(struct bx_client *c, const char *bearer, int64_t amount)
 {
     struct bx_req rq = {.bearer = bearer};
     struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/users/me/balance/charge", &rq,
@@ -722,7 +798,7 @@ int64_t (bx_charge)(struct bx_client *c, const char *bearer, int64_t amount)
     return bx_jint(r->json, "balance");
 }
 
-int64_t (bx_balance)(struct bx_client *c, const char *bearer)
+int64_t(bx_balance)(struct bx_client *c, const char *bearer)
 {
     struct bx_req rq = {.bearer = bearer};
     struct bx_resp *r = bx_http(c, "GET", "/api/v1/users/me/balance", &rq);
@@ -732,7 +808,7 @@ int64_t (bx_balance)(struct bx_client *c, const char *bearer)
     return b;
 }
 
-int64_t (bx_hold)(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id, int seat_no)
+int64_t(bx_hold)(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id, int seat_no)
 {
     struct bx_req rq = {.bearer = bearer, .queue_token = qtoken};
     struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/reservations", &rq,
@@ -752,8 +828,8 @@ struct bx_resp *(bx_pay)(struct bx_client *c, const char *bearer, const char *qt
     return r;
 }
 
-bool (bx_seat_available)(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id,
-                         int seat_no, int *navail)
+bool(bx_seat_available)(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id, int seat_no,
+                        int *navail)
 {
     struct bx_req rq = {.bearer = bearer, .queue_token = qtoken};
     struct bx_resp *r = bx_http(c, "GET", bx_str(c, "/api/v1/schedules/%lld/seats", (long long)schedule_id), &rq);

@@ -25,8 +25,8 @@ struct bx_server {
     char log_path[300]; /* server stdout + stderr, appended across restarts */
     char base_url[64];  /* "http://127.0.0.1:<port>" */
     int port;
-    pid_t pid;          /* 0 when not running */
-    bool no_admin_key;  /* set before start: run without --admin-key */
+    pid_t pid;                 /* 0 when not running */
+    bool no_admin_key;         /* set before start: run without --admin-key */
     char *flags[BX_MAX_FLAGS]; /* extra flags of the first start, reused by restart */
     int nflags;
 };
@@ -62,25 +62,27 @@ int bx_audit(const struct bx_server *s, char **out);
 
 /* Optional request headers and body. Zero-initialise and fill what you need. */
 struct bx_req {
-    const char *bearer;      /* Authorization: Bearer <bearer> */
-    const char *queue_token; /* X-Queue-Token */
-    const char *idem_key;    /* Idempotency-Key */
-    const char *admin_key;   /* X-Admin-Key */
-    const char *body;        /* raw body (sent as application/json) */
-    size_t body_len;         /* 0: strlen(body) */
+    const char *bearer;       /* Authorization: Bearer <bearer> */
+    const char *queue_token;  /* X-Queue-Token */
+    const char *idem_key;     /* Idempotency-Key */
+    const char *admin_key;    /* X-Admin-Key */
+    const char *body;         /* raw body */
+    const char *content_type; /* default for a body: application/json */
+    size_t body_len;          /* 0: strlen(body) */
+    bool chunked;             /* send the body with Transfer-Encoding: chunked */
 };
 
 /* A response. Owned by the client that made it; freed by bx_client_release. */
 struct bx_resp {
-    long status;        /* 0 on transport failure (see error) */
-    char *body;         /* NUL-terminated raw body */
+    long status; /* 0 on transport failure (see error) */
+    char *body;  /* NUL-terminated raw body */
     size_t len;
-    json_t *json;       /* parsed body, NULL if not JSON */
+    json_t *json;         /* parsed body, NULL if not JSON */
     char request_id[128]; /* X-Request-Id ("" if absent) */
     char allow[128];      /* Allow */
     char content_type[128];
     char error[CURL_ERROR_SIZE];
-    char what[320];       /* "POST /api/v1/..." for failure messages */
+    char what[320]; /* "POST /api/v1/..." for failure messages */
     struct bx_resp *next_owned;
 };
 
@@ -146,8 +148,8 @@ int64_t bx_hold(struct bx_client *c, const char *bearer, const char *qtoken, int
 struct bx_resp *bx_pay(struct bx_client *c, const char *bearer, const char *qtoken, int64_t reservation_id);
 /* GET seats (200) and tells whether seat_no is available; *navail = count of
  * available seats when not NULL. */
-bool bx_seat_available(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id,
-                       int seat_no, int *navail);
+bool bx_seat_available(struct bx_client *c, const char *bearer, const char *qtoken, int64_t schedule_id, int seat_no,
+                       int *navail);
 
 /* The flow helpers above report failures at their caller's line: each call goes
  * through a macro that records __FILE__/__LINE__ first (main thread only). */
@@ -166,6 +168,11 @@ void bx_at(const char *file, int line);
 
 /* A short random suffix for unique names ("u-3f9a..."). */
 const char *bx_unique(struct bx_client *c, const char *prefix);
+/* Parses an RFC 3339 UTC timestamp ("2030-01-01T19:00:00Z", fraction allowed)
+ * into Unix seconds; -1 if it is not one. */
+int64_t bx_parse_time(const char *s);
+/* Wall clock, Unix seconds. */
+int64_t bx_unix_now(void);
 /* Monotonic milliseconds. */
 int64_t bx_now_ms(void);
 void bx_sleep_ms(int ms);

@@ -21,10 +21,10 @@ static void teardown(void)
 
 TestSuite(concurrency, .fini = teardown, .timeout = 280);
 
-#define START(...)                                                                                                 \
-    do {                                                                                                           \
-        BX_START(&srv, ##__VA_ARGS__);                                                                             \
-        bx_client_init(&C, &srv);                                                                                  \
+#define START(...)                                                                                                     \
+    do {                                                                                                               \
+        BX_START(&srv, ##__VA_ARGS__);                                                                                 \
+        bx_client_init(&C, &srv);                                                                                      \
     } while (0)
 
 #define MAX_503_RETRIES 50
@@ -43,8 +43,10 @@ static pthread_t spawn_small(void *(*fn)(void *), void *arg)
 
 static void note(char *buf, size_t len, const struct bx_resp *r)
 {
-    if (buf[0] == '\0')
-        snprintf(buf, len, "%s -> %ld %.150s%s", r->what, r->status, r->status ? r->body : "", r->error);
+    if (buf[0] != '\0')
+        return; /* keep the first */
+    if (snprintf(buf, len, "%s -> %ld %.150s%s", r->what, r->status, r->status ? r->body : "", r->error) < 0)
+        buf[0] = '\0';
 }
 
 /* ------------------------------------------------------------ seat race */
@@ -52,11 +54,11 @@ static void note(char *buf, size_t len, const struct bx_resp *r)
 struct racer {
     int idx;
     int64_t cid, sid;
-    int nseats;          /* seats 1..nseats to try, in a random order */
+    int nseats; /* seats 1..nseats to try, in a random order */
     pthread_barrier_t *go;
     /* results */
-    bool ready;          /* signed up, logged in, ACTIVE token */
-    int seat;            /* 0: none */
+    bool ready; /* signed up, logged in, ACTIVE token */
+    int seat;   /* 0: none */
     int64_t rid;
     int attempts, refused, retries503, unexpected;
     char at[512], qt[64];
@@ -67,11 +69,12 @@ struct racer {
 static bool racer_setup(struct bx_client *c, struct racer *x)
 {
     const char *name = bx_str(c, "racer-%d", x->idx);
-    struct bx_resp *r = bx_http_json(c, "POST", "/api/v1/users", NULL,
-                                     json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
+    struct bx_resp *r =
+        bx_http_json(c, "POST", "/api/v1/users", NULL, json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
     if (r->status != 201)
         return note(x->err, sizeof x->err, r), false;
-    r = bx_http_json(c, "POST", "/api/v1/sessions", NULL, json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
+    r = bx_http_json(c, "POST", "/api/v1/sessions", NULL,
+                     json_pack("{s:s,s:s}", "name", name, "password", BX_PASSWORD));
     if (r->status != 200)
         return note(x->err, sizeof x->err, r), false;
     snprintf(x->at, sizeof x->at, "%s", bx_jstr(r->json, "accessToken"));
@@ -107,8 +110,9 @@ static void *racer_main(void *arg)
     for (int i = 0; i < x->nseats && x->seat == 0; i++) {
         for (int tries = 0;; tries++) {
             x->attempts++;
-            struct bx_resp *r = bx_http_json(&c, "POST", "/api/v1/reservations", &q,
-                                             json_pack("{s:I,s:i}", "scheduleId", (json_int_t)x->sid, "seatNo", order[i]));
+            struct bx_resp *r =
+                bx_http_json(&c, "POST", "/api/v1/reservations", &q,
+                             json_pack("{s:I,s:i}", "scheduleId", (json_int_t)x->sid, "seatNo", order[i]));
             if (r->status == 201) {
                 x->seat = (int)bx_jint(r->json, "seatNo");
                 x->rid = bx_jint(r->json, "reservationId");
@@ -235,13 +239,13 @@ Test(concurrency, hundred_users_clicking_the_same_seat_get_one_hold)
 
 struct money {
     int idx;
-    bool payer;           /* else charger */
+    bool payer; /* else charger */
     const char *at, *qt;
-    int64_t rid;          /* payer: its reservation */
+    int64_t rid; /* payer: its reservation */
     pthread_barrier_t *go;
     /* results */
-    bool acked;           /* 200 charge / 201 payment */
-    int64_t amount;       /* acknowledged amount */
+    bool acked;     /* 200 charge / 201 payment */
+    int64_t amount; /* acknowledged amount */
     int insufficient, retries503, transport;
     char err[320];
 };
@@ -313,7 +317,8 @@ Test(concurrency, concurrent_charges_and_payments_on_one_user_keep_the_balance_e
     pthread_barrier_init(&go, NULL, 2 * NSEATS);
     for (int i = 0; i < 2 * NSEATS; i++) {
         bool payer = i % 2 == 1;
-        ms[i] = (struct money){.idx = i / 2, .payer = payer, .at = at, .qt = qt, .rid = payer ? rid[i / 2] : 0, .go = &go};
+        ms[i] =
+            (struct money){.idx = i / 2, .payer = payer, .at = at, .qt = qt, .rid = payer ? rid[i / 2] : 0, .go = &go};
         th[i] = spawn_small(money_main, &ms[i]);
     }
     for (int i = 0; i < 2 * NSEATS; i++)
@@ -343,7 +348,8 @@ Test(concurrency, concurrent_charges_and_payments_on_one_user_keep_the_balance_e
         }
     }
     int64_t balance = bx_balance(&C, at);
-    printf("money: %d charges ok (%lld won), %d payments ok (%lld won), %d insufficient-balance retries, %d retried "
+    printf("charges and payments: %d charges ok (%lld won), %d payments ok (%lld won), %d insufficient-balance "
+           "retries, %d retried "
            "after 503, %d gave up; balance %lld (expected %lld)\n",
            charges, (long long)charged, payments, (long long)paid, insufficient, r503, failed, (long long)balance,
            (long long)(charged - paid));
@@ -366,7 +372,8 @@ Test(concurrency, concurrent_charges_and_payments_on_one_user_keep_the_balance_e
     json_t *v;
     json_array_foreach(res, i, v)
     {
-        cr_assert_str_eq(bx_jstr(v, "status"), "CONFIRMED", "reservation %lld: %.300s", (long long)bx_jint(v, "reservationId"), r->body);
+        cr_assert_str_eq(bx_jstr(v, "status"), "CONFIRMED", "reservation %lld: %.300s",
+                         (long long)bx_jint(v, "reservationId"), r->body);
     }
     /* the last payment spent the queue token */
     r = bx_http(&C, "GET", "/api/v1/queue/status", &(struct bx_req){.bearer = at, .queue_token = qt});
@@ -439,13 +446,269 @@ Test(concurrency, a_payment_clicked_twenty_times_at_once_is_paid_once)
                     (ks[i].status == 410 && strcmp(ks[i].code, "TOKEN_EXPIRED") == 0);
         cr_assert(fine, "click %d: unexpected %ld %s", i, ks[i].status, ks[i].code);
     }
-    printf("double click: %d of %d payments succeeded\n", ok, N);
+    printf("payments double-clicked: %d of %d succeeded\n", ok, N);
     fflush(stdout);
     cr_assert_eq(ok, 1, "%d payments succeeded for one reservation", ok);
     cr_assert_eq(bx_balance(&C, at), 1000000 - 50000);
     struct bx_resp *r = bx_http(&C, "GET", "/api/v1/users/me/payments", &(struct bx_req){.bearer = at});
     bx_expect(r, 200, NULL);
     cr_assert_eq(json_array_size(json_object_get(r->json, "payments")), 1, "%s", r->body);
+    char *out = NULL;
+    int rc = bx_audit(&srv, &out);
+    cr_assert_eq(rc, 0, "audit exit %d:\n%s", rc, out);
+    free(out);
+}
+
+/* ------------------------------------------------------------ bursts */
+
+/* One request per thread, all released at once by a barrier. */
+struct shot {
+    const char *method;
+    const char *path;
+    struct bx_req req; /* body etc.; the strings must outlive the burst */
+    pthread_barrier_t *go;
+    long status;
+    char code[64];
+    char *body; /* malloc'd copy of the answer */
+};
+
+static void *shot_main(void *arg)
+{
+    struct shot *s = arg;
+    struct bx_client c;
+    bx_client_init(&c, &srv);
+    pthread_barrier_wait(s->go);
+    struct bx_resp *r = bx_http(&c, s->method, s->path, &s->req);
+    s->status = r->status;
+    snprintf(s->code, sizeof s->code, "%s", bx_err_code(r));
+    s->body = strdup(r->status ? r->body : r->error);
+    bx_client_release(&c);
+    return NULL;
+}
+
+static void burst(struct shot *shots, int n)
+{
+    pthread_t th[256];
+    pthread_barrier_t go;
+    cr_assert(n <= 256);
+    pthread_barrier_init(&go, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        shots[i].go = &go;
+        th[i] = spawn_small(shot_main, &shots[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+}
+
+static void burst_free(struct shot *shots, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(shots[i].body);
+}
+
+Test(concurrency, the_same_charge_sent_twenty_times_at_once_charges_once)
+{
+    START();
+    const char *at = bx_user(&C, "twin", NULL);
+    enum { N = 20 };
+    struct shot s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = (struct shot){.method = "POST",
+                             .path = "/api/v1/users/me/balance/charge",
+                             .req = {.bearer = at, .idem_key = "same-key", .body = "{\"amount\":100}"}};
+    burst(s, N);
+    int ok = 0;
+    const char *first = NULL;
+    for (int i = 0; i < N; i++) {
+        if (s[i].status != 200)
+            continue;
+        ok++;
+        if (first == NULL)
+            first = s[i].body;
+        cr_assert_str_eq(s[i].body, first, "two different answers for one Idempotency-Key");
+    }
+    int64_t bal = bx_balance(&C, at);
+    printf("charges with one Idempotency-Key at once: %d of %d answered 200, balance %lld\n", ok, N, (long long)bal);
+    fflush(stdout);
+    for (int i = 0; i < N; i++)
+        cr_expect(s[i].status == 200, "shot %d: %ld %s", i, s[i].status, s[i].body);
+    cr_assert_eq(bal, 100, "one Idempotency-Key charged %lld", (long long)bal);
+    burst_free(s, N);
+    char *out = NULL;
+    int rc = bx_audit(&srv, &out);
+    cr_assert_eq(rc, 0, "audit exit %d:\n%s", rc, out);
+    free(out);
+}
+
+Test(concurrency, holds_sent_at_once_never_exceed_the_seat_limit)
+{
+    START("--max-seats-per-user", "2");
+    const char *at = bx_user(&C, "greedy", NULL);
+    int64_t cid = bx_admin_concert(&C, "Greedy");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 1000);
+    const char *qt = bx_queue_active(&C, at, cid);
+    enum { N = 20 };
+    struct shot s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = (struct shot){.method = "POST",
+                             .path = "/api/v1/reservations",
+                             .req = {.bearer = at,
+                                     .queue_token = qt,
+                                     .body = bx_str(&C, "{\"scheduleId\":%lld,\"seatNo\":%d}", (long long)sid, i + 1)}};
+    burst(s, N);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (s[i].status == 201)
+            ok++;
+        else
+            cr_assert(s[i].status == 409 && strcmp(s[i].code, "SEAT_LIMIT") == 0, "hold %d: %ld %s", i, s[i].status,
+                      s[i].body);
+    }
+    printf("holds at once under --max-seats-per-user 2: %d of %d succeeded\n", ok, N);
+    fflush(stdout);
+    cr_assert_eq(ok, 2, "%d holds succeeded with --max-seats-per-user 2", ok);
+    int navail;
+    bx_seat_available(&C, at, qt, sid, 1, &navail);
+    cr_assert_eq(navail, 48);
+    burst_free(s, N);
+    char *out = NULL;
+    int rc = bx_audit(&srv, &out);
+    cr_assert_eq(rc, 0, "audit exit %d:\n%s", rc, out);
+    free(out);
+}
+
+Test(concurrency, queue_tokens_requested_at_once_by_one_user_are_one_token)
+{
+    START();
+    const char *at = bx_user(&C, "eager", NULL);
+    int64_t cid = bx_admin_concert(&C, "Eager");
+    const char *path = bx_str(&C, "/api/v1/concerts/%lld/queue/tokens", (long long)cid);
+    enum { N = 20 };
+    struct shot s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = (struct shot){.method = "POST", .path = path, .req = {.bearer = at}};
+    burst(s, N);
+    int created = 0;
+    char token[64] = "";
+    for (int i = 0; i < N; i++) {
+        cr_assert(s[i].status == 200 || s[i].status == 201, "issue %d: %ld %s", i, s[i].status, s[i].body);
+        created += s[i].status == 201;
+        json_t *j = json_loads(s[i].body, 0, NULL);
+        const char *t = bx_jstr(j, "token");
+        if (token[0] == '\0')
+            snprintf(token, sizeof token, "%s", t);
+        bool same = strcmp(token, t) == 0;
+        json_decref(j);
+        cr_assert(same, "two tokens for one user and concert");
+    }
+    cr_assert_eq(created, 1, "%d answers said 201 (new)", created);
+    burst_free(s, N);
+}
+
+Test(concurrency, the_same_name_signed_up_at_once_is_taken_once)
+{
+    START();
+    enum { N = 20 };
+    struct shot s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = (struct shot){.method = "POST",
+                             .path = "/api/v1/users",
+                             .req = {.body = bx_str(&C, "{\"name\":\"dup\",\"password\":\"password-%d\"}", i)}};
+    burst(s, N);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (s[i].status == 201)
+            ok++;
+        else
+            cr_assert(s[i].status == 409 && strcmp(s[i].code, "NAME_TAKEN") == 0, "signup %d: %ld %s", i, s[i].status,
+                      s[i].body);
+    }
+    cr_assert_eq(ok, 1, "%d users named \"dup\"", ok);
+    burst_free(s, N);
+}
+
+/* ------------------------------------------------------------ payment vs expiry */
+
+struct racer_pay {
+    const char *at, *qt;
+    int64_t rid;
+    int delay_ms; /* after the common start */
+    int64_t start_ms;
+    long status;
+    char code[64];
+};
+
+static void *racer_pay_main(void *arg)
+{
+    struct racer_pay *p = arg;
+    struct bx_client c;
+    bx_client_init(&c, &srv);
+    int64_t wait = p->start_ms + p->delay_ms - bx_now_ms();
+    if (wait > 0)
+        bx_sleep_ms((int)wait);
+    struct bx_resp *r =
+        bx_http_json(&c, "POST", "/api/v1/payments", &(struct bx_req){.bearer = p->at, .queue_token = p->qt},
+                     json_pack("{s:I}", "reservationId", (json_int_t)p->rid));
+    p->status = r->status;
+    snprintf(p->code, sizeof p->code, "%s", bx_err_code(r));
+    bx_client_release(&c);
+    return NULL;
+}
+
+Test(concurrency, payments_racing_the_hold_expiry_have_exactly_one_outcome)
+{
+    START("--hold-ttl", "1", "--max-seats-per-user", "1000");
+    enum { N = 40 };
+    const char *at = bx_user(&C, "racer", NULL);
+    int64_t cid = bx_admin_concert(&C, "Deadline");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 1000);
+    const char *qt = bx_queue_active(&C, at, cid);
+    bx_charge(&C, at, 1000000);
+    struct racer_pay ps[N];
+    pthread_t th[N];
+    int64_t t0 = bx_now_ms();
+    for (int i = 0; i < N; i++)
+        ps[i] = (struct racer_pay){.at = at, .qt = qt, .rid = bx_hold(&C, at, qt, sid, i + 1)};
+    int64_t start = bx_now_ms();
+    int64_t spent = start - t0;
+    for (int i = 0; i < N; i++) {
+        ps[i].start_ms = start;
+        ps[i].delay_ms = 700 + (int)((600 * i) / N) - (int)spent; /* around the 1 s expiry */
+        th[i] = spawn_small(racer_pay_main, &ps[i]);
+    }
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+
+    bx_sleep_ms(1200); /* everything unpaid is expired now */
+    int paid = 0, expired = 0;
+    for (int i = 0; i < N; i++) {
+        struct racer_pay *p = &ps[i];
+        struct bx_resp *r = bx_http(&C, "GET", bx_str(&C, "/api/v1/reservations/%lld", (long long)p->rid),
+                                    &(struct bx_req){.bearer = at});
+        bx_expect(r, 200, NULL);
+        const char *st = bx_jstr(r->json, "status");
+        if (p->status == 201) {
+            paid++;
+            cr_assert_str_eq(st, "CONFIRMED", "seat %d: paid (201) but reads %s", i + 1, st);
+        } else {
+            /* refused because the hold expired, or because the payment of the last live
+             * hold spent the queue token (DESIGN: paying expires it then) */
+            cr_assert((p->status == 409 && strcmp(p->code, "HOLD_EXPIRED") == 0) ||
+                          (p->status == 410 && strcmp(p->code, "TOKEN_EXPIRED") == 0),
+                      "seat %d: %ld %s", i + 1, p->status, p->code);
+            expired++;
+            cr_assert_str_eq(st, "EXPIRED", "seat %d: refused (HOLD_EXPIRED) but reads %s", i + 1, st);
+        }
+    }
+    printf("payments racing the hold expiry: %d paid, %d expired\n", paid, expired);
+    fflush(stdout);
+    cr_assert_eq(bx_balance(&C, at), 1000000 - 1000 * paid);
+    /* paid seats are sold, the others free (needs a live token: take a new one if spent) */
+    const char *q2 = bx_queue_active(&C, at, cid);
+    int navail;
+    bx_seat_available(&C, at, q2, sid, 1, &navail);
+    cr_assert_eq(navail, 50 - paid, "seat map shows %d available with %d paid", navail, paid);
     char *out = NULL;
     int rc = bx_audit(&srv, &out);
     cr_assert_eq(rc, 0, "audit exit %d:\n%s", rc, out);

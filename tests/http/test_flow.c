@@ -17,10 +17,10 @@ static void teardown(void)
 
 TestSuite(flow, .fini = teardown, .timeout = 120);
 
-#define START(...)                                                                                                 \
-    do {                                                                                                           \
-        BX_START(&srv, ##__VA_ARGS__);                                                                             \
-        bx_client_init(&C, &srv);                                                                                  \
+#define START(...)                                                                                                     \
+    do {                                                                                                               \
+        BX_START(&srv, ##__VA_ARGS__);                                                                                 \
+        bx_client_init(&C, &srv);                                                                                      \
     } while (0)
 
 /* An RFC 3339 UTC timestamp as DESIGN.md promises: 2030-01-01T19:00:00Z (fraction allowed). */
@@ -131,6 +131,9 @@ Test(flow, signup_login_queue_hold_charge_pay_confirms_the_seat)
     cr_assert_eq(bx_jint(r->json, "price"), 50000);
     cr_assert_eq(bx_jint(r->json, "scheduleId"), sid, "%s", r->body);
     cr_assert(is_rfc3339_utc(bx_jstr(r->json, "expiresAt")), "expiresAt: %s", r->body);
+    int64_t left = bx_parse_time(bx_jstr(r->json, "expiresAt")) - bx_unix_now();
+    cr_assert(left >= 295 && left <= 301, "a hold lasts --hold-ttl (300 s), expiresAt is %lld s away: %s",
+              (long long)left, r->body);
 
     /* another buyer sees seat 7 taken and cannot hold it */
     const char *bt = bx_user(&C, "bob", NULL);
@@ -152,6 +155,9 @@ Test(flow, signup_login_queue_hold_charge_pay_confirms_the_seat)
     bx_expect(r, 200, NULL);
     cr_assert_str_eq(bx_jstr(r->json, "status"), "HELD");
     cr_assert(bx_jnull(r->json, "confirmedAt"), "confirmedAt should be null while HELD: %s", r->body);
+    int64_t held_at = bx_parse_time(bx_jstr(r->json, "heldAt"));
+    cr_assert(held_at > 0, "heldAt: %s", r->body);
+    cr_assert_eq(bx_parse_time(bx_jstr(r->json, "expiresAt")) - held_at, 300, "expiresAt - heldAt: %s", r->body);
 
     /* charge, then pay */
     cr_assert_eq(bx_balance(&C, at), 0);
@@ -383,4 +389,127 @@ Test(flow, leaving_the_queue_expires_the_token)
     bx_expect(r, 201, NULL);
     cr_assert_str_neq(bx_jstr(r->json, "token"), qt, "a left token must not come back");
     cr_assert_str_eq(bx_jstr(r->json, "status"), "ACTIVE");
+}
+
+/* ------------------------------------------------------------ the waiting room */
+
+static struct bx_resp *queue_status(const char *at, const char *qt)
+{
+    return bx_http(&C, "GET", "/api/v1/queue/status", &(struct bx_req){.bearer = at, .queue_token = qt});
+}
+
+static void expect_position(const char *at, const char *qt, const char *status, int position)
+{
+    struct bx_resp *r = queue_status(at, qt);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), status, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "position"), position, "expected position %d: %s", position, r->body);
+}
+
+Test(flow, paying_frees_a_queue_slot_for_the_next_in_line)
+{
+    START("--active-max", "1");
+    const char *at = bx_user(&C, "ivy", NULL);
+    const char *bt = bx_user(&C, "jon", NULL);
+    const char *ct = bx_user(&C, "kai", NULL);
+    int64_t cid = bx_admin_concert(&C, "Slots");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 1000);
+    const char *aq = bx_queue_active(&C, at, cid);
+    char st[16];
+    const char *bq = bx_queue_issue(&C, bt, cid, st, sizeof st);
+    cr_assert_str_eq(st, "WAITING");
+    const char *cq = bx_queue_issue(&C, ct, cid, st, sizeof st);
+    cr_assert_str_eq(st, "WAITING");
+    expect_position(bt, bq, "WAITING", 1);
+    expect_position(ct, cq, "WAITING", 2);
+
+    int64_t rid = bx_hold(&C, at, aq, sid, 1);
+    bx_charge(&C, at, 1000);
+    bx_pay(&C, at, aq, rid);
+    bx_wait_active(&C, bt, bq, 3000);
+    expect_position(bt, bq, "ACTIVE", 0);
+    expect_position(ct, cq, "WAITING", 1);
+}
+
+Test(flow, an_idle_active_token_expires_and_the_next_in_line_is_admitted)
+{
+    START("--active-max", "1", "--active-idle", "1");
+    const char *at = bx_user(&C, "lea", NULL);
+    const char *bt = bx_user(&C, "max", NULL);
+    int64_t cid = bx_admin_concert(&C, "Idle");
+    const char *aq = bx_queue_active(&C, at, cid);
+    char st[16];
+    const char *bq = bx_queue_issue(&C, bt, cid, st, sizeof st);
+    cr_assert_str_eq(st, "WAITING");
+    /* lea stops making requests; max keeps polling */
+    int64_t deadline = bx_now_ms() + 4000;
+    for (;;) {
+        struct bx_resp *r = queue_status(bt, bq);
+        bx_expect(r, 200, NULL);
+        if (strcmp(bx_jstr(r->json, "status"), "ACTIVE") == 0)
+            break;
+        cr_assert(bx_now_ms() < deadline, "max not admitted 4 s after lea went idle (--active-idle 1): %s", r->body);
+        bx_sleep_ms(200);
+    }
+    bx_expect(queue_status(at, aq), 410, "TOKEN_EXPIRED");
+}
+
+Test(flow, a_waiting_token_that_stops_polling_loses_its_place)
+{
+    START("--active-max", "1", "--waiting-idle", "1");
+    const char *at = bx_user(&C, "ned", NULL);
+    const char *bt = bx_user(&C, "ora", NULL);
+    const char *ct = bx_user(&C, "pia", NULL);
+    int64_t cid = bx_admin_concert(&C, "Patience");
+    const char *aq = bx_queue_active(&C, at, cid);
+    char st[16];
+    const char *bq = bx_queue_issue(&C, bt, cid, st, sizeof st);
+    const char *cq = bx_queue_issue(&C, ct, cid, st, sizeof st);
+    expect_position(ct, cq, "WAITING", 2);
+    /* pia keeps polling, ora does not */
+    for (int i = 0; i < 8; i++) {
+        bx_sleep_ms(250);
+        bx_expect(queue_status(ct, cq), 200, NULL);
+        bx_expect(queue_status(at, aq), 200, NULL); /* the ACTIVE one stays (active-idle 300) */
+    }
+    bx_expect(queue_status(bt, bq), 410, "TOKEN_EXPIRED");
+    expect_position(ct, cq, "WAITING", 1);
+    expect_position(at, aq, "ACTIVE", 0);
+}
+
+Test(flow, admission_at_a_limited_rate_is_first_come_first_served)
+{
+    START("--admit-rate", "2");
+    enum { N = 5 };
+    const char *at[N], *qt[N];
+    int64_t cid = bx_admin_concert(&C, "Fair");
+    for (int i = 0; i < N; i++)
+        at[i] = bx_user(&C, bx_str(&C, "fifo-%d", i), NULL);
+    for (int i = 0; i < N; i++)
+        qt[i] = bx_queue_issue(&C, at[i], cid, NULL, 0);
+    bool active[N] = {false};
+    int64_t deadline = bx_now_ms() + 8000;
+    for (;;) {
+        /* poll the later tokens first: if j is ACTIVE and an earlier i still WAITING
+         * afterwards, somebody was admitted out of order */
+        bool all = true;
+        for (int j = N - 1; j >= 0; j--) {
+            struct bx_resp *r = queue_status(at[j], qt[j]);
+            bx_expect(r, 200, NULL);
+            bool a = strcmp(bx_jstr(r->json, "status"), "ACTIVE") == 0;
+            if (!a) {
+                cr_assert_str_eq(bx_jstr(r->json, "status"), "WAITING", "%s", r->body);
+                for (int k = j + 1; k < N; k++)
+                    cr_assert(!active[k], "token %d admitted before token %d (issued earlier): %s", k, j, r->body);
+                cr_assert(bx_jint(r->json, "position") >= 1 && bx_jint(r->json, "position") <= j + 1,
+                          "token %d: position %lld", j, (long long)bx_jint(r->json, "position"));
+            }
+            active[j] = a;
+            all &= a;
+        }
+        if (all)
+            break;
+        cr_assert(bx_now_ms() < deadline, "not all %d tokens admitted within 8 s at --admit-rate 2", N);
+        bx_sleep_ms(50);
+    }
 }

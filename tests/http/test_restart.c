@@ -19,10 +19,10 @@ static void teardown(void)
 
 TestSuite(restart, .fini = teardown, .timeout = 120);
 
-#define START(...)                                                                                                 \
-    do {                                                                                                           \
-        BX_START(&srv, ##__VA_ARGS__);                                                                             \
-        bx_client_init(&C, &srv);                                                                                  \
+#define START(...)                                                                                                     \
+    do {                                                                                                               \
+        BX_START(&srv, ##__VA_ARGS__);                                                                                 \
+        bx_client_init(&C, &srv);                                                                                      \
     } while (0)
 
 struct buyer {
@@ -47,6 +47,8 @@ static void expect_graceful_stop(void)
 {
     bx_client_reset(&C); /* close our keep-alive connection first */
     int st = bx_server_stop(&srv);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        bx_server_log_tail(&srv, 25);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM should stop boxoffice with exit 0, got %s %d",
               WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
@@ -82,7 +84,8 @@ Test(restart, queue_places_and_holds_survive_a_restart)
     int navail;
     cr_assert(!bx_seat_available(&C, u[0].at, u[0].qt, sid, 10, &navail), "held seat 10 free after restart");
     cr_assert_eq(navail, 49);
-    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid), &(struct bx_req){.bearer = u[0].at});
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid),
+                &(struct bx_req){.bearer = u[0].at});
     bx_expect(r, 200, NULL);
     cr_assert_str_eq(bx_jstr(r->json, "status"), "HELD", "%s", r->body);
     cr_assert_eq(bx_jint(r->json, "seatNo"), 10);
@@ -90,7 +93,8 @@ Test(restart, queue_places_and_holds_survive_a_restart)
     /* the line is the same: same tokens, same order; re-issuing does not jump it */
     for (int i = 1; i < 4; i++)
         expect_waiting(&u[i], i);
-    cr_assert_str_eq(bx_queue_issue(&C, u[2].at, cid, st, sizeof st), u[2].qt, "re-issue after restart gave a new token");
+    cr_assert_str_eq(bx_queue_issue(&C, u[2].at, cid, st, sizeof st), u[2].qt,
+                     "re-issue after restart gave a new token");
     cr_assert_str_eq(st, "WAITING");
     expect_waiting(&u[2], 2);
 

@@ -1,17 +1,28 @@
-/* test_queue.c — unit tests of the waiting room (SPEC §4): domain/queue_rules.c and
- * the embedded backend queue/waitroom_mem.c, driven through struct waitroom_ops with
- * explicit clocks. No server, no SQLite: persistence goes to a fake store below. */
+/* test_queue.c — unit tests of the waiting room (SPEC §4): domain/queue_rules.c and a
+ * backend driven through struct waitroom_ops with explicit clocks. Built twice
+ * (tests/unit/meson.build): `test_queue` runs the behavioural tests against the
+ * embedded backend queue/waitroom_mem.c (persistence to a fake store below);
+ * `test_queue_redis` (-DBX_TEST_REDIS) runs the same tests against
+ * queue/waitroom_redis.c on the Redis at BOXOFFICE_TEST_REDIS_URL (from
+ * tests/harness/redis.sh), plus tests only several instances sharing one Redis have.
+ * Criterion runs tests in parallel processes, so each test process works in its own
+ * key namespace (?prefix=t<pid>), wiped when it starts, instead of FLUSHDB. */
 #include "domain/queue_rules.h"
 #include "queue/waitroom.h"
+#include "util/token.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef BX_TEST_REDIS
+#include <hiredis/hiredis.h>
+#endif
 
 /* ---- helpers ---- */
 
@@ -21,6 +32,109 @@ static struct waitroom_config config(int64_t active_max)
         .active_max = active_max, .admit_rate = 0, .waiting_idle_ms = 120000, .active_idle_ms = 300000};
 }
 
+#ifdef BX_TEST_REDIS
+#define BACKEND "redis"
+
+/* This process's key namespace. */
+static const char *test_ns(void)
+{
+    static char ns[32];
+    if (ns[0] == '\0')
+        snprintf(ns, sizeof ns, "t%ld", (long)getpid());
+    return ns;
+}
+
+/* A direct connection to the test Redis (host, port, db of the URL), for the tests
+ * that look at keys or break things; the caller frees it. */
+static redisContext *test_redis(void)
+{
+    const char *url = getenv("BOXOFFICE_TEST_REDIS_URL");
+    char host[256];
+    int port = 0, db = 0;
+    cr_assert(url && sscanf(url, "redis://%255[^:/]:%d/%d", host, &port, &db) >= 2,
+              "BOXOFFICE_TEST_REDIS_URL must look like redis://HOST:PORT/DB, got \"%s\"", url ? url : "");
+    redisContext *rc = redisConnect(host, port);
+    cr_assert(rc && !rc->err, "cannot connect to the test Redis at %s:%d: %s", host, port, rc ? rc->errstr : "oom");
+    redisReply *r = redisCommand(rc, "SELECT %d", db);
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "SELECT %d failed", db);
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Deletes every key of this process's namespace (best effort: also runs at exit). */
+static void wipe_namespace(void)
+{
+    const char *url = getenv("BOXOFFICE_TEST_REDIS_URL");
+    char host[256];
+    int port = 0, db = 0;
+    if (url == NULL || sscanf(url, "redis://%255[^:/]:%d/%d", host, &port, &db) < 2)
+        return;
+    redisContext *rc = redisConnect(host, port);
+    if (rc == NULL || rc->err)
+        goto out;
+    freeReplyObject(redisCommand(rc, "SELECT %d", db));
+    const char *patterns[2] = {"{%s:*", "%s:*"};
+    for (int p = 0; p < 2; p++) {
+        char match[64];
+        snprintf(match, sizeof match, patterns[p], test_ns());
+        char cursor[32] = "0";
+        do {
+            redisReply *r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, match);
+            if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                if (r)
+                    freeReplyObject(r);
+                goto out;
+            }
+            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+            for (size_t i = 0; i < r->element[1]->elements; i++)
+                redisAppendCommand(rc, "UNLINK %s", r->element[1]->element[i]->str);
+            for (size_t i = 0; i < r->element[1]->elements; i++) {
+                void *x;
+                if (redisGetReply(rc, &x) == REDIS_OK)
+                    freeReplyObject(x);
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
+out:
+    if (rc)
+        redisFree(rc);
+}
+
+/* The URL every instance of this test process opens. Fails loudly without one:
+ * the Redis suite must never pass by testing nothing. */
+static const char *test_url(void)
+{
+    static char url[512];
+    const char *base = getenv("BOXOFFICE_TEST_REDIS_URL");
+    if (base == NULL || base[0] == '\0')
+        cr_assert_fail(
+            "BOXOFFICE_TEST_REDIS_URL is not set: the Redis waiting-room suite needs a Redis. Start one with "
+            "`U=$(tests/harness/redis.sh start DIR)` and run with BOXOFFICE_TEST_REDIS_URL=${U%%/0}/9");
+    if (url[0] == '\0') {
+        snprintf(url, sizeof url, "%s?prefix=%s", base, test_ns());
+        wipe_namespace(); /* a namespace left by an earlier process of the same pid */
+        atexit(wipe_namespace);
+    }
+    return url;
+}
+
+static struct waitroom *open_instance(const struct waitroom_config *cfg)
+{
+    char err[256] = "";
+    struct waitroom *w = waitroom_redis_open(test_url(), cfg, err, sizeof err);
+    cr_assert_not_null(w, "waitroom_redis_open(%s): %s", test_url(), err);
+    return w;
+}
+
+static struct waitroom *open_room(const struct waitroom_config *cfg, struct store *persist)
+{
+    cr_assert_null(persist, "the Redis backend persists itself");
+    return open_instance(cfg);
+}
+#else
+#define BACKEND "memory"
+
 static struct waitroom *open_room(const struct waitroom_config *cfg, struct store *persist)
 {
     char err[256] = "";
@@ -28,6 +142,7 @@ static struct waitroom *open_room(const struct waitroom_config *cfg, struct stor
     cr_assert_not_null(w, "waitroom_mem_open: %s", err);
     return w;
 }
+#endif
 
 static struct queue_ticket issue(struct waitroom *w, int64_t user, int64_t concert, int64_t now)
 {
@@ -80,6 +195,7 @@ static struct waitroom_concert_stats stats_of(struct waitroom *w, int64_t concer
     return st[0];
 }
 
+#ifndef BX_TEST_REDIS
 /* ---- a fake store: only the queue calls, records in an array ---- */
 
 struct fake_store {
@@ -140,7 +256,10 @@ static bx_err fake_find(struct store *s, const char *token, struct queue_record 
     return BX_ERR_NOT_FOUND;
 }
 
-static void fake_close(struct store *s) { ((struct fake_store *)s)->closes++; }
+static void fake_close(struct store *s)
+{
+    ((struct fake_store *)s)->closes++;
+}
 
 static const struct store_ops fake_ops = {
     .name = "fake", .close = fake_close, .queue_save = fake_save, .queue_load = fake_load, .queue_find = fake_find};
@@ -152,6 +271,7 @@ static const struct queue_record *fake_get(const struct fake_store *f, const cha
             return &f->rec[i];
     return NULL;
 }
+#endif
 
 /* ---- queue_rules.c ---- */
 
@@ -253,7 +373,7 @@ Test(queue_rules, admissible_is_limited_by_a_token_bucket_refilled_at_admit_rate
     cr_assert_eq(queue_admissible(0, &c, &budget, 10000), 1, "a slow rate still allows one");
 }
 
-/* ---- waitroom_mem.c ---- */
+/* ---- the backend under test (waitroom_mem.c, or waitroom_redis.c with BX_TEST_REDIS) ---- */
 
 Test(waitroom, admission_is_strictly_fifo_in_issue_order)
 {
@@ -480,6 +600,11 @@ Test(waitroom, malformed_or_unknown_token_is_invalid)
     strcat(bad, "A"); /* one character too long */
     cr_assert_eq(status_err(w, bad, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    char unknown[BX_QUEUE_TOKEN_LEN + 1];
+    token_queue_new_for(5, unknown); /* well formed, names concert 5, never issued */
+    cr_assert_eq(status_err(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(w->ops->require_active(w, unknown, 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(w->ops->leave(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->require_active(w, "nope", 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->complete(w, "", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
@@ -487,6 +612,7 @@ Test(waitroom, malformed_or_unknown_token_is_invalid)
     w->ops->close(w);
 }
 
+#ifndef BX_TEST_REDIS /* the fake store is the embedded backend's persistence */
 Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
 {
     struct fake_store f = {.base = {.ops = &fake_ops}};
@@ -495,7 +621,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     struct queue_ticket t[6], o = issue(w, 50, 2, 0);
     for (int i = 0; i < 6; i++)
         t[i] = issue(w, 1 + i, 1, i);
-    cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK); /* a hole in the line */
+    cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK);    /* a hole in the line */
     cr_assert_eq(w->ops->complete(w, t[0].token, 1, 11), BX_OK); /* t[2] admitted */
     const struct queue_record *r = fake_get(&f, t[2].token);
     cr_assert_not_null(r);
@@ -543,7 +669,9 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     w->ops->close(w);
     free(f.rec);
 }
+#endif
 
+#ifndef BX_TEST_REDIS /* the fake store is the embedded backend's persistence */
 Test(waitroom, store_failure_changes_nothing_in_memory)
 {
     struct fake_store f = {.base = {.ops = &fake_ops}};
@@ -567,6 +695,7 @@ Test(waitroom, store_failure_changes_nothing_in_memory)
     w->ops->close(w);
     free(f.rec);
 }
+#endif
 
 /* A reference model: live tokens in issue order; after every change the oldest
  * WAITING ones fill the free slots. Random issue/leave/complete must agree with it,
@@ -681,6 +810,20 @@ Test(waitroom, concurrent_callers_from_several_threads_stay_consistent)
     w->ops->close(w);
 }
 
+#ifdef BX_TEST_REDIS
+static long long redis_used_memory(void)
+{
+    redisContext *rc = test_redis();
+    redisReply *r = redisCommand(rc, "INFO memory");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    const char *p = strstr(r->str, "used_memory:");
+    long long v = p ? atoll(p + strlen("used_memory:")) : 0;
+    freeReplyObject(r);
+    redisFree(rc);
+    return v;
+}
+#endif
+
 static long rss_bytes(void)
 {
     long pages = 0, resident = 0;
@@ -700,11 +843,20 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-Test(waitroom, a_million_waiting_users_have_exact_positions, .timeout = 120)
+/* A million with the embedded backend; with Redis each issue is a network round
+ * trip, so fifty thousand (the positions are exact either way). */
+Test(waitroom, many_waiting_users_have_exact_positions, .timeout = 120)
 {
+#ifdef BX_TEST_REDIS
+    enum { N = 50000, MID = N / 2 };
+#else
     enum { N = 1000000, MID = N / 2 };
+#endif
     struct waitroom_config c = config(0); /* nobody admitted: everyone waits */
     struct waitroom *w = open_room(&c, NULL);
+#ifdef BX_TEST_REDIS
+    long long mem0 = redis_used_memory();
+#endif
     static struct queue_ticket gone[N / 100]; /* every 100th token before MID leaves */
     struct queue_ticket mid, last, second, t;
     size_t ngone = 0;
@@ -724,8 +876,16 @@ Test(waitroom, a_million_waiting_users_have_exact_positions, .timeout = 120)
     }
     double secs = seconds_since(&t0);
     long rss1 = rss_bytes();
-    cr_log_warn("1,000,000 tokens issued in %.2f s; RSS grew by %.1f bytes per waiting token", secs,
+#ifdef BX_TEST_REDIS
+    (void)rss0;
+    (void)rss1;
+    fprintf(stderr, "figure: redis: %d tokens issued in %.2f s (%.0f/s, one thread); Redis used_memory grew by %.0f bytes "
+                "per waiting token (other tests running at once add noise)\n",
+                N, secs, N / secs, (double)(redis_used_memory() - mem0) / N);
+#else
+    fprintf(stderr, "figure: memory: 1,000,000 tokens issued in %.2f s; RSS grew by %.1f bytes per waiting token\n", secs,
                 (double)(rss1 - rss0) / N);
+#endif
     cr_assert_eq(mid.position, MID + 1);
     cr_assert_eq(last.position, N);
     for (size_t i = 0; i < ngone; i++)
@@ -737,3 +897,382 @@ Test(waitroom, a_million_waiting_users_have_exact_positions, .timeout = 120)
     cr_assert_eq(stats_of(w, 1).waiting, N - (int64_t)ngone);
     w->ops->close(w);
 }
+
+/* ---- throughput (a figure, not a bound) ---- */
+
+struct bench {
+    struct waitroom *w;
+    int64_t base;
+    struct queue_ticket *t;
+    int n, errors;
+    double secs; /* this thread's time for its n operations */
+    pthread_barrier_t *go;
+};
+
+static void *bench_issue(void *arg)
+{
+    struct bench *b = arg;
+    bool created;
+    struct timespec t0;
+    pthread_barrier_wait(b->go);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < b->n; i++)
+        b->errors += b->w->ops->issue(b->w, b->base + i, 1, i, &b->t[i], &created) != BX_OK;
+    b->secs = seconds_since(&t0);
+    return NULL;
+}
+
+static void *bench_status(void *arg)
+{
+    struct bench *b = arg;
+    struct queue_ticket s;
+    struct timespec t0;
+    pthread_barrier_wait(b->go);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < b->n; i++)
+        b->errors += b->w->ops->status(b->w, b->t[i].token, b->t[i].user_id, i, &s) != BX_OK;
+    b->secs = seconds_since(&t0);
+    return NULL;
+}
+
+/* Runs fn on two threads sharing w, started together; returns operations per
+ * second over the slower thread's time. */
+static double bench_run(struct bench b[2], void *(*fn)(void *))
+{
+    pthread_barrier_t go;
+    pthread_t th[2];
+    pthread_barrier_init(&go, NULL, 2);
+    for (int i = 0; i < 2; i++) {
+        b[i].go = &go;
+        cr_assert_eq(pthread_create(&th[i], NULL, fn, &b[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    double secs = b[0].secs > b[1].secs ? b[0].secs : b[1].secs;
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(b[i].errors, 0);
+    return (b[0].n + b[1].n) / secs;
+}
+
+Test(waitroom, issue_and_status_throughput_from_two_threads, .timeout = 120)
+{
+    enum { PER_THREAD = 10000 };
+    struct waitroom_config c = config(100);
+    struct waitroom *w = open_room(&c, NULL);
+    static struct queue_ticket tickets[2][PER_THREAD];
+    struct bench b[2];
+    for (int i = 0; i < 2; i++)
+        b[i] = (struct bench){.w = w, .base = 1 + i * 1000000, .t = tickets[i], .n = PER_THREAD};
+    double issue_rate = bench_run(b, bench_issue);
+    double status_rate = bench_run(b, bench_status);
+    fprintf(stderr, "figure: %s: %.0f issue/s and %.0f status/s from 2 threads\n", BACKEND, issue_rate, status_rate);
+    struct waitroom_concert_stats st = stats_of(w, 1);
+    cr_assert_eq(st.active, 100);
+    cr_assert_eq(st.waiting, 2 * PER_THREAD - 100);
+    w->ops->close(w);
+}
+
+#ifdef BX_TEST_REDIS
+/* ---- Redis only: several instances (processes) sharing one Redis ---- */
+
+Test(waitroom_redis, tokens_issued_alternately_through_two_instances_are_admitted_in_issue_order)
+{
+    struct waitroom_config c = config(1);
+    struct waitroom *w[2] = {open_instance(&c), open_instance(&c)};
+    struct queue_ticket t[10];
+    for (int i = 0; i < 10; i++) {
+        t[i] = issue(w[i % 2], 1 + i, 7, i);
+        cr_assert_eq(t[i].position, i, "token %d: position %lld", i, (long long)t[i].position);
+    }
+    cr_assert_eq(t[0].status, QUEUE_ACTIVE);
+    for (int i = 0; i < 9; i++) {
+        /* each instance sees the same line */
+        assert_active(w[(i + 1) % 2], &t[i], 100 + i);
+        for (int j = i + 1; j < 10; j++)
+            assert_position(w[j % 2], &t[j], 100 + i, j - i);
+        cr_assert_eq(w[i % 2]->ops->complete(w[i % 2], t[i].token, t[i].user_id, 100 + i), BX_OK);
+    }
+    assert_active(w[0], &t[9], 200);
+    cr_assert_eq(stats_of(w[1], 7).admitted_total, 10);
+    w[0]->ops->close(w[0]);
+    w[1]->ops->close(w[1]);
+}
+
+struct tick_ctx {
+    struct waitroom *w;
+    atomic_llong *clock;
+    atomic_int *done;
+    int64_t active_max;
+    int over, errors, ticks;
+};
+
+/* Ticks as fast as it can until told to stop; after each tick the concert must not
+ * have more ACTIVE tokens than active_max. */
+static void *ticker_run(void *arg)
+{
+    struct tick_ctx *x = arg;
+    while (!atomic_load(x->done)) {
+        if (x->w->ops->tick(x->w, atomic_fetch_add(x->clock, 1)) != BX_OK)
+            x->errors++;
+        struct waitroom_concert_stats st[4];
+        size_t n = 0;
+        if (x->w->ops->stats(x->w, st, 4, &n) != BX_OK)
+            x->errors++;
+        for (size_t i = 0; i < n; i++)
+            x->over += st[i].active > x->active_max;
+        x->ticks++;
+    }
+    return NULL;
+}
+
+struct payer_ctx {
+    struct waitroom *w;
+    atomic_llong *clock;
+    struct queue_ticket *t;
+    int first, step, n, errors;
+};
+
+/* Waits for each of its tokens (every step-th, in issue order) to become ACTIVE,
+ * then completes it, so its slot goes to the next in line. */
+static void *payer_run(void *arg)
+{
+    struct payer_ctx *x = arg;
+    for (int i = x->first; i < x->n; i += x->step) {
+        for (;;) {
+            struct queue_ticket s;
+            int64_t now = atomic_fetch_add(x->clock, 1);
+            if (x->w->ops->status(x->w, x->t[i].token, x->t[i].user_id, now, &s) != BX_OK) {
+                x->errors++;
+                return NULL;
+            }
+            if (s.status == QUEUE_ACTIVE)
+                break;
+        }
+        if (x->w->ops->complete(x->w, x->t[i].token, x->t[i].user_id, atomic_fetch_add(x->clock, 1)) != BX_OK)
+            x->errors++;
+    }
+    return NULL;
+}
+
+Test(waitroom_redis, instances_admitting_at_once_never_admit_a_token_twice_nor_exceed_active_max, .timeout = 120)
+{
+    enum { N = 300, SLOTS = 5 };
+    struct waitroom_config c = config(SLOTS);
+    struct waitroom *w[2] = {open_instance(&c), open_instance(&c)};
+    static struct queue_ticket t[N];
+    for (int i = 0; i < N; i++)
+        t[i] = issue(w[i % 2], 1 + i, 1, 0);
+    atomic_llong clock = 1;
+    atomic_int done = 0;
+    struct tick_ctx tk[2];
+    struct payer_ctx pay[2];
+    pthread_t th[4];
+    for (int i = 0; i < 2; i++) {
+        tk[i] = (struct tick_ctx){.w = w[i], .clock = &clock, .done = &done, .active_max = SLOTS};
+        pay[i] = (struct payer_ctx){.w = w[1 - i], .clock = &clock, .t = t, .first = i, .step = 2, .n = N};
+        cr_assert_eq(pthread_create(&th[i], NULL, ticker_run, &tk[i]), 0);
+        cr_assert_eq(pthread_create(&th[2 + i], NULL, payer_run, &pay[i]), 0);
+    }
+    pthread_join(th[2], NULL);
+    pthread_join(th[3], NULL);
+    atomic_store(&done, 1);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pay[i].errors, 0);
+        cr_assert_eq(tk[i].errors, 0);
+        cr_assert_eq(tk[i].over, 0, "more than %d ACTIVE tokens seen", SLOTS);
+        cr_assert_gt(tk[i].ticks, 0);
+    }
+    struct waitroom_concert_stats st = stats_of(w[0], 1);
+    cr_assert_eq(st.admitted_total, N, "every token admitted exactly once");
+    cr_assert_eq(st.active, 0);
+    cr_assert_eq(st.waiting, 0);
+    w[0]->ops->close(w[0]);
+    w[1]->ops->close(w[1]);
+}
+
+Test(waitroom_redis, instances_share_one_admit_rate_budget)
+{
+    struct waitroom_config c = config(1000);
+    c.admit_rate = 10;
+    struct waitroom *w[2] = {open_instance(&c), open_instance(&c)};
+    for (int i = 0; i < 100; i++)
+        (void)issue(w[i % 2], 1 + i, 9, 0);
+    cr_assert_eq(stats_of(w[0], 9).active, 10, "the bucket starts full: one second's worth");
+    for (int64_t now = 500; now <= 2000; now += 500)
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq(w[i]->ops->tick(w[i], now), BX_OK);
+    cr_assert_eq(stats_of(w[1], 9).active, 30, "two seconds at 10/s, however many instances tick");
+    w[0]->ops->close(w[0]);
+    w[1]->ops->close(w[1]);
+}
+
+Test(waitroom_redis, restart_keeps_tokens_positions_and_active_slots)
+{
+    struct waitroom_config c = config(2);
+    struct waitroom *w = open_instance(&c);
+    struct queue_ticket t[6], o = issue(w, 50, 2, 0);
+    for (int i = 0; i < 6; i++)
+        t[i] = issue(w, 1 + i, 1, i);
+    cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK);
+    cr_assert_eq(w->ops->complete(w, t[0].token, 1, 11), BX_OK); /* t[2] admitted */
+    w->ops->close(w);
+
+    w = open_instance(&c); /* the state lives in Redis */
+    assert_active(w, &t[1], 20);
+    assert_active(w, &t[2], 20);
+    assert_active(w, &o, 20);
+    assert_position(w, &t[4], 20, 1);
+    assert_position(w, &t[5], 20, 2);
+    cr_assert_eq(status_err(w, t[0].token, 1, 20), BX_ERR_TOKEN_EXPIRED);
+    cr_assert_eq(status_err(w, t[3].token, 1, 20), BX_ERR_TOKEN_NOT_YOURS);
+    bool created;
+    struct queue_ticket again;
+    cr_assert_eq(w->ops->issue(w, 5, 1, 21, &again, &created), BX_OK);
+    cr_assert_not(created);
+    cr_assert_str_eq(again.token, t[4].token);
+    struct queue_ticket n = issue(w, 9, 1, 22);
+    cr_assert_eq(n.position, 3);
+    cr_assert_eq(w->ops->complete(w, t[1].token, 2, 23), BX_OK);
+    assert_active(w, &t[4], 24);
+    assert_position(w, &n, 24, 2);
+    struct waitroom_concert_stats st = stats_of(w, 1);
+    cr_assert_eq(st.admitted_total, 4);
+    w->ops->close(w);
+}
+
+Test(waitroom_redis, unreachable_or_malformed_url_fails_to_open_with_the_reason)
+{
+    struct waitroom_config c = config(1);
+    char err[256] = "";
+    cr_assert_null(waitroom_redis_open("redis://127.0.0.1:1/0", &c, err, sizeof err));
+    cr_assert(strstr(err, "127.0.0.1:1") != NULL, "%s", err);
+    const char *bad[] = {"redis://",         "redis://h:99999/0", "redis://h:6379/x",
+                         "redis://h/0?db=1", "http://h:1/0",      "redis://[::1/0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        cr_assert_null(waitroom_redis_open(bad[i], &c, err, sizeof err), "%s", bad[i]);
+        cr_assert(err[0] != '\0', "no reason given for %s", bad[i]);
+    }
+}
+
+/* Kills this process's connections from the server side (CLIENT KILL by id). */
+static int kill_our_connections(void)
+{
+    redisContext *rc = test_redis();
+    redisReply *r = redisCommand(rc, "CLIENT LIST");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    char name[64];
+    snprintf(name, sizeof name, " name=boxoffice-%s ", test_ns());
+    int killed = 0;
+    for (char *line = r->str; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        char *eol = strchr(line, '\n');
+        if (eol)
+            *eol = '\0';
+        long long id;
+        if (strstr(line, name) && sscanf(line, "id=%lld", &id) == 1) {
+            freeReplyObject(redisCommand(rc, "CLIENT KILL ID %lld", id));
+            killed++;
+        }
+        if (eol)
+            *eol = '\n';
+    }
+    freeReplyObject(r);
+    redisFree(rc);
+    return killed;
+}
+
+Test(waitroom_redis, lost_connection_is_unavailable_at_most_once_then_reconnects)
+{
+    struct waitroom_config c = config(1);
+    struct waitroom *w = open_instance(&c);
+    struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
+    cr_assert_eq(kill_our_connections(), 1);
+    struct queue_ticket s;
+    bx_err e = w->ops->status(w, b.token, 2, 1, &s);
+    cr_assert(e == BX_OK || e == BX_ERR_UNAVAILABLE, "got %d", e);
+    assert_position(w, &b, 2, 1);
+    assert_active(w, &a, 2);
+    cr_assert_eq(w->ops->ping(w), BX_OK);
+    w->ops->close(w);
+}
+
+Test(waitroom_redis, flushed_script_cache_is_loaded_again)
+{
+    struct waitroom_config c = config(1);
+    struct waitroom *w = open_instance(&c);
+    struct queue_ticket a = issue(w, 1, 5, 0);
+    redisContext *rc = test_redis();
+    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    struct queue_ticket b = issue(w, 2, 5, 1);
+    cr_assert_eq(b.position, 1);
+    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    cr_assert_eq(w->ops->tick(w, 2), BX_OK);
+    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    cr_assert_eq(w->ops->complete(w, a.token, 1, 3), BX_OK);
+    assert_active(w, &b, 4);
+    redisFree(rc);
+    w->ops->close(w);
+}
+
+/* Redis Cluster maps a key to a slot by its {hash tag}: every key a script touches
+ * must carry its concert's tag; only the tick set is global. */
+Test(waitroom_redis, every_key_of_a_concert_shares_its_hash_tag_and_expired_tokens_are_forgotten_in_a_day)
+{
+    struct waitroom_config c = config(1);
+    struct waitroom *w = open_instance(&c);
+    struct queue_ticket a = issue(w, 1, 42, 0), b = issue(w, 2, 42, 0), d = issue(w, 3, 43, 0);
+    (void)d;
+    cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
+    cr_assert_eq(w->ops->tick(w, 2), BX_OK);
+    redisContext *rc = test_redis();
+    char tag42[64], tag43[64], global[64], match[64];
+    snprintf(tag42, sizeof tag42, "{%s:42}:", test_ns());
+    snprintf(tag43, sizeof tag43, "{%s:43}:", test_ns());
+    snprintf(global, sizeof global, "%s:concerts", test_ns());
+    snprintf(match, sizeof match, "*%s*", test_ns());
+    redisReply *r = redisCommand(rc, "KEYS %s", match);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    cr_assert_gt(r->elements, 8);
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *k = r->element[i]->str;
+        cr_assert(strncmp(k, tag42, strlen(tag42)) == 0 || strncmp(k, tag43, strlen(tag43)) == 0 ||
+                      strcmp(k, global) == 0,
+                  "key %s has no concert tag", k);
+    }
+    freeReplyObject(r);
+    r = redisCommand(rc, "TTL %st:%s", tag42, a.token);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer > 86000 && r->integer <= 86400, "expired TTL");
+    freeReplyObject(r);
+    r = redisCommand(rc, "TTL %st:%s", tag42, b.token);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == -1, "a live token does not expire by TTL");
+    freeReplyObject(r);
+    redisFree(rc);
+    w->ops->close(w);
+}
+
+Test(waitroom_redis, an_empty_concert_leaves_the_housekeeping_an_hour_after_its_last_issue)
+{
+    struct waitroom_config c = config(1);
+    struct waitroom *w = open_instance(&c);
+    struct queue_ticket a = issue(w, 1, 3, 0), b = issue(w, 1, 4, 0);
+    cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
+    cr_assert_eq(w->ops->tick(w, 1000), BX_OK);
+    cr_assert_eq(stats_of(w, 3).admitted_total, 1, "still listed while recent");
+    (void)status_ok(w, &b, 3600000); /* concert 4 stays alive */
+    cr_assert_eq(w->ops->tick(w, 3600000), BX_OK);
+    struct waitroom_concert_stats st[4];
+    size_t n = 0;
+    cr_assert_eq(w->ops->stats(w, st, 4, &n), BX_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(st[0].concert_id, 4, "a concert with a live token is never forgotten");
+    struct queue_ticket a2 = issue(w, 1, 3, 3600001);
+    cr_assert_eq(a2.status, QUEUE_ACTIVE);
+    struct waitroom_concert_stats s3 = stats_of(w, 3);
+    cr_assert_eq(s3.active, 1);
+    cr_assert_eq(s3.admitted_total, 2, "its figures kept");
+    w->ops->close(w);
+}
+#endif

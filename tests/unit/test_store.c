@@ -1,25 +1,142 @@
-/* test_store_sqlite.c — unit tests of the SQLite store (store/store_sqlite.c)
- * against a fresh database file per test; no server. Each test names the
- * behaviour it checks and asserts the result code and the state afterwards. */
+/* test_store.c — unit tests of the storage interface (store/store.h), compiled
+ * once per backend: plain for SQLite (store_sqlite.c, a fresh database file per
+ * test) and with -DBX_TEST_PG=1 for PostgreSQL (store_pg.c, a fresh database per
+ * test on the server named by BOXOFFICE_TEST_PG_URL, from tests/harness/pg.sh).
+ * The same tests hold both backends to the same contract; each names the
+ * behaviour it checks and asserts the result code and the state afterwards. Only
+ * raw_sql/raw_int (direct access for setup and violation injection) and a few
+ * backend-specific tests differ. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <ftw.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
+#include "util/clock.h"
+
+#ifdef BX_TEST_PG
+#include <libpq-fe.h>
+#define SUITE store_pg
+#else
+#include <sqlite3.h>
+#define SUITE store_sqlite
+#endif
 
 #define T0 1000000000000LL /* "now" of every test, Unix ms */
 #define HOLD_MS 300000LL
 #define MAX_SEATS 4
 
+static struct store *st;
+
+#ifdef BX_TEST_PG
+/* ---- PostgreSQL: one fresh database per test ------------------------------ */
+
+#define MAX_DBS 4
+static const char *admin_url; /* BOXOFFICE_TEST_PG_URL */
+static char db_url[512];      /* the database the test's stores open */
+static char dbs[MAX_DBS][64]; /* databases this test created: dropped at teardown */
+static int ndbs;
+
+/* url with its database name replaced by dbname. */
+static void url_with_db(const char *url, const char *dbname, char *out, size_t len)
+{
+    const char *scheme = strstr(url, "://");
+    cr_assert_not_null(scheme, "BOXOFFICE_TEST_PG_URL must be a postgresql:// URL, got %s", url);
+    const char *host = scheme + 3;
+    const char *query = strchr(host, '?');
+    const char *slash = strchr(host, '/');
+    if (slash != NULL && query != NULL && slash > query)
+        slash = NULL;
+    size_t keep = slash ? (size_t)(slash - url) : (query ? (size_t)(query - url) : strlen(url));
+    int n = snprintf(out, len, "%.*s/%s%s", (int)keep, url, dbname, query ? query : "");
+    cr_assert(n > 0 && (size_t)n < len, "URL too long");
+}
+
+static PGconn *raw_connect(const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "connect %s: %s", url, PQerrorMessage(c));
+    return c;
+}
+
+static void raw_exec_on(const char *url, const char *sql)
+{
+    PGconn *c = raw_connect(url);
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType rs = PQresultStatus(r);
+    cr_assert(rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* Creates an empty database and points db_url at it. */
+static void fresh_database(void)
+{
+    char sql[384];
+    cr_assert_lt(ndbs, MAX_DBS);
+    snprintf(dbs[ndbs], sizeof dbs[ndbs], "bx_test_%ld_%d_%ld", (long)getpid(), ndbs,
+             (long)(clock_mono_ms() % 1000000));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", dbs[ndbs]);
+    raw_exec_on(admin_url, sql);
+    url_with_db(admin_url, dbs[ndbs], db_url, sizeof db_url);
+    ndbs++;
+}
+
+static void backend_setup(void)
+{
+    admin_url = getenv("BOXOFFICE_TEST_PG_URL");
+    if (admin_url == NULL || admin_url[0] == '\0')
+        cr_assert_fail("BOXOFFICE_TEST_PG_URL is not set: the PostgreSQL store tests need a server. Start one with\n"
+                       "  U=$(tests/harness/pg.sh start /tmp/pgt) && BOXOFFICE_TEST_PG_URL=$U <this test>");
+    fresh_database();
+}
+
+static void backend_teardown(void)
+{
+    char sql[384];
+    for (int i = 0; i < ndbs; i++) {
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbs[i]);
+        raw_exec_on(admin_url, sql);
+    }
+    ndbs = 0;
+}
+
+/* A new connection to the test's database, not migrated. */
+static struct store *connect_store(char *err, size_t errlen)
+{
+    return store_pg_open(db_url, 0, err, errlen);
+}
+
+/* Runs SQL text (several statements allowed) on a direct connection. */
+static void raw_sql(const char *sql)
+{
+    raw_exec_on(db_url, sql);
+}
+
+/* The first column of the first row as an integer (booleans read 1/0). */
+static int64_t raw_int(const char *sql)
+{
+    PGconn *c = raw_connect(db_url);
+    PGresult *r = PQexec(c, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
+    cr_assert_geq(PQntuples(r), 1, "%s: no row", sql);
+    const char *v = PQgetvalue(r, 0, 0);
+    int64_t out = strcmp(v, "t") == 0 ? 1 : strcmp(v, "f") == 0 ? 0 : strtoll(v, NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return out;
+}
+
+#else
+/* ---- SQLite: one fresh database file per test ----------------------------- */
+
 static char dir[64];
 static char db_path[128];
-static struct store *st;
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -27,10 +144,62 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return remove(path);
 }
 
+static void backend_setup(void)
+{
+    strcpy(dir, "/tmp/bx_store_test_XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    /* a nested, not yet existing directory: open must create it */
+    snprintf(db_path, sizeof db_path, "%s/data/sub/boxoffice.db", dir);
+}
+
+static void backend_teardown(void)
+{
+    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Points the test at another database nobody created yet. */
+static void fresh_database(void)
+{
+    snprintf(db_path, sizeof db_path, "%s/fresh/other.db", dir);
+}
+
+/* A new connection to the test's database, not migrated. */
+static struct store *connect_store(char *err, size_t errlen)
+{
+    return store_sqlite_open(db_path, 0, err, errlen);
+}
+
+static void raw_sql(const char *sql)
+{
+    sqlite3 *db;
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_free(msg);
+    cr_assert_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+static int64_t raw_int(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW, "%s", sql);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return v;
+}
+#endif
+
+/* ---- common fixture -------------------------------------------------------- */
+
 static struct store *open_store(void)
 {
     char err[256] = "";
-    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    struct store *s = connect_store(err, sizeof err);
     cr_assert_not_null(s, "open: %s", err);
     cr_assert_eq(s->ops->migrate(s), BX_OK);
     return s;
@@ -38,10 +207,7 @@ static struct store *open_store(void)
 
 static void setup(void)
 {
-    strcpy(dir, "/tmp/bx_store_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-    /* a nested, not yet existing directory: open must create it */
-    snprintf(db_path, sizeof db_path, "%s/data/sub/boxoffice.db", dir);
+    backend_setup();
     st = open_store();
 }
 
@@ -50,10 +216,10 @@ static void teardown(void)
     if (st)
         st->ops->close(st);
     st = NULL;
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    backend_teardown();
 }
 
-TestSuite(store_sqlite, .init = setup, .fini = teardown);
+TestSuite(SUITE, .init = setup, .fini = teardown);
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -145,33 +311,9 @@ static struct findings audit(int64_t now)
     return audit_with_limit(now, 0);
 }
 
-static void raw_sql(const char *sql)
-{
-    sqlite3 *db;
-    char *msg = NULL;
-    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "");
-    sqlite3_free(msg);
-    cr_assert_eq(sqlite3_close(db), SQLITE_OK);
-}
-
-static int64_t raw_int(const char *sql)
-{
-    sqlite3 *db;
-    sqlite3_stmt *q;
-    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-    cr_assert_eq(sqlite3_step(q), SQLITE_ROW, "%s", sql);
-    int64_t v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return v;
-}
-
 /* ---- schema and connection --------------------------------------------- */
 
-Test(store_sqlite, migrate_twice_is_a_no_op)
+Test(SUITE, migrate_twice_is_a_no_op)
 {
     cr_assert_eq(st->ops->migrate(st), BX_OK);
     struct store *other = open_store(); /* a second connection migrates too */
@@ -186,19 +328,19 @@ static void *open_and_migrate(void *arg)
 {
     char err[256];
     bx_err *result = arg;
-    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    struct store *s = connect_store(err, sizeof err);
     *result = s ? s->ops->migrate(s) : BX_ERR_INTERNAL;
     if (s)
         s->ops->close(s);
     return NULL;
 }
 
-Test(store_sqlite, concurrent_first_migrations_agree)
+Test(SUITE, concurrent_first_migrations_agree)
 {
     enum { N = 6 };
     pthread_t th[N];
     bx_err results[N];
-    snprintf(db_path, sizeof db_path, "%s/fresh/other.db", dir); /* a file nobody created yet */
+    fresh_database(); /* a database nobody migrated yet */
     for (int i = 0; i < N; i++)
         cr_assert_eq(pthread_create(&th[i], NULL, open_and_migrate, &results[i]), 0);
     for (int i = 0; i < N; i++) {
@@ -206,15 +348,31 @@ Test(store_sqlite, concurrent_first_migrations_agree)
         cr_assert_eq(results[i], BX_OK, "connection %d: %d", i, results[i]);
     }
     cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), 1);
+#ifndef BX_TEST_PG
     cr_assert_eq(raw_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+#endif
 }
 
-Test(store_sqlite, database_is_wal_with_foreign_keys)
+Test(SUITE, database_newer_than_binary_is_refused)
+{
+    raw_sql("INSERT INTO schema_migrations(version, applied_at) VALUES (999, 0)");
+    struct store *other;
+    char err[256];
+    other = connect_store(err, sizeof err);
+    cr_assert_not_null(other, "%s", err);
+    cr_assert_eq(other->ops->migrate(other), BX_ERR_INTERNAL);
+    other->ops->close(other);
+    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), 2, "nothing was applied");
+}
+
+#ifndef BX_TEST_PG
+Test(SUITE, database_is_wal_with_foreign_keys)
 {
     cr_assert_eq(raw_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
 }
+#endif
 
-Test(store_sqlite, secret_is_created_once_and_shared)
+Test(SUITE, secret_is_created_once_and_shared)
 {
     unsigned char a[32], b[32], zero[32] = {0};
     cr_assert_eq(st->ops->secret_get_or_create(st, a), BX_OK);
@@ -229,7 +387,7 @@ Test(store_sqlite, secret_is_created_once_and_shared)
 
 /* ---- users and balance --------------------------------------------------- */
 
-Test(store_sqlite, user_create_then_duplicate_name_is_taken)
+Test(SUITE, user_create_then_duplicate_name_is_taken)
 {
     int64_t id, id2;
     struct user u;
@@ -243,7 +401,7 @@ Test(store_sqlite, user_create_then_duplicate_name_is_taken)
     cr_assert_eq(u.balance, 0);
 }
 
-Test(store_sqlite, unknown_user_is_not_found)
+Test(SUITE, unknown_user_is_not_found)
 {
     struct user u;
     int64_t b;
@@ -251,7 +409,7 @@ Test(store_sqlite, unknown_user_is_not_found)
     cr_assert_eq(st->ops->balance_get(st, 4242, &b), BX_ERR_NOT_FOUND);
 }
 
-Test(store_sqlite, charge_adds_to_balance_and_ledger)
+Test(SUITE, charge_adds_to_balance_and_ledger)
 {
     int64_t u = make_user("bob", 0), after;
     struct idem none = {.key = NULL};
@@ -264,7 +422,7 @@ Test(store_sqlite, charge_adds_to_balance_and_ledger)
     cr_assert_eq(raw_int("SELECT balance_after FROM ledger ORDER BY id DESC LIMIT 1"), 7500);
 }
 
-Test(store_sqlite, charge_past_balance_limit_is_refused)
+Test(SUITE, charge_past_balance_limit_is_refused)
 {
     int64_t u = make_user("rich", 0), after;
     struct idem none = {.key = NULL};
@@ -275,7 +433,7 @@ Test(store_sqlite, charge_past_balance_limit_is_refused)
     cr_assert_eq(after, 1000000000000LL);
 }
 
-Test(store_sqlite, charge_replay_returns_first_balance_once)
+Test(SUITE, charge_replay_returns_first_balance_once)
 {
     int64_t u = make_user("carol", 0), after;
     struct idem k = key("charge-1", 0xAA);
@@ -289,7 +447,7 @@ Test(store_sqlite, charge_replay_returns_first_balance_once)
     cr_assert_eq(balance_of(u), 1500, "the replay charged nothing");
 }
 
-Test(store_sqlite, charge_same_key_other_body_is_mismatch)
+Test(SUITE, charge_same_key_other_body_is_mismatch)
 {
     int64_t u = make_user("dave", 0), after;
     struct idem k1 = key("k", 0x01), k2 = key("k", 0x02);
@@ -303,21 +461,21 @@ Test(store_sqlite, charge_same_key_other_body_is_mismatch)
 
 /* ---- catalogue ----------------------------------------------------------- */
 
-Test(store_sqlite, schedule_for_unknown_concert_is_refused)
+Test(SUITE, schedule_for_unknown_concert_is_refused)
 {
-    struct schedule in = {.concert_id = 99, .starts_at = T0, .sale_opens_at = T0, .sale_closes_at = T0 + 1,
-                          .seat_count = 10};
+    struct schedule in = {
+        .concert_id = 99, .starts_at = T0, .sale_opens_at = T0, .sale_closes_at = T0 + 1, .seat_count = 10};
     int64_t id;
     cr_assert_eq(st->ops->schedule_create(st, &in, 1000, &id), BX_ERR_CONCERT_NOT_FOUND);
     cr_assert_eq(raw_int("SELECT count(*) FROM schedules"), 0);
 }
 
-Test(store_sqlite, catalogue_lists_concerts_schedules_and_seats)
+Test(SUITE, catalogue_lists_concerts_schedules_and_seats)
 {
     int64_t c = make_concert(), other = make_concert();
     int64_t sch = make_schedule(c, 50, 80000);
-    struct schedule closed = {.concert_id = c, .starts_at = T0 + 1, .sale_opens_at = T0 + 1000,
-                              .sale_closes_at = T0 + 2000, .seat_count = 5};
+    struct schedule closed = {
+        .concert_id = c, .starts_at = T0 + 1, .sale_opens_at = T0 + 1000, .sale_closes_at = T0 + 2000, .seat_count = 5};
     int64_t closed_id;
     cr_assert_eq(st->ops->schedule_create(st, &closed, 100, &closed_id), BX_OK);
 
@@ -359,9 +517,36 @@ Test(store_sqlite, catalogue_lists_concerts_schedules_and_seats)
     cr_assert_eq(st->ops->seat_list(st, 999, T0, &seats, &n), BX_ERR_SCHEDULE_NOT_FOUND);
 }
 
+Test(SUITE, seat_list_reports_held_sold_and_ended_holds)
+{
+    int64_t u = make_user("viewer", 100000), sch = make_schedule(make_concert(), 4, 1000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    struct seat *seats;
+    size_t n;
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 1, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->seat_list(st, sch, T0 + 1, &seats, &n), BX_OK);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(seats[0].status, SEAT_HELD);
+    cr_assert_not(seats[0].available);
+    cr_assert_eq(seats[1].status, SEAT_SOLD);
+    cr_assert_not(seats[1].available);
+    cr_assert_eq(seats[2].status, SEAT_AVAILABLE);
+    cr_assert(seats[2].available);
+    free(seats);
+    cr_assert_eq(st->ops->seat_list(st, sch, T0 + HOLD_MS, &seats, &n), BX_OK);
+    cr_assert_eq(seats[0].status, SEAT_AVAILABLE, "a hold that ended reads AVAILABLE before any sweep");
+    cr_assert(seats[0].available);
+    cr_assert_eq(seats[1].status, SEAT_SOLD);
+    free(seats);
+}
+
 /* ---- holds --------------------------------------------------------------- */
 
-Test(store_sqlite, hold_fills_reservation_and_takes_seat)
+Test(SUITE, hold_fills_reservation_and_takes_seat)
 {
     int64_t u = make_user("fay", 0), c = make_concert(), sch = make_schedule(c, 10, 5000);
     struct reservation r;
@@ -383,7 +568,7 @@ Test(store_sqlite, hold_fills_reservation_and_takes_seat)
     cr_assert_eq(g.available, 10, "an expired hold counts as available at once");
 }
 
-Test(store_sqlite, hold_twice_same_seat_conflicts)
+Test(SUITE, hold_twice_same_seat_conflicts)
 {
     int64_t a = make_user("a", 0), b = make_user("b", 0), sch = make_schedule(make_concert(), 10, 5000);
     struct reservation r;
@@ -393,7 +578,7 @@ Test(store_sqlite, hold_twice_same_seat_conflicts)
     cr_assert_eq(raw_int("SELECT count(*) FROM reservations"), 1, "the refused holds left no row");
 }
 
-Test(store_sqlite, hold_refuses_unknown_schedule_seat_and_closed_sale)
+Test(SUITE, hold_refuses_unknown_schedule_seat_and_closed_sale)
 {
     int64_t u = make_user("g", 0), sch = make_schedule(make_concert(), 10, 5000);
     struct reservation r;
@@ -404,13 +589,13 @@ Test(store_sqlite, hold_refuses_unknown_schedule_seat_and_closed_sale)
     cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0 + 86400000, HOLD_MS, MAX_SEATS, &r), BX_ERR_SALE_CLOSED);
 }
 
-Test(store_sqlite, hold_takes_over_expired_hold_and_expires_old_reservation)
+Test(SUITE, hold_takes_over_expired_hold_and_expires_old_reservation)
 {
     int64_t a = make_user("a", 0), b = make_user("b", 0), sch = make_schedule(make_concert(), 10, 5000);
     struct reservation ra, rb, check;
     cr_assert_eq(st->ops->hold_seat(st, a, sch, 5, T0, HOLD_MS, MAX_SEATS, &ra), BX_OK);
-    cr_assert_eq(st->ops->hold_seat(st, b, sch, 5, T0 + HOLD_MS - 1, HOLD_MS, MAX_SEATS, &rb),
-                 BX_ERR_SEAT_UNAVAILABLE, "still live one ms before expiry");
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 5, T0 + HOLD_MS - 1, HOLD_MS, MAX_SEATS, &rb), BX_ERR_SEAT_UNAVAILABLE,
+                 "still live one ms before expiry");
     cr_assert_eq(st->ops->hold_seat(st, b, sch, 5, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &rb), BX_OK);
     cr_assert_eq(st->ops->reservation_get(st, a, ra.id, T0 + HOLD_MS, &check), BX_OK);
     cr_assert_eq(check.status, RES_EXPIRED);
@@ -421,7 +606,7 @@ Test(store_sqlite, hold_takes_over_expired_hold_and_expires_old_reservation)
     cr_assert_eq(f.total, 0);
 }
 
-Test(store_sqlite, hold_over_seat_limit_is_refused)
+Test(SUITE, hold_over_seat_limit_is_refused)
 {
     int64_t u = make_user("h", 0), sch = make_schedule(make_concert(), 10, 5000);
     struct reservation r;
@@ -438,7 +623,7 @@ Test(store_sqlite, hold_over_seat_limit_is_refused)
 
 /* ---- reservations --------------------------------------------------------- */
 
-Test(store_sqlite, other_users_reservation_is_not_found)
+Test(SUITE, other_users_reservation_is_not_found)
 {
     int64_t a = make_user("a", 100000), b = make_user("b", 100000), sch = make_schedule(make_concert(), 10, 5000);
     struct reservation r, out;
@@ -454,7 +639,7 @@ Test(store_sqlite, other_users_reservation_is_not_found)
     cr_assert_eq(out.status, RES_HELD);
 }
 
-Test(store_sqlite, reservation_list_is_newest_first_with_expiry_view)
+Test(SUITE, reservation_list_is_newest_first_with_expiry_view)
 {
     int64_t u = make_user("i", 0), sch = make_schedule(make_concert(), 10, 5000);
     struct reservation r1, r2, *list;
@@ -470,7 +655,7 @@ Test(store_sqlite, reservation_list_is_newest_first_with_expiry_view)
     free(list);
 }
 
-Test(store_sqlite, cancel_frees_seat_and_second_cancel_is_not_held)
+Test(SUITE, cancel_frees_seat_and_second_cancel_is_not_held)
 {
     int64_t u = make_user("j", 0), sch = make_schedule(make_concert(), 10, 5000);
     struct reservation r, out;
@@ -484,7 +669,7 @@ Test(store_sqlite, cancel_frees_seat_and_second_cancel_is_not_held)
     cr_assert_eq(st->ops->reservation_cancel(st, u, r.id, T0 + HOLD_MS), BX_ERR_NOT_HELD, "expired hold");
 }
 
-Test(store_sqlite, live_holds_on_concert_counts_only_live_holds)
+Test(SUITE, live_holds_on_concert_counts_only_live_holds)
 {
     int64_t u = make_user("k", 100000), c = make_concert();
     int64_t s1 = make_schedule(c, 10, 5000), s2 = make_schedule(c, 10, 5000);
@@ -508,7 +693,7 @@ Test(store_sqlite, live_holds_on_concert_counts_only_live_holds)
 
 /* ---- payments ------------------------------------------------------------ */
 
-Test(store_sqlite, pay_happy_path_debits_and_sells_seat)
+Test(SUITE, pay_happy_path_debits_and_sells_seat)
 {
     int64_t u = make_user("payer", 100000), sch = make_schedule(make_concert(), 10, 30000);
     struct reservation r, out;
@@ -529,7 +714,8 @@ Test(store_sqlite, pay_happy_path_debits_and_sells_seat)
     cr_assert_not(seat_available(sch, 7, T0 + HOLD_MS * 10), "sold stays sold after the hold time");
     cr_assert_eq(raw_int("SELECT count(*) FROM seats WHERE status = 'SOLD'"), 1);
     cr_assert_eq(raw_int("SELECT count(*) FROM ledger WHERE kind = 'PAYMENT' AND amount = 30000 "
-                         "AND balance_after = 70000"), 1);
+                         "AND balance_after = 70000"),
+                 1);
     struct payment *list;
     size_t n;
     cr_assert_eq(st->ops->payment_list(st, u, 0, 20, &list, &n), BX_OK);
@@ -541,11 +727,10 @@ Test(store_sqlite, pay_happy_path_debits_and_sells_seat)
     cr_assert_eq(balance_of(u), 70000);
     /* nobody else can hold a sold seat, even long after */
     int64_t v = make_user("late", 0);
-    cr_assert_eq(st->ops->hold_seat(st, v, sch, 7, T0 + HOLD_MS * 10, HOLD_MS, MAX_SEATS, &r),
-                 BX_ERR_SEAT_UNAVAILABLE);
+    cr_assert_eq(st->ops->hold_seat(st, v, sch, 7, T0 + HOLD_MS * 10, HOLD_MS, MAX_SEATS, &r), BX_ERR_SEAT_UNAVAILABLE);
 }
 
-Test(store_sqlite, payment_after_hold_expiry_is_refused_and_frees_seat)
+Test(SUITE, payment_after_hold_expiry_is_refused_and_frees_seat)
 {
     int64_t u = make_user("slow", 100000), sch = make_schedule(make_concert(), 10, 30000);
     struct reservation r, out;
@@ -563,7 +748,7 @@ Test(store_sqlite, payment_after_hold_expiry_is_refused_and_frees_seat)
     cr_assert_eq(out.status, RES_EXPIRED);
 }
 
-Test(store_sqlite, pay_cancelled_reservation_is_not_held)
+Test(SUITE, pay_cancelled_reservation_is_not_held)
 {
     int64_t u = make_user("m", 100000), sch = make_schedule(make_concert(), 10, 30000);
     struct reservation r;
@@ -574,7 +759,7 @@ Test(store_sqlite, pay_cancelled_reservation_is_not_held)
     cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_ERR_NOT_HELD);
 }
 
-Test(store_sqlite, pay_with_insufficient_balance_changes_nothing)
+Test(SUITE, pay_with_insufficient_balance_changes_nothing)
 {
     int64_t u = make_user("poor", 29999), sch = make_schedule(make_concert(), 10, 30000);
     struct reservation r, out;
@@ -592,7 +777,7 @@ Test(store_sqlite, pay_with_insufficient_balance_changes_nothing)
     cr_assert_eq(p.balance_after, 0);
 }
 
-Test(store_sqlite, pay_with_wrong_amount_is_price_mismatch)
+Test(SUITE, pay_with_wrong_amount_is_price_mismatch)
 {
     int64_t u = make_user("n", 100000), sch = make_schedule(make_concert(), 10, 30000);
     struct reservation r;
@@ -603,7 +788,7 @@ Test(store_sqlite, pay_with_wrong_amount_is_price_mismatch)
     cr_assert_eq(balance_of(u), 100000);
 }
 
-Test(store_sqlite, pay_replay_returns_first_payment)
+Test(SUITE, pay_replay_returns_first_payment)
 {
     int64_t u = make_user("retry", 100000), sch = make_schedule(make_concert(), 10, 30000);
     struct reservation r, r2;
@@ -628,7 +813,7 @@ Test(store_sqlite, pay_replay_returns_first_payment)
     cr_assert_eq(st->ops->pay(st, u, r2.id, -1, T0 + 40, &k3, &p2), BX_OK);
 }
 
-Test(store_sqlite, payment_list_pages_newest_first)
+Test(SUITE, payment_list_pages_newest_first)
 {
     int64_t u = make_user("o", 1000000), sch = make_schedule(make_concert(), 10, 1000);
     struct reservation r;
@@ -660,7 +845,7 @@ Test(store_sqlite, payment_list_pages_newest_first)
 
 /* ---- sweeper ------------------------------------------------------------- */
 
-Test(store_sqlite, sweep_expires_only_past_holds)
+Test(SUITE, sweep_expires_only_past_holds)
 {
     int64_t u = make_user("q", 100000), sch = make_schedule(make_concert(), 10, 1000);
     struct reservation r1, r2, r3, out;
@@ -684,7 +869,7 @@ Test(store_sqlite, sweep_expires_only_past_holds)
     cr_assert_eq(audit(T0 + HOLD_MS).total, 0);
 }
 
-Test(store_sqlite, sweep_handles_more_than_one_batch)
+Test(SUITE, sweep_handles_more_than_one_batch)
 {
     int64_t c = make_concert();
     int64_t sch = make_schedule(c, 1500, 10);
@@ -712,7 +897,7 @@ static void *race_hold(void *arg)
 {
     struct race *r = arg;
     char err[256];
-    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    struct store *s = connect_store(err, sizeof err);
     struct reservation out;
     r->result = s ? s->ops->hold_seat(s, r->user, r->schedule, 1, r->now, HOLD_MS, MAX_SEATS, &out) : BX_ERR_INTERNAL;
     if (s)
@@ -720,7 +905,7 @@ static void *race_hold(void *arg)
     return NULL;
 }
 
-Test(store_sqlite, concurrent_holds_on_one_seat_have_one_winner)
+Test(SUITE, concurrent_holds_on_one_seat_have_one_winner)
 {
     enum { N = 8 };
     int64_t sch = make_schedule(make_concert(), 10, 1000);
@@ -749,7 +934,7 @@ static void *race_pay(void *arg)
 {
     struct race *r = arg;
     char err[256];
-    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    struct store *s = connect_store(err, sizeof err);
     struct payment p;
     struct idem none = {.key = NULL};
     r->result = s ? s->ops->pay(s, r->user, r->reservation, -1, r->now, &none, &p) : BX_ERR_INTERNAL;
@@ -762,7 +947,7 @@ static void *race_sweep(void *arg)
 {
     struct race *r = arg;
     char err[256];
-    struct store *s = store_sqlite_open(db_path, 0, err, sizeof err);
+    struct store *s = connect_store(err, sizeof err);
     int expired;
     r->result = s ? s->ops->sweep_holds(s, r->now, &expired) : BX_ERR_INTERNAL;
     if (s)
@@ -770,7 +955,7 @@ static void *race_sweep(void *arg)
     return NULL;
 }
 
-Test(store_sqlite, payment_racing_sweeper_has_exactly_one_outcome)
+Test(SUITE, payment_racing_sweeper_has_exactly_one_outcome)
 {
     int64_t u = make_user("racer", 1000000), sch = make_schedule(make_concert(), 20, 1000);
     for (int32_t seat = 1; seat <= 20; seat++) {
@@ -805,8 +990,12 @@ Test(store_sqlite, payment_racing_sweeper_has_exactly_one_outcome)
 
 static struct queue_record qrec(const char *token, int64_t concert, int64_t seq, enum queue_status status)
 {
-    struct queue_record r = {.user_id = seq + 100, .concert_id = concert, .seq = seq, .status = status,
-                             .issued_at = T0 + seq, .last_seen_at = T0 + seq};
+    struct queue_record r = {.user_id = seq + 100,
+                             .concert_id = concert,
+                             .seq = seq,
+                             .status = status,
+                             .issued_at = T0 + seq,
+                             .last_seen_at = T0 + seq};
     snprintf(r.token, sizeof r.token, "%s", token);
     if (status == QUEUE_ACTIVE)
         r.activated_at = T0 + 50;
@@ -825,7 +1014,7 @@ static int load_cb(const struct queue_record *rec, void *arg)
     return l->n == l->stop_after;
 }
 
-Test(store_sqlite, queue_save_load_find_roundtrip)
+Test(SUITE, queue_save_load_find_roundtrip)
 {
     struct queue_record a = qrec("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 2, 1, QUEUE_WAITING);
     struct queue_record b = qrec("BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", 1, 2, QUEUE_ACTIVE);
@@ -892,7 +1081,7 @@ static void busy_day(int64_t *user_out)
     *user_out = a;
 }
 
-Test(store_sqlite, audit_is_clean_after_normal_activity)
+Test(SUITE, audit_is_clean_after_normal_activity)
 {
     int64_t a;
     busy_day(&a);
@@ -901,7 +1090,7 @@ Test(store_sqlite, audit_is_clean_after_normal_activity)
     cr_assert_eq(audit_with_limit(T0 + 3 * HOLD_MS, 4).total, 0);
 }
 
-Test(store_sqlite, audit_reports_injected_violations)
+Test(SUITE, audit_reports_injected_violations)
 {
     int64_t a;
     busy_day(&a);
@@ -926,3 +1115,324 @@ Test(store_sqlite, audit_reports_injected_violations)
     f = audit_with_limit(T0 + 3 * HOLD_MS, 1);
     cr_assert_geq(f.per_invariant[5], 1);
 }
+
+/* ---- many connections at once (N instances share one database) ------------ */
+
+struct worker {
+    int64_t user, schedule, reservation, now, amount, balance;
+    int32_t seat;
+    int max_seats, expired;
+    struct idem idem;
+    pthread_barrier_t *start;
+    struct payment payment;
+    bx_err result;
+};
+
+/* Opens the worker's own connection, waits for all workers, then runs op. */
+static void *worker_run(struct worker *w, void (*op)(struct store *s, struct worker *w))
+{
+    char err[256];
+    struct store *s = connect_store(err, sizeof err);
+    pthread_barrier_wait(w->start);
+    if (s == NULL) {
+        w->result = BX_ERR_INTERNAL;
+        return NULL;
+    }
+    op(s, w);
+    s->ops->close(s);
+    return NULL;
+}
+
+static void op_hold(struct store *s, struct worker *w)
+{
+    struct reservation out;
+    w->result = s->ops->hold_seat(s, w->user, w->schedule, w->seat, w->now, HOLD_MS, w->max_seats, &out);
+}
+
+static void op_charge(struct store *s, struct worker *w)
+{
+    w->result = s->ops->balance_charge(s, w->user, w->amount, w->now, &w->idem, &w->balance);
+}
+
+static void op_pay(struct store *s, struct worker *w)
+{
+    w->result = s->ops->pay(s, w->user, w->reservation, -1, w->now, &w->idem, &w->payment);
+}
+
+static void op_sweep(struct store *s, struct worker *w)
+{
+    w->result = s->ops->sweep_holds(s, w->now, &w->expired);
+}
+
+static void *thread_hold(void *arg)
+{
+    return worker_run(arg, op_hold);
+}
+
+static void *thread_charge(void *arg)
+{
+    return worker_run(arg, op_charge);
+}
+
+static void *thread_pay(void *arg)
+{
+    return worker_run(arg, op_pay);
+}
+
+static void *thread_sweep(void *arg)
+{
+    return worker_run(arg, op_sweep);
+}
+
+/* Starts n workers on fn at the same moment and waits for all of them. */
+static void run_workers(struct worker *w, int n, void *(*fn)(void *))
+{
+    pthread_t th[32];
+    pthread_barrier_t start;
+    cr_assert_leq(n, 32);
+    cr_assert_eq(pthread_barrier_init(&start, NULL, (unsigned)n), 0);
+    for (int i = 0; i < n; i++) {
+        w[i].start = &start;
+        cr_assert_eq(pthread_create(&th[i], NULL, fn, &w[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+}
+
+Test(SUITE, connections_holding_one_seat_at_once_have_one_winner)
+{
+    enum { N = 12 };
+    int64_t sch = make_schedule(make_concert(), 10, 1000);
+    struct worker w[N];
+    char name[32];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(name, sizeof name, "r%d_%d", round, i);
+            w[i] = (struct worker){
+                .user = make_user(name, 0), .schedule = sch, .seat = 1 + round, .now = T0, .max_seats = MAX_SEATS};
+        }
+        run_workers(w, N, thread_hold);
+        int ok = 0;
+        for (int i = 0; i < N; i++) {
+            if (w[i].result == BX_OK)
+                ok++;
+            else
+                cr_assert_eq(w[i].result, BX_ERR_SEAT_UNAVAILABLE, "worker %d: %d", i, w[i].result);
+        }
+        cr_assert_eq(ok, 1, "round %d", round);
+    }
+    cr_assert_eq(raw_int("SELECT count(*) FROM reservations"), 3);
+    cr_assert_eq(audit(T0).total, 0);
+}
+
+Test(SUITE, one_users_concurrent_holds_respect_the_seat_limit)
+{
+    enum { N = 10 };
+    int64_t u = make_user("greedy", 0), sch = make_schedule(make_concert(), 20, 1000);
+    struct worker w[N];
+    for (int i = 0; i < N; i++)
+        w[i] = (struct worker){.user = u, .schedule = sch, .seat = i + 1, .now = T0, .max_seats = 3};
+    run_workers(w, N, thread_hold);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (w[i].result == BX_OK)
+            ok++;
+        else
+            cr_assert_eq(w[i].result, BX_ERR_SEAT_LIMIT, "worker %d: %d", i, w[i].result);
+    }
+    cr_assert_eq(ok, 3, "invariant 5 holds across connections");
+    cr_assert_eq(audit_with_limit(T0, 3).total, 0);
+}
+
+Test(SUITE, concurrent_charges_with_one_key_have_one_effect)
+{
+    enum { N = 10 };
+    int64_t u = make_user("twin", 0);
+    struct worker w[N];
+    for (int i = 0; i < N; i++)
+        w[i] = (struct worker){.user = u, .amount = 2500, .now = T0 + i, .idem = key("same-key", 0x5A)};
+    run_workers(w, N, thread_charge);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert(w[i].result == BX_OK || w[i].result == BX_REPLAY, "worker %d: %d", i, w[i].result);
+        ok += w[i].result == BX_OK;
+        cr_assert_eq(w[i].balance, 2500, "every answer is the first call's balance");
+    }
+    cr_assert_eq(ok, 1);
+    cr_assert_eq(balance_of(u), 2500);
+    cr_assert_eq(raw_int("SELECT count(*) FROM ledger"), 1);
+    cr_assert_eq(audit(T0).total, 0);
+}
+
+Test(SUITE, concurrent_charges_with_one_key_and_other_bodies_are_refused)
+{
+    enum { N = 8 };
+    int64_t u = make_user("mixed", 0);
+    struct worker w[N];
+    for (int i = 0; i < N; i++)
+        w[i] = (struct worker){.user = u, .amount = 100 + i, .now = T0, .idem = key("k", (unsigned char)i)};
+    run_workers(w, N, thread_charge);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert(w[i].result == BX_OK || w[i].result == BX_ERR_IDEMPOTENCY_MISMATCH, "worker %d: %d", i, w[i].result);
+        ok += w[i].result == BX_OK;
+    }
+    cr_assert_eq(ok, 1);
+    cr_assert_eq(raw_int("SELECT count(*) FROM ledger"), 1);
+}
+
+Test(SUITE, concurrent_payments_with_one_key_pay_once)
+{
+    enum { N = 8 };
+    int64_t u = make_user("double", 100000), sch = make_schedule(make_concert(), 10, 30000);
+    struct reservation r;
+    struct worker w[N];
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    for (int i = 0; i < N; i++)
+        w[i] = (struct worker){.user = u, .reservation = r.id, .now = T0 + 10, .idem = key("pay", 0x77)};
+    run_workers(w, N, thread_pay);
+    int ok = 0;
+    int64_t pid = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert(w[i].result == BX_OK || w[i].result == BX_REPLAY, "worker %d: %d", i, w[i].result);
+        ok += w[i].result == BX_OK;
+        if (pid == 0)
+            pid = w[i].payment.id;
+        cr_assert_eq(w[i].payment.id, pid, "every answer names the one payment");
+        cr_assert_eq(w[i].payment.balance_after, 70000);
+    }
+    cr_assert_eq(ok, 1);
+    cr_assert_eq(balance_of(u), 70000);
+    cr_assert_eq(raw_int("SELECT count(*) FROM payments"), 1);
+    cr_assert_eq(audit(T0 + 10).total, 0);
+}
+
+Test(SUITE, concurrent_sweepers_expire_each_hold_once)
+{
+    enum { N = 4, HOLDS = 2500 };
+    int64_t sch = make_schedule(make_concert(), 3000, 10);
+    char sql[1024];
+    /* HOLDS expired holds, created directly to keep the test fast */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users(id, name, pwhash) VALUES (500, 'bulk', 'x');"
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+             "INSERT INTO reservations(id, user_id, schedule_id, seat_no, price, status, held_at, expires_at) "
+             "SELECT i, 500, %lld, i, 10, 'HELD', 0, 10 + i FROM n;"
+             "UPDATE seats SET status = 'HELD', reservation_id = seat_no, hold_expires_at = 10 + seat_no "
+             "WHERE seat_no <= %d;",
+             HOLDS, (long long)sch, HOLDS);
+    raw_sql(sql);
+    struct worker w[N];
+    for (int i = 0; i < N; i++)
+        w[i] = (struct worker){.now = T0};
+    run_workers(w, N, thread_sweep);
+    int total = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(w[i].result, BX_OK, "sweeper %d: %d", i, w[i].result);
+        cr_log_info("sweeper %d expired %d", i, w[i].expired);
+        total += w[i].expired;
+    }
+    cr_assert_eq(total, HOLDS, "each hold expired exactly once");
+    cr_assert_eq(raw_int("SELECT count(*) FROM reservations WHERE status = 'EXPIRED'"), HOLDS);
+    cr_assert_eq(raw_int("SELECT count(*) FROM seats WHERE status = 'AVAILABLE'"), 3000);
+    cr_assert_eq(audit(T0).total, 0);
+}
+
+static void *thread_hold_then_sweep(void *arg)
+{
+    struct worker *w = arg;
+    return w->seat > 0 ? thread_hold(arg) : w->reservation > 0 ? thread_pay(arg) : thread_sweep(arg);
+}
+
+/* A takeover (user b holds a's seat the moment a's hold ends), a's late payment
+ * and a sweeper race for the same seats: each seat ends with one consistent
+ * outcome, nobody deadlocks, money and seats agree. */
+Test(SUITE, takeover_payment_and_sweeper_racing_agree)
+{
+    int64_t a = make_user("early", 10000000), b = make_user("late", 0), sch = make_schedule(make_concert(), 20, 1000);
+    for (int32_t seat = 1; seat <= 20; seat++) {
+        struct reservation r;
+        int64_t t = T0 + seat * HOLD_MS * 2;
+        cr_assert_eq(st->ops->hold_seat(st, a, sch, seat, t, HOLD_MS, 100, &r), BX_OK);
+        struct worker w[3] = {
+            {.user = a, .reservation = r.id, .now = t + HOLD_MS - 1}, /* pay, just in time by its clock */
+            {.user = b, .schedule = sch, .seat = seat, .now = t + HOLD_MS, .max_seats = 100}, /* takeover */
+            {.now = t + HOLD_MS},                                                             /* sweeper */
+        };
+        run_workers(w, 3, thread_hold_then_sweep);
+        cr_assert_eq(w[2].result, BX_OK);
+        struct reservation out;
+        cr_assert_eq(st->ops->reservation_get(st, a, r.id, t + HOLD_MS, &out), BX_OK);
+        if (w[0].result == BX_OK) {
+            cr_assert_eq(out.status, RES_CONFIRMED);
+            cr_assert_eq(w[1].result, BX_ERR_SEAT_UNAVAILABLE);
+        } else {
+            cr_assert_eq(w[0].result, BX_ERR_HOLD_EXPIRED, "seat %d: pay %d", seat, w[0].result);
+            cr_assert_eq(out.status, RES_EXPIRED);
+        }
+        cr_assert(w[1].result == BX_OK || w[1].result == BX_ERR_SEAT_UNAVAILABLE, "seat %d: hold %d", seat,
+                  w[1].result);
+    }
+    cr_assert_eq(audit(T0 + 100 * HOLD_MS).total, 0);
+}
+
+#ifdef BX_TEST_PG
+/* ---- PostgreSQL only: connection handling ---------------------------------- */
+
+/* Kills the server side of every other session on the test database. */
+static void kill_sessions(void)
+{
+    cr_assert_geq(raw_int("SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t"),
+                  1);
+}
+
+Test(SUITE, read_after_connection_loss_reconnects_by_itself)
+{
+    int64_t u = make_user("survivor", 700);
+    kill_sessions();
+    cr_assert_eq(balance_of(u), 700, "a read is retried once after the reset");
+    kill_sessions();
+    cr_assert_eq(st->ops->ping(st), BX_OK);
+}
+
+Test(SUITE, write_after_connection_loss_is_unavailable_then_works)
+{
+    int64_t u = make_user("writer", 50), after = 0; /* the charge statement is prepared on this session */
+    struct idem none = {.key = NULL};
+    kill_sessions();
+    cr_assert_eq(st->ops->balance_charge(st, u, 100, T0, &none, &after), BX_ERR_UNAVAILABLE,
+                 "a write is never retried blindly");
+    cr_assert_eq(st->ops->balance_charge(st, u, 100, T0, &none, &after), BX_OK, "the next call reconnects");
+    cr_assert_eq(after, 150);
+    cr_assert_eq(balance_of(u), 150, "the refused call did not charge: it never reached the server");
+}
+
+Test(SUITE, unreachable_server_fails_open_with_a_reason)
+{
+    char err[256] = "";
+    int64_t t = clock_mono_ms();
+    struct store *s = store_pg_open("postgresql://postgres@127.0.0.1:1/none", 0, err, sizeof err);
+    cr_assert_null(s);
+    cr_assert(strstr(err, "cannot connect") != NULL, "%s", err);
+    cr_assert_lt(clock_mono_ms() - t, 6000, "connect_timeout bounds the wait");
+    s = store_pg_open("postgresql://[bad", 0, err, sizeof err);
+    cr_assert_null(s);
+}
+
+Test(SUITE, relaxed_connection_works_for_queue_persistence)
+{
+    char err[256];
+    struct store *s = store_pg_open(db_url, STORE_OPEN_RELAXED, err, sizeof err);
+    cr_assert_not_null(s, "%s", err);
+    struct queue_record r = {
+        .user_id = 1, .concert_id = 1, .seq = 1, .status = QUEUE_WAITING, .issued_at = T0, .last_seen_at = T0};
+    snprintf(r.token, sizeof r.token, "%s", "RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR");
+    cr_assert_eq(s->ops->queue_save(s, &r), BX_OK);
+    struct queue_record found;
+    cr_assert_eq(st->ops->queue_find(st, r.token, &found), BX_OK);
+    cr_assert_eq(found.seq, 1);
+    s->ops->close(s);
+}
+#endif
