@@ -39,12 +39,13 @@ else
 fi
 
 # One Criterion program: its "Synthesis" line gives the counts.
-run_criterion() { # build-dir exe
-  local dir=$1 exe=$2 name log rc line t=0 p=0 f=0 c=0
-  name="$(basename "$dir")/$(basename "$exe")"
-  log="$out_dir/$(basename "$dir")-$(basename "$exe").log"
+run_criterion() { # build-dir exe [mode]
+  local dir=$1 exe=$2 mode=${3:-} name log rc line t=0 p=0 f=0 c=0
+  name="$(basename "$dir")/$(basename "$exe")${mode:+ [$mode]}"
+  log="$out_dir/$(basename "$dir")-$(basename "$exe")${mode:+-$mode}.log"
   echo "== $name"
-  BOXOFFICE_BIN="$repo/$dir/boxoffice" "$exe" --jobs 2 --short-filename >"$log" 2>&1
+  BOXOFFICE_BIN="$repo/$dir/boxoffice" BOXOFFICE_TEST_MODE=${mode:-embedded} \
+    "$exe" --jobs 2 --short-filename >"$log" 2>&1
   rc=$?
   line=$(grep -a 'Synthesis:' "$log" | tail -n 1)
   if [[ $line =~ Tested:\ ([0-9]+)\ \|\ Passing:\ ([0-9]+)\ \|\ Failing:\ ([0-9]+)\ \|\ Crashing:\ ([0-9]+) ]]; then
@@ -85,9 +86,17 @@ run_browser() { # build-dir
 
 first=1
 for dir in "$@"; do
-  for exe in "$dir"/tests/unit/test_* "$dir"/tests/http/http_test_*; do
-    [[ -x $exe && -f $exe ]] || continue
-    run_criterion "$dir" "$exe"
+  for exe in "$dir"/tests/unit/test_*; do
+    [[ -x $exe && -f $exe ]] && run_criterion "$dir" "$exe"
+  done
+  # Every HTTP suite runs in both modes (SPEC §2): one process on SQLite, then two
+  # instances on PostgreSQL + Redis behind nginx. test_scaleout is scale-out only.
+  for mode in embedded scaleout; do
+    for exe in "$dir"/tests/http/http_test_*; do
+      [[ -x $exe && -f $exe ]] || continue
+      [[ $exe == *http_test_scaleout && $mode == embedded ]] && continue
+      run_criterion "$dir" "$exe" "$mode"
+    done
   done
   if ((first)); then
     run_browser "$dir"

@@ -56,6 +56,11 @@ int app_init(const struct config *cfg)
     if (rc != 0)
         return -1;
 
+    app.limits = ratelimit_new(cfg->rate_limit, cfg->rate_burst);
+    if (app.limits == NULL) {
+        log_error("out of memory for the rate limiter");
+        return -1;
+    }
     struct store *persist = app_store_open(cfg, STORE_OPEN_RELAXED);
     if (persist == NULL)
         return -1;
@@ -79,5 +84,7 @@ void app_release(void)
     if (app.waitroom != NULL)
         app.waitroom->ops->close(app.waitroom);
     app.waitroom = NULL;
+    ratelimit_free(app.limits);
+    app.limits = NULL;
     sodium_memzero(app.secret, sizeof app.secret);
 }

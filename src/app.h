@@ -9,6 +9,7 @@
 #include "queue/waitroom.h"
 #include "store/store.h"
 #include "util/password.h"
+#include "util/ratelimit.h"
 #include "util/token.h"
 
 struct app {
@@ -16,6 +17,7 @@ struct app {
     unsigned char secret[TOKEN_SECRET_LEN];
     struct password_cost pwcost;
     struct waitroom *waitroom; /* shared by all loops */
+    struct ratelimit *limits;  /* per user and action (api/auth.c) */
     volatile sig_atomic_t stopping;
 };
 

@@ -19,6 +19,8 @@ struct config {
     int64_t waiting_idle; /* seconds */
     int64_t active_idle;  /* seconds */
     int max_seats_per_user;
+    double rate_limit; /* per user and action, per second; 0 = off */
+    double rate_burst;
     int64_t session_ttl;  /* seconds */
     int64_t pwhash_ops;
     int64_t pwhash_mem_kib;

@@ -15,6 +15,11 @@ int api_authenticate(struct call *c, enum route_auth auth);
 /* Booking gate (SPEC §4): the caller's X-Queue-Token must be ACTIVE for concert_id.
  * -1 after answering 403/410. */
 int api_require_active(struct call *c, int64_t concert_id);
+/* Per-user limits (SPEC: scalping): one token of the user's bucket for action;
+ * -1 after answering 429 RATE_LIMITED with Retry-After. */
+enum rate_action { RATE_QUEUE_TOKEN = 1, RATE_HOLD, RATE_CHARGE, RATE_LOGIN };
+int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject);
+
 /* The X-Queue-Token header as a NUL-terminated string in the request pool, or NULL. */
 const char *api_queue_token(struct call *c);
 

@@ -4,6 +4,7 @@
 #include "app.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 static int authenticate_user(struct call *c)
@@ -49,6 +50,19 @@ int api_authenticate(struct call *c, enum route_auth auth)
     }
     }
     return call_fail(c, BX_ERR_INTERNAL);
+}
+
+int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject)
+{
+    uint64_t key = (uint64_t)action << 56 ^ subject;
+    int64_t wait_ms = ratelimit_take(app.limits, key, c->now);
+    if (wait_ms == 0)
+        return 0;
+    char retry[24];
+    int n = snprintf(retry, sizeof retry, "%lld", (long long)((wait_ms + 999) / 1000));
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                   h2o_strdup(&c->req->pool, retry, (size_t)n).base, (size_t)n);
+    return call_fail(c, BX_ERR_RATE_LIMITED);
 }
 
 const char *api_queue_token(struct call *c)

@@ -25,7 +25,8 @@ void balance_charge(struct call *c)
 {
     int64_t amount;
     struct idem idem;
-    if (call_body(c) || call_body_int(c, "amount", &amount) || call_idempotency(c, "charge", &idem))
+    if (api_rate_limit(c, RATE_CHARGE, (uint64_t)c->user_id) != 0 || call_body(c) ||
+        call_body_int(c, "amount", &amount) || call_idempotency(c, "charge", &idem))
         return;
     if (!money_charge_amount_valid(amount)) {
         call_reply_error(c, BX_ERR_VALIDATION, "amount", "amount must be an integer from 1 to 10000000");

@@ -5,6 +5,7 @@
 #include "http/metrics.h"
 #include "http/server.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,20 @@ void ops_metrics(struct call *c)
         call_fail(c, BX_ERR_INTERNAL);
         return;
     }
-    call_reply_text(c, 200, "text/plain; version=0.0.4", text, strlen(text));
+    /* database-wide gauges: the same figure from every instance */
+    int64_t holds = 0, sold = 0;
+    char gauges[512] = "";
+    if (c->loop->store->ops->counts(c->loop->store, c->now, &holds, &sold) == BX_OK)
+        snprintf(gauges, sizeof gauges,
+                 "# HELP boxoffice_holds_live Seats under a live hold (whole database).\n"
+                 "# TYPE boxoffice_holds_live gauge\nboxoffice_holds_live %lld\n"
+                 "# HELP boxoffice_seats_sold Seats sold (whole database).\n"
+                 "# TYPE boxoffice_seats_sold gauge\nboxoffice_seats_sold %lld\n",
+                 (long long)holds, (long long)sold);
+    size_t tlen = strlen(text), glen = strlen(gauges);
+    char *all = h2o_mem_alloc_pool(&c->req->pool, tlen + glen + 1);
+    memcpy(all, text, tlen);
+    memcpy(all + tlen, gauges, glen + 1);
     free(text);
+    call_reply_text(c, 200, "text/plain; version=0.0.4", all, tlen + glen);
 }

@@ -16,6 +16,8 @@ static json_t *ticket_json(const struct queue_ticket *t)
 
 void queue_issue(struct call *c)
 {
+    if (api_rate_limit(c, RATE_QUEUE_TOKEN, (uint64_t)c->user_id) != 0)
+        return;
     struct concert concert;
     bx_err e = c->loop->store->ops->concert_get(c->loop->store, c->id, &concert);
     if (e != BX_OK) {

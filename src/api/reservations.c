@@ -19,7 +19,8 @@ json_t *api_reservation_json(struct call *c, const struct reservation *r)
 void reservations_create(struct call *c)
 {
     int64_t schedule_id, seat_no;
-    if (call_body(c) || call_body_int(c, "scheduleId", &schedule_id) || call_body_int(c, "seatNo", &seat_no))
+    if (api_rate_limit(c, RATE_HOLD, (uint64_t)c->user_id) != 0 || call_body(c) ||
+        call_body_int(c, "scheduleId", &schedule_id) || call_body_int(c, "seatNo", &seat_no))
         return;
     struct store *s = c->loop->store;
     struct schedule sched;

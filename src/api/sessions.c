@@ -48,6 +48,14 @@ void sessions_create(struct call *c)
     size_t nlen, plen;
     if (call_body(c) || call_body_string(c, "name", &name, &nlen) || call_body_string(c, "password", &pw, &plen))
         return;
+    /* password guessing is limited per account name, whoever asks */
+    unsigned char h[8];
+    uint64_t subject = 0;
+    crypto_generichash(h, sizeof h, (const unsigned char *)name, nlen, NULL, 0);
+    for (int i = 0; i < 8; i++)
+        subject = subject << 8 | h[i];
+    if (api_rate_limit(c, RATE_LOGIN, subject >> 8) != 0)
+        return;
     struct login_job j;
     memset(&j, 0, sizeof j);
     if (validate_user_name(name, nlen) == NULL && plen < sizeof j.password) {

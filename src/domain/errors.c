@@ -32,6 +32,7 @@ static const struct bx_err_info table[BX_ERR__COUNT] = {
     [BX_ERR_INSUFFICIENT_BALANCE] = {402, "INSUFFICIENT_BALANCE", "the balance is lower than the price; charge first"},
     [BX_ERR_PAYLOAD_TOO_LARGE] = {413, "PAYLOAD_TOO_LARGE", "the request body is over 64 KiB"},
     [BX_ERR_IDEMPOTENCY_MISMATCH] = {422, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request"},
+    [BX_ERR_RATE_LIMITED] = {429, "RATE_LIMITED", "too many requests of this kind; retry after the Retry-After seconds"},
     [BX_ERR_UNAVAILABLE] = {503, "UNAVAILABLE", "the service is temporarily unavailable; retry shortly"},
     [BX_ERR_INTERNAL] = {500, "INTERNAL", "internal error"},
 };

@@ -34,6 +34,7 @@ typedef enum {
     BX_ERR_INSUFFICIENT_BALANCE, /* 402 */
     BX_ERR_PAYLOAD_TOO_LARGE,    /* 413 */
     BX_ERR_IDEMPOTENCY_MISMATCH, /* 422 */
+    BX_ERR_RATE_LIMITED,         /* 429, with Retry-After */
     BX_ERR_UNAVAILABLE,          /* 503: database or queue unreachable / busy */
     BX_ERR_INTERNAL,             /* 500 */
     BX_ERR__COUNT

@@ -44,6 +44,7 @@ static void send_body(struct call *c, int status, const char *ctype, const char 
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, c->request_id,
                           strlen(c->request_id));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    req->res.content_length = len; /* not chunked: the whole body is known */
     server_call_finished(c);
     h2o_send_inline(req, body, len);
 }
@@ -71,6 +72,7 @@ void call_reply_empty(struct call *c, int status)
     c->req->res.reason = "No Content";
     h2o_add_header_by_str(&c->req->pool, &c->req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, c->request_id,
                           strlen(c->request_id));
+    c->req->res.content_length = 0;
     server_call_finished(c);
     h2o_send_inline(c->req, "", 0);
 }

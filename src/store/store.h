@@ -86,6 +86,9 @@ struct store_ops {
     bx_err (*payment_list)(struct store *s, int64_t user_id, int64_t before_id, int limit, struct payment **out,
                            size_t *n);
 
+    /* Whole-database gauges for /metrics: live holds and sold seats at `now`. */
+    bx_err (*counts)(struct store *s, int64_t now, int64_t *holds_live, int64_t *seats_sold);
+
     /* Sweeper: HELD reservations past expires_at → EXPIRED and their seats AVAILABLE. */
     bx_err (*sweep_holds)(struct store *s, int64_t now, int *expired);
 

@@ -157,6 +157,8 @@ enum stmt_kind { RD, WR };
     X(RES_GET, RD, "SELECT " RES_COLS "WHERE r.id = $1 AND r.user_id = $2")                                            \
     X(RES_LIST, RD, "SELECT " RES_COLS "WHERE r.user_id = $1 ORDER BY r.id DESC")                                      \
     X(CANCEL, WR, "SELECT o_code FROM bx_cancel($1, $2, $3)")                                                          \
+    X(COUNT_LIVE_HOLDS, RD, "SELECT count(*) FROM reservations WHERE status = 'HELD' AND expires_at > $1")            \
+    X(COUNT_SOLD, RD, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")                                 \
     X(LIVE_HOLDS, RD,                                                                                                  \
       "SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id "                                  \
       "WHERE r.user_id = $1 AND s.concert_id = $2 AND r.status = 'HELD' AND r.expires_at > $3")                        \
@@ -1049,6 +1051,17 @@ static bx_err pg_live_holds_on_concert(struct store *base, int64_t user_id, int6
     return BX_OK;
 }
 
+/* Live holds and sold seats (gauges for /metrics; two reads, not one snapshot). */
+static bx_err pg_counts(struct store *base, int64_t now, int64_t *holds_live, int64_t *seats_sold)
+{
+    struct pg_store *s = to_pg(base);
+    struct params p = {0}, none = {0};
+    int found;
+    p_i64(&p, now);
+    bx_err e = query_i64(s, ST_COUNT_LIVE_HOLDS, &p, holds_live, &found);
+    return e ? e : query_i64(s, ST_COUNT_SOLD, &none, seats_sold, &found);
+}
+
 /* ---- payments ------------------------------------------------------------ */
 
 /* Pays a hold in ONE transaction (bx_pay; SPEC §3 invariants 1-4, §6). With
@@ -1258,6 +1271,7 @@ static const struct store_ops pg_ops = {
     .reservation_list = pg_reservation_list,
     .reservation_cancel = pg_reservation_cancel,
     .live_holds_on_concert = pg_live_holds_on_concert,
+    .counts = pg_counts,
     .pay = pg_pay,
     .payment_list = pg_payment_list,
     .sweep_holds = pg_sweep_holds,

@@ -81,6 +81,8 @@
     X(RES_LIST, "SELECT " RES_COLS "WHERE r.user_id = ?1 ORDER BY r.id DESC")                                        \
     X(RES_CANCEL, "UPDATE reservations SET status = 'CANCELLED' "                                                    \
                   "WHERE id = ?1 AND user_id = ?2 AND status = 'HELD' AND expires_at > ?3")                           \
+    X(COUNT_LIVE_HOLDS, "SELECT count(*) FROM reservations WHERE status = 'HELD' AND expires_at > ?1")                \
+    X(COUNT_SOLD, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")                                    \
     X(LIVE_HOLDS_ON_CONCERT, "SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id "         \
                              "WHERE r.user_id = ?1 AND s.concert_id = ?2 AND r.status = 'HELD' AND r.expires_at > ?3") \
     X(PAYMENT_GET, "SELECT " PAY_COLS "WHERE id = ?1 AND user_id = ?2")                                               \
@@ -1171,6 +1173,22 @@ static bx_err sqlite_live_holds_on_concert(struct store *base, int64_t user_id, 
     return BX_OK;
 }
 
+/* Live holds and sold seats, one read snapshot apart (gauges, not invariants). */
+static bx_err sqlite_counts(struct store *base, int64_t now, int64_t *holds_live, int64_t *seats_sold)
+{
+    struct sqlite_store *s = to_sq(base);
+    sqlite3_stmt *q;
+    int found;
+    bx_err e = prep(s, ST_COUNT_LIVE_HOLDS, &q);
+    if (e)
+        return e;
+    if (sqlite3_bind_int64(q, 1, now))
+        return bind_failed(s, q);
+    if ((e = query_i64(s, q, holds_live, &found)) || (e = prep(s, ST_COUNT_SOLD, &q)))
+        return e;
+    return query_i64(s, q, seats_sold, &found);
+}
+
 /* ---- payments ------------------------------------------------------------ */
 
 static bx_err read_own_payment(struct sqlite_store *s, int64_t user_id, int64_t payment_id, struct payment *out)
@@ -1593,6 +1611,7 @@ static const struct store_ops sqlite_ops = {
     .reservation_list = sqlite_reservation_list,
     .reservation_cancel = sqlite_reservation_cancel,
     .live_holds_on_concert = sqlite_live_holds_on_concert,
+    .counts = sqlite_counts,
     .pay = sqlite_pay,
     .payment_list = sqlite_payment_list,
     .sweep_holds = sqlite_sweep_holds,

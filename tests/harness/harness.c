@@ -155,7 +155,7 @@ static char *read_file_tail(const char *path, int lines)
     char *p = buf + n;
     int seen = 0;
     while (p > buf) {
-        if (p[-1] == '\n' && p != buf + n && ++seen > lines)
+        if (p[-1] == '\n' && p != buf + n && ++seen >= lines)
             break;
         p--;
     }

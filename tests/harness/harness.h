@@ -166,7 +166,7 @@ void bx_at(const char *file, int line);
 #define bx_pay(...) (bx_at(__FILE__, __LINE__), bx_pay(__VA_ARGS__))
 #define bx_seat_available(...) (bx_at(__FILE__, __LINE__), bx_seat_available(__VA_ARGS__))
 
-/* A short random suffix for unique names ("u-3f9a..."). */
+/* A unique name: "<prefix>-<pid>-<counter>". */
 const char *bx_unique(struct bx_client *c, const char *prefix);
 /* Parses an RFC 3339 UTC timestamp ("2030-01-01T19:00:00Z", fraction allowed)
  * into Unix seconds; -1 if it is not one. */

@@ -101,7 +101,7 @@ static void *racer_main(void *arg)
         order[i] = i + 1;
     unsigned seed = (unsigned)x->idx * 2654435761u + (unsigned)bx_now_ms();
     for (int i = x->nseats - 1; i > 0; i--) {
-        int j = (int)(rand_r(&seed) % (unsigned)(i + 1));
+        int j = rand_r(&seed) % (i + 1);
         int t = order[i];
         order[i] = order[j];
         order[j] = t;
@@ -713,4 +713,38 @@ Test(concurrency, payments_racing_the_hold_expiry_have_exactly_one_outcome)
     int rc = bx_audit(&srv, &out);
     cr_assert_eq(rc, 0, "audit exit %d:\n%s", rc, out);
     free(out);
+}
+
+Test(concurrency, thirty_users_queueing_at_once_get_distinct_places)
+{
+    START("--active-max", "5");
+    enum { N = 30, SLOTS = 5 };
+    int64_t cid = bx_admin_concert(&C, "Crowd");
+    const char *path = bx_str(&C, "/api/v1/concerts/%lld/queue/tokens", (long long)cid);
+    struct shot s[N];
+    for (int i = 0; i < N; i++)
+        s[i] = (struct shot){
+            .method = "POST", .path = path, .req = {.bearer = bx_user(&C, bx_str(&C, "crowd-%d", i), NULL)}};
+    burst(s, N);
+    int active = 0;
+    bool seen[N] = {false};
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(s[i].status, 201, "issue %d: %ld %s", i, s[i].status, s[i].body);
+        json_t *j = json_loads(s[i].body, 0, NULL);
+        bool is_active = strcmp(bx_jstr(j, "status"), "ACTIVE") == 0;
+        int64_t pos = bx_jint(j, "position");
+        json_decref(j);
+        if (is_active) {
+            active++;
+            cr_assert_eq(pos, 0, "ACTIVE with position %lld", (long long)pos);
+            continue;
+        }
+        cr_assert(pos >= 1 && pos <= N - SLOTS, "WAITING position %lld out of 1..%d", (long long)pos, N - SLOTS);
+        cr_assert(!seen[pos], "two tokens at position %lld", (long long)pos);
+        seen[pos] = true;
+    }
+    printf("figure: %d of %d queue tokens admitted at once with --active-max %d\n", active, N, SLOTS);
+    fflush(stdout);
+    cr_assert_eq(active, SLOTS, "%d tokens ACTIVE with --active-max %d", active, SLOTS);
+    burst_free(s, N);
 }

@@ -487,6 +487,11 @@ Test(errors, payment_after_hold_expiry_is_refused_and_the_seat_is_free)
     EXPECT_ERR(pay(a.at, a.qt, rid, NULL), 409, "HOLD_EXPIRED");
     cr_assert_eq(bx_balance(&C, a.at), 100000, "a refused payment moved money");
     cr_assert(bx_seat_available(&C, a.at, a.qt, a.sid, 5, NULL), "seat 5 not free after the hold expired");
+    struct bx_resp *m = bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)a.sid),
+                                &(struct bx_req){.bearer = a.at, .queue_token = a.qt});
+    bx_expect(m, 200, NULL);
+    cr_assert_str_eq(bx_jstr(json_array_get(json_object_get(m->json, "seats"), 4), "status"), "AVAILABLE",
+                     "an expired hold reads AVAILABLE: %.400s", m->body);
     EXPECT_ERR(bx_http(&C, "DELETE", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid),
                        &(struct bx_req){.bearer = a.at}),
                409, "NOT_HELD");
@@ -649,6 +654,14 @@ Test(errors, charge_replay_with_the_same_key_returns_the_same_body_and_charges_o
     EXPECT_FIELD(charge(at, json_integer(0), "charge-C"), "amount");
     bx_expect(charge(at, json_integer(5), "charge-C"), 200, NULL);
     cr_assert_eq(bx_balance(&C, at), 205);
+
+    /* keys are scoped per endpoint too: the same key on another money endpoint is another request */
+    struct world w;
+    world(&w, "gina2");
+    int64_t rid = bx_hold(&C, w.at, w.qt, w.sid, 1);
+    bx_expect(charge(w.at, json_integer(50000), "shared-key"), 200, NULL);
+    bx_expect(pay(w.at, w.qt, rid, "shared-key"), 201, NULL);
+    cr_assert_eq(bx_balance(&C, w.at), 0);
 
     /* keys are 1..64 printable ASCII */
     char key[66];

@@ -39,6 +39,17 @@ static bool is_base64url(const char *s)
     return true;
 }
 
+/* status of one seat in the seat map (DESIGN: AVAILABLE | HELD | SOLD) */
+static const char *seat_status(const char *at, const char *qt, int64_t sid, int seat_no)
+{
+    struct bx_resp *r = bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)sid),
+                                &(struct bx_req){.bearer = at, .queue_token = qt});
+    bx_expect(r, 200, NULL);
+    json_t *s = json_array_get(json_object_get(r->json, "seats"), (size_t)seat_no - 1);
+    cr_assert_eq(bx_jint(s, "seatNo"), seat_no, "seat map order: %.300s", r->body);
+    return bx_str(&C, "%s", bx_jstr(s, "status"));
+}
+
 static json_t *find_by_id(json_t *arr, const char *key, int64_t id)
 {
     size_t i;
@@ -106,11 +117,14 @@ Test(flow, signup_login_queue_hold_charge_pay_confirms_the_seat)
     cr_assert(sched != NULL, "schedule %lld not listed: %s", (long long)sid, r->body);
     cr_assert(is_rfc3339_utc(bx_jstr(sched, "startsAt")), "startsAt: %s", r->body);
     cr_assert_eq(bx_jint(sched, "availableSeats"), 50, "%s", r->body);
+    cr_assert_eq(bx_jint(sched, "totalSeats"), 50, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "concertId"), cid, "%s", r->body);
 
     /* the seat map: 50 seats, all available at the price */
     r = bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)sid), &q);
     bx_expect(r, 200, NULL);
     cr_assert_eq(bx_jint(r->json, "scheduleId"), sid);
+    cr_assert_eq(bx_jint(r->json, "concertId"), cid, "%.300s", r->body);
     json_t *seats = json_object_get(r->json, "seats");
     cr_assert_eq(json_array_size(seats), 50, "%s", r->body);
     for (size_t i = 0; i < 50; i++) {
@@ -118,6 +132,7 @@ Test(flow, signup_login_queue_hold_charge_pay_confirms_the_seat)
         cr_assert_eq(bx_jint(s, "seatNo"), (int64_t)i + 1, "seat order: %s", r->body);
         cr_assert_eq(bx_jint(s, "price"), 50000);
         cr_assert(json_is_true(json_object_get(s, "available")), "seat %zu not available", i + 1);
+        cr_assert_str_eq(bx_jstr(s, "status"), "AVAILABLE", "seat %zu", i + 1);
     }
 
     /* hold seat 7 */
@@ -140,6 +155,7 @@ Test(flow, signup_login_queue_hold_charge_pay_confirms_the_seat)
     const char *bq = bx_queue_active(&C, bt, cid);
     int navail;
     cr_assert(!bx_seat_available(&C, bt, bq, sid, 7, &navail), "held seat 7 still shown available");
+    cr_assert_str_eq(seat_status(bt, bq, sid, 7), "HELD");
     cr_assert_eq(navail, 49);
     struct bx_req bob = {.bearer = bt, .queue_token = bq};
     r = bx_http(&C, "GET", bx_str(&C, "/api/v1/concerts/%lld/schedules", (long long)cid), &bob);
@@ -190,6 +206,7 @@ Test(flow, signup_login_queue_hold_charge_pay_confirms_the_seat)
     cr_assert_eq(bx_jint(r->json, "price"), 50000);
     cr_assert(is_rfc3339_utc(bx_jstr(r->json, "confirmedAt")), "confirmedAt: %s", r->body);
     cr_assert(!bx_seat_available(&C, bt, bq, sid, 7, &navail), "sold seat 7 shown available");
+    cr_assert_str_eq(seat_status(bt, bq, sid, 7), "SOLD");
     cr_assert_eq(navail, 49);
 
     /* history */
@@ -475,6 +492,41 @@ Test(flow, a_waiting_token_that_stops_polling_loses_its_place)
     bx_expect(queue_status(bt, bq), 410, "TOKEN_EXPIRED");
     expect_position(ct, cq, "WAITING", 1);
     expect_position(at, aq, "ACTIVE", 0);
+}
+
+Test(flow, a_waiting_user_who_leaves_lets_the_others_move_up)
+{
+    START("--active-max", "1");
+    const char *at[4], *qt[4];
+    int64_t cid = bx_admin_concert(&C, "Shuffle");
+    for (int i = 0; i < 4; i++) {
+        at[i] = bx_user(&C, bx_str(&C, "mover-%d", i), NULL);
+        qt[i] = bx_queue_issue(&C, at[i], cid, NULL, 0);
+    }
+    expect_position(at[0], qt[0], "ACTIVE", 0);
+    expect_position(at[2], qt[2], "WAITING", 2);
+    bx_expect(
+        bx_http(&C, "DELETE", "/api/v1/queue/tokens/current", &(struct bx_req){.bearer = at[1], .queue_token = qt[1]}),
+        204, NULL);
+    bx_expect(queue_status(at[1], qt[1]), 410, "TOKEN_EXPIRED");
+    expect_position(at[0], qt[0], "ACTIVE", 0);
+    expect_position(at[2], qt[2], "WAITING", 1);
+    expect_position(at[3], qt[3], "WAITING", 2);
+}
+
+Test(flow, an_active_token_in_use_does_not_expire)
+{
+    START("--active-idle", "1");
+    const char *at = bx_user(&C, "busy", NULL);
+    int64_t cid = bx_admin_concert(&C, "Busy");
+    int64_t sid = bx_admin_schedule(&C, cid, 50, 1000);
+    const char *qt = bx_queue_active(&C, at, cid);
+    /* a booking request every 300 ms for twice the idle limit */
+    for (int i = 0; i < 7; i++) {
+        bx_sleep_ms(300);
+        bx_seat_available(&C, at, qt, sid, 1, NULL);
+    }
+    expect_position(at, qt, "ACTIVE", 0);
 }
 
 Test(flow, admission_at_a_limited_rate_is_first_come_first_served)

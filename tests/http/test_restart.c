@@ -4,6 +4,8 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -97,6 +99,11 @@ Test(restart, queue_places_and_holds_survive_a_restart)
                      "re-issue after restart gave a new token");
     cr_assert_str_eq(st, "WAITING");
     expect_waiting(&u[2], 2);
+    /* a newcomer after the restart queues behind everyone who was there before */
+    struct buyer eve = {.at = bx_user(&C, "eve", NULL)};
+    eve.qt = bx_queue_issue(&C, eve.at, cid, st, sizeof st);
+    cr_assert_str_eq(st, "WAITING");
+    expect_waiting(&eve, 4);
 
     /* ann leaves: ben is admitted, the others move up */
     bx_expect(bx_http(&C, "DELETE", "/api/v1/queue/tokens/current",
@@ -105,6 +112,7 @@ Test(restart, queue_places_and_holds_survive_a_restart)
     bx_wait_active(&C, u[1].at, u[1].qt, 5000);
     expect_waiting(&u[2], 1);
     expect_waiting(&u[3], 2);
+    expect_waiting(&eve, 3);
 
     /* ann's hold outlives her queue token; ben sees seat 10 taken */
     cr_assert(!bx_seat_available(&C, u[1].at, u[1].qt, sid, 10, NULL));
@@ -164,6 +172,102 @@ Test(restart, a_paid_answer_survives_a_crash)
     const char *bq = bx_queue_active(&C, bt, cid);
     cr_assert(!bx_seat_available(&C, bt, bq, sid, 1, NULL), "sold seat free after a crash");
 
+    char *out = NULL;
+    int rc = bx_audit(&srv, &out);
+    cr_assert_eq(rc, 0, "audit exit %d:\n%s", rc, out);
+    free(out);
+}
+
+/* ------------------------------------------------------------ SIGTERM */
+
+Test(restart, sigterm_with_an_idle_keep_alive_connection_exits_0)
+{
+    START();
+    /* a browser or a proxy keeps its connection open after an answer */
+    bx_expect(bx_http(&C, "GET", "/healthz", NULL), 200, NULL);
+    int st = bx_server_stop(&srv);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        bx_server_log_tail(&srv, 5);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "SIGTERM with one idle keep-alive connection open should exit 0, got %s %d",
+              WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+}
+
+struct charger {
+    const char *at;
+    int idx;
+    volatile bool *stop;
+    int acked;        /* charges answered 200 */
+    char pending[64]; /* key of the charge whose answer never came ("" if none) */
+    long last_status;
+};
+
+static void *charger_main(void *arg)
+{
+    struct charger *g = arg;
+    struct bx_client c;
+    bx_client_init(&c, &srv);
+    for (int i = 0; !*g->stop || i == 0; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "sigterm-%d-%d", g->idx, i);
+        struct bx_resp *r =
+            bx_http_json(&c, "POST", "/api/v1/users/me/balance/charge",
+                         &(struct bx_req){.bearer = g->at, .idem_key = key}, json_pack("{s:i}", "amount", 100));
+        g->last_status = r->status;
+        if (r->status != 200) {
+            snprintf(g->pending, sizeof g->pending, "%s", key);
+            break;
+        }
+        g->acked++;
+    }
+    bx_client_release(&c);
+    return NULL;
+}
+
+Test(restart, charges_in_flight_at_sigterm_are_done_or_safely_retried)
+{
+    START();
+    const char *at = bx_user(&C, "busy", NULL);
+    enum { N = 16 };
+    struct charger g[N];
+    pthread_t th[N];
+    volatile bool stop = false;
+    for (int i = 0; i < N; i++) {
+        g[i] = (struct charger){.at = at, .idx = i, .stop = &stop};
+        cr_assert_eq(pthread_create(&th[i], NULL, charger_main, &g[i]), 0);
+    }
+    bx_sleep_ms(300);
+    int st = bx_server_stop(&srv); /* SIGTERM while charges are in flight */
+    stop = true;
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        bx_server_log_tail(&srv, 25);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM under load should exit 0, got %s %d",
+              WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+
+    bx_client_reset(&C);
+    bx_server_relaunch(&srv);
+    int acked = 0, retried = 0;
+    for (int i = 0; i < N; i++) {
+        acked += g[i].acked;
+        if (g[i].pending[0] == '\0')
+            continue;
+        /* the client never saw an answer: it retries with the same key */
+        struct bx_resp *r =
+            bx_http_json(&C, "POST", "/api/v1/users/me/balance/charge",
+                         &(struct bx_req){.bearer = at, .idem_key = g[i].pending}, json_pack("{s:i}", "amount", 100));
+        bx_expect(r, 200, NULL);
+        retried++;
+    }
+    int64_t bal = bx_balance(&C, at);
+    printf("charges at SIGTERM: %d acknowledged before the stop, %d retried after the restart, balance %lld\n", acked,
+           retried, (long long)bal);
+    fflush(stdout);
+    cr_assert(acked > 0, "no charge went through before the stop");
+    cr_assert_eq(bal, 100 * (int64_t)(acked + retried),
+                 "balance %lld: every acknowledged or retried charge must count exactly once (%d + %d)", (long long)bal,
+                 acked, retried);
     char *out = NULL;
     int rc = bx_audit(&srv, &out);
     cr_assert_eq(rc, 0, "audit exit %d:\n%s", rc, out);
