@@ -29,7 +29,7 @@ static const struct opt opts[] = {
     {"listen", OPT_LISTEN, 0, 0, 0, 0, "127.0.0.1:8080", "address and port to serve on"},
     {"threads", INT(threads), 0, 256, "0", "event loops (0 = number of cores)"},
     {"db", STR(db), 0, 0, "sqlite:data/boxoffice.db", "storage: sqlite:<path> or postgresql://..."},
-    {"queue", STR(queue), 0, 0, "memory", "waiting room: memory or redis://host:port/db"},
+    {"queue", STR(queue), 0, 0, "memory", "waiting room: memory or redis://host:port/db[?prefix=name]"},
     {"secret", STR(secret), 0, 0, "", "HMAC key for access tokens (default: generated, stored in the database)"},
     {"admin-key", STR(admin_key), 0, 0, "", "X-Admin-Key value for the admin API (default: admin API off)"},
     {"hold-ttl", INT(hold_ttl), 1, 86400, "300", "seconds a seat hold lasts"},

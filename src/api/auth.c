@@ -2,6 +2,7 @@
  * and the queue-token gate of the booking endpoints (SPEC §4, §5). */
 #include "api/api.h"
 #include "app.h"
+#include "http/parse.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -9,13 +10,11 @@
 
 static int authenticate_user(struct call *c)
 {
-    size_t len;
-    const char *h = call_header(c, "authorization", &len);
-    static const char bearer[] = "Bearer ";
-    if (h == NULL || len <= sizeof bearer - 1 || strncasecmp(h, bearer, sizeof bearer - 1) != 0)
+    size_t len, toklen;
+    const char *h = call_header(c, "authorization", &len), *tok;
+    if (parse_bearer(h, h ? len : 0, &tok, &toklen) != 0)
         return call_fail(c, BX_ERR_UNAUTHORIZED);
-    if (token_access_verify(app.secret, h + sizeof bearer - 1, len - (sizeof bearer - 1), c->now / 1000, &c->user_id,
-                            NULL) != 0) {
+    if (token_access_verify(app.secret, tok, toklen, c->now / 1000, &c->user_id, NULL) != 0) {
         c->user_id = 0;
         call_reply_error(c, BX_ERR_UNAUTHORIZED, NULL, "the access token is invalid or expired; log in again");
         return -1;

@@ -4,6 +4,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "http/metrics.h"
+#include "http/workers.h"
 #include "util/log.h"
 
 #include <stdlib.h>
@@ -28,6 +29,39 @@ static void release_queue_token(struct call *c, int64_t concert_id)
         e = app.waitroom->ops->complete(app.waitroom, tok, c->user_id, c->now);
     if (e != BX_OK && e != BX_ERR_TOKEN_EXPIRED && e != BX_ERR_QUEUE_TOKEN_INVALID)
         log_warn("payment done but the queue token was not released: %s", bx_err_info(e)->code);
+}
+
+/* A payment travels to the store writer (group commit) and back: the answer
+ * leaves only once the batch holding it is durable (invariant 4). */
+struct pay_job {
+    int64_t user_id, reservation_id, amount, now, concert_id;
+    struct idem_job idem;
+    bx_err result;
+    struct payment p;
+};
+
+static void pay_run(struct store *s, void *payload)
+{
+    struct pay_job *j = payload;
+    struct idem idem;
+    idem_job_view(&j->idem, &idem);
+    j->result = s->ops->pay(s, j->user_id, j->reservation_id, j->amount, j->now, &idem, &j->p);
+}
+
+static void pay_done(struct call *c, bx_err batch_err, void *payload)
+{
+    struct pay_job *j = payload;
+    bx_err e = batch_err != BX_OK ? batch_err : j->result;
+    metrics_observe_event(METRIC_PAYMENT, e == BX_REPLAY ? BX_OK : e);
+    if (c == NULL)
+        return;
+    if (e != BX_OK && e != BX_REPLAY) {
+        call_fail(c, e);
+        return;
+    }
+    if (e == BX_OK)
+        release_queue_token(c, j->concert_id);
+    call_reply_json(c, 201, api_payment_json(c, &j->p));
 }
 
 void payments_create(struct call *c)
@@ -56,16 +90,11 @@ void payments_create(struct call *c)
      * store anyway, or is a replay that must answer as the first call did. */
     if (r.status == RES_HELD && api_require_active(c, r.concert_id) != 0)
         return;
-    struct payment p;
-    e = s->ops->pay(s, c->user_id, reservation_id, amount, c->now, &idem, &p);
-    metrics_observe_event(METRIC_PAYMENT, e == BX_REPLAY ? BX_OK : e);
-    if (e != BX_OK && e != BX_REPLAY) {
-        call_fail(c, e);
-        return;
-    }
-    if (e == BX_OK)
-        release_queue_token(c, r.concert_id);
-    call_reply_json(c, 201, api_payment_json(c, &p));
+    struct pay_job j = {.user_id = c->user_id, .reservation_id = reservation_id, .amount = amount, .now = c->now,
+                        .concert_id = r.concert_id};
+    idem_job_copy(&j.idem, &idem);
+    if (workers_write(c, &j, sizeof j, pay_run, pay_done) != 0)
+        call_fail(c, BX_ERR_UNAVAILABLE);
 }
 
 static int query_int(struct call *c, const char *name, int64_t min, int64_t max, int64_t *out)

@@ -3,6 +3,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "http/metrics.h"
+#include "http/workers.h"
 
 #include <stdlib.h>
 
@@ -14,6 +15,35 @@ json_t *api_reservation_json(struct call *c, const struct reservation *r)
                           call_time(c, r->held_at), "expiresAt", call_time(c, r->expires_at));
     json_object_set_new(o, "confirmedAt", r->confirmed_at ? json_string(call_time(c, r->confirmed_at)) : json_null());
     return o;
+}
+
+/* A hold travels to the store writer (group commit) and back. */
+struct hold_job {
+    int64_t user_id, schedule_id, now;
+    int32_t seat_no;
+    bx_err result;
+    struct reservation r;
+};
+
+static void hold_run(struct store *s, void *payload)
+{
+    struct hold_job *j = payload;
+    j->result = s->ops->hold_seat(s, j->user_id, j->schedule_id, j->seat_no, j->now, app.cfg.hold_ttl * 1000,
+                                  app.cfg.max_seats_per_user, &j->r);
+}
+
+static void hold_done(struct call *c, bx_err batch_err, void *payload)
+{
+    struct hold_job *j = payload;
+    bx_err e = batch_err != BX_OK ? batch_err : j->result;
+    metrics_observe_event(METRIC_HOLD, e);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    call_reply_json(c, 201, api_reservation_json(c, &j->r));
 }
 
 void reservations_create(struct call *c)
@@ -35,15 +65,9 @@ void reservations_create(struct call *c)
         call_fail(c, BX_ERR_SEAT_NOT_FOUND);
         return;
     }
-    struct reservation r;
-    e = s->ops->hold_seat(s, c->user_id, schedule_id, (int32_t)seat_no, c->now, app.cfg.hold_ttl * 1000,
-                          app.cfg.max_seats_per_user, &r);
-    metrics_observe_event(METRIC_HOLD, e);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    call_reply_json(c, 201, api_reservation_json(c, &r));
+    struct hold_job j = {.user_id = c->user_id, .schedule_id = schedule_id, .seat_no = (int32_t)seat_no, .now = c->now};
+    if (workers_write(c, &j, sizeof j, hold_run, hold_done) != 0)
+        call_fail(c, BX_ERR_UNAVAILABLE);
 }
 
 void reservations_get(struct call *c)
@@ -57,14 +81,35 @@ void reservations_get(struct call *c)
     call_reply_json(c, 200, api_reservation_json(c, &r));
 }
 
-void reservations_cancel(struct call *c)
+struct cancel_job {
+    int64_t user_id, reservation_id, now;
+    bx_err result;
+};
+
+static void cancel_run(struct store *s, void *payload)
 {
-    bx_err e = c->loop->store->ops->reservation_cancel(c->loop->store, c->user_id, c->id, c->now);
+    struct cancel_job *j = payload;
+    j->result = s->ops->reservation_cancel(s, j->user_id, j->reservation_id, j->now);
+}
+
+static void cancel_done(struct call *c, bx_err batch_err, void *payload)
+{
+    struct cancel_job *j = payload;
+    bx_err e = batch_err != BX_OK ? batch_err : j->result;
+    if (c == NULL)
+        return;
     if (e != BX_OK) {
         call_fail(c, e);
         return;
     }
     call_reply_empty(c, 204);
+}
+
+void reservations_cancel(struct call *c)
+{
+    struct cancel_job j = {.user_id = c->user_id, .reservation_id = c->id, .now = c->now};
+    if (workers_write(c, &j, sizeof j, cancel_run, cancel_done) != 0)
+        call_fail(c, BX_ERR_UNAVAILABLE);
 }
 
 void reservations_list_mine(struct call *c)

@@ -75,6 +75,16 @@ const char *call_query(struct call *c, const char *name, size_t *len);
  * answering 400 when the key is malformed. */
 int call_idempotency(struct call *c, const char *scope, struct idem *idem);
 
+/* An idempotency key carried by value (jobs outlive the request pool). */
+struct idem_job {
+    int has_key;
+    char key[BX_IDEM_KEY_MAX + 1];
+    unsigned char request_hash[32];
+};
+void idem_job_copy(struct idem_job *dst, const struct idem *src);
+/* A view of dst for the store; valid while dst lives. */
+void idem_job_view(const struct idem_job *src, struct idem *dst);
+
 /* Answers the store/queue error of a call (common: UNAVAILABLE, INTERNAL...). */
 static inline int call_fail(struct call *c, bx_err e)
 {

@@ -1,14 +1,13 @@
 /* reply.c — JSON in and out for API handlers (call.h). Bodies are parsed by
  * jansson and answered with h2o_send_inline; memory lives in the request pool. */
 #include "http/call.h"
+#include "http/parse.h"
 #include "http/server.h"
 #include "domain/validate.h"
 #include "util/clock.h"
 
 #include <sodium.h>
 #include <string.h>
-
-#define BODY_MAX (64 * 1024)
 
 static const char *status_reason(int status)
 {
@@ -100,27 +99,19 @@ static void body_dispose(void *p)
 
 int call_body(struct call *c)
 {
-    h2o_iovec_t in = c->req->entity;
-    if (in.len > BODY_MAX)
+    char msg[256];
+    json_t *v;
+    switch (parse_body(c->req->entity.base, c->req->entity.len, &v, msg, sizeof msg)) {
+    case PARSE_BODY_OK:
+        break;
+    case PARSE_BODY_TOO_LARGE:
         return call_fail(c, BX_ERR_PAYLOAD_TOO_LARGE);
-    if (in.base == NULL || in.len == 0) {
-        call_reply_error(c, BX_ERR_VALIDATION, NULL, "a JSON object body is required");
-        return -1;
-    }
-    json_error_t jerr;
-    json_t *v = json_loadb(in.base, in.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (v == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "body is not valid JSON: %s (at byte %d)", jerr.text, jerr.position);
+    default:
         call_reply_error(c, BX_ERR_VALIDATION, NULL, msg);
         return -1;
     }
     json_t **slot = h2o_mem_alloc_shared(&c->req->pool, sizeof *slot, body_dispose);
     *slot = v;
-    if (!json_is_object(v)) {
-        call_reply_error(c, BX_ERR_VALIDATION, NULL, "body must be a JSON object");
-        return -1;
-    }
     c->body = v;
     return 0;
 }
@@ -135,18 +126,9 @@ static int field_error(struct call *c, const char *field, const char *what)
 
 int call_body_string_opt(struct call *c, const char *field, const char **out, size_t *len)
 {
-    json_t *v = json_object_get(c->body, field);
-    *out = NULL;
-    *len = 0;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return field_error(c, field, "must be a string");
-    *out = json_string_value(v);
-    *len = json_string_length(v);
-    if (memchr(*out, '\0', *len) != NULL)
-        return field_error(c, field, "must not contain NUL");
-    return 0;
+    bool present;
+    const char *why;
+    return parse_field_string(c->body, field, out, len, &present, &why) ? field_error(c, field, why) : 0;
 }
 
 int call_body_string(struct call *c, const char *field, const char **out, size_t *len)
@@ -160,15 +142,8 @@ int call_body_string(struct call *c, const char *field, const char **out, size_t
 
 int call_body_int_opt(struct call *c, const char *field, int64_t *out, bool *present)
 {
-    json_t *v = json_object_get(c->body, field);
-    *present = false;
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v))
-        return field_error(c, field, "must be an integer");
-    *out = (int64_t)json_integer_value(v);
-    *present = true;
-    return 0;
+    const char *why;
+    return parse_field_int(c->body, field, out, present, &why) ? field_error(c, field, why) : 0;
 }
 
 int call_body_int(struct call *c, const char *field, int64_t *out)
@@ -196,20 +171,7 @@ const char *call_query(struct call *c, const char *name, size_t *len)
     h2o_req_t *req = c->req;
     if (req->query_at == SIZE_MAX)
         return NULL;
-    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-    size_t nlen = strlen(name);
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        const char *kend = eq ? eq : stop;
-        if ((size_t)(kend - p) == nlen && memcmp(p, name, nlen) == 0) {
-            *len = eq ? (size_t)(stop - eq - 1) : 0;
-            return eq ? eq + 1 : stop;
-        }
-        p = stop + 1;
-    }
-    return NULL;
+    return parse_query_param(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, name, len);
 }
 
 int call_idempotency(struct call *c, const char *scope, struct idem *idem)
@@ -248,4 +210,20 @@ const char *call_time(struct call *c, int64_t ms)
 {
     char *buf = h2o_mem_alloc_pool(&c->req->pool, 32);
     return clock_format_rfc3339(ms, buf, 32);
+}
+
+void idem_job_copy(struct idem_job *dst, const struct idem *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (src->key != NULL) {
+        dst->has_key = 1;
+        snprintf(dst->key, sizeof dst->key, "%s", src->key);
+    }
+    memcpy(dst->request_hash, src->request_hash, sizeof dst->request_hash);
+}
+
+void idem_job_view(const struct idem_job *src, struct idem *dst)
+{
+    dst->key = src->has_key ? src->key : NULL;
+    memcpy(dst->request_hash, src->request_hash, sizeof dst->request_hash);
 }

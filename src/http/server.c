@@ -136,7 +136,8 @@ static void on_tick(h2o_timeout_entry_t *entry)
         bx_err e = app.waitroom->ops->tick(app.waitroom, now);
         if (e != BX_OK)
             log_warn("waiting room tick failed: %s", bx_err_info(e)->code);
-        if (now - loop->last_sweep_ms >= SWEEP_EVERY_MS) {
+        /* with a store writer (embedded), the writer sweeps between its batches */
+        if (!workers_have_writer() && now - loop->last_sweep_ms >= SWEEP_EVERY_MS) {
             int expired = 0;
             e = loop->store->ops->sweep_holds(loop->store, now, &expired);
             if (e != BX_OK)
@@ -264,7 +265,11 @@ int server_run(void)
     configure_h2o();
     loops = calloc((size_t)n, sizeof *loops);
     pthread_t *tids = calloc((size_t)n, sizeof *tids);
-    if (loops == NULL || tids == NULL || workers_start(n) != 0) {
+    /* group commit needs its own connection; backends without it get none */
+    struct store *writer_store = app_store_open(&app.cfg, 0);
+    if (writer_store == NULL)
+        return 1;
+    if (loops == NULL || tids == NULL || workers_start(n, writer_store) != 0) {
         log_error("out of memory at start-up");
         return 1;
     }

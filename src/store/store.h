@@ -89,6 +89,13 @@ struct store_ops {
     /* Whole-database gauges for /metrics: live holds and sold seats at `now`. */
     bx_err (*counts)(struct store *s, int64_t now, int64_t *holds_live, int64_t *seats_sold);
 
+    /* Group commit, optional (NULL when every op commits on its own): between
+     * batch_begin and batch_commit each write op runs in a savepoint of one outer
+     * transaction (its refusal undoes only itself) and NOTHING is durable until
+     * batch_commit returns BX_OK; if it fails, every op of the batch failed. */
+    bx_err (*batch_begin)(struct store *s);
+    bx_err (*batch_commit)(struct store *s);
+
     /* Sweeper: HELD reservations past expires_at → EXPIRED and their seats AVAILABLE. */
     bx_err (*sweep_holds)(struct store *s, int64_t now, int *expired);
 

@@ -36,6 +36,9 @@
     X(BEGIN_READ, "BEGIN")                                                                                            \
     X(COMMIT, "COMMIT")                                                                                               \
     X(ROLLBACK, "ROLLBACK")                                                                                           \
+    X(SAVEPOINT, "SAVEPOINT op")                                                                                      \
+    X(RELEASE, "RELEASE op")                                                                                          \
+    X(ROLLBACK_TO, "ROLLBACK TO op")                                                                                  \
     X(MIG_VERSION, "SELECT coalesce(max(version), 0) FROM schema_migrations")                                         \
     X(MIG_RECORD, "INSERT INTO schema_migrations(version, applied_at) VALUES (?1, ?2)")                              \
     X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                              \
@@ -115,6 +118,7 @@ struct sqlite_store {
     struct store base; /* first: callers see a struct store */
     sqlite3 *db;
     sqlite3_stmt *stmt[ST__COUNT];
+    int batch; /* inside batch_begin..batch_commit: each op is a savepoint */
 };
 
 static struct sqlite_store *to_sq(struct store *s)
@@ -227,25 +231,53 @@ static bx_err run_plain(struct sqlite_store *s, enum stmt_id id)
  * the busy timeout), so no transaction here ever has to upgrade a read lock. */
 static bx_err tx_begin(struct sqlite_store *s)
 {
-    return run_plain(s, ST_BEGIN_WRITE);
+    return run_plain(s, s->batch ? ST_SAVEPOINT : ST_BEGIN_WRITE);
 }
 
-/* Undoes the open transaction, if any (SQLite may already have rolled it back). */
+/* Undoes the open transaction, if any (SQLite may already have rolled it back).
+ * In a batch only this operation's savepoint is undone. */
 static void tx_rollback(struct sqlite_store *s)
 {
     if (sqlite3_get_autocommit(s->db))
         return;
+    if (s->batch) {
+        if (run_plain(s, ST_ROLLBACK_TO) != BX_OK || run_plain(s, ST_RELEASE) != BX_OK)
+            fprintf(stderr, "store_sqlite: rollback to savepoint failed\n");
+        return;
+    }
     if (run_plain(s, ST_ROLLBACK) != BX_OK)
         fprintf(stderr, "store_sqlite: rollback failed\n");
 }
 
 /* Commits; with synchronous=FULL the commit is on stable storage when this
- * returns BX_OK (invariant 4). On failure the transaction is rolled back. */
+ * returns BX_OK (invariant 4). On failure the transaction is rolled back. In a
+ * batch the operation is only folded into the outer transaction: nothing is
+ * durable before sqlite_batch_commit. */
 static bx_err tx_commit(struct sqlite_store *s)
 {
-    bx_err e = run_plain(s, ST_COMMIT);
+    bx_err e = run_plain(s, s->batch ? ST_RELEASE : ST_COMMIT);
     if (e != BX_OK)
         tx_rollback(s);
+    return e;
+}
+
+/* Group commit (store.h): one BEGIN IMMEDIATE around many operations, one fsync. */
+static bx_err sqlite_batch_begin(struct store *base)
+{
+    struct sqlite_store *s = to_sq(base);
+    bx_err e = run_plain(s, ST_BEGIN_WRITE);
+    if (e == BX_OK)
+        s->batch = 1;
+    return e;
+}
+
+static bx_err sqlite_batch_commit(struct store *base)
+{
+    struct sqlite_store *s = to_sq(base);
+    s->batch = 0;
+    bx_err e = run_plain(s, ST_COMMIT);
+    if (e != BX_OK && !sqlite3_get_autocommit(s->db) && run_plain(s, ST_ROLLBACK) != BX_OK)
+        fprintf(stderr, "store_sqlite: rollback of a failed batch failed\n");
     return e;
 }
 
@@ -1612,6 +1644,8 @@ static const struct store_ops sqlite_ops = {
     .reservation_cancel = sqlite_reservation_cancel,
     .live_holds_on_concert = sqlite_live_holds_on_concert,
     .counts = sqlite_counts,
+    .batch_begin = sqlite_batch_begin,
+    .batch_commit = sqlite_batch_commit,
     .pay = sqlite_pay,
     .payment_list = sqlite_payment_list,
     .sweep_holds = sqlite_sweep_holds,

@@ -99,6 +99,11 @@ int clock_parse_rfc3339(const char *s, size_t len, int64_t *ms)
     tm.tm_min = mi;
     tm.tm_sec = sec;
     time_t t = timegm(&tm);
-    *ms = ((int64_t)t - (int64_t)offset_min * 60) * 1000 + frac;
+    int64_t v = ((int64_t)t - (int64_t)offset_min * 60) * 1000 + frac;
+    /* the instant itself must lie in 1970..9999 UTC, the range answered back in
+     * the 24-character form (an offset can push 9999-12-31 into year 10000) */
+    if (v < 0 || v > 253402300799999LL)
+        return -1;
+    *ms = v;
     return 0;
 }

@@ -31,7 +31,8 @@ int token_queue_concert(const char *s, size_t len, int64_t *concert_id)
 {
     unsigned char raw[QUEUE_TOKEN_BYTES];
     size_t n = 0;
-    if (len != BX_QUEUE_TOKEN_LEN ||
+    /* the alphabet first: libsodium 1.0.18 decodes bytes 0x80..0xff as '_' */
+    if (!token_queue_well_formed(s, len) ||
         sodium_base642bin(raw, sizeof raw, s, len, NULL, &n, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         n != sizeof raw)
         return -1;
