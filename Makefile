@@ -7,7 +7,7 @@ DATA       ?= data
 ADMIN_KEY  ?= demo-admin-key
 LISTEN     ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-fast asan clean deps-run deps-test
+.PHONY: all build run test test-fast asan bench fuzz lint clean deps-run deps-test
 
 all: build
 
@@ -45,5 +45,19 @@ test: deps-test build asan
 test-fast: deps-test build
 	@scripts/run-tests.sh $(BUILD)
 
+# Benchmarks (not part of `make test`): nginx baseline, embedded and scale-out
+# boxoffice on loopback, scenarios S1-S5; writes bench/results.json and docs/BENCHMARKS.md.
+bench: deps-test build
+	bench/run.sh $(BUILD)
+
+# Every libFuzzer target for 60 s each (FUZZ_SECONDS=n to change), corpus in tests/fuzz/corpus.
+FUZZ_SECONDS ?= 60
+fuzz: deps-test
+	tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
+
+# cppcheck + clang-tidy with the repo's configuration: zero findings or it fails.
+lint: deps-test build
+	scripts/lint.sh $(BUILD)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-lint

@@ -752,7 +752,8 @@ static bx_err wr_stats(struct waitroom *base, struct waitroom_concert_stats *out
     bx_err e = concert_list(w, &ids, &m);
     if (e != BX_OK)
         return e;
-    qsort(ids, m, sizeof *ids, cmp_id);
+    if (m > 0) /* ids is NULL when the set is empty: qsort's pointer is nonnull */
+        qsort(ids, m, sizeof *ids, cmp_id);
     if (m > cap)
         m = cap;
     struct conn *c = m ? conn_get(w) : NULL;

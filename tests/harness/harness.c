@@ -1,7 +1,9 @@
-/* harness.c — start/stop the real boxoffice binary and speak HTTP to it (see
- * harness.h). Everything a test starts is torn down by bx_server_cleanup; the
- * server child also dies with the test process (PR_SET_PDEATHSIG) if the test
- * crashes before its .fini fixture runs. */
+/* harness.c — start/stop the real boxoffice binary (one instance, or two behind
+ * nginx on PostgreSQL + Redis) and speak HTTP to it (see harness.h). Everything a
+ * test starts is torn down by bx_server_cleanup; the server and nginx children also
+ * die with the test process (PR_SET_PDEATHSIG) if the test crashes before its .fini
+ * fixture runs (its database and Redis keys then stay behind on the throwaway
+ * servers, which scripts/run-tests.sh deletes as a whole). */
 #define _GNU_SOURCE
 #include "harness.h"
 
@@ -10,9 +12,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -106,7 +111,9 @@ static char **scrubbed_env(void)
     return env;
 }
 
-/* Forks and execs argv with stdout+stderr appended to log_path. Returns the pid. */
+/* Forks and execs argv with stdout+stderr appended to log_path. Returns the pid.
+ * With die_with_parent the child gets SIGKILL when the forking thread ends (call
+ * it from the test's main thread). */
 static pid_t spawn(char *const argv[], const char *log_path, bool die_with_parent)
 {
     pid_t parent = getpid();
@@ -163,25 +170,64 @@ static char *read_file_tail(const char *path, int lines)
     return buf;
 }
 
-void bx_server_log_tail(const struct bx_server *s, int lines)
+static void log_tail_of(const char *path, int lines)
 {
-    if (s == NULL || s->log_path[0] == '\0')
-        return;
-    char *t = read_file_tail(s->log_path, lines);
-    fprintf(stderr, "---- tail of %s ----\n%s---- end of server log ----\n", s->log_path, t);
+    char *t = read_file_tail(path, lines);
+    fprintf(stderr, "---- tail of %s ----\n%s---- end of log ----\n", path, t);
     free(t);
 }
 
-static long get_status(const char *url, int timeout_ms)
+void bx_server_log_tail(const struct bx_server *s, int lines)
+{
+    if (s == NULL || s->dir[0] == '\0')
+        return;
+    for (int i = 0; i < s->ninst; i++)
+        if (s->inst[i].log_path[0] != '\0')
+            log_tail_of(s->inst[i].log_path, lines);
+    if (s->mode == BX_MODE_SCALEOUT) {
+        char path[320];
+        snprintf(path, sizeof path, "%s/nginx-error.log", s->dir);
+        log_tail_of(path, lines);
+    }
+}
+
+/* appends one line to every log of s (and to the instance logs only) */
+static void log_note(const struct bx_server *s, int only, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void log_note(const struct bx_server *s, int only, const char *fmt, ...)
+{
+    for (int i = 0; i < s->ninst; i++) {
+        if (only >= 0 && i != only)
+            continue;
+        FILE *log = fopen(s->inst[i].log_path, "a");
+        if (log == NULL)
+            continue;
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(log, "==== harness: ");
+        vfprintf(log, fmt, ap);
+        fprintf(log, "\n");
+        va_end(ap);
+        fclose(log);
+    }
+}
+
+static size_t on_upstream_header(char *ptr, size_t size, size_t nmemb, void *ud);
+
+/* GET url; returns the status (0 on transport failure) and, when upstream is not
+ * NULL, the X-Upstream header nginx added. */
+static long get_status_upstream(const char *url, int timeout_ms, char *upstream, size_t len)
 {
     CURL *h = curl_easy_init();
     if (h == NULL)
         return 0;
+    char buf[128] = "";
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(h, CURLOPT_NOBODY, 0L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, NULL);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_upstream_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, buf);
     FILE *null = fopen("/dev/null", "w");
     curl_easy_setopt(h, CURLOPT_WRITEDATA, null);
     long status = 0;
@@ -190,7 +236,14 @@ static long get_status(const char *url, int timeout_ms)
     curl_easy_cleanup(h);
     if (null)
         fclose(null);
+    if (upstream != NULL)
+        snprintf(upstream, len, "%s", buf);
     return status;
+}
+
+static long get_status(const char *url, int timeout_ms)
+{
+    return get_status_upstream(url, timeout_ms, NULL, 0);
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -199,24 +252,31 @@ static void curl_init_once(void)
     curl_global_init(CURL_GLOBAL_ALL);
 }
 
-/* Starts the server and waits for /readyz. When it exits during start-up and
- * may_fail is set, returns false (the caller retries on another port: a free port
- * found by bind(0) can be taken by someone else before the server binds it);
- * otherwise fails the test. */
-static bool launch(struct bx_server *s, bool may_fail)
+bool bx_scaleout(const struct bx_server *s)
 {
-    const char *bin = server_bin();
+    return s->mode == BX_MODE_SCALEOUT;
+}
+
+const char *bx_server_mode_name(const struct bx_server *s)
+{
+    return bx_scaleout(s) ? "scale-out" : "embedded";
+}
+
+/* Execs `serve` for instance i (does not wait). */
+static void spawn_instance(struct bx_server *s, int i)
+{
+    struct bx_instance *in = &s->inst[i];
     char listen[64], *argv[BX_MAX_FLAGS + 40];
     int n = 0;
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
-    argv[n++] = (char *)bin;
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", in->port);
+    argv[n++] = (char *)server_bin();
     argv[n++] = "serve";
     argv[n++] = "--listen";
     argv[n++] = listen;
     argv[n++] = "--db";
     argv[n++] = s->db;
     argv[n++] = "--queue";
-    argv[n++] = "memory";
+    argv[n++] = s->queue;
     if (!s->no_admin_key) {
         argv[n++] = "--admin-key";
         argv[n++] = BX_ADMIN_KEY;
@@ -227,44 +287,454 @@ static bool launch(struct bx_server *s, bool may_fail)
     argv[n++] = "1";
     argv[n++] = "--pwhash-mem-kib";
     argv[n++] = "8";
-    for (int i = 0; i < s->nflags; i++)
-        argv[n++] = s->flags[i]; /* later flags override the defaults above */
+    for (int k = 0; k < s->nflags; k++)
+        argv[n++] = s->flags[k]; /* later flags override the defaults above */
     argv[n] = NULL;
 
-    FILE *log = fopen(s->log_path, "a");
+    FILE *log = fopen(in->log_path, "a");
     if (log != NULL) {
         fprintf(log, "==== harness: starting");
-        for (int i = 0; argv[i]; i++)
-            fprintf(log, " %s", argv[i]);
+        for (int k = 0; argv[k]; k++)
+            fprintf(log, " %s", argv[k]);
         fprintf(log, "\n");
         fclose(log);
     }
-    s->pid = spawn(argv, s->log_path, true);
-    cr_assert(s->pid > 0, "fork failed: %s", strerror(errno));
-    g_current = s;
+    in->pid = spawn(argv, in->log_path, true);
+    cr_assert(in->pid > 0, "fork failed: %s", strerror(errno));
+}
 
+/* Waits for /readyz of instance i. When it exits during start-up and may_fail is
+ * set, returns false (the caller retries on another port: a free port found by
+ * bind(0) can be taken by someone else before the server binds it); otherwise
+ * fails the test. */
+static bool wait_instance_ready(struct bx_server *s, int i, bool may_fail)
+{
+    struct bx_instance *in = &s->inst[i];
     char url[128];
-    snprintf(url, sizeof url, "%s/readyz", s->base_url);
-    int64_t deadline = bx_now_ms() + 10000;
+    snprintf(url, sizeof url, "%s/readyz", in->base_url);
+    /* two instances migrate one PostgreSQL database at once: allow for the lock wait */
+    int64_t deadline = bx_now_ms() + (bx_scaleout(s) ? 20000 : 10000);
     for (;;) {
         int st;
-        pid_t w = waitpid(s->pid, &st, WNOHANG);
-        if (w == s->pid) {
-            s->pid = 0;
+        pid_t w = waitpid(in->pid, &st, WNOHANG);
+        if (w == in->pid) {
+            in->pid = 0;
             if (may_fail)
                 return false;
             bx_server_log_tail(s, 40);
-            cr_assert_fail("boxoffice exited during start-up (%s %d); log: %s", WIFEXITED(st) ? "exit code" : "signal",
-                           WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), s->log_path);
+            cr_assert_fail("boxoffice %c exited during start-up (%s %d); log: %s", 'A' + i,
+                           WIFEXITED(st) ? "exit code" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                           in->log_path);
         }
         if (get_status(url, 1000) == 200)
             return true;
         if (bx_now_ms() > deadline) {
             bx_server_log_tail(s, 40);
-            cr_assert_fail("boxoffice not ready on %s within 10 s; log: %s", url, s->log_path);
+            cr_assert_fail("boxoffice %c not ready on %s within %d s; log: %s", 'A' + i, url, bx_scaleout(s) ? 20 : 10,
+                           in->log_path);
         }
         bx_sleep_ms(25);
     }
+}
+
+static void set_instance_port(struct bx_server *s, int i, int port)
+{
+    s->inst[i].port = port;
+    snprintf(s->inst[i].base_url, sizeof s->inst[i].base_url, "http://127.0.0.1:%d", port);
+}
+
+/* Starts every instance on fresh ports, all at once (in scale-out mode they race
+ * for the migration lock, as a real deployment's instances do), and waits for each. */
+static void start_instances(struct bx_server *s)
+{
+    for (int i = 0; i < s->ninst; i++) {
+        int port = free_port();
+        cr_assert(port > 0, "no free port");
+        set_instance_port(s, i, port);
+        spawn_instance(s, i);
+    }
+    for (int i = 0; i < s->ninst; i++) {
+        for (int attempt = 0;; attempt++) {
+            if (wait_instance_ready(s, i, attempt < 2))
+                break;
+            log_note(s, i, "exited during start-up, retrying on another port");
+            int port = free_port();
+            cr_assert(port > 0, "no free port");
+            set_instance_port(s, i, port);
+            spawn_instance(s, i);
+        }
+    }
+}
+
+/* ---- scale-out: PostgreSQL database, Redis prefix, nginx ---- */
+
+static const char *env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+static enum bx_mode mode_from_env(void)
+{
+    const char *m = env_or_null("BOXOFFICE_TEST_MODE");
+    if (m == NULL || strcmp(m, "embedded") == 0)
+        return BX_MODE_EMBEDDED;
+    if (strcmp(m, "scaleout") == 0 || strcmp(m, "scale-out") == 0)
+        return BX_MODE_SCALEOUT;
+    cr_assert_fail("BOXOFFICE_TEST_MODE=%s: expected \"embedded\" or \"scaleout\"", m);
+    return BX_MODE_EMBEDDED;
+}
+
+/* url with its database name (the path) replaced by dbname, query kept */
+static void pg_url_with_db(const char *url, const char *dbname, char *out, size_t len)
+{
+    const char *hoststart = strstr(url, "://");
+    hoststart = hoststart ? hoststart + 3 : url;
+    const char *q = strchr(hoststart, '?');
+    const char *slash = strchr(hoststart, '/');
+    if (slash != NULL && q != NULL && slash > q)
+        slash = NULL;
+    size_t head = slash ? (size_t)(slash - url) : (q ? (size_t)(q - url) : strlen(url));
+    snprintf(out, len, "%.*s/%s%s", (int)head, url, dbname, q ? q : "");
+}
+
+/* Runs one SQL statement on the admin database; returns NULL or a malloc'd error. */
+static char *pg_exec(const char *sql)
+{
+    const char *url = env_or_null("BOXOFFICE_TEST_PG_URL");
+    if (url == NULL)
+        return strdup("BOXOFFICE_TEST_PG_URL is not set");
+    PGconn *pg = PQconnectdb(url);
+    char *err = NULL;
+    if (PQstatus(pg) != CONNECTION_OK) {
+        err = strdup(PQerrorMessage(pg));
+    } else {
+        PGresult *r = PQexec(pg, sql);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            err = strdup(PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    PQfinish(pg);
+    return err;
+}
+
+static unsigned long scaleout_counter;
+
+static unsigned random_u32(void)
+{
+    unsigned v = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof v) != (ssize_t)sizeof v)
+            v = (unsigned)bx_now_ms();
+        close(fd);
+    }
+    return v;
+}
+
+/* redis://host:port[/db][?...] → host, port, db */
+static bool parse_redis_url(const char *url, char *host, size_t hostlen, int *port, int *db)
+{
+    if (strncmp(url, "redis://", 8) != 0)
+        return false;
+    const char *h = url + 8;
+    const char *at = strchr(h, '@');
+    if (at != NULL)
+        h = at + 1;
+    size_t hl = strcspn(h, ":/?");
+    if (hl == 0 || hl >= hostlen)
+        return false;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = 6379;
+    *db = 0;
+    const char *p = h + hl;
+    if (*p == ':')
+        *port = (int)strtol(p + 1, (char **)&p, 10);
+    if (*p == '/' && p[1] >= '0' && p[1] <= '9')
+        *db = (int)strtol(p + 1, (char **)&p, 10);
+    return *port > 0;
+}
+
+/* Deletes every key of namespace ns ("{ns:...}" and "ns:..."). Returns the number
+ * deleted, -1 when Redis cannot be reached. */
+static long redis_delete_ns(const char *ns)
+{
+    const char *url = env_or_null("BOXOFFICE_TEST_REDIS_URL");
+    char host[256];
+    int port, db;
+    if (url == NULL || !parse_redis_url(url, host, sizeof host, &port, &db))
+        return -1;
+    struct timeval tv = {2, 0};
+    redisContext *rc = redisConnectWithTimeout(host, port, tv);
+    if (rc == NULL || rc->err) {
+        if (rc)
+            redisFree(rc);
+        return -1;
+    }
+    redisSetTimeout(rc, tv);
+    long deleted = 0;
+    redisReply *r = redisCommand(rc, "SELECT %d", db);
+    if (r == NULL) {
+        redisFree(rc);
+        return -1;
+    }
+    freeReplyObject(r);
+    const char *fmt[2] = {"{%s:*", "%s:*"};
+    for (int k = 0; k < 2; k++) {
+        char pattern[128];
+        snprintf(pattern, sizeof pattern, fmt[k], ns);
+        char cursor[32] = "0";
+        do {
+            r = redisCommand(rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+            if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+                if (r)
+                    freeReplyObject(r);
+                redisFree(rc);
+                return -1;
+            }
+            snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+            redisReply *keys = r->element[1];
+            for (size_t i = 0; i < keys->elements; i++) {
+                redisReply *d = redisCommand(rc, "UNLINK %b", keys->element[i]->str, (size_t)keys->element[i]->len);
+                if (d != NULL) {
+                    deleted += d->type == REDIS_REPLY_INTEGER ? (long)d->integer : 0;
+                    freeReplyObject(d);
+                }
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+    }
+    redisFree(rc);
+    return deleted;
+}
+
+static const char *nginx_bin(void)
+{
+    const char *b = env_or_null("BOXOFFICE_TEST_NGINX");
+    return b ? b : "/usr/sbin/nginx";
+}
+
+static const char *nginx_template(void)
+{
+    const char *t = env_or_null("BOXOFFICE_TEST_NGINX_CONF");
+    return t ? t : BX_SOURCE_ROOT "/deploy/nginx.conf";
+}
+
+/* Copies text to f replacing each {{NAME}} by its value; false on an unknown one. */
+static bool render(FILE *f, const char *text, const char *const vars[][2], size_t nvars, char *bad, size_t badlen)
+{
+    const char *p = text;
+    for (;;) {
+        const char *open_ = strstr(p, "{{");
+        if (open_ == NULL) {
+            fputs(p, f);
+            return true;
+        }
+        fwrite(p, 1, (size_t)(open_ - p), f);
+        const char *close_ = strstr(open_, "}}");
+        if (close_ == NULL) {
+            snprintf(bad, badlen, "unterminated {{");
+            return false;
+        }
+        size_t nl = (size_t)(close_ - open_ - 2);
+        size_t k;
+        for (k = 0; k < nvars; k++)
+            if (strlen(vars[k][0]) == nl && strncmp(vars[k][0], open_ + 2, nl) == 0)
+                break;
+        if (k == nvars) {
+            snprintf(bad, badlen, "unknown placeholder {{%.*s}}", (int)nl, open_ + 2);
+            return false;
+        }
+        fputs(vars[k][1], f);
+        p = close_ + 2;
+    }
+}
+
+/* Renders deploy/nginx.conf into <dir>/nginx.conf for the instances' ports. */
+static void render_nginx_conf(struct bx_server *s, char *conf, size_t conflen)
+{
+    const char *tpl_path = nginx_template();
+    FILE *t = fopen(tpl_path, "r");
+    cr_assert(t != NULL, "nginx config template %s: %s", tpl_path, strerror(errno));
+    fseek(t, 0, SEEK_END);
+    long size = ftell(t);
+    fseek(t, 0, SEEK_SET);
+    char *text = calloc(1, (size_t)size + 1);
+    cr_assert(text != NULL && fread(text, 1, (size_t)size, t) == (size_t)size, "read %s", tpl_path);
+    fclose(t);
+
+    char servers[1024] = "", listen[64], user[64] = "root";
+    size_t used = 0;
+    for (int i = 0; i < s->ninst; i++)
+        used += (size_t)snprintf(servers + used, sizeof servers - used,
+                                 "        server 127.0.0.1:%d max_fails=1 fail_timeout=1s;\n", s->inst[i].port);
+    if (used > 0)
+        servers[used - 1] = '\0'; /* the template's line ends the last one */
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->nginx_port);
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw != NULL)
+        snprintf(user, sizeof user, "%s", pw->pw_name);
+    const char *const vars[][2] = {
+        {"USER", user}, {"WORKERS", "1"}, {"PREFIX", s->dir}, {"LISTEN", listen}, {"SERVERS", servers},
+    };
+    snprintf(conf, conflen, "%s/nginx.conf", s->dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert(f != NULL, "%s: %s", conf, strerror(errno));
+    char bad[128] = "";
+    bool ok = render(f, text, vars, sizeof vars / sizeof vars[0], bad, sizeof bad);
+    fclose(f);
+    free(text);
+    cr_assert(ok, "%s: %s", tpl_path, bad);
+}
+
+/* Starts nginx in front of the instances on a free port and waits until it answers
+ * and has reached every instance. One process (master_process off) that gets
+ * SIGKILL when the test dies, like the instances. */
+static void start_nginx(struct bx_server *s)
+{
+    cr_assert(access(nginx_bin(), X_OK) == 0,
+              "nginx not found at %s (apt-get install nginx-light, or set "
+              "BOXOFFICE_TEST_NGINX)",
+              nginx_bin());
+    char conf[320], errlog[320], url[128];
+    snprintf(errlog, sizeof errlog, "%s/nginx-error.log", s->dir);
+    for (int attempt = 0;; attempt++) {
+        s->nginx_port = free_port();
+        cr_assert(s->nginx_port > 0, "no free port");
+        render_nginx_conf(s, conf, sizeof conf);
+        char *argv[] = {
+            (char *)nginx_bin(), "-p", s->dir, "-e", errlog, "-c", conf, "-g", "daemon off; master_process off;", NULL};
+        s->nginx_pid = spawn(argv, errlog, true);
+        cr_assert(s->nginx_pid > 0, "fork failed: %s", strerror(errno));
+        snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", s->nginx_port);
+        snprintf(url, sizeof url, "%s/healthz", s->base_url);
+        int64_t deadline = bx_now_ms() + 10000;
+        bool exited = false;
+        for (;;) {
+            int st;
+            if (waitpid(s->nginx_pid, &st, WNOHANG) == s->nginx_pid) {
+                s->nginx_pid = 0;
+                exited = true;
+                break;
+            }
+            if (get_status(url, 1000) == 200)
+                break;
+            if (bx_now_ms() > deadline) {
+                log_tail_of(errlog, 20);
+                cr_assert_fail("nginx not answering on %s within 10 s (see %s)", url, errlog);
+            }
+            bx_sleep_ms(20);
+        }
+        if (!exited)
+            break;
+        if (attempt >= 2) {
+            log_tail_of(errlog, 20);
+            cr_assert_fail("nginx exited during start-up (see %s)", errlog);
+        }
+    }
+    bx_wait_balanced(s, 10000);
+}
+
+static void stop_nginx(struct bx_server *s)
+{
+    if (s->nginx_pid <= 0)
+        return;
+    kill(s->nginx_pid, SIGTERM);
+    int64_t deadline = bx_now_ms() + 5000;
+    int st;
+    for (;;) {
+        pid_t w = waitpid(s->nginx_pid, &st, WNOHANG);
+        if (w == s->nginx_pid || (w < 0 && errno != EINTR))
+            break;
+        if (bx_now_ms() > deadline) {
+            kill(s->nginx_pid, SIGKILL);
+            waitpid(s->nginx_pid, &st, 0);
+            break;
+        }
+        bx_sleep_ms(10);
+    }
+    s->nginx_pid = 0;
+}
+
+static size_t on_upstream_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    char *out = ud;
+    size_t n = size * nmemb;
+    if (n > 11 && strncasecmp(ptr, "X-Upstream:", 11) == 0) {
+        const char *v = ptr + 11;
+        const char *end = ptr + n;
+        while (v < end && *v == ' ')
+            v++;
+        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            end--;
+        size_t len = (size_t)(end - v) < 127 ? (size_t)(end - v) : 127;
+        memcpy(out, v, len);
+        out[len] = '\0';
+    }
+    return n;
+}
+
+void bx_wait_balanced(struct bx_server *s, int timeout_ms)
+{
+    if (!bx_scaleout(s) || s->nginx_pid <= 0)
+        return;
+    char url[128];
+    snprintf(url, sizeof url, "%s/readyz", s->base_url);
+    bool seen[BX_MAX_INSTANCES] = {false};
+    int64_t deadline = bx_now_ms() + timeout_ms;
+    for (;;) {
+        bool all = true;
+        for (int i = 0; i < s->ninst; i++)
+            all = all && (seen[i] || s->inst[i].pid <= 0);
+        if (all)
+            return;
+        char up[128] = "";
+        long st = get_status_upstream(url, 2000, up, sizeof up);
+        /* "A, B" when A failed and B answered: the last one answered */
+        const char *last = strrchr(up, ',');
+        last = last ? last + 1 : up;
+        while (*last == ' ')
+            last++;
+        for (int i = 0; i < s->ninst && st == 200; i++) {
+            char addr[64];
+            snprintf(addr, sizeof addr, "127.0.0.1:%d", s->inst[i].port);
+            if (strcmp(last, addr) == 0)
+                seen[i] = true;
+        }
+        if (bx_now_ms() > deadline) {
+            bx_server_log_tail(s, 20);
+            cr_assert_fail("nginx did not route to every instance within %d ms (last X-Upstream \"%s\", %ld)",
+                           timeout_ms, up, st);
+        }
+        bx_sleep_ms(st == 200 ? 5 : 50);
+    }
+}
+
+static void scaleout_prepare(struct bx_server *s)
+{
+    const char *pg = env_or_null("BOXOFFICE_TEST_PG_URL");
+    const char *redis = env_or_null("BOXOFFICE_TEST_REDIS_URL");
+    cr_assert(pg != NULL && redis != NULL,
+              "scale-out mode needs BOXOFFICE_TEST_PG_URL (postgresql://...) and BOXOFFICE_TEST_REDIS_URL "
+              "(redis://...), which scripts/run-tests.sh exports after starting tests/harness/pg.sh and redis.sh; "
+              "got PG %s, Redis %s",
+              pg ? pg : "(unset)", redis ? redis : "(unset)");
+    cr_assert(strchr(redis, '?') == NULL, "BOXOFFICE_TEST_REDIS_URL must not carry a query: %s", redis);
+    unsigned long n = __atomic_add_fetch(&scaleout_counter, 1, __ATOMIC_RELAXED);
+    unsigned rnd = random_u32() % 1000000u;
+    snprintf(s->dbname, sizeof s->dbname, "bx_t_%ld_%lu_%u", (long)getpid(), n, rnd);
+    snprintf(s->redis_ns, sizeof s->redis_ns, "bxt%ld.%lu.%u", (long)getpid(), n, rnd);
+    char sql[160];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", s->dbname);
+    char *err = pg_exec(sql);
+    if (err != NULL) {
+        s->dbname[0] = '\0';
+        cr_assert_fail("%s on %s: %s", sql, pg, err);
+    }
+    pg_url_with_db(pg, s->dbname, s->db, sizeof s->db);
+    snprintf(s->queue, sizeof s->queue, "%s?prefix=%s", redis, s->redis_ns);
+    cr_assert(redis_delete_ns(s->redis_ns) >= 0, "Redis at %s does not answer", redis);
 }
 
 void bx_server_start(struct bx_server *s, ...)
@@ -273,6 +743,8 @@ void bx_server_start(struct bx_server *s, ...)
     const char *bin = server_bin();
     cr_assert(bin != NULL, "BOXOFFICE_BIN is not set (path of the boxoffice binary)");
     cr_assert(access(bin, X_OK) == 0, "BOXOFFICE_BIN=%s is not executable: %s", bin, strerror(errno));
+    if (s->mode == BX_MODE_FROM_ENV)
+        s->mode = mode_from_env();
 
     va_list ap;
     va_start(ap, s);
@@ -289,71 +761,126 @@ void bx_server_start(struct bx_server *s, ...)
     mkdir(base, 0755);
     snprintf(s->dir, sizeof s->dir, "%s/bx-http-XXXXXX", base);
     cr_assert(mkdtemp(s->dir) != NULL, "mkdtemp %s: %s", s->dir, strerror(errno));
-    snprintf(s->db, sizeof s->db, "sqlite:%s/bx.db", s->dir);
-    snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->dir);
-    for (int attempt = 0;; attempt++) {
-        s->port = free_port();
-        cr_assert(s->port > 0, "no free port");
-        snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", s->port);
-        if (launch(s, attempt < 2))
-            return;
-        FILE *log = fopen(s->log_path, "a");
-        if (log != NULL) {
-            fprintf(log, "==== harness: exited during start-up, retrying on another port\n");
-            fclose(log);
-        }
+    g_current = s;
+    if (bx_scaleout(s)) {
+        s->ninst = 2;
+        scaleout_prepare(s);
+    } else {
+        s->ninst = 1;
+        snprintf(s->db, sizeof s->db, "sqlite:%s/bx.db", s->dir);
+        snprintf(s->queue, sizeof s->queue, "memory");
     }
+    for (int i = 0; i < s->ninst; i++) {
+        if (s->ninst == 1)
+            snprintf(s->inst[i].log_path, sizeof s->inst[i].log_path, "%s/server.log", s->dir);
+        else
+            snprintf(s->inst[i].log_path, sizeof s->inst[i].log_path, "%s/server-%c.log", s->dir, 'a' + i);
+    }
+    snprintf(s->log_path, sizeof s->log_path, "%s", s->inst[0].log_path);
+    start_instances(s);
+    if (bx_scaleout(s))
+        start_nginx(s);
+    else
+        snprintf(s->base_url, sizeof s->base_url, "%s", s->inst[0].base_url);
 }
 
-int bx_server_stop(struct bx_server *s)
+/* Waits up to 5 s for instance i, which was sent SIGTERM, then SIGKILLs it. */
+static int wait_stopped(struct bx_server *s, int i)
 {
-    if (s->pid <= 0)
-        return -1;
+    struct bx_instance *in = &s->inst[i];
     int st = -1;
-    kill(s->pid, SIGTERM);
     int64_t deadline = bx_now_ms() + 5000;
     for (;;) {
-        pid_t w = waitpid(s->pid, &st, WNOHANG);
-        if (w == s->pid || (w < 0 && errno != EINTR))
+        pid_t w = waitpid(in->pid, &st, WNOHANG);
+        if (w == in->pid || (w < 0 && errno != EINTR))
             break;
         if (bx_now_ms() > deadline) {
-            FILE *log = fopen(s->log_path, "a");
-            if (log) {
-                fprintf(log, "==== harness: no exit 5 s after SIGTERM, sending SIGKILL\n");
-                fclose(log);
-            }
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, &st, 0);
+            log_note(s, i, "no exit 5 s after SIGTERM, sending SIGKILL");
+            kill(in->pid, SIGKILL);
+            waitpid(in->pid, &st, 0);
             break;
         }
         bx_sleep_ms(10);
     }
-    s->pid = 0;
+    in->pid = 0;
+    return st;
+}
+
+int bx_instance_stop(struct bx_server *s, int i)
+{
+    if (s->inst[i].pid <= 0)
+        return -1;
+    kill(s->inst[i].pid, SIGTERM);
+    return wait_stopped(s, i);
+}
+
+int bx_server_stop(struct bx_server *s)
+{
+    /* SIGTERM to all first: they drain side by side, as in a real shutdown */
+    for (int i = 0; i < s->ninst; i++)
+        if (s->inst[i].pid > 0)
+            kill(s->inst[i].pid, SIGTERM);
+    int worst = -1;
+    bool have_bad = false;
+    for (int i = 0; i < s->ninst; i++) {
+        if (s->inst[i].pid <= 0)
+            continue;
+        int st = wait_stopped(s, i);
+        bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        if (!have_bad)
+            worst = st;
+        have_bad = have_bad || !clean;
+    }
+    return worst;
+}
+
+int bx_instance_kill(struct bx_server *s, int i)
+{
+    struct bx_instance *in = &s->inst[i];
+    if (in->pid <= 0)
+        return -1;
+    int st = -1;
+    kill(in->pid, SIGKILL);
+    while (waitpid(in->pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    in->pid = 0;
+    log_note(s, i, "killed with SIGKILL");
     return st;
 }
 
 int bx_server_kill(struct bx_server *s)
 {
-    if (s->pid <= 0)
-        return -1;
     int st = -1;
-    kill(s->pid, SIGKILL);
-    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    s->pid = 0;
+    for (int i = 0; i < s->ninst; i++) {
+        int k = bx_instance_kill(s, i);
+        if (k != -1)
+            st = k;
+    }
     return st;
+}
+
+void bx_instance_relaunch(struct bx_server *s, int i)
+{
+    cr_assert(s->inst[i].pid == 0, "bx_instance_relaunch: instance %c still running", 'A' + i);
+    spawn_instance(s, i);
+    wait_instance_ready(s, i, false);
 }
 
 void bx_server_restart(struct bx_server *s)
 {
     bx_server_stop(s);
-    launch(s, false);
+    bx_server_relaunch(s);
 }
 
 void bx_server_relaunch(struct bx_server *s)
 {
-    cr_assert(s->pid == 0, "bx_server_relaunch: server still running");
-    launch(s, false);
+    for (int i = 0; i < s->ninst; i++)
+        cr_assert(s->inst[i].pid == 0, "bx_server_relaunch: instance %c still running", 'A' + i);
+    for (int i = 0; i < s->ninst; i++)
+        spawn_instance(s, i);
+    for (int i = 0; i < s->ninst; i++)
+        wait_instance_ready(s, i, false);
+    bx_wait_balanced(s, 10000);
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -367,16 +894,36 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 
 void bx_server_cleanup(struct bx_server *s)
 {
-    if (s->pid > 0) {
+    bool running = false;
+    for (int i = 0; i < s->ninst; i++)
+        running = running || s->inst[i].pid > 0;
+    if (running) {
         int st = bx_server_stop(s);
         if (getenv("BOXOFFICE_TEST_VERBOSE") || !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
             bx_server_log_tail(s, 30);
     }
+    stop_nginx(s);
+    bool keep = getenv("BOXOFFICE_TEST_KEEP") != NULL;
+    if (s->dbname[0] != '\0' && !keep) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", s->dbname);
+        char *err = pg_exec(sql);
+        if (err != NULL) {
+            fprintf(stderr, "harness: %s: %s\n", sql, err);
+            free(err);
+        }
+        s->dbname[0] = '\0';
+    }
+    if (s->redis_ns[0] != '\0' && !keep) {
+        if (redis_delete_ns(s->redis_ns) < 0)
+            fprintf(stderr, "harness: could not delete the Redis keys of %s\n", s->redis_ns);
+        s->redis_ns[0] = '\0';
+    }
     if (s->dir[0] != '\0') {
-        if (getenv("BOXOFFICE_TEST_KEEP") == NULL)
+        if (!keep)
             nftw(s->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         else
-            fprintf(stderr, "harness: kept %s\n", s->dir);
+            fprintf(stderr, "harness: kept %s (database %s, Redis prefix %s)\n", s->dir, s->dbname, s->redis_ns);
         s->dir[0] = '\0';
     }
     for (int i = 0; i < s->nflags; i++)
@@ -422,6 +969,12 @@ void bx_client_init(struct bx_client *c, const struct bx_server *s)
     memset(c, 0, sizeof *c);
     c->curl = curl_easy_init();
     snprintf(c->base_url, sizeof c->base_url, "%s", s->base_url);
+}
+
+void bx_client_init_instance(struct bx_client *c, const struct bx_server *s, int i)
+{
+    bx_client_init(c, s);
+    snprintf(c->base_url, sizeof c->base_url, "%s", s->inst[i].base_url);
 }
 
 void bx_client_release(struct bx_client *c)
@@ -507,6 +1060,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     header_value(ptr, n, "X-Request-Id", r->request_id, sizeof r->request_id);
     header_value(ptr, n, "Allow", r->allow, sizeof r->allow);
     header_value(ptr, n, "Content-Type", r->content_type, sizeof r->content_type);
+    header_value(ptr, n, "X-Upstream", r->upstream, sizeof r->upstream);
     return n;
 }
 

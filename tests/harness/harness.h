@@ -1,6 +1,15 @@
 /* harness.h — drives the real boxoffice binary over real HTTP for tests/http.
- * Starts a server on a free loopback port in a fresh temp dir, talks to it with
- * libcurl, parses answers with jansson, and always cleans up (kill + rm -rf).
+ * Starts a server in a fresh temp dir, talks to it with libcurl, parses answers with
+ * jansson, and always cleans up (kill + rm -rf, and in scale-out mode DROP DATABASE
+ * and the Redis keys).
+ *
+ * Two modes (SPEC §2), chosen by BOXOFFICE_TEST_MODE (or bx_server.mode):
+ *  - embedded (default): one `boxoffice serve` on a free loopback port, SQLite file
+ *    in the temp dir, in-process waiting room;
+ *  - scaleout: a fresh database on the PostgreSQL of BOXOFFICE_TEST_PG_URL, a fresh
+ *    key prefix on the Redis of BOXOFFICE_TEST_REDIS_URL, two boxoffice instances
+ *    with identical flags and an nginx in front (deploy/nginx.conf rendered into the
+ *    temp dir). The tests talk to nginx; a missing URL fails the test loudly.
  * Must not reach into src/: the tests see the server only as a user would. */
 #ifndef BX_TEST_HARNESS_H
 #define BX_TEST_HARNESS_H
@@ -17,45 +26,86 @@
 #define BX_PASSWORD "correct horse battery"
 #define BX_MAX_FLAGS 48
 
-/* One server under test. Owned by the test (usually a file-level global that a
- * Criterion .fini fixture hands to bx_server_cleanup). */
-struct bx_server {
-    char dir[256];      /* temp dir: bx.db, server.log, audit.log */
-    char db[300];       /* "sqlite:<dir>/bx.db" */
-    char log_path[300]; /* server stdout + stderr, appended across restarts */
-    char base_url[64];  /* "http://127.0.0.1:<port>" */
+enum bx_mode {
+    BX_MODE_FROM_ENV = 0, /* BOXOFFICE_TEST_MODE: "embedded" (default) or "scaleout" */
+    BX_MODE_EMBEDDED,
+    BX_MODE_SCALEOUT,
+};
+
+#define BX_MAX_INSTANCES 2
+
+/* One boxoffice process of a server under test. */
+struct bx_instance {
     int port;
-    pid_t pid;                 /* 0 when not running */
+    pid_t pid;          /* 0 when not running */
+    char base_url[64];  /* "http://127.0.0.1:<port>" */
+    char log_path[300]; /* stdout + stderr, appended across restarts */
+};
+
+/* One server under test: one instance (embedded) or two instances behind nginx
+ * (scale-out). Owned by the test (usually a file-level global that a Criterion
+ * .fini fixture hands to bx_server_cleanup). */
+struct bx_server {
+    enum bx_mode mode;  /* set before start to force a mode; after start EMBEDDED or SCALEOUT */
+    char dir[256];      /* temp dir: bx.db, server logs, nginx files, audit.log */
+    char db[300];       /* "sqlite:<dir>/bx.db" or "postgresql://.../bx_t_..." */
+    char queue[300];    /* "memory" or "redis://...?prefix=bxt..." */
+    char log_path[300]; /* the first instance's log */
+    char base_url[64];  /* where the tests talk: the instance (embedded) or nginx (scale-out) */
+    int ninst;          /* 1 or 2 */
+    struct bx_instance inst[BX_MAX_INSTANCES];
+    /* scale-out only */
+    pid_t nginx_pid;
+    int nginx_port;
+    char dbname[64];           /* bx_t_<pid>_<n>_<random> */
+    char redis_ns[64];         /* Redis key prefix */
     bool no_admin_key;         /* set before start: run without --admin-key */
-    char *flags[BX_MAX_FLAGS]; /* extra flags of the first start, reused by restart */
+    char *flags[BX_MAX_FLAGS]; /* extra flags of the first start, reused by restart and audit */
     int nflags;
 };
 
-/* Creates the temp dir, picks a free port and starts `serve` with the default test
- * flags plus the NULL-terminated extra flags (e.g. "--hold-ttl", "1", NULL), then
- * waits up to 10 s for GET /readyz == 200. Fails the current test (with the tail of
- * the server log) when the binary is missing, exits or never gets ready. */
+/* Starts the server (both instances and nginx in scale-out mode) with the default
+ * test flags plus the NULL-terminated extra flags (e.g. "--hold-ttl", "1", NULL),
+ * then waits up to 10 s for GET /readyz == 200 on every instance (and through nginx
+ * on each instance in turn). Fails the current test (with the tail of the logs) when
+ * the binary is missing, exits or never gets ready, or when scale-out mode lacks its
+ * PostgreSQL / Redis URLs. */
 void bx_server_start(struct bx_server *s, ...);
-/* SIGTERM, wait up to 5 s, then SIGKILL. Returns the exit status as in waitpid
- * (-1 if it was not running). */
+/* SIGTERM to every instance, wait up to 5 s each, then SIGKILL. Returns the first
+ * exit status that is not a clean exit 0 (as in waitpid), else that of the last
+ * instance; -1 if none was running. nginx keeps running. */
 int bx_server_stop(struct bx_server *s);
-/* SIGKILL (a crash), then wait. Returns the waitpid status. */
+/* SIGKILL (a crash) to every instance, then wait. Returns the last waitpid status. */
 int bx_server_kill(struct bx_server *s);
-/* Stops it and starts it again on the same database, port and flags. Fails the
+/* Stops it and starts it again on the same database, ports and flags. Fails the
  * test like bx_server_start if it does not come back. */
 void bx_server_restart(struct bx_server *s);
-/* Starts a stopped (or killed) server again on the same database, port, flags. */
+/* Starts every stopped (or killed) instance again on the same database, ports and
+ * flags; in scale-out mode then waits until nginx routes to each of them again. */
 void bx_server_relaunch(struct bx_server *s);
 /* bx_server_start with the NULL terminator supplied: BX_START(&srv, "--hold-ttl", "1"). */
 #define BX_START(s, ...) bx_server_start((s), ##__VA_ARGS__, (const char *)NULL)
-/* Kills the server if running and removes the temp dir. Safe to call twice and
- * on a server never started (zero-initialised). Meant for .fini fixtures. */
+/* Kills the server if running, stops nginx, drops the database and the Redis keys
+ * (scale-out), removes the temp dir. Safe to call twice and on a server never
+ * started (zero-initialised). Meant for .fini fixtures. */
 void bx_server_cleanup(struct bx_server *s);
-/* Prints the last `lines` lines of the server log to stderr. */
+/* Prints the last `lines` lines of each instance's log (and nginx's error log) to stderr. */
 void bx_server_log_tail(const struct bx_server *s, int lines);
+/* "embedded" or "scale-out" (after start). */
+const char *bx_server_mode_name(const struct bx_server *s);
+bool bx_scaleout(const struct bx_server *s);
 
-/* Runs `boxoffice audit --db <db>`; returns its exit code (or -1) and, when out is
- * not NULL, a malloc'd copy of its stdout+stderr (caller frees). */
+/* One instance at a time (scale-out tests; i < s->ninst). */
+int bx_instance_stop(struct bx_server *s, int i); /* SIGTERM, as bx_server_stop */
+int bx_instance_kill(struct bx_server *s, int i); /* SIGKILL */
+/* Starts instance i again on its port and waits for its /readyz (fails the test otherwise). */
+void bx_instance_relaunch(struct bx_server *s, int i);
+/* Waits until nginx has sent a request to every running instance (after a restart
+ * nginx may still count one as failed for fail_timeout). Fails after timeout_ms. */
+void bx_wait_balanced(struct bx_server *s, int timeout_ms);
+
+/* Runs `boxoffice audit --db <db>` (the PostgreSQL database in scale-out mode); returns its exit code (or -1) and, when
+ * out is not NULL, a malloc'd copy of its stdout+stderr (caller frees). */
 int bx_audit(const struct bx_server *s, char **out);
 
 /* ---- HTTP ---- */
@@ -81,6 +131,7 @@ struct bx_resp {
     char request_id[128]; /* X-Request-Id ("" if absent) */
     char allow[128];      /* Allow */
     char content_type[128];
+    char upstream[128]; /* X-Upstream from nginx: the instance(s) tried ("" without nginx) */
     char error[CURL_ERROR_SIZE];
     char what[320]; /* "POST /api/v1/..." for failure messages */
     struct bx_resp *next_owned;
@@ -97,6 +148,8 @@ struct bx_client {
 };
 
 void bx_client_init(struct bx_client *c, const struct bx_server *s);
+/* A client that talks to instance i directly, bypassing nginx. */
+void bx_client_init_instance(struct bx_client *c, const struct bx_server *s, int i);
 void bx_client_release(struct bx_client *c);
 /* Closes the keep-alive connection (before a server restart, for instance). */
 void bx_client_reset(struct bx_client *c);

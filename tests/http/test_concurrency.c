@@ -180,8 +180,8 @@ static void race(int n, int nseats, int64_t *sid_out)
     }
     int expect_ok = n < nseats ? n : nseats;
     printf("holds (%d clients, %d seats): %d ok, %d refused; %d requests, %d retried after 503, %d unexpected, %d "
-           "failed setup\n",
-           n, nseats, ok, none, attempts, r503, unexpected, notready);
+           "failed setup [%s]\n",
+           n, nseats, ok, none, attempts, r503, unexpected, notready, bx_server_mode_name(&srv));
     fflush(stdout);
     cr_assert_eq(notready, 0, "%d racers failed to sign up / queue; first: %s", notready, first_err);
     cr_assert_eq(unexpected, 0, "%d unexpected answers; first: %s", unexpected, first_err);
@@ -350,9 +350,9 @@ Test(concurrency, concurrent_charges_and_payments_on_one_user_keep_the_balance_e
     int64_t balance = bx_balance(&C, at);
     printf("charges and payments: %d charges ok (%lld won), %d payments ok (%lld won), %d insufficient-balance "
            "retries, %d retried "
-           "after 503, %d gave up; balance %lld (expected %lld)\n",
+           "after 503, %d gave up; balance %lld (expected %lld) [%s]\n",
            charges, (long long)charged, payments, (long long)paid, insufficient, r503, failed, (long long)balance,
-           (long long)(charged - paid));
+           (long long)(charged - paid), bx_server_mode_name(&srv));
     fflush(stdout);
     cr_assert_eq(failed, 0, "%d operations failed; first: %s", failed, first_err);
     cr_assert_eq(balance, charged - paid, "balance %lld != charges %lld - payments %lld", (long long)balance,
@@ -446,7 +446,7 @@ Test(concurrency, a_payment_clicked_twenty_times_at_once_is_paid_once)
                     (ks[i].status == 410 && strcmp(ks[i].code, "TOKEN_EXPIRED") == 0);
         cr_assert(fine, "click %d: unexpected %ld %s", i, ks[i].status, ks[i].code);
     }
-    printf("payments double-clicked: %d of %d succeeded\n", ok, N);
+    printf("payments double-clicked: %d of %d succeeded [%s]\n", ok, N, bx_server_mode_name(&srv));
     fflush(stdout);
     cr_assert_eq(ok, 1, "%d payments succeeded for one reservation", ok);
     cr_assert_eq(bx_balance(&C, at), 1000000 - 50000);
@@ -529,7 +529,8 @@ Test(concurrency, the_same_charge_sent_twenty_times_at_once_charges_once)
         cr_assert_str_eq(s[i].body, first, "two different answers for one Idempotency-Key");
     }
     int64_t bal = bx_balance(&C, at);
-    printf("charges with one Idempotency-Key at once: %d of %d answered 200, balance %lld\n", ok, N, (long long)bal);
+    printf("charges with one Idempotency-Key at once: %d of %d answered 200, balance %lld [%s]\n", ok, N,
+           (long long)bal, bx_server_mode_name(&srv));
     fflush(stdout);
     for (int i = 0; i < N; i++)
         cr_expect(s[i].status == 200, "shot %d: %ld %s", i, s[i].status, s[i].body);
@@ -565,7 +566,7 @@ Test(concurrency, holds_sent_at_once_never_exceed_the_seat_limit)
             cr_assert(s[i].status == 409 && strcmp(s[i].code, "SEAT_LIMIT") == 0, "hold %d: %ld %s", i, s[i].status,
                       s[i].body);
     }
-    printf("holds at once under --max-seats-per-user 2: %d of %d succeeded\n", ok, N);
+    printf("holds at once under --max-seats-per-user 2: %d of %d succeeded [%s]\n", ok, N, bx_server_mode_name(&srv));
     fflush(stdout);
     cr_assert_eq(ok, 2, "%d holds succeeded with --max-seats-per-user 2", ok);
     int navail;
@@ -701,7 +702,7 @@ Test(concurrency, payments_racing_the_hold_expiry_have_exactly_one_outcome)
             cr_assert_str_eq(st, "EXPIRED", "seat %d: refused (HOLD_EXPIRED) but reads %s", i + 1, st);
         }
     }
-    printf("payments racing the hold expiry: %d paid, %d expired\n", paid, expired);
+    printf("payments racing the hold expiry: %d paid, %d expired [%s]\n", paid, expired, bx_server_mode_name(&srv));
     fflush(stdout);
     cr_assert_eq(bx_balance(&C, at), 1000000 - 1000 * paid);
     /* paid seats are sold, the others free (needs a live token: take a new one if spent) */
@@ -743,7 +744,8 @@ Test(concurrency, thirty_users_queueing_at_once_get_distinct_places)
         cr_assert(!seen[pos], "two tokens at position %lld", (long long)pos);
         seen[pos] = true;
     }
-    printf("figure: %d of %d queue tokens admitted at once with --active-max %d\n", active, N, SLOTS);
+    printf("figure: %d of %d queue tokens admitted at once with --active-max %d [%s]\n", active, N, SLOTS,
+           bx_server_mode_name(&srv));
     fflush(stdout);
     cr_assert_eq(active, SLOTS, "%d tokens ACTIVE with --active-max %d", active, SLOTS);
     burst_free(s, N);

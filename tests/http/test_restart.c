@@ -261,8 +261,8 @@ Test(restart, charges_in_flight_at_sigterm_are_done_or_safely_retried)
         retried++;
     }
     int64_t bal = bx_balance(&C, at);
-    printf("charges at SIGTERM: %d acknowledged before the stop, %d retried after the restart, balance %lld\n", acked,
-           retried, (long long)bal);
+    printf("charges at SIGTERM: %d acknowledged before the stop, %d retried after the restart, balance %lld [%s]\n",
+           acked, retried, (long long)bal, bx_server_mode_name(&srv));
     fflush(stdout);
     cr_assert(acked > 0, "no charge went through before the stop");
     cr_assert_eq(bal, 100 * (int64_t)(acked + retried),
