@@ -7,7 +7,7 @@ DATA       ?= data
 ADMIN_KEY  ?= demo-admin-key
 LISTEN     ?= 127.0.0.1:8080
 
-.PHONY: all build run test test-fast asan bench fuzz lint clean deps-run deps-test
+.PHONY: all build run test test-fast asan bench fuzz lint valgrind clean deps-run deps-test
 
 all: build
 
@@ -53,11 +53,15 @@ bench: deps-test build
 # Every libFuzzer target for 60 s each (FUZZ_SECONDS=n to change), corpus in tests/fuzz/corpus.
 FUZZ_SECONDS ?= 60
 fuzz: deps-test
-	tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz
+	tests/fuzz/run.sh $(FUZZ_SECONDS) build-fuzz --record
 
 # cppcheck + clang-tidy with the repo's configuration: zero findings or it fails.
 lint: deps-test build
-	scripts/lint.sh $(BUILD)
+	scripts/lint.sh $(BUILD) --record
+
+# The HTTP flow suite with the server under valgrind memcheck (zero errors, zero leaks).
+valgrind: deps-test build
+	scripts/valgrind-http.sh $(BUILD) --record
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-lint

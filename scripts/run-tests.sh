@@ -104,6 +104,33 @@ for dir in "$@"; do
   fi
 done
 
+# Hygiene on the first (plain) build: fuzz smoke (replays every saved crash first),
+# cppcheck + clang-tidy, the flow suite with the server under valgrind.
+run_summary() { # name command...  (the command's last line: "<name>: N passed, M failed")
+  local name=$1 log line
+  shift
+  log="$out_dir/$name.log"
+  echo "== $name"
+  "$@" >"$log" 2>&1
+  line=$(tail -n 1 "$log")
+  if [[ $line =~ ^$name:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+    echo "   ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed"
+    ((BASH_REMATCH[2] == 0)) || { broken+=("$name"); tail -n 30 "$log" | sed 's/^/   | /'; }
+  else
+    failed=$((failed + 1))
+    broken+=("$name")
+    echo "   no summary"
+    tail -n 30 "$log" | sed 's/^/   | /'
+  fi
+}
+if (($# > 0)); then
+  run_summary fuzz tests/fuzz/run.sh 5 build-fuzz
+  run_summary lint scripts/lint.sh "$1"
+  run_summary valgrind scripts/valgrind-http.sh "$1"
+fi
+
 ((${#broken[@]})) && echo "failed suites: ${broken[*]}"
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -55,7 +55,7 @@ static void env_name(const char *flag, char *out, size_t len)
 {
     size_t j = (size_t)snprintf(out, len, "BOXOFFICE_");
     for (size_t i = 0; flag[i] && j + 1 < len; i++)
-        out[j++] = flag[i] == '-' ? '_' : (char)(flag[i] >= 'a' && flag[i] <= 'z' ? flag[i] - 32 : flag[i]);
+        out[j++] = (char)(flag[i] == '-' ? '_' : flag[i] >= 'a' && flag[i] <= 'z' ? flag[i] - 32 : flag[i]);
     out[j] = '\0';
 }
 

@@ -267,10 +267,20 @@ int server_run(void)
     pthread_t *tids = calloc((size_t)n, sizeof *tids);
     /* group commit needs its own connection; backends without it get none */
     struct store *writer_store = app_store_open(&app.cfg, 0);
-    if (writer_store == NULL)
+    if (writer_store == NULL) {
+        free(tids);
         return 1;
-    if (loops == NULL || tids == NULL || workers_start(n, writer_store) != 0) {
+    }
+    if (loops == NULL || tids == NULL) {
         log_error("out of memory at start-up");
+        writer_store->ops->close(writer_store);
+        free(tids);
+        return 1;
+    }
+    if (workers_start(n, writer_store) != 0) { /* it owns writer_store from here */
+        log_error("cannot start worker threads");
+        workers_stop();
+        free(tids);
         return 1;
     }
     int rc = 0, started = 0;

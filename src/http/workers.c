@@ -153,8 +153,11 @@ static void *writer_main(void *arg)
 int workers_start(int threads, struct store *store)
 {
     cpu_threads = calloc((size_t)threads, sizeof *cpu_threads);
-    if (cpu_threads == NULL)
+    if (cpu_threads == NULL) {
+        if (store != NULL)
+            store->ops->close(store);
         return -1;
+    }
     for (int i = 0; i < threads; i++) {
         if (pthread_create(&cpu_threads[i], NULL, cpu_main, NULL) != 0)
             return -1;
@@ -164,6 +167,7 @@ int workers_start(int threads, struct store *store)
         writer_store = store;
         if (pthread_create(&writer_thread, NULL, writer_main, NULL) != 0) {
             writer_store = NULL;
+            store->ops->close(store);
             return -1;
         }
     } else if (store != NULL) {

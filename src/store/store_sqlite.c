@@ -444,7 +444,7 @@ static bx_err sqlite_migrate(struct store *base)
     }
     if ((e = prep(s, ST_MIG_VERSION, &q)) || (e = query_i64(s, q, &version, &found)))
         goto out;
-    if (version > SQLITE_MIGRATION_COUNT) {
+    if (version < 0 || version > SQLITE_MIGRATION_COUNT) { /* < 0: corrupt, would index before migration 1 */
         fprintf(stderr, "store_sqlite: database schema version %lld is newer than this binary (%d)\n",
                 (long long)version, SQLITE_MIGRATION_COUNT);
         e = BX_ERR_INTERNAL;
