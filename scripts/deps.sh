@@ -19,7 +19,7 @@ TEST_PKGS=(
     libcriterion-dev libcurl4-openssl-dev jq
     redis-server postgresql "nginx-light|nginx"
     chromium chromium-driver
-    wrk valgrind cppcheck clang clang-tidy libclang-rt-14-dev sqlite3
+    wrk valgrind cppcheck clang clang-tidy libclang-rt-14-dev sqlite3 gnuplot-nox python3
 )
 
 usage() {

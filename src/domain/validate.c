@@ -42,9 +42,12 @@ const char *validate_idempotency_key(const char *key, size_t len)
         return "must be 1 to 64 characters";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)key[i];
-        if (c < 0x21 || c > 0x7e)
-            return "must be printable ASCII without spaces";
+        if (c < 0x20 || c > 0x7e)
+            return "must be printable ASCII";
     }
+    /* HTTP strips a header value's outer spaces: such a key could not be sent back */
+    if (key[0] == ' ' || key[len - 1] == ' ')
+        return "must not begin or end with a space";
     return NULL;
 }
 

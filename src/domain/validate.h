@@ -11,7 +11,7 @@
 const char *validate_user_name(const char *name, size_t len);
 /* 8..256 bytes, no NUL. */
 const char *validate_password(const char *pw, size_t len);
-/* 1..64 printable ASCII characters (0x21..0x7e). */
+/* 1..64 printable ASCII characters (0x20..0x7e), not beginning or ending with a space. */
 const char *validate_idempotency_key(const char *key, size_t len);
 /* 1..200 bytes, no control characters. */
 const char *validate_text(const char *s, size_t len);

@@ -11,13 +11,13 @@
 
 #include <ctype.h>
 
-/* DESIGN: Idempotency-Key is 1..64 printable ASCII (no space). */
+/* DESIGN: Idempotency-Key is 1..64 printable ASCII, no space at either end. */
 static bool ref_idem_ok(const char *k, size_t len)
 {
-    if (len < 1 || len > BX_IDEM_KEY_MAX)
+    if (len < 1 || len > BX_IDEM_KEY_MAX || k[0] == ' ' || k[len - 1] == ' ')
         return false;
     for (size_t i = 0; i < len; i++)
-        if (!isgraph((unsigned char)k[i]) || (unsigned char)k[i] > 0x7e)
+        if (!isprint((unsigned char)k[i]) || (unsigned char)k[i] > 0x7e)
             return false;
     return true;
 }

@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -961,6 +962,221 @@ int bx_audit(const struct bx_server *s, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* ---------------------------------------------------------------- private PostgreSQL / Redis */
+
+/* Runs argv (no PDEATHSIG: the scripts daemonize their servers) and waits; its
+ * stdout goes to out (trailing newline removed), its stderr to ours. Returns the
+ * exit code, -1 if it could not run. */
+static int run_capture(char *const argv[], char *out, size_t outlen)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], argv);
+        dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t used = 0;
+    char buf[512];
+    for (;;) {
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        for (ssize_t k = 0; k < n && out != NULL && used + 1 < outlen; k++)
+            out[used++] = buf[k];
+    }
+    close(fds[0]);
+    if (out != NULL && outlen > 0) {
+        out[used < outlen ? used : outlen - 1] = '\0';
+        while (used > 0 && (out[used - 1] == '\n' || out[used - 1] == '\r'))
+            out[--used] = '\0';
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void bx_pg_start(const char *dir, char *url, size_t len)
+{
+    char *argv[] = {BX_SOURCE_ROOT "/tests/harness/pg.sh", "start", (char *)dir, NULL};
+    int rc = run_capture(argv, url, len);
+    cr_assert(rc == 0 && strncmp(url, "postgresql://", 13) == 0, "pg.sh start %s: exit %d, \"%s\"", dir, rc, url);
+}
+
+int bx_pg_stop(const char *dir)
+{
+    char *argv[] = {BX_SOURCE_ROOT "/tests/harness/pg.sh", "stop", (char *)dir, NULL};
+    return run_capture(argv, NULL, 0);
+}
+
+void bx_redis_start(const char *dir, int port, bool appendonly, char *url, size_t len)
+{
+    char portstr[16];
+    char *argv[8];
+    int n = 0;
+    argv[n++] = BX_SOURCE_ROOT "/tests/harness/redis.sh";
+    argv[n++] = "start";
+    argv[n++] = (char *)dir;
+    if (port > 0) {
+        snprintf(portstr, sizeof portstr, "%d", port);
+        argv[n++] = "--port";
+        argv[n++] = portstr;
+    }
+    if (appendonly)
+        argv[n++] = "--appendonly";
+    argv[n] = NULL;
+    int rc = run_capture(argv, url, len);
+    cr_assert(rc == 0 && strncmp(url, "redis://", 8) == 0, "redis.sh start %s: exit %d, \"%s\"", dir, rc, url);
+}
+
+int bx_redis_stop(const char *dir)
+{
+    char *argv[] = {BX_SOURCE_ROOT "/tests/harness/redis.sh", "stop", (char *)dir, NULL};
+    return run_capture(argv, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- raw HTTP */
+
+int bx_url_port(const char *base_url)
+{
+    const char *colon = strrchr(base_url, ':');
+    if (colon == NULL || colon[1] < '0' || colon[1] > '9')
+        return -1;
+    return (int)strtol(colon + 1, NULL, 10);
+}
+
+int bx_raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Content-Length of a response head, -1 if absent */
+static long head_content_length(const char *head)
+{
+    const char *p = head;
+    while ((p = strchr(p, '\n')) != NULL) {
+        p++;
+        if (strncasecmp(p, "content-length:", 15) == 0)
+            return strtol(p + 15, NULL, 10);
+    }
+    return -1;
+}
+
+long bx_raw_http(int port, const void *req, size_t len, int timeout_ms, char *out, size_t outlen, bool *closed)
+{
+    if (closed != NULL)
+        *closed = false;
+    if (out != NULL && outlen > 0)
+        out[0] = '\0';
+    int fd = bx_raw_connect(port);
+    if (fd < 0)
+        return -1;
+    int64_t deadline = bx_now_ms() + timeout_ms;
+    const char *p = req;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = send(fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            left -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            /* the server may answer (and close) before reading everything */
+            struct pollfd pf = {.fd = fd, .events = POLLOUT | POLLIN};
+            int wait = (int)(deadline - bx_now_ms());
+            if (wait <= 0 || poll(&pf, 1, wait) <= 0)
+                break;
+            if (pf.revents & (POLLIN | POLLHUP | POLLERR))
+                break;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        break; /* reset: the server may still have answered before it closed */
+    }
+    size_t used = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        close(fd);
+        return -1;
+    }
+    long status = -1;
+    bool eof = false;
+    for (;;) {
+        int wait = (int)(deadline - bx_now_ms());
+        if (wait <= 0)
+            break;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pf, 1, wait);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        if (used + 1 >= cap)
+            break; /* the head is in; the rest of a huge answer is not needed */
+        ssize_t n = recv(fd, buf + used, cap - 1 - used, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            eof = true;
+            break;
+        }
+        used += (size_t)n;
+        buf[used] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end != NULL) {
+            long cl = head_content_length(buf);
+            if (cl >= 0 && (size_t)(end + 4 - buf) + (size_t)cl <= used)
+                break;
+        }
+    }
+    {
+        buf[used] = '\0';
+        if (used >= 12 && strncmp(buf, "HTTP/1.", 7) == 0)
+            status = strtol(buf + 9, NULL, 10);
+        else if (eof)
+            status = 0;
+        if (out != NULL && outlen > 0)
+            snprintf(out, outlen, "%s", buf);
+    }
+    if (status > 0 && !eof && closed != NULL) {
+        /* closed right after the answer? */
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        char c;
+        if (poll(&pf, 1, 200) > 0 && recv(fd, &c, 1, MSG_DONTWAIT) <= 0)
+            eof = true;
+    }
+    if (closed != NULL)
+        *closed = eof;
+    free(buf);
+    close(fd);
+    return status;
+}
+
 /* ---------------------------------------------------------------- HTTP */
 
 void bx_client_init(struct bx_client *c, const struct bx_server *s)
@@ -1061,6 +1277,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     header_value(ptr, n, "Allow", r->allow, sizeof r->allow);
     header_value(ptr, n, "Content-Type", r->content_type, sizeof r->content_type);
     header_value(ptr, n, "X-Upstream", r->upstream, sizeof r->upstream);
+    header_value(ptr, n, "Retry-After", r->retry_after, sizeof r->retry_after);
     return n;
 }
 

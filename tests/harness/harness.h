@@ -108,6 +108,36 @@ void bx_wait_balanced(struct bx_server *s, int timeout_ms);
  * out is not NULL, a malloc'd copy of its stdout+stderr (caller frees). */
 int bx_audit(const struct bx_server *s, char **out);
 
+/* ---- private PostgreSQL / Redis (tests that stop a dependency under load) ----
+ * The shared servers of BOXOFFICE_TEST_PG_URL / BOXOFFICE_TEST_REDIS_URL serve
+ * every test of the run at once; a test that stops one starts its own with these
+ * (tests/harness/pg.sh and redis.sh in a directory of its own) and points those two
+ * variables at them before bx_server_start. Main thread only: they fail the test. */
+
+/* pg.sh start DIR: initdb on first use, then start (a restart keeps the port and
+ * the data). Writes the admin URL ("postgresql://postgres@127.0.0.1:PORT/postgres"). */
+void bx_pg_start(const char *dir, char *url, size_t len);
+/* pg.sh stop DIR (fast shutdown: open connections are cut). Returns its exit code. */
+int bx_pg_stop(const char *dir);
+/* redis.sh start DIR on port (0: a free one) with AOF when appendonly (a stop +
+ * start on the same port then keeps every key). Writes "redis://127.0.0.1:PORT/0". */
+void bx_redis_start(const char *dir, int port, bool appendonly, char *url, size_t len);
+/* redis.sh stop DIR. Returns its exit code. */
+int bx_redis_stop(const char *dir);
+
+/* ---- raw HTTP/1.1 on a socket (framing that libcurl will not send) ---- */
+
+/* The port of "http://127.0.0.1:PORT"; -1 if none. */
+int bx_url_port(const char *base_url);
+/* A blocking TCP connection to 127.0.0.1:port, or -1. */
+int bx_raw_connect(int port);
+/* Sends req on a new connection and reads until the answer's head and its
+ * Content-Length body are in, the peer closes, or timeout_ms passes. Returns the
+ * status; 0 when the connection ended without an answer, -1 when it could not
+ * connect or timed out. *closed (may be NULL): the server closed the connection
+ * (or reset it) after its answer. The answer's first outlen-1 bytes go to out. */
+long bx_raw_http(int port, const void *req, size_t len, int timeout_ms, char *out, size_t outlen, bool *closed);
+
 /* ---- HTTP ---- */
 
 /* Optional request headers and body. Zero-initialise and fill what you need. */
@@ -132,6 +162,7 @@ struct bx_resp {
     char allow[128];      /* Allow */
     char content_type[128];
     char upstream[128]; /* X-Upstream from nginx: the instance(s) tried ("" without nginx) */
+    char retry_after[32]; /* Retry-After ("" if absent) */
     char error[CURL_ERROR_SIZE];
     char what[320]; /* "POST /api/v1/..." for failure messages */
     struct bx_resp *next_owned;

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # redis.sh — a throw-away Redis for tests (the Redis waiting room, scale-out mode).
-#   redis.sh start DIR   starts redis-server on 127.0.0.1 on a free random port,
-#                        daemonized, everything (pid, log, port) inside DIR, no
-#                        persistence; prints redis://127.0.0.1:PORT/0 once PING answers.
-#   redis.sh stop DIR    shuts it down (nosave) and waits until the process is gone.
+#   redis.sh start DIR [--port N] [--appendonly]
+#                        starts redis-server on 127.0.0.1 on a free random port (or
+#                        on port N: a restart on the port clients know), daemonized,
+#                        everything (pid, log, port, data) inside DIR, no persistence
+#                        unless --appendonly (AOF in DIR, appendfsync everysec, as
+#                        deploy/redis.conf: a stop + start then keeps every key);
+#                        prints redis://127.0.0.1:PORT/0 once PING answers.
+#   redis.sh stop DIR    shuts it down (nosave; an AOF is still flushed) and waits
+#                        until the process is gone.
 # Works as root and as any user; stdout carries only the URL, diagnostics go to stderr.
 set -euo pipefail
 
@@ -13,7 +18,7 @@ die() {
 }
 
 usage() {
-  die "usage: redis.sh start|stop DIR"
+  die "usage: redis.sh start DIR [--port N] [--appendonly] | redis.sh stop DIR"
 }
 
 # True while the process of the pidfile in $1 runs.
@@ -29,7 +34,15 @@ port_in_use() {
 }
 
 start() {
-  local dir=$1 port try i
+  local dir=$1 port try i fixed="" aof=no
+  shift
+  while (($#)); do
+    case $1 in
+    --port) [[ ${2:-} =~ ^[0-9]+$ ]] || usage; fixed=$2; shift 2 ;;
+    --appendonly) aof=yes; shift ;;
+    *) usage ;;
+    esac
+  done
   command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install redis-server)"
   command -v redis-cli >/dev/null || die "redis-cli is not installed (apt-get install redis-tools)"
   mkdir -p "$dir"
@@ -39,12 +52,17 @@ start() {
   fi
   rm -f "$dir/redis.pid" "$dir/port"
   for try in 1 2 3 4 5 6 7 8; do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-    port_in_use "$port" && continue
+    if [[ -n $fixed ]]; then
+      port=$fixed
+      port_in_use "$port" && { sleep 0.2; continue; }
+    else
+      port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+      port_in_use "$port" && continue
+    fi
     # another process may take the port between the check and the bind: then retry
     if ! redis-server --bind 127.0.0.1 --port "$port" --daemonize yes \
       --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
-      --save "" --appendonly no --protected-mode yes --databases 16 >&2; then
+      --save "" --appendonly "$aof" --appendfsync everysec --protected-mode yes --databases 16 >&2; then
       continue
     fi
     for i in $(seq 1 100); do
@@ -94,9 +112,9 @@ stop() {
   rm -f "$dir/redis.pid" "$dir/port"
 }
 
-(($# == 2)) || usage
+(($# >= 2)) || usage
 case $1 in
-start) start "$2" ;;
-stop) stop "$2" ;;
+start) shift; start "$@" ;;
+stop) (($# == 2)) || usage; stop "$2" ;;
 *) usage ;;
 esac

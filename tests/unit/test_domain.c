@@ -214,10 +214,11 @@ Test(validate, idempotency_key_length_1_to_64)
     cr_assert_not_null(validate_idempotency_key(buf, 65));
 }
 
-Test(validate, idempotency_key_with_space_or_control_refused)
+Test(validate, idempotency_key_with_outer_space_or_control_refused)
 {
-    cr_assert_not_null(validate_idempotency_key("key 1", 5));
+    cr_assert_null(validate_idempotency_key("key 1", 5), "inner spaces are printable (SPEC: printable chars)");
     cr_assert_not_null(validate_idempotency_key(" key", 4));
+    cr_assert_not_null(validate_idempotency_key("key ", 4));
     cr_assert_not_null(validate_idempotency_key("key\t", 4));
     cr_assert_not_null(validate_idempotency_key("key\x7f", 4));
     cr_assert_not_null(validate_idempotency_key("k\0y", 3));

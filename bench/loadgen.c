@@ -1,0 +1,1343 @@
+/* loadgen.c — boxoffice's own load generator (bench/run.sh). One thread, epoll,
+ * raw HTTP/1.1 keep-alive over loopback, no pipelining: one request in flight per
+ * connection. Three modes:
+ *
+ *   rate  open-loop, paced: R requests per second for D seconds over C connections;
+ *         each request's latency counts from the moment it was due (a request that
+ *         waits for a free connection is late, not forgotten: no coordinated omission).
+ *         Headers rotate over the lines of --hdrs (tab-separated header lines).
+ *   flow  the flash crowd of S4: N users arrive evenly over S seconds; each issues a
+ *         queue token, polls per pollAfterMs until ACTIVE, lists the dates, fetches a
+ *         schedule's seat map, holds a random free seat (another one on 409), pays.
+ *         Requests go to whichever connection is free, over every --target.
+ *   issue the million of S5 (and token set-up for S1/S2): issues queue tokens for N
+ *         distinct users, closed loop over C connections; at each checkpoint it waits
+ *         for the in-flight requests, reads the server's VmRSS (--pid) and probes the
+ *         status of the last token issued (a token at the back of the line).
+ *
+ * Latencies go into log-linear histograms (~3 % resolution). Results: one JSON
+ * object on stdout; progress on stderr. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- utilities */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loadgen: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        die("out of memory");
+    return p;
+}
+
+static void *xcalloc(size_t n, size_t m)
+{
+    void *p = calloc(n ? n : 1, m ? m : 1);
+    if (p == NULL)
+        die("out of memory");
+    return p;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (p == NULL)
+        die("out of memory");
+    return p;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(void)
+{
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return rng_state = x;
+}
+
+/* ---------------------------------------------------------------- histogram */
+
+#define HB_SUB 32
+#define HB_N (64 + 40 * HB_SUB)
+
+struct hist {
+    uint64_t b[HB_N];
+    uint64_t n;
+    double sum_us, max_us;
+};
+
+static int hist_idx(uint64_t v)
+{
+    if (v < 64)
+        return (int)v;
+    int k = 63 - __builtin_clzll(v); /* >= 6 */
+    int sub = (int)((v >> (k - 5)) & 31);
+    int i = 64 + (k - 6) * HB_SUB + sub;
+    return i < HB_N ? i : HB_N - 1;
+}
+
+static double hist_val(int i)
+{
+    if (i < 64)
+        return i;
+    int k = (i - 64) / HB_SUB + 6, sub = (i - 64) % HB_SUB;
+    double lo = (double)((uint64_t)(32 + sub) << (k - 5)), w = (double)(1ULL << (k - 5));
+    return lo + w / 2;
+}
+
+static void hist_add(struct hist *h, double seconds)
+{
+    double us = seconds * 1e6;
+    if (us < 0)
+        us = 0;
+    h->b[hist_idx((uint64_t)us)]++;
+    h->n++;
+    h->sum_us += us;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+static double hist_pct(const struct hist *h, double p)
+{
+    if (h->n == 0)
+        return 0;
+    uint64_t want = (uint64_t)ceil(p / 100.0 * (double)h->n), acc = 0;
+    if (want == 0)
+        want = 1;
+    for (int i = 0; i < HB_N; i++) {
+        acc += h->b[i];
+        if (acc >= want)
+            return hist_val(i) < h->max_us ? hist_val(i) : h->max_us;
+    }
+    return h->max_us;
+}
+
+/* Latencies in milliseconds, JSON fields. */
+static void hist_json(FILE *f, const struct hist *h)
+{
+    fprintf(f, "{\"n\":%llu,\"mean_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}",
+            (unsigned long long)h->n, h->n ? h->sum_us / (double)h->n / 1000 : 0, hist_pct(h, 50) / 1000,
+            hist_pct(h, 90) / 1000, hist_pct(h, 99) / 1000, hist_pct(h, 99.9) / 1000, h->max_us / 1000);
+}
+
+/* ---------------------------------------------------------------- tokens file */
+
+/* "userId accessToken" per line (bench/seed.c --tokens) or, for --hdrs, one
+ * tab-separated header block per line. Lines point into one buffer. */
+struct lines {
+    char *buf;
+    char **line;
+    size_t n;
+};
+
+static void lines_load(struct lines *l, const char *path, size_t skip, size_t want)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        die("%s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    l->buf = xmalloc((size_t)sz + 1);
+    if (fread(l->buf, 1, (size_t)sz, f) != (size_t)sz)
+        die("%s: short read", path);
+    fclose(f);
+    l->buf[sz] = 0;
+    size_t cap = 1024, n = 0, idx = 0;
+    l->line = xmalloc(cap * sizeof(char *));
+    for (char *p = l->buf; *p;) {
+        char *e = strchr(p, '\n');
+        if (e)
+            *e = 0;
+        if (*p && idx++ >= skip) {
+            if (want && n == want)
+                break;
+            if (n == cap)
+                l->line = xrealloc(l->line, (cap *= 2) * sizeof(char *));
+            l->line[n++] = p;
+        }
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    l->n = n;
+    if (want && n < want)
+        die("%s: %zu lines after skipping %zu, %zu wanted", path, n, skip, want);
+}
+
+/* The access token of a "userId token" line. */
+static const char *line_token(const char *line)
+{
+    const char *sp = strchr(line, ' ');
+    return sp ? sp + 1 : line;
+}
+
+/* ---------------------------------------------------------------- JSON bits */
+
+static int json_int(const char *body, const char *key, long long *v)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(body, pat);
+    if (p == NULL)
+        return -1;
+    *v = strtoll(p + strlen(pat), NULL, 10);
+    return 0;
+}
+
+static int json_str(const char *body, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    const char *p = strstr(body, pat);
+    if (p == NULL)
+        return -1;
+    p += strlen(pat);
+    size_t i = 0;
+    while (p[i] && p[i] != '"' && i + 1 < cap) {
+        out[i] = p[i];
+        i++;
+    }
+    out[i] = 0;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- connections */
+
+struct target {
+    struct sockaddr_in addr;
+    char hostport[64];
+};
+
+enum cstate { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
+
+struct conn {
+    int fd, target;
+    enum cstate st;
+    char *w;
+    size_t wlen, woff, wcap;
+    char *r;
+    size_t rlen, rcap;
+    uint32_t owner; /* user / slot that sent the request */
+    double t_due;   /* latency origin */
+    double t_sent;
+    int want_out;
+    int retried;
+};
+
+static int g_ep;
+static struct target *g_tg;
+static int g_ntg;
+static struct conn *g_conn;
+static int g_nconn;
+static int *g_free; /* stack of idle connection indexes */
+static int g_nfree;
+static uint64_t g_conn_errors, g_reconnects;
+
+static void parse_targets(const char *spec)
+{
+    char *s = strdup(spec), *save = NULL;
+    g_ntg = 0;
+    g_tg = xcalloc(16, sizeof *g_tg);
+    for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (g_ntg == 16)
+            die("too many targets");
+        char *colon = strrchr(t, ':');
+        if (colon == NULL)
+            die("target %s: want host:port", t);
+        *colon = 0;
+        struct target *g = &g_tg[g_ntg++];
+        g->addr.sin_family = AF_INET;
+        g->addr.sin_port = htons((uint16_t)atoi(colon + 1));
+        if (inet_pton(AF_INET, t, &g->addr.sin_addr) != 1)
+            die("target %s: IPv4 address wanted", t);
+        snprintf(g->hostport, sizeof g->hostport, "%s:%s", t, colon + 1);
+    }
+    free(s);
+    if (g_ntg == 0)
+        die("no target");
+}
+
+static void ep_set(struct conn *c, int out)
+{
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.u32 = (uint32_t)(c - g_conn)};
+    if (epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+        die("epoll_ctl: %s", strerror(errno));
+    c->want_out = out;
+}
+
+static void conn_open(struct conn *c)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        die("socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(c->fd, (struct sockaddr *)&g_tg[c->target].addr, sizeof g_tg[c->target].addr);
+    if (rc != 0 && errno != EINPROGRESS)
+        die("connect %s: %s", g_tg[c->target].hostport, strerror(errno));
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)(c - g_conn)};
+    if (epoll_ctl(g_ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        die("epoll_ctl add: %s", strerror(errno));
+    c->want_out = 1;
+    c->st = C_CONNECTING;
+    c->rlen = 0;
+}
+
+static void conns_init(int per_target)
+{
+    g_ep = epoll_create1(EPOLL_CLOEXEC);
+    g_nconn = per_target * g_ntg;
+    g_conn = xcalloc((size_t)g_nconn, sizeof *g_conn);
+    g_free = xmalloc((size_t)g_nconn * sizeof(int));
+    g_nfree = 0;
+    for (int i = 0; i < g_nconn; i++) {
+        struct conn *c = &g_conn[i];
+        c->target = i % g_ntg;
+        c->wcap = 4096;
+        c->w = xmalloc(c->wcap);
+        c->rcap = 16384;
+        c->r = xmalloc(c->rcap);
+        conn_open(c);
+    }
+}
+
+/* Queues the request text on c and writes what the socket takes. */
+static void conn_send(struct conn *c, uint32_t owner, double t_due, const char *req, size_t len)
+{
+    if (len > c->wcap)
+        c->w = xrealloc(c->w, c->wcap = len);
+    memcpy(c->w, req, len);
+    c->wlen = len;
+    c->woff = 0;
+    c->owner = owner;
+    c->t_due = t_due;
+    c->t_sent = now_s();
+    c->st = C_BUSY;
+    c->rlen = 0;
+    ssize_t n = send(c->fd, c->w, c->wlen, MSG_NOSIGNAL);
+    if (n > 0)
+        c->woff = (size_t)n;
+    if (c->woff < c->wlen && !c->want_out)
+        ep_set(c, 1);
+}
+
+/* A finished response: status, body (NUL-terminated, inside c->r). */
+typedef void (*on_response_fn)(struct conn *c, int status, char *body, size_t blen);
+/* A request lost to a broken connection (after one retry). */
+typedef void (*on_fail_fn)(struct conn *c);
+typedef void (*on_idle_fn)(struct conn *c);
+
+static on_response_fn g_on_response;
+static on_fail_fn g_on_fail;
+static on_idle_fn g_on_idle;
+
+static void conn_broken(struct conn *c)
+{
+    int was_busy = c->st == C_BUSY, idx = (int)(c - g_conn);
+    if (c->st == C_IDLE) /* closed by the server while parked: leave the free stack */
+        for (int i = 0; i < g_nfree; i++)
+            if (g_free[i] == idx) {
+                g_free[i] = g_free[--g_nfree];
+                break;
+            }
+    epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    if (was_busy)
+        g_conn_errors++;
+    g_reconnects++;
+    conn_open(c); /* keeps c->w, c->owner, c->t_due */
+    if (was_busy && !c->retried) {
+        c->retried = 1;
+        c->woff = 0;
+        c->t_sent = -1; /* resend once connected (see conn_event) */
+        return;
+    }
+    c->retried = 0;
+    c->t_sent = 0;
+    if (was_busy)
+        g_on_fail(c);
+}
+
+/* Parses c->r; returns 1 when a whole response is there. */
+static int conn_try_response(struct conn *c)
+{
+    if (c->rlen + 1 > c->rcap)
+        c->r = xrealloc(c->r, c->rcap *= 2);
+    c->r[c->rlen] = 0;
+    char *hend = strstr(c->r, "\r\n\r\n");
+    if (hend == NULL)
+        return 0;
+    size_t hlen = (size_t)(hend - c->r) + 4;
+    long long cl = 0;
+    for (char *p = c->r; p < hend; p++) {
+        if ((*p == '\n') && strncasecmp(p + 1, "content-length:", 15) == 0) {
+            cl = strtoll(p + 16, NULL, 10);
+            break;
+        }
+    }
+    size_t total = hlen + (size_t)cl;
+    if (c->rlen < total) {
+        if (total + 1 > c->rcap) {
+            while (total + 1 > c->rcap)
+                c->rcap *= 2;
+            c->r = xrealloc(c->r, c->rcap);
+        }
+        return 0;
+    }
+    int status = atoi(c->r + 9);
+    c->r[total] = 0;
+    c->st = C_IDLE;
+    c->retried = 0;
+    g_on_response(c, status, c->r + hlen, (size_t)cl);
+    return 1;
+}
+
+static void conn_event(struct conn *c, uint32_t ev)
+{
+    if (c->st == C_CONNECTING) {
+        if (ev & (EPOLLERR | EPOLLHUP)) {
+            die("cannot connect to %s", g_tg[c->target].hostport);
+        }
+        if (ev & EPOLLOUT) {
+            int err = 0;
+            socklen_t el = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+            if (err)
+                die("connect %s: %s", g_tg[c->target].hostport, strerror(err));
+            ep_set(c, 0);
+            if (c->t_sent < 0) { /* resend the request that a broken connection lost */
+                c->st = C_BUSY;
+                c->t_sent = now_s();
+                ssize_t n = send(c->fd, c->w, c->wlen, MSG_NOSIGNAL);
+                if (n > 0)
+                    c->woff = (size_t)n;
+                if (c->woff < c->wlen)
+                    ep_set(c, 1);
+            } else {
+                c->st = C_IDLE;
+                g_on_idle(c);
+            }
+        }
+        return;
+    }
+    if ((ev & EPOLLOUT) && c->st == C_BUSY && c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->w + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0)
+            c->woff += (size_t)n;
+        else if (n < 0 && errno != EAGAIN) {
+            conn_broken(c);
+            return;
+        }
+        if (c->woff >= c->wlen)
+            ep_set(c, 0);
+    }
+    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        for (;;) {
+            if (c->rcap - c->rlen < 4096)
+                c->r = xrealloc(c->r, c->rcap *= 2);
+            ssize_t n = recv(c->fd, c->r + c->rlen, c->rcap - c->rlen - 1, 0);
+            if (n > 0) {
+                c->rlen += (size_t)n;
+                if (c->st == C_BUSY && conn_try_response(c))
+                    return;
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return;
+            conn_broken(c); /* EOF or error */
+            return;
+        }
+    }
+}
+
+/* Runs the loop until *stop or deadline; tick() is called every round. */
+static void loop_once(int timeout_ms)
+{
+    struct epoll_event evs[256];
+    int n = epoll_wait(g_ep, evs, 256, timeout_ms);
+    for (int i = 0; i < n; i++)
+        conn_event(&g_conn[evs[i].data.u32], evs[i].events);
+}
+
+static int g_idle_ready; /* connections connected at least once */
+static size_t build_req(char *out, size_t cap, const char *method, const char *host, const char *path,
+                        const char *hdr1, const char *hdr2, const char *hdr3, const char *body)
+{
+    size_t bl = body ? strlen(body) : 0;
+    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", method, path, host,
+                     hdr1 ? hdr1 : "", hdr1 ? "\r\n" : "", hdr2 ? hdr2 : "", hdr2 ? "\r\n" : "",
+                     hdr3 ? hdr3 : "", hdr3 ? "\r\n" : "");
+    if (body)
+        n += snprintf(out + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                      bl, body);
+    else
+        n += snprintf(out + n, cap - (size_t)n, "\r\n");
+    if ((size_t)n >= cap)
+        die("request too long");
+    return (size_t)n;
+}
+
+/* ---------------------------------------------------------------- options */
+
+struct opts {
+    const char *mode, *targets, *path, *method, *hdrs, *tokens, *timeline, *checkpoints, *save, *body;
+    int conns, concert, pid, probe_n;
+    double rate, duration, warmup, arrival, max_time;
+    long users, skip, seats_total;
+};
+
+static struct opts O = {.method = "GET", .conns = 64, .probe_n = 2000, .warmup = 1, .max_time = 120};
+
+static void parse_opts(int argc, char **argv)
+{
+    if (argc < 2)
+        die("usage: loadgen rate|flow|issue --target host:port[,host:port] ...");
+    O.mode = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc)
+            die("option %s needs a value", a);
+        const char *v = argv[++i];
+        if (!strcmp(a, "--target") || !strcmp(a, "--targets"))
+            O.targets = v;
+        else if (!strcmp(a, "--path"))
+            O.path = v;
+        else if (!strcmp(a, "--method"))
+            O.method = v;
+        else if (!strcmp(a, "--body"))
+            O.body = v;
+        else if (!strcmp(a, "--hdrs"))
+            O.hdrs = v;
+        else if (!strcmp(a, "--tokens"))
+            O.tokens = v;
+        else if (!strcmp(a, "--timeline"))
+            O.timeline = v;
+        else if (!strcmp(a, "--checkpoints"))
+            O.checkpoints = v;
+        else if (!strcmp(a, "--save"))
+            O.save = v;
+        else if (!strcmp(a, "--conns"))
+            O.conns = atoi(v);
+        else if (!strcmp(a, "--concert"))
+            O.concert = atoi(v);
+        else if (!strcmp(a, "--pid"))
+            O.pid = atoi(v);
+        else if (!strcmp(a, "--probe-n"))
+            O.probe_n = atoi(v);
+        else if (!strcmp(a, "--rate"))
+            O.rate = atof(v);
+        else if (!strcmp(a, "--duration"))
+            O.duration = atof(v);
+        else if (!strcmp(a, "--warmup"))
+            O.warmup = atof(v);
+        else if (!strcmp(a, "--arrival"))
+            O.arrival = atof(v);
+        else if (!strcmp(a, "--max-time"))
+            O.max_time = atof(v);
+        else if (!strcmp(a, "--users"))
+            O.users = atol(v);
+        else if (!strcmp(a, "--skip"))
+            O.skip = atol(v);
+        else if (!strcmp(a, "--seats-total"))
+            O.seats_total = atol(v);
+        else
+            die("unknown option %s", a);
+    }
+    if (O.targets == NULL)
+        die("--target is required");
+    parse_targets(O.targets);
+}
+
+/* ================================================================ rate mode */
+
+static struct lines R_hdr;
+static char **R_hdr_lines; /* tab → CRLF converted */
+static double R_t0, R_end;
+static struct hist R_h;
+static uint64_t R_sent, R_done, R_ok, R_err, R_counted, R_in_window;
+static double *R_pend; /* due times waiting for a connection (FIFO ring) */
+static size_t R_pcap, R_phead, R_plen;
+
+static void rate_send(struct conn *c, double due)
+{
+    char req[8192];
+    const char *h = R_hdr.n ? R_hdr_lines[R_sent % R_hdr.n] : NULL;
+    size_t len = build_req(req, sizeof req, O.method, g_tg[c->target].hostport, O.path, h, NULL, NULL, O.body);
+    R_sent++;
+    conn_send(c, 0, due, req, len);
+}
+
+static void rate_idle(struct conn *c)
+{
+    if (R_plen > 0) {
+        double due = R_pend[R_phead];
+        R_phead = (R_phead + 1) % R_pcap;
+        R_plen--;
+        rate_send(c, due);
+        return;
+    }
+    g_free[g_nfree++] = (int)(c - g_conn);
+    g_idle_ready++;
+}
+
+static void rate_response(struct conn *c, int status, char *body, size_t blen)
+{
+    double t = now_s();
+    R_done++;
+    if (t >= R_t0 + O.warmup && t < R_end)
+        R_in_window++; /* throughput: answers received inside the window */
+    if (c->t_due >= R_t0 + O.warmup && c->t_due < R_end) {
+        R_counted++;
+        hist_add(&R_h, t - c->t_due);
+        if (status >= 200 && status < 300)
+            R_ok++;
+        else
+            R_err++;
+    }
+    rate_idle(c);
+}
+
+static void rate_fail(struct conn *c) { R_err++; }
+
+static int mode_rate(void)
+{
+    if (O.rate <= 0 || O.duration <= 0 || O.path == NULL)
+        die("rate mode needs --rate, --duration and --path");
+    if (O.hdrs) {
+        lines_load(&R_hdr, O.hdrs, 0, 0);
+        R_hdr_lines = xmalloc(R_hdr.n * sizeof(char *));
+        for (size_t i = 0; i < R_hdr.n; i++) {
+            /* tab-separated fields; those without a colon (index, status written by
+             * `issue --save`) are not headers */
+            size_t l = strlen(R_hdr.line[i]);
+            char *s = xmalloc(l * 2 + 1), *o = s, *save = NULL;
+            for (char *f = strtok_r(R_hdr.line[i], "\t", &save); f; f = strtok_r(NULL, "\t", &save)) {
+                if (strchr(f, ':') == NULL)
+                    continue;
+                if (o != s) {
+                    *o++ = '\r';
+                    *o++ = '\n';
+                }
+                size_t fl = strlen(f);
+                memcpy(o, f, fl);
+                o += fl;
+            }
+            *o = 0;
+            R_hdr_lines[i] = s;
+        }
+    }
+    g_on_response = rate_response;
+    g_on_fail = rate_fail;
+    g_on_idle = rate_idle;
+    conns_init(O.conns);
+    double dl = now_s() + 5;
+    while (g_idle_ready < g_nconn && now_s() < dl)
+        loop_once(10);
+    R_pcap = (size_t)(O.rate * (O.duration + O.warmup)) + 16;
+    R_pend = xmalloc(R_pcap * sizeof(double));
+    R_t0 = now_s();
+    R_end = R_t0 + O.warmup + O.duration;
+    uint64_t k = 0;
+    double interval = 1.0 / O.rate;
+    for (;;) {
+        double t = now_s();
+        if (t >= R_end)
+            break;
+        while (R_t0 + (double)k * interval <= t) {
+            double due = R_t0 + (double)k * interval;
+            k++;
+            if (g_nfree > 0)
+                rate_send(&g_conn[g_free[--g_nfree]], due);
+            else if (R_plen < R_pcap) {
+                R_pend[(R_phead + R_plen) % R_pcap] = due;
+                R_plen++;
+            }
+        }
+        double next = R_t0 + (double)k * interval - now_s();
+        loop_once(next > 0.001 ? 1 : 0);
+    }
+    /* drain: requests due in the window still count, up to 3 s */
+    double drain = now_s() + 3;
+    while ((R_plen > 0 || g_nfree < g_nconn) && now_s() < drain)
+        loop_once(5);
+    uint64_t lost = R_plen + (uint64_t)(g_nconn - g_nfree);
+    double win = O.duration;
+    printf("{\"mode\":\"rate\",\"offered_rps\":%.1f,\"achieved_rps\":%.1f,\"ok\":%llu,\"errors\":%llu,"
+           "\"unfinished\":%llu,\"conn_errors\":%llu,\"latency\":",
+           O.rate, (double)R_in_window / win, (unsigned long long)R_ok, (unsigned long long)R_err,
+           (unsigned long long)lost, (unsigned long long)g_conn_errors);
+    hist_json(stdout, &R_h);
+    printf("}\n");
+    return 0;
+}
+
+/* ================================================================ flow mode (S4) */
+
+enum step { ST_ISSUE, ST_POLL, ST_DATES, ST_SEATS, ST_HOLD, ST_PAY, ST_LEAVE, ST_N };
+static const char *step_name[ST_N] = {"issue", "poll", "dates", "seats", "hold", "pay", "leave"};
+
+enum ustate { U_PENDING, U_TIMER, U_READY, U_INFLIGHT, U_DONE };
+
+struct user {
+    const char *auth;
+    char q[40];
+    uint8_t st, step, tries;
+    int64_t sched, resv;
+    int32_t *cand;
+    int32_t ncand;
+    double t_ready;
+};
+
+struct tev {
+    double due;
+    uint32_t u;
+};
+
+static struct user *F_u;
+static long F_n;
+static struct tev *F_heap;
+static size_t F_hn, F_hcap;
+static uint32_t *F_rq;
+static size_t F_rqh, F_rqn, F_rqcap;
+static struct hist F_h[ST_N];
+static uint64_t F_cnt[ST_N], F_err[ST_N];
+static uint64_t F_paid, F_refused, F_soldout_left, F_expired, F_failed, F_done, F_admitted, F_limit;
+static double F_t0, F_first_paid, F_sellout, F_last_paid;
+static uint64_t F_st429, F_st5xx;
+/* per-0.5 s timeline */
+#define TL_BIN 0.5
+#define TL_MAX 2000
+static struct {
+    uint32_t arrivals, paid, refused, polls, reqs;
+} F_tl[TL_MAX];
+
+static void heap_push(double due, uint32_t u)
+{
+    if (F_hn == F_hcap)
+        F_heap = xrealloc(F_heap, (F_hcap = F_hcap ? F_hcap * 2 : 1024) * sizeof *F_heap);
+    size_t i = F_hn++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (F_heap[p].due <= due)
+            break;
+        F_heap[i] = F_heap[p];
+        i = p;
+    }
+    F_heap[i] = (struct tev){due, u};
+}
+
+static struct tev heap_pop(void)
+{
+    struct tev top = F_heap[0], last = F_heap[--F_hn];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        double md = last.due;
+        if (l < F_hn && F_heap[l].due < md) {
+            m = l;
+            md = F_heap[l].due;
+        }
+        if (r < F_hn && F_heap[r].due < md)
+            m = r;
+        if (m == i)
+            break;
+        F_heap[i] = F_heap[m];
+        i = m;
+    }
+    if (F_hn)
+        F_heap[i] = last;
+    return top;
+}
+
+static int tl_bin(double t)
+{
+    int b = (int)((t - F_t0) / TL_BIN);
+    return b < 0 ? 0 : b >= TL_MAX ? TL_MAX - 1 : b;
+}
+
+static void user_ready(uint32_t u, int step)
+{
+    struct user *x = &F_u[u];
+    x->step = (uint8_t)step;
+    x->st = U_READY;
+    x->t_ready = now_s();
+    F_rq[(F_rqh + F_rqn) % F_rqcap] = u;
+    F_rqn++;
+}
+
+static void user_later(uint32_t u, int step, double delay)
+{
+    struct user *x = &F_u[u];
+    x->step = (uint8_t)step;
+    x->st = U_TIMER;
+    heap_push(now_s() + delay, u);
+}
+
+static void user_done(uint32_t u)
+{
+    struct user *x = &F_u[u];
+    x->st = U_DONE;
+    free(x->cand);
+    x->cand = NULL;
+    x->ncand = 0;
+    F_done++;
+}
+
+static void flow_send(struct conn *c, uint32_t u)
+{
+    struct user *x = &F_u[u];
+    char req[1024], auth[160], qt[80], extra[96], path[128], body[128];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", x->auth);
+    snprintf(qt, sizeof qt, "X-Queue-Token: %s", x->q);
+    const char *host = g_tg[c->target].hostport;
+    size_t len = 0;
+    switch (x->step) {
+    case ST_ISSUE:
+        snprintf(path, sizeof path, "/api/v1/concerts/%d/queue/tokens", O.concert);
+        len = build_req(req, sizeof req, "POST", host, path, auth, NULL, NULL, "");
+        break;
+    case ST_POLL:
+        len = build_req(req, sizeof req, "GET", host, "/api/v1/queue/status", auth, qt, NULL, NULL);
+        break;
+    case ST_DATES:
+        snprintf(path, sizeof path, "/api/v1/concerts/%d/schedules", O.concert);
+        len = build_req(req, sizeof req, "GET", host, path, auth, qt, NULL, NULL);
+        break;
+    case ST_SEATS:
+        snprintf(path, sizeof path, "/api/v1/schedules/%lld/seats", (long long)x->sched);
+        len = build_req(req, sizeof req, "GET", host, path, auth, qt, NULL, NULL);
+        break;
+    case ST_HOLD: {
+        int32_t k = (int32_t)(rnd() % (uint64_t)x->ncand);
+        int32_t seat = x->cand[k];
+        x->cand[k] = x->cand[--x->ncand]; /* tried once */
+        snprintf(body, sizeof body, "{\"scheduleId\":%lld,\"seatNo\":%d}", (long long)x->sched, seat);
+        len = build_req(req, sizeof req, "POST", host, "/api/v1/reservations", auth, qt, NULL, body);
+        break;
+    }
+    case ST_PAY:
+        snprintf(extra, sizeof extra, "Idempotency-Key: pay-%lld", (long long)x->resv);
+        snprintf(body, sizeof body, "{\"reservationId\":%lld}", (long long)x->resv);
+        len = build_req(req, sizeof req, "POST", host, "/api/v1/payments", auth, qt, extra, body);
+        break;
+    case ST_LEAVE:
+        len = build_req(req, sizeof req, "DELETE", host, "/api/v1/queue/tokens/current", auth, qt, NULL, NULL);
+        break;
+    }
+    x->st = U_INFLIGHT;
+    F_tl[tl_bin(now_s())].reqs++;
+    conn_send(c, u, x->t_ready, req, len);
+}
+
+static int F_stopping;
+
+static void flow_idle(struct conn *c)
+{
+    if (F_rqn > 0 && !F_stopping) {
+        uint32_t u = F_rq[F_rqh];
+        F_rqh = (F_rqh + 1) % F_rqcap;
+        F_rqn--;
+        flow_send(c, u);
+        return;
+    }
+    g_free[g_nfree++] = (int)(c - g_conn);
+    g_idle_ready++;
+}
+
+/* A queue answer (issue or poll): ACTIVE → dates; WAITING → poll later. */
+static void flow_ticket(uint32_t u, char *body)
+{
+    struct user *x = &F_u[u];
+    char st[16] = "";
+    long long poll = 1000;
+    json_str(body, "token", x->q, sizeof x->q);
+    json_str(body, "status", st, sizeof st);
+    json_int(body, "pollAfterMs", &poll);
+    if (strcmp(st, "ACTIVE") == 0) {
+        F_admitted++;
+        user_ready(u, ST_DATES);
+    } else
+        user_later(u, ST_POLL, (double)poll / 1000.0);
+}
+
+static void flow_response(struct conn *c, int status, char *body, size_t blen)
+{
+    double t = now_s();
+    uint32_t u = c->owner;
+    struct user *x = &F_u[u];
+    int step = x->step;
+    hist_add(&F_h[step], t - c->t_due);
+    F_cnt[step]++;
+    if (status == 429)
+        F_st429++;
+    if (status >= 500)
+        F_st5xx++;
+    int ok = status >= 200 && status < 300;
+    if (!ok && !(step == ST_HOLD && status == 409))
+        F_err[step]++;
+    switch (step) {
+    case ST_ISSUE:
+        if (ok) {
+            flow_ticket(u, body);
+        } else
+            user_later(u, ST_ISSUE, 1.0);
+        break;
+    case ST_POLL:
+        F_tl[tl_bin(t)].polls++;
+        if (ok)
+            flow_ticket(u, body);
+        else if (status == 410) {
+            F_expired++;
+            user_done(u);
+        } else
+            user_later(u, ST_POLL, 1.0);
+        break;
+    case ST_DATES: {
+        if (!ok) {
+            F_failed++;
+            user_done(u);
+            break;
+        }
+        /* pick a random schedule among those with free seats */
+        int64_t ids[256];
+        int n = 0;
+        for (char *p = strstr(body, "\"scheduleId\":"); p && n < 256; p = strstr(p + 1, "\"scheduleId\":")) {
+            long long id = strtoll(p + 13, NULL, 10), av = 0;
+            char *a = strstr(p, "\"availableSeats\":");
+            if (a)
+                av = strtoll(a + 17, NULL, 10);
+            if (av > 0)
+                ids[n++] = id;
+        }
+        if (n == 0) {
+            F_soldout_left++;
+            user_ready(u, ST_LEAVE);
+            break;
+        }
+        x->sched = ids[rnd() % (uint64_t)n];
+        user_ready(u, ST_SEATS);
+        break;
+    }
+    case ST_SEATS: {
+        if (!ok) {
+            F_failed++;
+            user_done(u);
+            break;
+        }
+        int32_t cap = 64, n = 0;
+        int32_t *cand = xmalloc((size_t)cap * sizeof(int32_t));
+        for (char *p = strstr(body, "\"seatNo\":"); p; p = strstr(p + 1, "\"seatNo\":")) {
+            int32_t no = (int32_t)strtol(p + 9, &p, 10);
+            char *a = strstr(p, "\"available\":");
+            if (a && a[12] == 't') {
+                if (n == cap)
+                    cand = xrealloc(cand, (size_t)(cap *= 2) * sizeof(int32_t));
+                cand[n++] = no;
+            }
+        }
+        free(x->cand);
+        x->cand = cand;
+        x->ncand = n;
+        if (n == 0)
+            user_ready(u, ST_DATES);
+        else
+            user_ready(u, ST_HOLD);
+        break;
+    }
+    case ST_HOLD:
+        if (ok) {
+            long long id = 0;
+            json_int(body, "reservationId", &id);
+            x->resv = id;
+            user_ready(u, ST_PAY);
+        } else if (status == 409 && strstr(body, "SEAT_UNAVAILABLE")) {
+            F_refused++;
+            F_tl[tl_bin(t)].refused++;
+            if (x->ncand > 0)
+                user_ready(u, ST_HOLD);
+            else
+                user_ready(u, ST_DATES);
+        } else if (status == 409 && strstr(body, "SEAT_LIMIT")) {
+            F_limit++;
+            user_ready(u, ST_LEAVE);
+        } else if (status == 429) {
+            user_later(u, ST_HOLD, 1.0);
+            if (x->ncand == 0)
+                x->step = ST_DATES;
+        } else {
+            F_failed++;
+            user_ready(u, ST_LEAVE);
+        }
+        break;
+    case ST_PAY:
+        if (ok) {
+            F_paid++;
+            F_tl[tl_bin(t)].paid++;
+            if (F_paid == 1)
+                F_first_paid = t;
+            F_last_paid = t;
+            if (O.seats_total && F_paid == (uint64_t)O.seats_total)
+                F_sellout = t;
+        } else
+            F_failed++;
+        user_done(u);
+        break;
+    case ST_LEAVE:
+        user_done(u);
+        break;
+    }
+    flow_idle(c); /* the body is no longer needed: the connection takes the next user */
+}
+
+static void flow_fail(struct conn *c)
+{
+    uint32_t u = c->owner;
+    F_err[F_u[u].step]++;
+    F_failed++;
+    user_done(u);
+}
+
+static int mode_flow(void)
+{
+    if (O.users <= 0 || O.tokens == NULL || O.concert <= 0 || O.arrival <= 0)
+        die("flow mode needs --users, --tokens, --concert and --arrival");
+    struct lines tk;
+    lines_load(&tk, O.tokens, (size_t)O.skip, (size_t)O.users);
+    F_n = O.users;
+    F_u = xcalloc((size_t)F_n, sizeof *F_u);
+    for (long i = 0; i < F_n; i++)
+        F_u[i].auth = line_token(tk.line[i]);
+    F_rqcap = (size_t)F_n + 1;
+    F_rq = xmalloc(F_rqcap * sizeof(uint32_t));
+    g_on_response = flow_response;
+    g_on_fail = flow_fail;
+    g_on_idle = flow_idle;
+    conns_init(O.conns);
+    double dl = now_s() + 5;
+    while (g_idle_ready < g_nconn && now_s() < dl)
+        loop_once(10);
+    F_t0 = now_s();
+    long next_arrival = 0;
+    double last_report = F_t0, arrival_end = F_t0 + O.arrival;
+    for (;;) {
+        double t = now_s();
+        /* arrivals: user i at t0 + i * arrival / n */
+        while (next_arrival < F_n && F_t0 + (double)next_arrival * O.arrival / (double)F_n <= t) {
+            F_tl[tl_bin(t)].arrivals++;
+            user_ready((uint32_t)next_arrival, ST_ISSUE);
+            next_arrival++;
+        }
+        while (F_hn > 0 && F_heap[0].due <= t) {
+            struct tev e = heap_pop();
+            struct user *x = &F_u[e.u];
+            x->st = U_READY;
+            x->t_ready = t;
+            F_rq[(F_rqh + F_rqn) % F_rqcap] = e.u;
+            F_rqn++;
+        }
+        while (F_rqn > 0 && g_nfree > 0) {
+            uint32_t u = F_rq[F_rqh];
+            F_rqh = (F_rqh + 1) % F_rqcap;
+            F_rqn--;
+            flow_send(&g_conn[g_free[--g_nfree]], u);
+        }
+        if (F_done == (uint64_t)F_n)
+            break;
+        if (F_sellout > 0 && t >= F_sellout + 0.5 && t >= arrival_end)
+            break;
+        if (t - F_t0 > O.max_time)
+            break;
+        if (t - last_report >= 2) {
+            last_report = t;
+            fprintf(stderr, "  t=%5.1fs arrived %ld paid %llu refused %llu admitted %llu queued %zu timers %zu\n",
+                    t - F_t0, next_arrival, (unsigned long long)F_paid, (unsigned long long)F_refused,
+                    (unsigned long long)F_admitted, F_rqn, F_hn);
+        }
+        double wait = 0.001;
+        if (next_arrival < F_n) {
+            double na = F_t0 + (double)next_arrival * O.arrival / (double)F_n - now_s();
+            if (na < wait)
+                wait = na;
+        }
+        loop_once(wait > 0.0005 ? 1 : 0);
+    }
+    /* drain: answers to requests already sent still count (a payment in flight at
+     * the stop is in the database: the verification compares against this count) */
+    F_stopping = 1;
+    double drain = now_s() + 10;
+    while (g_nfree < g_nconn && now_s() < drain)
+        loop_once(5);
+    double t_end = now_s();
+    double sell_window = F_sellout > 0 ? F_sellout - F_first_paid : F_last_paid - F_first_paid;
+    double sustained = sell_window > 0 ? (double)F_paid / sell_window : 0;
+    /* peak over 1 s (two bins) */
+    double peak = 0;
+    int nb = tl_bin(t_end) + 1;
+    for (int b = 0; b + 1 < nb; b++) {
+        double r = (F_tl[b].paid + F_tl[b + 1].paid) / (2 * TL_BIN);
+        if (r > peak)
+            peak = r;
+    }
+    uint64_t waiting = 0;
+    for (long i = 0; i < F_n; i++)
+        if (F_u[i].st == U_TIMER && F_u[i].step == ST_POLL)
+            waiting++;
+    printf("{\"mode\":\"flow\",\"users\":%ld,\"arrival_s\":%.1f,\"arrived\":%ld,\"paid\":%llu,"
+           "\"paid_per_s_sustained\":%.1f,\"paid_per_s_peak_1s\":%.1f,\"first_paid_s\":%.3f,\"sellout_s\":%.3f,"
+           "\"last_paid_s\":%.3f,\"run_s\":%.3f,\"holds_refused\":%llu,\"seat_limit\":%llu,\"admitted\":%llu,"
+           "\"left_sold_out\":%llu,\"expired\":%llu,\"failed\":%llu,\"still_waiting\":%llu,\"http_429\":%llu,"
+           "\"unanswered_at_stop\":%d,"
+           "\"http_5xx\":%llu,\"conn_errors\":%llu,\"steps\":{",
+           F_n, O.arrival, next_arrival, (unsigned long long)F_paid, sustained, peak,
+           F_first_paid > 0 ? F_first_paid - F_t0 : -1, F_sellout > 0 ? F_sellout - F_t0 : -1,
+           F_last_paid > 0 ? F_last_paid - F_t0 : -1, t_end - F_t0, (unsigned long long)F_refused,
+           (unsigned long long)F_limit, (unsigned long long)F_admitted, (unsigned long long)F_soldout_left,
+           (unsigned long long)F_expired, (unsigned long long)F_failed, (unsigned long long)waiting,
+           (unsigned long long)F_st429, g_nconn - g_nfree, (unsigned long long)F_st5xx, (unsigned long long)g_conn_errors);
+    for (int s = 0; s < ST_N; s++) {
+        printf("%s\"%s\":{\"count\":%llu,\"errors\":%llu,\"latency\":", s ? "," : "", step_name[s],
+               (unsigned long long)F_cnt[s], (unsigned long long)F_err[s]);
+        hist_json(stdout, &F_h[s]);
+        printf("}");
+    }
+    printf("}}\n");
+    if (O.timeline) {
+        FILE *f = fopen(O.timeline, "w");
+        if (f == NULL)
+            die("%s: %s", O.timeline, strerror(errno));
+        fprintf(f, "# t_s arrivals_per_s paid_per_s refused_per_s polls_per_s requests_per_s\n");
+        for (int b = 0; b < nb; b++)
+            fprintf(f, "%.1f %.0f %.0f %.0f %.0f %.0f\n", b * TL_BIN, F_tl[b].arrivals / TL_BIN,
+                    F_tl[b].paid / TL_BIN, F_tl[b].refused / TL_BIN, F_tl[b].polls / TL_BIN, F_tl[b].reqs / TL_BIN);
+        fclose(f);
+    }
+    return 0;
+}
+
+/* ================================================================ issue mode (S5) */
+
+static long I_next, I_done, I_created, I_other, I_limit;
+static char I_last_q[40];
+static long I_last_idx = -1;
+static long I_want_idx = -1;
+static struct lines I_tk;
+static FILE *I_save;
+static int I_probing;
+static struct hist I_probe_h;
+static long I_probe_left;
+static double I_probe_t;
+static char I_probe_auth[200], I_probe_q[40];
+static long I_probe_bad;
+
+static void issue_send(struct conn *c)
+{
+    char req[1024], auth[160], path[96];
+    long i = I_next++;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", line_token(I_tk.line[i]));
+    snprintf(path, sizeof path, "/api/v1/concerts/%d/queue/tokens", O.concert);
+    size_t len = build_req(req, sizeof req, "POST", g_tg[c->target].hostport, path, auth, NULL, NULL, "");
+    conn_send(c, (uint32_t)i, now_s(), req, len);
+}
+
+static void probe_send(struct conn *c)
+{
+    char req[1024], auth[256], qt[80];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", I_probe_auth);
+    snprintf(qt, sizeof qt, "X-Queue-Token: %s", I_probe_q);
+    size_t len = build_req(req, sizeof req, "GET", g_tg[c->target].hostport, "/api/v1/queue/status", auth, qt,
+                           NULL, NULL);
+    conn_send(c, UINT32_MAX, now_s(), req, len);
+}
+
+static void issue_idle(struct conn *c)
+{
+    if (!I_probing && I_next < I_limit) {
+        issue_send(c);
+        return;
+    }
+    g_free[g_nfree++] = (int)(c - g_conn);
+    g_idle_ready++;
+}
+
+static void issue_response(struct conn *c, int status, char *body, size_t blen)
+{
+    if (c->owner == UINT32_MAX) { /* probe */
+        hist_add(&I_probe_h, now_s() - c->t_sent);
+        if (status != 200)
+            I_probe_bad++;
+        I_probe_left--;
+        if (I_probe_left > 0)
+            probe_send(c);
+        else
+            issue_idle(c);
+        return;
+    }
+    long i = (long)c->owner;
+    I_done++;
+    if (status == 201)
+        I_created++;
+    else
+        I_other++;
+    if (I_save || i == I_want_idx) {
+        char q[40] = "", st[16] = "";
+        json_str(body, "token", q, sizeof q);
+        json_str(body, "status", st, sizeof st);
+        if (i == I_want_idx) {
+            memcpy(I_last_q, q, sizeof q);
+            I_last_idx = i;
+        }
+        if (I_save)
+            fprintf(I_save, "%ld\t%s\tAuthorization: Bearer %s\tX-Queue-Token: %s\n", i, st, line_token(I_tk.line[i]),
+                    q);
+    }
+    issue_idle(c);
+}
+
+static void issue_fail(struct conn *c)
+{
+    if (c->owner != UINT32_MAX)
+        I_other++, I_done++;
+}
+
+static long read_rss_kib(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = atol(line + 6);
+    fclose(f);
+    return kib;
+}
+
+static int mode_issue(void)
+{
+    if (O.users <= 0 || O.tokens == NULL || O.concert <= 0)
+        die("issue mode needs --users, --tokens and --concert");
+    lines_load(&I_tk, O.tokens, (size_t)O.skip, (size_t)O.users);
+    long cps[32];
+    int ncp = 0;
+    if (O.checkpoints) {
+        char *s = strdup(O.checkpoints), *save = NULL;
+        for (char *t = strtok_r(s, ",", &save); t && ncp < 32; t = strtok_r(NULL, ",", &save))
+            cps[ncp++] = atol(t);
+        free(s);
+    }
+    if (ncp == 0 || cps[ncp - 1] != O.users)
+        cps[ncp++] = O.users;
+    if (O.save) {
+        I_save = fopen(O.save, "w");
+        if (I_save == NULL)
+            die("%s: %s", O.save, strerror(errno));
+    }
+    g_on_response = issue_response;
+    g_on_fail = issue_fail;
+    g_on_idle = issue_idle;
+    I_limit = 0; /* hold requests back until every connection is up */
+    conns_init(O.conns);
+    double dl = now_s() + 5;
+    while (g_idle_ready < g_nconn && now_s() < dl)
+        loop_once(10);
+    long rss0 = O.pid ? read_rss_kib(O.pid) : -1;
+    double issue_time = 0;
+    printf("{\"mode\":\"issue\",\"users\":%ld,\"rss0_kib\":%ld,\"checkpoints\":[", O.users, rss0);
+    for (int k = 0; k < ncp; k++) {
+        I_limit = cps[k];
+        I_want_idx = cps[k] - 1;
+        double t0 = now_s();
+        while (g_nfree > 0 && I_next < I_limit)
+            issue_send(&g_conn[g_free[--g_nfree]]);
+        while (I_done < I_limit)
+            loop_once(5);
+        double dt = now_s() - t0;
+        issue_time += dt;
+        long rss = O.pid ? read_rss_kib(O.pid) : -1;
+        /* let the server settle (write-behind, housekeeping) for half a second, then
+         * probe the last token issued: a token at the back of the line */
+        double settle = now_s() + 0.5;
+        while (now_s() < settle)
+            loop_once(10);
+        /* probe the last token issued: a token at the back of the line */
+        memset(&I_probe_h, 0, sizeof I_probe_h);
+        I_probe_bad = 0;
+        if (O.probe_n > 0 && I_last_idx == I_want_idx && g_nfree > 0) {
+            snprintf(I_probe_auth, sizeof I_probe_auth, "%s", line_token(I_tk.line[I_last_idx]));
+            memcpy(I_probe_q, I_last_q, sizeof I_probe_q);
+            I_probing = 1;
+            I_probe_left = O.probe_n;
+            I_probe_t = now_s();
+            probe_send(&g_conn[g_free[--g_nfree]]);
+            while (I_probe_left > 0)
+                loop_once(5);
+            I_probing = 0;
+        }
+        fprintf(stderr, "  issued %ld in %.2fs total (created %ld, other %ld), rss %ld KiB, probe p50 %.1f us\n",
+                I_done, issue_time, I_created, I_other, rss, hist_pct(&I_probe_h, 50));
+        printf("%s{\"issued\":%ld,\"issue_s\":%.3f,\"segment_rate\":%.1f,\"created\":%ld,\"other\":%ld,\"rss_kib\":%ld,"
+               "\"probe_bad\":%ld,\"probe\":",
+               k ? "," : "", I_done, issue_time, dt > 0 ? (double)(cps[k] - (k ? cps[k - 1] : 0)) / dt : 0, I_created,
+               I_other, rss, I_probe_bad);
+        hist_json(stdout, &I_probe_h);
+        printf("}");
+        fflush(stdout);
+    }
+    printf("],\"issue_s\":%.3f,\"issue_per_s\":%.1f,\"conn_errors\":%llu}\n", issue_time,
+           issue_time > 0 ? (double)I_done / issue_time : 0, (unsigned long long)g_conn_errors);
+    if (I_save)
+        fclose(I_save);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    parse_opts(argc, argv);
+    rng_state ^= (uint64_t)getpid() * 0x2545F4914F6CDD1DULL;
+    if (!strcmp(O.mode, "rate"))
+        return mode_rate();
+    if (!strcmp(O.mode, "flow"))
+        return mode_flow();
+    if (!strcmp(O.mode, "issue"))
+        return mode_issue();
+    die("unknown mode %s (rate, flow, issue)", O.mode);
+    return 1;
+}
