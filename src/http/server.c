@@ -71,6 +71,28 @@ static int is_api_path(h2o_iovec_t path)
     return path.len == 4 && memcmp(path.base, "/api", 4) == 0;
 }
 
+/* Request smuggling guard. h2o 2.2 frames the body itself (first Content-Length
+ * wins; chunked is decoded in place) and hides both framing headers from
+ * handlers, so ambiguity shows only in the input buffer: bytes left after the
+ * body (two Content-Lengths, or any pipelining behind a body), or a body that does
+ * not directly follow the header block (chunked, possibly with a Content-Length
+ * beside it, RFC 9112 §6.1: process, then close). Either way this connection
+ * serves no further request. */
+static void close_after_unclear_framing(h2o_req_t *req)
+{
+    if (req->entity.base == NULL || req->conn->callbacks->get_socket == NULL)
+        return;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return;
+    const char *start = sock->input->bytes, *end = start + sock->input->size;
+    const char *body = req->entity.base, *body_end = body + req->entity.len;
+    int in_buffer = body >= start && body_end <= end;
+    int plain = in_buffer && body - start >= 4 && memcmp(body - 4, "\r\n\r\n", 4) == 0;
+    if (!in_buffer || !plain || body_end != end)
+        req->http1_is_persistent = 0;
+}
+
 /* The one h2o handler for the API: route, authenticate, dispatch. */
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -81,6 +103,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (!is_api_path(path) && has_web)
         return -1; /* the static file handler answers */
 
+    close_after_unclear_framing(req);
     struct call *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
     memset(c, 0, sizeof *c);
     c->req = req;
