@@ -93,11 +93,21 @@ static bool w_token(struct worker *w, struct bx_client *c, char *qt, size_t len)
 {
     struct bx_resp *r = w_send(w, c, "POST", bx_str(c, "/api/v1/concerts/%lld/queue/tokens", (long long)w->cid),
                                &(struct bx_req){.bearer = w->at}, NULL);
-    if ((r->status != 200 && r->status != 201) || strcmp(bx_jstr(r->json, "status"), "ACTIVE") != 0) {
+    if (r->status != 200 && r->status != 201) {
         w_note(w, "queue token", r);
         return false;
     }
     snprintf(qt, len, "%s", bx_jstr(r->json, "token"));
+    /* slots are free, but a token may wait for the next admission tick (e.g. when
+     * the admission could not be written at issue time): poll as a client would */
+    for (int polls = 0; strcmp(bx_jstr(r->json, "status"), "ACTIVE") != 0; polls++) {
+        if (polls >= 50 || r->status != 200 || strcmp(bx_jstr(r->json, "status"), "WAITING") != 0) {
+            w_note(w, "queue token", r);
+            return false;
+        }
+        bx_sleep_ms(100);
+        r = w_send(w, c, "GET", "/api/v1/queue/status", &(struct bx_req){.bearer = w->at, .queue_token = qt}, NULL);
+    }
     return true;
 }
 
