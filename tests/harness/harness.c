@@ -1625,3 +1625,17 @@ bool(bx_seat_available)(struct bx_client *c, const char *bearer, const char *qto
     HA(found || seat_no <= 0, "seat %d not in the seat map of schedule %lld", seat_no, (long long)schedule_id);
     return avail;
 }
+
+int64_t bx_find_held(const json_t *reservations_answer, int64_t schedule_id, int seat_no)
+{
+    size_t i;
+    json_t *res;
+    int64_t rid = 0;
+    json_array_foreach(json_object_get(reservations_answer, "reservations"), i, res)
+    {
+        if (bx_jint(res, "scheduleId") == schedule_id && bx_jint(res, "seatNo") == seat_no &&
+            strcmp(bx_jstr(res, "status"), "HELD") == 0)
+            rid = bx_jint(res, "reservationId");
+    }
+    return rid;
+}

@@ -196,6 +196,9 @@ const char *bx_str(struct bx_client *c, const char *fmt, ...) __attribute__((for
 /* Accessors that tolerate NULL / wrong types (return "" / INT64_MIN / false). */
 const char *bx_jstr(const json_t *j, const char *key);
 int64_t bx_jint(const json_t *j, const char *key);
+/* In a GET /users/me/reservations answer, the id of the user's HELD reservation of
+ * (schedule, seat), or 0: finds a hold whose own answer was lost (crash, failover). */
+int64_t bx_find_held(const json_t *reservations_answer, int64_t schedule_id, int seat_no);
 bool bx_jnull(const json_t *j, const char *key); /* key present with null */
 /* error.code of an error body, "" when the body has no error object. */
 const char *bx_err_code(const struct bx_resp *r);

@@ -155,14 +155,7 @@ static void *worker_main(void *arg)
                 /* our own hold whose answer was lost in the crash */
                 struct bx_resp *l =
                     w_send(w, &c, "GET", "/api/v1/users/me/reservations", &(struct bx_req){.bearer = w->at}, NULL);
-                size_t x;
-                json_t *res;
-                json_array_foreach(json_object_get(l->json, "reservations"), x, res)
-                {
-                    if (bx_jint(res, "scheduleId") == w->sid && bx_jint(res, "seatNo") == seat &&
-                        strcmp(bx_jstr(res, "status"), "HELD") == 0)
-                        rid = bx_jint(res, "reservationId");
-                }
+                rid = bx_find_held(l->json, w->sid, seat);
                 if (rid <= 0) {
                     w_note(w, "hold (seat taken, not by us)", r);
                     break;

@@ -636,14 +636,7 @@ static void *kill_worker_main(void *arg)
         } else if (r->status == 409 && strcmp(bx_err_code(r), "SEAT_UNAVAILABLE") == 0) {
             struct bx_resp *l =
                 kw_send(w, &c, "GET", "/api/v1/users/me/reservations", &(struct bx_req){.bearer = w->u.at}, NULL);
-            size_t x;
-            json_t *res;
-            json_array_foreach(json_object_get(l->json, "reservations"), x, res)
-            {
-                if (bx_jint(res, "scheduleId") == w->sid && bx_jint(res, "seatNo") == seat &&
-                    strcmp(bx_jstr(res, "status"), "HELD") == 0)
-                    rid = bx_jint(res, "reservationId");
-            }
+            rid = bx_find_held(l->json, w->sid, seat);
             if (rid <= 0) {
                 kw_note(w, "hold (seat taken, not by us)", r);
                 break;
