@@ -17,13 +17,15 @@ out_dir=${BOXOFFICE_TEST_OUTPUT:-$repo/test-output}
 mkdir -p "$out_dir"
 export BOXOFFICE_TEST_OUTPUT=$out_dir
 passed=0 failed=0 broken=()
+# What failed, repeated just above the summary (CI shows the tail of the output).
+details=$(mktemp /tmp/boxoffice-failures.XXXXXX)
 
 # Throwaway PostgreSQL and Redis for the whole run, stopped whatever happens.
 svc_dir=$(mktemp -d /tmp/boxoffice-services.XXXXXX)
 cleanup() {
   tests/harness/pg.sh stop "$svc_dir/pg" >/dev/null 2>&1
   tests/harness/redis.sh stop "$svc_dir/redis" >/dev/null 2>&1
-  rm -rf "$svc_dir"
+  rm -rf "$svc_dir" "$details"
 }
 trap cleanup EXIT
 mkdir -p "$svc_dir/pg" "$svc_dir/redis"
@@ -61,8 +63,8 @@ run_criterion() { # build-dir exe [mode]
   grep -a -E '^(figure|holds|charges|payments|audit)|\[WARN\]' "$log" | grep -av Synthesis | head -n 20 | sed 's/^/   /'
   if ((rc != 0 || f + c > 0)); then
     broken+=("$name")
-    grep -a -E '^\[(FAIL|----)\]' "$log" | head -n 30 | sed 's/^/   /'
-    echo "   log: $log"
+    { echo "-- $name"; grep -a -E '^\[(FAIL|----)\]' "$log" | head -n 30 | sed 's/^/   /'; echo "   log: $log"; } |
+      tee -a "$details"
   fi
 }
 
@@ -76,7 +78,7 @@ run_browser() { # build-dir
     passed=$((passed + BASH_REMATCH[1]))
     failed=$((failed + BASH_REMATCH[2]))
     echo "   ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed"
-    ((BASH_REMATCH[2] == 0)) || { broken+=("browser"); tail -n 30 "$log" | sed 's/^/   | /'; }
+    ((BASH_REMATCH[2] == 0)) || { broken+=("browser"); { echo "-- browser"; tail -n 30 "$log" | sed 's/^/   | /'; } | tee -a "$details"; }
   else
     failed=$((failed + 1))
     broken+=("browser")
@@ -117,7 +119,7 @@ run_summary() { # name command...  (the command's last line: "<name>: N passed, 
     passed=$((passed + BASH_REMATCH[1]))
     failed=$((failed + BASH_REMATCH[2]))
     echo "   ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed"
-    ((BASH_REMATCH[2] == 0)) || { broken+=("$name"); tail -n 30 "$log" | sed 's/^/   | /'; }
+    ((BASH_REMATCH[2] == 0)) || { broken+=("$name"); { echo "-- $name"; tail -n 30 "$log" | sed 's/^/   | /'; } | tee -a "$details"; }
   else
     failed=$((failed + 1))
     broken+=("$name")
@@ -131,6 +133,9 @@ if (($# > 0)); then
   run_summary valgrind scripts/valgrind-http.sh "$1"
 fi
 
-((${#broken[@]})) && echo "failed suites: ${broken[*]}"
+if ((${#broken[@]})); then
+  cut -c1-400 "$details"
+  echo "failed suites: ${broken[*]}"
+fi
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
