@@ -1,6 +1,7 @@
 /* queue.c — the waiting room over HTTP (SPEC §4): issue a token, poll it, leave. */
 #include "api/api.h"
 #include "app.h"
+#include "http/workers.h"
 
 static const char *queue_status_name(enum queue_status s)
 {
@@ -14,6 +15,35 @@ static json_t *ticket_json(const struct queue_ticket *t)
                      "estimatedWaitSeconds", (json_int_t)t->eta_seconds, "pollAfterMs", (json_int_t)t->poll_after_ms);
 }
 
+/* A ticket waiting for its token to be durable before the client hears of it. */
+struct issued {
+    struct queue_ticket t;
+    bool created;
+};
+
+static void issue_answer(struct call *c, bx_err e, void *payload)
+{
+    const struct issued *x = payload;
+    if (c == NULL)
+        return;
+    if (e != BX_OK)
+        call_fail(c, e);
+    else
+        call_reply_json(c, x->created ? 201 : 200, ticket_json(&x->t));
+}
+
+static void leave_answer(struct call *c, bx_err e, void *payload)
+{
+    (void)payload;
+    if (c == NULL)
+        return;
+    if (e != BX_OK)
+        call_fail(c, e);
+    else
+        call_reply_empty(c, 204);
+}
+
+/* Even a re-issue waits: the token it answers may not be durable yet. */
 void queue_issue(struct call *c)
 {
     if (api_rate_limit(c, RATE_QUEUE_TOKEN, (uint64_t)c->user_id) != 0)
@@ -24,13 +54,13 @@ void queue_issue(struct call *c)
         call_fail(c, e);
         return;
     }
-    struct queue_ticket t;
-    bool created = false;
-    if ((e = app.waitroom->ops->issue(app.waitroom, c->user_id, c->id, c->now, &t, &created)) != BX_OK) {
+    struct issued x = {.created = false};
+    if ((e = app.waitroom->ops->issue(app.waitroom, c->user_id, c->id, c->now, &x.t, &x.created)) != BX_OK) {
         call_fail(c, e);
         return;
     }
-    call_reply_json(c, created ? 201 : 200, ticket_json(&t));
+    if (workers_when_durable(c, app.waitroom, &x, sizeof x, issue_answer) != 0)
+        call_fail(c, BX_ERR_UNAVAILABLE);
 }
 
 void queue_get_status(struct call *c)
@@ -61,5 +91,7 @@ void queue_leave(struct call *c)
         call_fail(c, e);
         return;
     }
-    call_reply_empty(c, 204);
+    char none = 0;
+    if (workers_when_durable(c, app.waitroom, &none, sizeof none, leave_answer) != 0)
+        call_fail(c, BX_ERR_UNAVAILABLE);
 }

@@ -30,6 +30,8 @@ struct loop_ctx {
     int64_t last_sweep_ms;
     int pending_jobs; /* requests waiting on the worker pool */
     int listener_closed;
+    int listen_fd;   /* handed to the loop's thread, which builds everything on it */
+    int init_failed; /* set by the loop's thread when it could not start */
 };
 
 struct call {

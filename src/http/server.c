@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ static struct loop_ctx *loops;
 static char route_labels[64][96];
 static const char *route_label_ptrs[64];
 static int64_t stop_requested_ms;
+static sem_t loops_ready; /* posted once by each loop thread when it started (or failed to) */
 
 static int64_t mono_ns(void)
 {
@@ -189,9 +191,21 @@ static int loop_done(struct loop_ctx *loop)
     return loop->pending_jobs == 0 && waited >= DRAIN_GRACE_MS;
 }
 
+static int loop_init(struct loop_ctx *loop);
+
+/* Each loop builds its own h2o objects on its own thread: h2o 2.2 recycles socket
+ * buffers through per-thread allocators bound to the thread that created the socket
+ * (e.g. the pipe of the loop's multithread queue), so a loop created by another
+ * thread would share that thread's allocator with the others, unlocked. */
 static void *loop_main(void *arg)
 {
     struct loop_ctx *loop = arg;
+    if (loop_init(loop) != 0) {
+        loop->init_failed = 1;
+        sem_post(&loops_ready);
+        return NULL;
+    }
+    sem_post(&loops_ready);
     while (!loop_done(loop))
         h2o_evloop_run(loop->loop, TICK_MS);
     return NULL;
@@ -241,13 +255,15 @@ static void configure_h2o(void)
     }
 }
 
-static int loop_init(struct loop_ctx *loop, int index, int fd)
+/* On the loop's own thread; index and listen_fd are set. Closes the fd on failure. */
+static int loop_init(struct loop_ctx *loop)
 {
-    memset(loop, 0, sizeof *loop);
-    loop->index = index;
+    int fd = loop->listen_fd;
     loop->store = app_store_open(&app.cfg, 0);
-    if (loop->store == NULL)
+    if (loop->store == NULL) {
+        close(fd);
         return -1;
+    }
     loop->loop = h2o_evloop_create();
     h2o_context_init(&loop->ctx, loop->loop, &h2o_config);
     loop->accept_ctx.ctx = &loop->ctx;
@@ -286,6 +302,10 @@ int server_run(void)
     signal(SIGPIPE, SIG_IGN);
 
     configure_h2o();
+    if (sem_init(&loops_ready, 0, 0) != 0) {
+        log_error("cannot create a semaphore: %s", strerror(errno));
+        return 1;
+    }
     loops = calloc((size_t)n, sizeof *loops);
     pthread_t *tids = calloc((size_t)n, sizeof *tids);
     /* group commit needs its own connection; backends without it get none */
@@ -318,28 +338,32 @@ int server_run(void)
             socklen_t alen = sizeof addr;
             getsockname(fd, (struct sockaddr *)&addr, &alen);
         }
-        if (loop_init(&loops[i], i, fd) != 0) {
+        loops[i].index = i;
+        loops[i].listen_fd = fd;
+        if (pthread_create(&tids[i], NULL, loop_main, &loops[i]) != 0) {
+            log_error("cannot start loop thread %d", i);
             close(fd);
             rc = 1;
             break;
         }
         started++;
     }
+    for (int i = 0; i < started; i++)
+        while (sem_wait(&loops_ready) != 0 && errno == EINTR)
+            ;
+    for (int i = 0; i < started; i++)
+        rc |= loops[i].init_failed;
     if (rc == 0) {
         log_info("boxoffice serving on http://%s:%d/ (%d loops, db %s, queue %s)", app.cfg.listen_host,
                  ntohs(addr.sin_port), n, app.cfg.db, app.cfg.queue);
-        for (int i = 0; i < n; i++)
-            pthread_create(&tids[i], NULL, loop_main, &loops[i]);
         int sig = 0;
         sigwait(&sigs, &sig);
         log_info("signal %d: draining and shutting down", sig);
-        stop_requested_ms = clock_mono_ms();
-        app.stopping = 1;
-        for (int i = 0; i < n; i++)
-            pthread_join(tids[i], NULL);
-    } else {
-        app.stopping = 1;
     }
+    stop_requested_ms = clock_mono_ms();
+    app.stopping = 1;
+    for (int i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
     workers_stop();
     for (int i = 0; i < started; i++)
         if (loops[i].store != NULL)

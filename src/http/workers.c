@@ -279,3 +279,33 @@ int workers_write(struct call *c, const void *payload, size_t size, writer_fn op
     lane_push(&writer, j);
     return 0;
 }
+
+static void durable_reached(void *arg, bx_err e)
+{
+    struct job *j = arg;
+    j->batch_err = e;
+    finish_on_loop(j);
+}
+
+int workers_when_durable(struct call *c, struct waitroom *w, const void *payload, size_t size,
+                         writer_done_fn done)
+{
+    if (w->ops->when_durable == NULL) {
+        done(c, BX_OK, (void *)payload);
+        return 0;
+    }
+    struct job *j = job_new(c, payload, size);
+    if (j == NULL)
+        return -1;
+    j->write_done = done;
+    int r = w->ops->when_durable(w, durable_reached, j);
+    if (r == 1)
+        return 0;
+    /* already durable, or no memory to wait: nothing will come back for j */
+    *j->guard = NULL;
+    c->loop->pending_jobs--;
+    if (r == 0)
+        done(c, BX_OK, j->payload);
+    free(j);
+    return r == 0 ? 0 : -1;
+}

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "http/call.h"
+#include "queue/waitroom.h"
 
 typedef void (*worker_fn)(void *payload);
 typedef void (*worker_done_fn)(struct call *c, void *payload);
@@ -39,6 +40,12 @@ int workers_submit(struct call *c, const void *payload, size_t size, worker_fn w
  * loop's store; `done` follows either way (at once in the second case). Returns
  * -1 when it could not queue (the caller answers 503). */
 int workers_write(struct call *c, const void *payload, size_t size, writer_fn op, writer_done_fn done);
+
+/* Runs done on the loop once every change the waiting room has made so far is
+ * durable (at once when it already is; batch_err = why not, when it failed).
+ * Returns -1 when it could not wait (the caller answers 503). */
+int workers_when_durable(struct call *c, struct waitroom *w, const void *payload, size_t size,
+                         writer_done_fn done);
 
 /* Installs the loop's completion receiver (called once per loop). */
 void workers_attach_loop(struct loop_ctx *loop);

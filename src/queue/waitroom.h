@@ -32,6 +32,11 @@ struct waitroom_concert_stats {
 
 struct waitroom;
 
+/* Told that the changes it waited for are durable (e == BX_OK), or that writing
+ * them failed for now (they are retried; whoever waits answers 503). Runs on
+ * whichever thread made them durable. */
+typedef void (*waitroom_durable_fn)(void *arg, bx_err e);
+
 struct waitroom_ops {
     const char *name;
     void (*close)(struct waitroom *w);
@@ -58,6 +63,11 @@ struct waitroom_ops {
     bx_err (*tick)(struct waitroom *w, int64_t now);
     /* Fills up to cap entries; *n = count written. */
     bx_err (*stats)(struct waitroom *w, struct waitroom_concert_stats *out, size_t cap, size_t *n);
+    /* Optional (NULL: every change is durable when its op returns). Arranges for
+     * fn(arg, e) once every change made so far is durable and returns 1; returns 0
+     * when that is already so (fn is not called), -1 when out of memory. A client
+     * is told of a new token, or that it left, only after this. */
+    int (*when_durable)(struct waitroom *w, waitroom_durable_fn fn, void *arg);
 };
 
 struct waitroom {

@@ -15,7 +15,14 @@
  *  - ACTIVE tokens leave the window for a small per-concert table (≤ active_max);
  *  - two intrusive lists (WAITING, ACTIVE) ordered by last_seen make idle expiry
  *    O(1) per touch and O(expired) per tick.
- * All of it is guarded by one mutex (struct wm.mu). */
+ * All of it is guarded by one mutex (struct wm.mu).
+ *
+ * Persistence is write-behind: a status change appends its record to a journal
+ * under mu and changes memory at once; one journal thread writes what piled up in
+ * ONE store transaction, outside mu, so issuing never waits on the disk under the
+ * lock. Whoever must not answer before the change is durable (a new token, a leave)
+ * asks when_durable. An expired token stays in memory, EXPIRED, until its record is
+ * durable: until then the store still holds it as live. */
 #include "queue/waitroom.h"
 #include "util/token.h"
 
@@ -24,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NONE UINT32_MAX
 #define TOKEN_RAW 24         /* BX_QUEUE_TOKEN_LEN base64url chars decode to 24 bytes */
@@ -32,7 +40,8 @@
 #define CONCERT_MAX (1u << 30)
 #define WIN_MIN 16
 #define HASH_MIN 64
-#define EXPIRE_BATCH 4096    /* expiries per list per tick when each one is a store write */
+#define EXPIRE_BATCH 4096    /* expiries per list per tick, so one tick never holds mu for long */
+#define JOURNAL_RETRY_MS 100 /* pause after a failed journal write before trying again */
 
 enum { ST_FREE = 0, ST_WAITING = 1, ST_ACTIVE = 2, ST_EXPIRED = 3 };
 enum { L_WAIT = 0, L_ACT = 1 };
@@ -83,12 +92,39 @@ struct htab {
 };
 enum hkind { H_TOKEN, H_USER, H_CONCERT };
 
-/* The waiting room. Everything below `mu` is guarded by it. Owns persist. */
+/* Someone waiting for every change up to seq to be durable. */
+struct jwaiter {
+    struct jwaiter *next;
+    uint64_t seq;
+    waitroom_durable_fn fn;
+    void *arg;
+};
+
+/* The write-behind journal (guarded by mu): records not yet handed to the journal
+ * thread, and ids of EXPIRED tokens to free once their record is durable. */
+struct journal {
+    struct queue_record *rec;
+    size_t n, cap;
+    uint32_t *drop;
+    size_t ndrop, drop_cap;
+    uint64_t seq;     /* changes journaled so far */
+    uint64_t durable; /* changes known durable */
+    struct jwaiter *head, *tail;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool running, stop;
+};
+
+/* The waiting room. Everything below `mu` is guarded by it, except persist, which
+ * `pmu` guards (the journal thread writes through it without mu). Owns persist.
+ * Lock order: mu, then pmu. */
 struct wm {
     struct waitroom base;
     pthread_mutex_t mu;
+    pthread_mutex_t pmu;
     struct waitroom_config cfg;
     struct store *persist;
+    struct journal j;
     struct tok *tok;
     uint32_t ntok, tok_cap, free_head;
     struct htab by_token, by_user, by_concert;
@@ -508,9 +544,34 @@ static void record_of(const struct wm *w, uint32_t id, struct queue_record *r)
     }
 }
 
+/* Grows an array of `size`-byte elements to hold n + 1. 0 on success. */
+static int grow_for_one(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 256;
+    void *a = realloc(*arr, c * size);
+    if (a == NULL)
+        return -1;
+    *arr = a;
+    *cap = c;
+    return 0;
+}
+
+/* Persists r: journaled once the journal thread runs, written at once before
+ * (start-up). A journaled change is durable later; see when_durable. */
 static bx_err save(struct wm *w, const struct queue_record *r)
 {
-    return w->persist ? w->persist->ops->queue_save(w->persist, r) : BX_OK;
+    if (w->persist == NULL)
+        return BX_OK;
+    if (!w->j.running)
+        return w->persist->ops->queue_save(w->persist, r);
+    if (grow_for_one((void **)&w->j.rec, &w->j.cap, w->j.n, sizeof *w->j.rec) != 0)
+        return BX_ERR_INTERNAL;
+    w->j.rec[w->j.n++] = *r;
+    w->j.seq++;
+    pthread_cond_signal(&w->j.wake);
+    return BX_OK;
 }
 
 static void ticket_of(const struct wm *w, uint32_t id, struct queue_ticket *out)
@@ -588,12 +649,16 @@ static bx_err admit_run(struct wm *w, struct cq *c, int64_t now)
 
 /* A live token becomes EXPIRED (left, paid, idle): persisted with expires_at = now,
  * then its place or slot is freed and the user may issue anew. Without a store the
- * token stays known as EXPIRED; with one it is dropped (the store remembers it). */
+ * token stays known as EXPIRED; with one it is dropped once its record is durable
+ * (the store remembers it). */
 static bx_err expire(struct wm *w, uint32_t id, int64_t now)
 {
     struct tok *t = &w->tok[id];
     struct cq *c = w->cq[tok_concert(t)];
     int st = tok_status(t);
+    bool journaled = w->persist != NULL && w->j.running;
+    if (journaled && grow_for_one((void **)&w->j.drop, &w->j.drop_cap, w->j.ndrop, sizeof *w->j.drop) != 0)
+        return BX_ERR_INTERNAL;
     struct queue_record r;
     record_of(w, id, &r);
     r.status = QUEUE_EXPIRED;
@@ -612,7 +677,10 @@ static bx_err expire(struct wm *w, uint32_t id, int64_t now)
         lru_unlink(w, L_ACT, id);
     }
     htab_del(w, H_USER, &w->by_user, id);
-    if (w->persist) {
+    if (journaled) {
+        tok_set(t, tok_concert(t), ST_EXPIRED);
+        w->j.drop[w->j.ndrop++] = id; /* freed once the record above is durable */
+    } else if (w->persist) {
         htab_del(w, H_TOKEN, &w->by_token, id);
         tok_give_back(w, id);
     } else {
@@ -641,7 +709,9 @@ static bx_err resolve(struct wm *w, const char *token, int64_t user_id, uint32_t
         if (w->persist == NULL)
             return BX_ERR_QUEUE_TOKEN_INVALID;
         struct queue_record r;
+        pthread_mutex_lock(&w->pmu);
         bx_err e = w->persist->ops->queue_find(w->persist, token, &r);
+        pthread_mutex_unlock(&w->pmu);
         if (e == BX_ERR_NOT_FOUND)
             return BX_ERR_QUEUE_TOKEN_INVALID;
         if (e != BX_OK)
@@ -659,6 +729,131 @@ static bx_err resolve(struct wm *w, const char *token, int64_t user_id, uint32_t
     return BX_OK;
 }
 
+/* ---- the journal thread ---- */
+
+/* Writes a batch in one store transaction (group commit when the store has it).
+ * A record the store refuses is logged and dropped: retrying cannot help it. */
+static bx_err journal_write(struct store *st, const struct queue_record *rec, size_t n)
+{
+    bool batched = st->ops->batch_begin != NULL && st->ops->batch_commit != NULL;
+    if (batched) {
+        bx_err e = st->ops->batch_begin(st);
+        if (e != BX_OK)
+            return e;
+    }
+    bx_err first = BX_OK;
+    for (size_t i = 0; i < n; i++) {
+        bx_err e = st->ops->queue_save(st, &rec[i]);
+        if (e == BX_ERR_VALIDATION)
+            fprintf(stderr, "waitroom: the store refused a queue record (token of user %lld)\n",
+                    (long long)rec[i].user_id);
+        else if (e != BX_OK && first == BX_OK)
+            first = e;
+    }
+    if (batched) {
+        bx_err e = st->ops->batch_commit(st);
+        return e != BX_OK ? e : first;
+    }
+    return first;
+}
+
+/* Unlinks the waiters whose changes are all at or below seq. Under mu. */
+static struct jwaiter *waiters_upto(struct journal *j, uint64_t seq)
+{
+    struct jwaiter *ready = j->head, **end = &ready;
+    while (*end != NULL && (*end)->seq <= seq)
+        end = &(*end)->next;
+    j->head = *end;
+    if (j->head == NULL)
+        j->tail = NULL;
+    *end = NULL;
+    return ready;
+}
+
+static void waiters_call(struct jwaiter *list, bx_err e)
+{
+    while (list != NULL) {
+        struct jwaiter *next = list->next;
+        list->fn(list->arg, e);
+        free(list);
+        list = next;
+    }
+}
+
+/* Takes what piled up, writes it outside mu, then frees the tokens it expired and
+ * answers the waiters. A failed write is retried (same batch, in order) after a
+ * pause; every waiter hears of the failure at once. At stop, drains first. */
+static void *journal_main(void *arg)
+{
+    struct wm *w = arg;
+    struct journal *j = &w->j;
+    struct queue_record *batch = NULL;
+    uint32_t *drops = NULL;
+    size_t batch_cap = 0, drop_cap = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (j->n == 0 && !j->stop)
+            pthread_cond_wait(&j->wake, &w->mu);
+        if (j->n == 0)
+            break;
+        /* swap buffers: the thread's old batch becomes the next journal */
+        struct queue_record *rec = j->rec;
+        size_t n = j->n, cap = j->cap;
+        j->rec = batch, j->cap = batch_cap, j->n = 0;
+        batch = rec, batch_cap = cap;
+        uint32_t *dr = j->drop;
+        size_t ndrop = j->ndrop, dcap = j->drop_cap;
+        j->drop = drops, j->drop_cap = drop_cap, j->ndrop = 0;
+        drops = dr, drop_cap = dcap;
+        uint64_t upto = j->seq;
+        for (;;) {
+            pthread_mutex_unlock(&w->mu);
+            pthread_mutex_lock(&w->pmu);
+            bx_err e = journal_write(w->persist, batch, n);
+            pthread_mutex_unlock(&w->pmu);
+            pthread_mutex_lock(&w->mu);
+            if (e == BX_OK) {
+                j->durable = upto;
+                for (size_t i = 0; i < ndrop; i++) {
+                    htab_del(w, H_TOKEN, &w->by_token, drops[i]);
+                    tok_give_back(w, drops[i]);
+                }
+            }
+            /* after a failure nothing later can be durable before the retry: tell everyone */
+            struct jwaiter *ready = waiters_upto(j, e == BX_OK ? upto : UINT64_MAX);
+            bool stop = j->stop;
+            pthread_mutex_unlock(&w->mu);
+            waiters_call(ready, e);
+            if (e != BX_OK)
+                fprintf(stderr, "waitroom: writing %zu queue changes failed: %s%s\n", n, bx_err_info(e)->message,
+                        stop ? " (shutting down: given up)" : "; retrying");
+            if (e != BX_OK && !stop)
+                nanosleep(&(struct timespec){.tv_nsec = JOURNAL_RETRY_MS * 1000000L}, NULL);
+            pthread_mutex_lock(&w->mu);
+            if (e == BX_OK || stop)
+                break;
+        }
+    }
+    waiters_call(waiters_upto(j, UINT64_MAX), j->durable == j->seq ? BX_OK : BX_ERR_UNAVAILABLE);
+    pthread_mutex_unlock(&w->mu);
+    free(batch);
+    free(drops);
+    return NULL;
+}
+
+/* Stops the journal thread after it wrote everything. */
+static void journal_stop(struct wm *w)
+{
+    if (!w->j.running)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->j.stop = true;
+    pthread_cond_signal(&w->j.wake);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->j.thread, NULL);
+    w->j.running = false;
+}
+
 /* ---- the ops ---- */
 
 static struct wm *wm_of(struct waitroom *w) { return (struct wm *)w; }
@@ -669,6 +864,7 @@ static void wm_close(struct waitroom *base)
     struct wm *w = wm_of(base);
     if (w == NULL)
         return;
+    journal_stop(w);
     for (uint32_t i = 0; i < w->ncq; i++) {
         free(w->cq[i]->ids);
         free(w->cq[i]->fen);
@@ -680,22 +876,50 @@ static void wm_close(struct waitroom *base)
     free(w->by_token.slot);
     free(w->by_user.slot);
     free(w->by_concert.slot);
+    free(w->j.rec);
+    free(w->j.drop);
     if (w->persist)
         w->persist->ops->close(w->persist);
+    pthread_cond_destroy(&w->j.wake);
+    pthread_mutex_destroy(&w->pmu);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
 
-/* BX_OK when the store answers (always without a store). Under mu. */
+/* BX_OK when the store answers (always without a store). Under pmu. */
 static bx_err wm_ping(struct waitroom *base)
 {
     struct wm *w = wm_of(base);
     bx_err e = BX_OK;
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->pmu);
     if (w->persist && w->persist->ops->ping)
         e = w->persist->ops->ping(w->persist);
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->pmu);
     return e;
+}
+
+/* See waitroom.h. Under mu. */
+static int wm_when_durable(struct waitroom *base, waitroom_durable_fn fn, void *arg)
+{
+    struct wm *w = wm_of(base);
+    int r = 0;
+    pthread_mutex_lock(&w->mu);
+    if (w->j.running && w->j.durable != w->j.seq) {
+        struct jwaiter *x = malloc(sizeof *x);
+        if (x == NULL) {
+            r = -1;
+        } else {
+            *x = (struct jwaiter){.seq = w->j.seq, .fn = fn, .arg = arg};
+            if (w->j.tail != NULL)
+                w->j.tail->next = x;
+            else
+                w->j.head = x;
+            w->j.tail = x;
+            r = 1;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return r;
 }
 
 /* See waitroom.h. A new token is persisted WAITING before it exists here, then the
@@ -905,6 +1129,7 @@ static const struct waitroom_ops wm_ops = {
     .complete = wm_complete,
     .tick = wm_tick,
     .stats = wm_stats,
+    .when_durable = wm_when_durable,
 };
 
 /* ---- start-up ---- */
@@ -1016,6 +1241,11 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
         snprintf(err, errlen, "waiting room: cannot create its mutex");
         goto fail;
     }
+    if (pthread_mutex_init(&w->pmu, NULL) != 0 || pthread_cond_init(&w->j.wake, NULL) != 0) {
+        snprintf(err, errlen, "waiting room: cannot create its mutex");
+        pthread_mutex_destroy(&w->mu);
+        goto fail;
+    }
     w->persist = persist;
     persist = NULL; /* w owns it now */
     if (w->persist) {
@@ -1036,6 +1266,12 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
             wm_close(&w->base);
             return NULL;
         }
+        if (pthread_create(&w->j.thread, NULL, journal_main, w) != 0) {
+            snprintf(err, errlen, "waiting room: cannot start its journal thread");
+            wm_close(&w->base);
+            return NULL;
+        }
+        w->j.running = true;
     }
     return &w->base;
 fail:

@@ -202,7 +202,7 @@ struct fake_store {
     struct store base;
     struct queue_record *rec;
     size_t n, cap;
-    int fail_saves; /* queue_save answers UNAVAILABLE while set */
+    atomic_int fail_saves; /* queue_save answers UNAVAILABLE while set (the journal thread reads it) */
     int saves, closes;
 };
 
@@ -264,6 +264,41 @@ static void fake_close(struct store *s)
 static const struct store_ops fake_ops = {
     .name = "fake", .close = fake_close, .queue_save = fake_save, .queue_load = fake_load, .queue_find = fake_find};
 
+/* Waits until every change so far is durable (the journal thread wrote it);
+ * returns what the waiting room said: BX_OK, or why the write failed. */
+struct durable_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    bx_err e;
+};
+
+static void durable_reached(void *arg, bx_err e)
+{
+    struct durable_wait *d = arg;
+    pthread_mutex_lock(&d->mu);
+    d->done = 1;
+    d->e = e;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static bx_err wait_durable(struct waitroom *w)
+{
+    struct durable_wait d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    cr_assert_not_null(w->ops->when_durable, "the embedded waiting room journals its changes");
+    int r = w->ops->when_durable(w, durable_reached, &d);
+    cr_assert(r == 0 || r == 1);
+    if (r == 0)
+        return BX_OK;
+    pthread_mutex_lock(&d.mu);
+    while (!d.done)
+        pthread_cond_wait(&d.cv, &d.mu);
+    pthread_mutex_unlock(&d.mu);
+    return d.e;
+}
+
+/* Read the fake's records only after wait_durable: the journal thread writes them. */
 static const struct queue_record *fake_get(const struct fake_store *f, const char *token)
 {
     for (size_t i = 0; i < f->n; i++)
@@ -623,6 +658,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
         t[i] = issue(w, 1 + i, 1, i);
     cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK);    /* a hole in the line */
     cr_assert_eq(w->ops->complete(w, t[0].token, 1, 11), BX_OK); /* t[2] admitted */
+    cr_assert_eq(wait_durable(w), BX_OK);
     const struct queue_record *r = fake_get(&f, t[2].token);
     cr_assert_not_null(r);
     cr_assert_eq(r->status, QUEUE_ACTIVE);
@@ -653,6 +689,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_str_eq(again.token, t[4].token);
     n = issue(w, 9, 1, 22);
     cr_assert_eq(n.position, 3);
+    cr_assert_eq(wait_durable(w), BX_OK);
     cr_assert_eq(fake_get(&f, n.token)->seq, fake_get(&f, t[5].token)->seq + 1, "sequence continues");
     cr_assert_eq(w->ops->complete(w, t[1].token, 2, 23), BX_OK);
     assert_active(w, &t[4], 24);
@@ -672,27 +709,32 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
 #endif
 
 #ifndef BX_TEST_REDIS /* the fake store is the embedded backend's persistence */
-Test(waitroom, store_failure_changes_nothing_in_memory)
+Test(waitroom, a_failed_store_write_is_reported_to_waiters_and_retried_in_order)
 {
     struct fake_store f = {.base = {.ops = &fake_ops}};
     struct waitroom_config c = config(1);
     struct waitroom *w = open_room(&c, &f.base);
     struct queue_ticket a = issue(w, 1, 1, 0), b = issue(w, 2, 1, 0);
-    f.fail_saves = 1;
-    struct queue_ticket x;
-    bool created;
-    cr_assert_eq(w->ops->issue(w, 3, 1, 1, &x, &created), BX_ERR_UNAVAILABLE);
-    cr_assert_eq(stats_of(w, 1).waiting, 1);
-    cr_assert_eq(w->ops->leave(w, b.token, 2, 1), BX_ERR_UNAVAILABLE);
-    assert_position(w, &b, 2, 1);
-    cr_assert_eq(w->ops->complete(w, a.token, 1, 2), BX_ERR_UNAVAILABLE);
-    assert_active(w, &a, 2);
-    cr_assert_eq(w->ops->tick(w, 10000000), BX_ERR_UNAVAILABLE, "idle expiry cannot be persisted");
-    assert_active(w, &a, 10000000);
-    f.fail_saves = 0;
-    cr_assert_eq(w->ops->complete(w, a.token, 1, 10000001), BX_OK);
-    assert_active(w, &b, 10000002);
-    w->ops->close(w);
+    cr_assert_eq(wait_durable(w), BX_OK);
+    atomic_store(&f.fail_saves, 1);
+    /* memory changes at once; whoever waits for durability hears of the failure */
+    struct queue_ticket x = issue(w, 3, 1, 1);
+    cr_assert_eq(x.position, 2);
+    cr_assert_eq(w->ops->leave(w, b.token, 2, 2), BX_OK);
+    cr_assert_eq(wait_durable(w), BX_ERR_UNAVAILABLE, "the waiter learns that nothing was written");
+    assert_position(w, &x, 3, 1);
+    /* the store comes back: the same changes land, in the order they were made */
+    atomic_store(&f.fail_saves, 0);
+    cr_assert_eq(wait_durable(w), BX_OK);
+    cr_assert_not_null(fake_get(&f, x.token));
+    cr_assert_eq(fake_get(&f, x.token)->status, QUEUE_WAITING);
+    cr_assert_eq(fake_get(&f, b.token)->status, QUEUE_EXPIRED);
+    cr_assert_eq(fake_get(&f, b.token)->expires_at, 2);
+    cr_assert_eq(w->ops->complete(w, a.token, 1, 3), BX_OK);
+    assert_active(w, &x, 4);
+    w->ops->close(w); /* close writes what is left */
+    cr_assert_eq(fake_get(&f, a.token)->status, QUEUE_EXPIRED);
+    cr_assert_eq(fake_get(&f, x.token)->status, QUEUE_ACTIVE);
     free(f.rec);
 }
 #endif
