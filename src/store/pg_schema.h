@@ -27,14 +27,16 @@ static const char pg_schema_bootstrap[] =
  * is meant to stay (an expired hold found by pay). Anything unexpected raises and
  * rolls the whole call back.
  *
- * Row locks are always taken in one order — user, then seat, then reservation —
+ * Row locks are always taken in one order — user, seat, reservation, schedule —
  * so no two calls can deadlock:
  *   - the user row (FOR NO KEY UPDATE) serializes one user's money moves and
  *     holds: balance checks, idempotency keys (invariant 2) and the seat limit
  *     (invariant 5) are decided under it;
  *   - the seat row serializes everything that changes a reservation of that
  *     seat while it is HELD (hold, takeover, cancel, pay, sweep): invariant 1
- *     and SPEC §6 "exactly one outcome" are decided under it. */
+ *     and SPEC §6 "exactly one outcome" are decided under it;
+ *   - the schedule row, last and only by a sale: the seats trigger of migration 2
+ *     bumps its sold_count. */
 static const char *const pg_migrations[] = {
     /* 1: the domain of SPEC §3, waiting-room persistence, and the store functions. */
     "CREATE TABLE meta ("
@@ -357,6 +359,34 @@ static const char *const pg_migrations[] = {
     "  o_expired := coalesce(array_length(v_res, 1), 0);\n"
     "END\n"
     "$fn$;",
+
+    /* 2: the date list without a seat scan. available = seat_count - sold_count -
+     * live holds, where the live holds are a range of seats_held_by_schedule.
+     * sold_count is kept by a trigger rather than inside bx_pay: a call already
+     * running the previous bx_pay body when this commits (another instance, mid
+     * roll) still counts its sale, and so does any other path that sells or
+     * unsells a seat. The trigger updates the schedule row after the seat row, so
+     * the lock order becomes user, seat, reservation, schedule. schedules is
+     * locked first (ALTER), then seats (LOCK), the order every reader takes them
+     * in; with seats locked against writes, no sale can commit between the
+     * backfill and the trigger. audit checks sold_count (invariant 1). */
+    "ALTER TABLE schedules ADD COLUMN sold_count integer NOT NULL DEFAULT 0,"
+    "  ADD CONSTRAINT schedules_sold_count_range CHECK (sold_count BETWEEN 0 AND seat_count);"
+    "LOCK TABLE seats IN SHARE ROW EXCLUSIVE MODE;"
+    "UPDATE schedules s SET sold_count = t.sold"
+    "  FROM (SELECT schedule_id, count(*) AS sold FROM seats WHERE status = 'SOLD' GROUP BY schedule_id) t"
+    "  WHERE t.schedule_id = s.id;"
+    "CREATE FUNCTION bx_seats_sold_count() RETURNS trigger LANGUAGE plpgsql AS $fn$\n"
+    "BEGIN\n"
+    "  UPDATE schedules SET sold_count = sold_count + CASE WHEN NEW.status = 'SOLD' THEN 1 ELSE -1 END\n"
+    "    WHERE id = NEW.schedule_id;\n"
+    "  IF NOT FOUND THEN RAISE EXCEPTION 'seat %/% has no schedule', NEW.schedule_id, NEW.seat_no; END IF;\n"
+    "  RETURN NULL;\n"
+    "END\n"
+    "$fn$;"
+    "CREATE TRIGGER seats_sold_count AFTER UPDATE OF status ON seats FOR EACH ROW"
+    "  WHEN ((OLD.status = 'SOLD') <> (NEW.status = 'SOLD')) EXECUTE FUNCTION bx_seats_sold_count();"
+    "CREATE INDEX seats_held_by_schedule ON seats(schedule_id, hold_expires_at) WHERE status = 'HELD';",
 };
 
 #define PG_MIGRATION_COUNT ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))

@@ -54,10 +54,13 @@
 #define RES_COLS                                                                                                       \
     "r.id, r.user_id, r.schedule_id, s.concert_id, r.seat_no, r.price, r.status, r.held_at, r.expires_at, "            \
     "r.confirmed_at FROM reservations r JOIN schedules s ON s.id = r.schedule_id "
+/* available at $2 = seats neither SOLD nor under a live hold: sold_count (kept by a
+ * trigger, migration 2) and a range count of seats_held_by_schedule, so the cost is
+ * the schedule's live holds, not its seats. An ended, unswept hold counts as free. */
 #define SCHED_COLS                                                                                                     \
     "s.id, s.concert_id, s.starts_at, s.sale_opens_at, s.sale_closes_at, s.seat_count, "                               \
-    "(SELECT count(*) FROM seats t WHERE t.schedule_id = s.id AND "                                                    \
-    " (t.status = 'AVAILABLE' OR (t.status = 'HELD' AND t.hold_expires_at <= $2))) FROM schedules s "
+    "s.seat_count - s.sold_count - (SELECT count(*) FROM seats t WHERE t.schedule_id = s.id "                          \
+    " AND t.status = 'HELD' AND t.hold_expires_at > $2) FROM schedules s "
 #define PAY_COLS "id, user_id, reservation_id, amount, balance_after, paid_at FROM payments "
 #define QUEUE_COLS "token, user_id, concert_id, seq, status, issued_at, activated_at, last_seen_at, expires_at "
 
@@ -95,6 +98,12 @@
     "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "                                                \
     "WHERE t.status = 'HELD' AND t.hold_expires_at > $1::bigint AND (r.id IS NULL OR r.status <> 'HELD' "              \
     "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no) "                                                  \
+    "UNION ALL "                                                                                                       \
+    "SELECT 1, format('schedule %s records %s seats, %s SOLD, but has %s seats, %s SOLD', s.id, s.seat_count, "        \
+    "  s.sold_count, coalesce(t.seats, 0), coalesce(t.sold, 0)) "                                                      \
+    "FROM schedules s LEFT JOIN (SELECT schedule_id, count(*) AS seats, count(*) FILTER (WHERE status = 'SOLD') "      \
+    "  AS sold FROM seats GROUP BY schedule_id) t ON t.schedule_id = s.id "                                            \
+    "WHERE s.seat_count <> coalesce(t.seats, 0) OR s.sold_count <> coalesce(t.sold, 0) "                               \
     "UNION ALL "                                                                                                       \
     "SELECT 2, format('user %s has balance %s but the ledger sums to %s', u.id, u.balance, coalesce(l.total, 0)) "     \
     "FROM users u LEFT JOIN (SELECT user_id, sum(CASE kind WHEN 'PAYMENT' THEN -amount ELSE amount END) "              \

@@ -27,6 +27,7 @@
 #define SUITE store_sqlite
 #endif
 
+#define SCHEMA_VERSION 2   /* migrations in this build */
 #define T0 1000000000000LL /* "now" of every test, Unix ms */
 #define HOLD_MS 300000LL
 #define MAX_SEATS 4
@@ -112,6 +113,12 @@ static struct store *connect_store(char *err, size_t errlen)
     return store_pg_open(db_url, 0, err, errlen);
 }
 
+/* Undoes migration 2 by hand: the database an older binary left behind. */
+#define SCHEMA_BACK_TO_1                                                                                               \
+    "DROP TRIGGER seats_sold_count ON seats; DROP FUNCTION bx_seats_sold_count(); "                                    \
+    "DROP INDEX seats_held_by_schedule; ALTER TABLE schedules DROP COLUMN sold_count; "                                \
+    "DELETE FROM schema_migrations WHERE version = 2"
+
 /* Runs SQL text (several statements allowed) on a direct connection. */
 static void raw_sql(const char *sql)
 {
@@ -168,6 +175,11 @@ static struct store *connect_store(char *err, size_t errlen)
 {
     return store_sqlite_open(db_path, 0, err, errlen);
 }
+
+/* Undoes migration 2 by hand: the database an older binary left behind. */
+#define SCHEMA_BACK_TO_1                                                                                               \
+    "DROP TRIGGER seats_sold_count; DROP INDEX seats_held_by_schedule; "                                               \
+    "ALTER TABLE schedules DROP COLUMN sold_count; DELETE FROM schema_migrations WHERE version = 2"
 
 static void raw_sql(const char *sql)
 {
@@ -320,8 +332,8 @@ Test(SUITE, migrate_twice_is_a_no_op)
     cr_assert_eq(other->ops->migrate(other), BX_OK);
     other->ops->close(other);
     cr_assert_eq(st->ops->ping(st), BX_OK);
-    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), 1);
-    cr_assert_eq(raw_int("SELECT max(version) FROM schema_migrations"), 1);
+    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), SCHEMA_VERSION);
+    cr_assert_eq(raw_int("SELECT max(version) FROM schema_migrations"), SCHEMA_VERSION);
 }
 
 static void *open_and_migrate(void *arg)
@@ -347,7 +359,7 @@ Test(SUITE, concurrent_first_migrations_agree)
         pthread_join(th[i], NULL);
         cr_assert_eq(results[i], BX_OK, "connection %d: %d", i, results[i]);
     }
-    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), 1);
+    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), SCHEMA_VERSION);
 #ifndef BX_TEST_PG
     cr_assert_eq(raw_int("SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
 #endif
@@ -362,7 +374,7 @@ Test(SUITE, database_newer_than_binary_is_refused)
     cr_assert_not_null(other, "%s", err);
     cr_assert_eq(other->ops->migrate(other), BX_ERR_INTERNAL);
     other->ops->close(other);
-    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), 2, "nothing was applied");
+    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), SCHEMA_VERSION + 1, "nothing was applied");
 }
 
 #ifndef BX_TEST_PG
@@ -1114,6 +1126,111 @@ Test(SUITE, audit_reports_injected_violations)
     /* invariant 5: a stricter limit than the one the user's seats were taken under */
     f = audit_with_limit(T0 + 3 * HOLD_MS, 1);
     cr_assert_geq(f.per_invariant[5], 1);
+}
+
+/* ---- available seats (sold_count + live holds, migration 2) ----------------- */
+
+/* The schedule's available count at now, read by schedule_get and by the date
+ * list, which must agree. */
+static int32_t available_at(int64_t concert_id, int64_t schedule_id, int64_t now)
+{
+    struct schedule g, *list;
+    size_t n;
+    cr_assert_eq(st->ops->schedule_get(st, schedule_id, now, &g), BX_OK);
+    cr_assert_eq(st->ops->schedule_list_bookable(st, concert_id, now, &list, &n), BX_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(list[0].id, schedule_id);
+    cr_assert_eq(list[0].available, g.available, "date list %d, schedule %d", list[0].available, g.available);
+    free(list);
+    return g.available;
+}
+
+Test(SUITE, available_seats_follow_holds_expiry_sweep_and_payment)
+{
+    int64_t u = make_user("counter", 100000), c = make_concert(), sch = make_schedule(c, 50, 1000);
+    int64_t other = make_schedule(make_concert(), 50, 1000); /* must not move */
+    struct reservation r1, r2, r3;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    int expired = -1;
+    cr_assert_eq(available_at(c, sch, T0), 50);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r1), BX_OK);
+    cr_assert_eq(available_at(c, sch, T0), 49, "a live hold takes its seat at once");
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r2), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r2.id, -1, T0 + 1, &none, &p), BX_OK);
+    cr_assert_eq(available_at(c, sch, T0 + 1), 48, "one held, one sold");
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 1);
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 2"), 0);
+
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS - 1), 48, "the hold is live until its last ms");
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 49, "an ended hold counts as free before any sweep");
+    cr_assert_eq(st->ops->sweep_holds(st, T0 + HOLD_MS, &expired), BX_OK);
+    cr_assert_eq(expired, 1);
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 49, "the sweep changes nothing visible");
+    cr_assert_eq(available_at(c, sch, T0 + 1), 49, "swept: the hold is gone even at an earlier now");
+
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &r3), BX_OK);
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 48);
+    cr_assert_eq(st->ops->reservation_cancel(st, u, r3.id, T0 + HOLD_MS), BX_OK);
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 49, "a cancelled hold frees its seat");
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 3, T0 + HOLD_MS, HOLD_MS, MAX_SEATS, &r3), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r3.id, 999, T0 + HOLD_MS, &none, &p), BX_ERR_PRICE_MISMATCH);
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 48, "a refused payment sells nothing");
+    cr_assert_eq(st->ops->pay(st, u, r3.id, 1000, T0 + HOLD_MS + 1, &none, &p), BX_OK);
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS + 1), 48);
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 2);
+
+    /* the count is stored, not derived per connection: a new connection reads it */
+    st->ops->close(st);
+    st = open_store();
+    cr_assert_eq(available_at(c, sch, 3 * HOLD_MS + T0), 48);
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 2);
+    struct schedule g;
+    cr_assert_eq(st->ops->schedule_get(st, other, T0 + HOLD_MS, &g), BX_OK);
+    cr_assert_eq(g.available, 50);
+    cr_assert_eq(audit(T0 + HOLD_MS + 1).total, 0);
+}
+
+Test(SUITE, audit_reports_sold_count_drift)
+{
+    int64_t a;
+    busy_day(&a);
+    cr_assert_eq(audit(T0 + 3 * HOLD_MS).total, 0);
+    raw_sql("UPDATE schedules SET sold_count = sold_count - 1");
+    struct findings f = audit(T0 + 3 * HOLD_MS);
+    cr_assert_eq(f.per_invariant[1], 1);
+    cr_assert_eq(f.total, 1);
+}
+
+Test(SUITE, upgrade_backfills_sold_count_from_sold_seats)
+{
+    int64_t a;
+    busy_day(&a); /* schedule 1: 3 seats sold */
+    int64_t u = make_user("late", 100000), c = make_concert(), sch = make_schedule(c, 10, 1000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 4, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 5, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    st->ops->close(st);
+    st = NULL;
+    raw_sql(SCHEMA_BACK_TO_1);
+    cr_assert_eq(raw_int("SELECT max(version) FROM schema_migrations"), 1);
+
+    st = open_store(); /* migrates 1 -> 2 */
+    cr_assert_eq(raw_int("SELECT max(version) FROM schema_migrations"), SCHEMA_VERSION);
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 3);
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 2"), 1);
+    cr_assert_eq(available_at(c, sch, T0), 8);
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 9);
+    cr_assert_eq(audit(T0).total, 0);
+    /* and sales after the upgrade are counted */
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 6, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_OK);
+    cr_assert_eq(available_at(c, sch, T0), 7);
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 2"), 2);
+    cr_assert_eq(audit(T0).total, 0);
 }
 
 /* ---- many connections at once (N instances share one database) ------------ */
