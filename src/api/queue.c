@@ -7,11 +7,20 @@ static const char *queue_status_name(enum queue_status s)
     return s == QUEUE_WAITING ? "WAITING" : s == QUEUE_ACTIVE ? "ACTIVE" : "EXPIRED";
 }
 
-static json_t *ticket_json(const struct queue_ticket *t)
+/* Answers with the ticket; written with jsonout, as the status poll is hot. */
+static void ticket_reply(struct call *c, int status, const struct queue_ticket *t)
 {
-    return json_pack("{s:s, s:I, s:s, s:I, s:I, s:I}", "token", t->token, "concertId", (json_int_t)t->concert_id,
-                     "status", queue_status_name(t->status), "position", (json_int_t)t->position,
-                     "estimatedWaitSeconds", (json_int_t)t->eta_seconds, "pollAfterMs", (json_int_t)t->poll_after_ms);
+    struct jsonout j;
+    jsonout_init(&j);
+    jsonout_object_begin(&j);
+    jsonout_field_string(&j, "token", t->token);
+    jsonout_field_int(&j, "concertId", t->concert_id);
+    jsonout_field_string(&j, "status", queue_status_name(t->status));
+    jsonout_field_int(&j, "position", t->position);
+    jsonout_field_int(&j, "estimatedWaitSeconds", t->eta_seconds);
+    jsonout_field_int(&j, "pollAfterMs", t->poll_after_ms);
+    jsonout_object_end(&j);
+    call_reply_jsonout(c, status, &j);
 }
 
 void queue_issue(struct call *c)
@@ -30,7 +39,7 @@ void queue_issue(struct call *c)
         call_fail(c, e);
         return;
     }
-    call_reply_json(c, created ? 201 : 200, ticket_json(&t));
+    ticket_reply(c, created ? 201 : 200, &t);
 }
 
 void queue_get_status(struct call *c)
@@ -46,7 +55,7 @@ void queue_get_status(struct call *c)
         call_fail(c, e);
         return;
     }
-    call_reply_json(c, 200, ticket_json(&t));
+    ticket_reply(c, 200, &t);
 }
 
 void queue_leave(struct call *c)
