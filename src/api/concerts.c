@@ -1,5 +1,6 @@
 /* concerts.c — the catalogue: concert list (public), bookable dates and the
- * seat map (both behind an ACTIVE queue token, SPEC §4). */
+ * seat map (both behind an ACTIVE queue token, SPEC §4). These are the hottest
+ * reads, so they are written with jsonout rather than jansson trees. */
 #include "api/api.h"
 #include "app.h"
 
@@ -14,12 +15,22 @@ void concerts_list(struct call *c)
         call_fail(c, e);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:I, s:s, s:s}", "concertId", (json_int_t)list[i].id, "title",
-                                             list[i].title, "venue", list[i].venue));
+    struct jsonout j;
+    jsonout_init(&j);
+    jsonout_object_begin(&j);
+    jsonout_key(&j, "concerts");
+    jsonout_array_begin(&j);
+    for (size_t i = 0; i < n; i++) {
+        jsonout_object_begin(&j);
+        jsonout_field_int(&j, "concertId", list[i].id);
+        jsonout_field_string(&j, "title", list[i].title);
+        jsonout_field_string(&j, "venue", list[i].venue);
+        jsonout_object_end(&j);
+    }
+    jsonout_array_end(&j);
+    jsonout_object_end(&j);
     free(list);
-    call_reply_json(c, 200, json_pack("{s:o}", "concerts", arr));
+    call_reply_jsonout(c, 200, &j);
 }
 
 void schedules_list(struct call *c)
@@ -39,13 +50,24 @@ void schedules_list(struct call *c)
         call_fail(c, e);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:I, s:s, s:i, s:i}", "scheduleId", (json_int_t)list[i].id, "startsAt",
-                                             call_time(c, list[i].starts_at), "availableSeats", list[i].available,
-                                             "totalSeats", list[i].seat_count));
+    struct jsonout j;
+    jsonout_init(&j);
+    jsonout_object_begin(&j);
+    jsonout_field_int(&j, "concertId", c->id);
+    jsonout_key(&j, "schedules");
+    jsonout_array_begin(&j);
+    for (size_t i = 0; i < n; i++) {
+        jsonout_object_begin(&j);
+        jsonout_field_int(&j, "scheduleId", list[i].id);
+        jsonout_field_string(&j, "startsAt", call_time(c, list[i].starts_at));
+        jsonout_field_int(&j, "availableSeats", list[i].available);
+        jsonout_field_int(&j, "totalSeats", list[i].seat_count);
+        jsonout_object_end(&j);
+    }
+    jsonout_array_end(&j);
+    jsonout_object_end(&j);
     free(list);
-    call_reply_json(c, 200, json_pack("{s:I, s:o}", "concertId", (json_int_t)c->id, "schedules", arr));
+    call_reply_jsonout(c, 200, &j);
 }
 
 void seats_list(struct call *c)
@@ -65,12 +87,23 @@ void seats_list(struct call *c)
         call_fail(c, e);
         return;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:i, s:I, s:b, s:s}", "seatNo", seats[i].seat_no, "price",
-                                             (json_int_t)seats[i].price, "available", seats[i].available,
-                                             "status", seat_status_name(seats[i].status)));
+    struct jsonout j;
+    jsonout_init(&j);
+    jsonout_object_begin(&j);
+    jsonout_field_int(&j, "scheduleId", c->id);
+    jsonout_field_int(&j, "concertId", sched.concert_id);
+    jsonout_key(&j, "seats");
+    jsonout_array_begin(&j);
+    for (size_t i = 0; i < n; i++) {
+        jsonout_object_begin(&j);
+        jsonout_field_int(&j, "seatNo", seats[i].seat_no);
+        jsonout_field_int(&j, "price", seats[i].price);
+        jsonout_field_bool(&j, "available", seats[i].available);
+        jsonout_field_string(&j, "status", seat_status_name(seats[i].status));
+        jsonout_object_end(&j);
+    }
+    jsonout_array_end(&j);
+    jsonout_object_end(&j);
     free(seats);
-    call_reply_json(c, 200, json_pack("{s:I, s:I, s:o}", "scheduleId", (json_int_t)c->id, "concertId",
-                                      (json_int_t)sched.concert_id, "seats", arr));
+    call_reply_jsonout(c, 200, &j);
 }

@@ -1,5 +1,6 @@
 /* reply.c — JSON in and out for API handlers (call.h). Bodies are parsed by
- * jansson and answered with h2o_send_inline; memory lives in the request pool. */
+ * jansson; answers are rendered by jansson or jsonout and sent with
+ * h2o_send_inline, which copies them into the request pool. */
 #include "http/call.h"
 #include "http/parse.h"
 #include "http/server.h"
@@ -48,20 +49,33 @@ static void send_body(struct call *c, int status, const char *ctype, const char 
     h2o_send_inline(req, body, len);
 }
 
-void call_reply_json(struct call *c, int status, json_t *value)
+/* The one way a JSON body goes out: text NULL means rendering ran out of
+ * memory, answered 500. h2o_send_inline copies the body into the request
+ * pool, so text may be freed as soon as this returns. */
+static void send_json(struct call *c, int status, const char *text, size_t len)
 {
-    char *text = json_dumps(value, JSON_COMPACT);
-    json_decref(value);
     if (text == NULL) {
         static const char oom[] = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}";
         send_body(c, 500, "application/json", oom, sizeof oom - 1);
         return;
     }
-    size_t len = strlen(text);
-    char *copy = h2o_mem_alloc_pool(&c->req->pool, len);
-    memcpy(copy, text, len);
+    send_body(c, status, "application/json", text, len);
+}
+
+void call_reply_json(struct call *c, int status, json_t *value)
+{
+    char *text = json_dumps(value, JSON_COMPACT);
+    json_decref(value);
+    send_json(c, status, text, text != NULL ? strlen(text) : 0);
     free(text);
-    send_body(c, status, "application/json", copy, len);
+}
+
+void call_reply_jsonout(struct call *c, int status, struct jsonout *j)
+{
+    size_t len;
+    const char *text = jsonout_text(j, &len);
+    send_json(c, status, text, len);
+    jsonout_release(j);
 }
 
 void call_reply_empty(struct call *c, int status)

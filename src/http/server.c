@@ -10,6 +10,7 @@
 #include "http/workers.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/request_id.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,7 +19,6 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -112,9 +112,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     c->loop = H2O_STRUCT_FROM_MEMBER(struct loop_ctx, ctx, req->conn->ctx);
     c->started_ns = mono_ns();
     c->now = clock_now_ms();
-    unsigned char rid[8];
-    randombytes_buf(rid, sizeof rid);
-    sodium_bin2hex(c->request_id, sizeof c->request_id, rid, sizeof rid);
+    request_id_new(c->request_id);
 
     const struct route *route = NULL;
     char allow[64];
