@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -73,13 +74,23 @@ static int is_api_path(h2o_iovec_t path)
     return path.len == 4 && memcmp(path.base, "/api", 4) == 0;
 }
 
+/* True when a header line of [from, to) is named `name` (lower case). */
+static int header_block_names(const char *from, const char *to, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = from; p + n + 2 <= to; p++)
+        if (*p == '\n' && strncasecmp(p + 1, name, n) == 0 && p[1 + n] == ':')
+            return 1;
+    return 0;
+}
+
 /* Request smuggling guard. h2o 2.2 frames the body itself (first Content-Length
  * wins; chunked is decoded in place) and hides both framing headers from
  * handlers, so ambiguity shows only in the input buffer: bytes left after the
  * body (two Content-Lengths, or any pipelining behind a body), or a body that does
- * not directly follow the header block (chunked, possibly with a Content-Length
- * beside it, RFC 9112 §6.1: process, then close). Either way this connection
- * serves no further request. */
+ * not directly follow the header block, or a Transfer-Encoding in the header
+ * block (chunked, possibly with a Content-Length beside it, RFC 9112 §6.1:
+ * process, then close). Either way this connection serves no further request. */
 static void close_after_unclear_framing(h2o_req_t *req)
 {
     if (req->entity.base == NULL || req->conn->callbacks->get_socket == NULL)
@@ -91,7 +102,7 @@ static void close_after_unclear_framing(h2o_req_t *req)
     const char *body = req->entity.base, *body_end = body + req->entity.len;
     int in_buffer = body >= start && body_end <= end;
     int plain = in_buffer && body - start >= 4 && memcmp(body - 4, "\r\n\r\n", 4) == 0;
-    if (!in_buffer || !plain || body_end != end)
+    if (!in_buffer || !plain || body_end != end || header_block_names(start, body, "transfer-encoding"))
         req->http1_is_persistent = 0;
 }
 
