@@ -63,20 +63,27 @@ int64_t queue_poll_after_ms(int active, int64_t eta_seconds, const struct waitro
     return v < 1 ? 1 : v;
 }
 
-/* See queue_rules.h. The weight of the new sample is 1 - e^(-elapsed/10 s), so the
- * average does not depend on how often it is updated. elapsed_ms <= 0 measures
- * nothing (avg returned unchanged); a negative, NaN or infinite avg restarts at 0. */
-double queue_rate_update(double avg, int64_t admitted, int64_t elapsed_ms)
+/* See queue_rules.h. An exponential average with weight alpha = 1 - e^(-elapsed/10 s)
+ * for the new sample (so it does not depend on how often it is updated), corrected
+ * for its missing history: with w the measured share of the horizon, the estimate
+ * is the plain average divided by w, which folds the sample in with alpha / w'.
+ * elapsed_ms <= 0 measures nothing (avg returned unchanged); a negative, NaN or
+ * infinite avg or weight restarts from no history. */
+double queue_rate_update(double avg, double *weight, int64_t admitted, int64_t elapsed_ms)
 {
-    if (!(avg >= 0) || !isfinite(avg))
-        avg = 0;
+    double w = *weight;
+    if (!(avg >= 0) || !isfinite(avg) || !(w >= 0 && w <= 1))
+        avg = 0, w = 0;
+    *weight = w;
     if (elapsed_ms <= 0)
         return avg;
     if (admitted < 0)
         admitted = 0;
     double sample = (double)admitted * 1000.0 / (double)elapsed_ms;
     double alpha = 1.0 - exp(-(double)elapsed_ms / RATE_HORIZON_MS);
-    double r = avg + alpha * (sample - avg);
+    double nw = w + alpha * (1.0 - w);
+    double r = nw > 0 ? avg + alpha / nw * (sample - avg) : avg;
+    *weight = nw <= 1 ? nw : 1;
     return (r >= 0 && isfinite(r)) ? r : 0;
 }
 

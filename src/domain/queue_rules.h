@@ -25,8 +25,11 @@ int64_t queue_eta_seconds(int64_t position, double measured_rate, const struct w
 int64_t queue_poll_after_ms(int active, int64_t eta_seconds, const struct waitroom_config *cfg);
 
 /* Moving average of admissions per second: folds `admitted` over `elapsed_ms`
- * into avg (exponential, ~10 s horizon). Returns the new average. */
-double queue_rate_update(double avg, int64_t admitted, int64_t elapsed_ms);
+ * into avg (exponential, ~10 s horizon) and returns the new average. *weight is
+ * how much of the horizon has been measured (0 before anything, tending to 1): the
+ * average covers only the time measured so far, so an on-sale's first second
+ * reads as its real rate instead of a trickle blended with zero history. */
+double queue_rate_update(double avg, double *weight, int64_t admitted, int64_t elapsed_ms);
 
 /* How many tokens may be admitted now: free slots (active_max - active), further
  * limited by admit_rate through a token bucket of *budget admissions that

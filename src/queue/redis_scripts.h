@@ -57,16 +57,19 @@
     "  if whole >= free then return free, b end\n"                                                                     \
     "  return whole, b\n"                                                                                              \
     "end\n"                                                                                                            \
-    "-- queue_rate_update()\n"                                                                                         \
-    "local function rate_update(avg, admitted, elapsed)\n"                                                             \
-    "  if not (avg >= 0) or not finite(avg) then avg = 0 end\n"                                                        \
-    "  if elapsed <= 0 then return avg end\n"                                                                          \
+    "-- queue_rate_update(): returns the new average and weight\n"                                                     \
+    "local function rate_update(avg, w, admitted, elapsed)\n"                                                          \
+    "  if not (avg >= 0) or not finite(avg) or not (w >= 0 and w <= 1) then avg = 0; w = 0 end\n"                      \
+    "  if elapsed <= 0 then return avg, w end\n"                                                                       \
     "  if admitted < 0 then admitted = 0 end\n"                                                                        \
     "  local sample = admitted * 1000.0 / elapsed\n"                                                                   \
     "  local alpha = 1.0 - math.exp(-elapsed / 10000.0)\n"                                                             \
-    "  local r = avg + alpha * (sample - avg)\n"                                                                       \
-    "  if r >= 0 and finite(r) then return r end\n"                                                                    \
-    "  return 0\n"                                                                                                     \
+    "  local nw = w + alpha * (1.0 - w)\n"                                                                             \
+    "  local r = avg\n"                                                                                                \
+    "  if nw > 0 then r = avg + alpha / nw * (sample - avg) end\n"                                                     \
+    "  if nw > 1 then nw = 1 end\n"                                                                                    \
+    "  if r >= 0 and finite(r) then return r, nw end\n"                                                                \
+    "  return 0, nw\n"                                                                                                 \
     "end\n"                                                                                                            \
     "-- Admits the oldest WAITING tokens into free slots within the admit_rate budget.\n"                              \
     "local function admit_run()\n"                                                                                     \
@@ -136,7 +139,8 @@
     "if redis.call('EXISTS', K_ST) == 0 then\n"                                                                        \
     "  local full = 1\n"                                                                                               \
     "  if ADMIT_RATE > 1 then full = ADMIT_RATE end\n"                                                                 \
-    "  redis.call('HSET', K_ST, 'budget', fmt(full), 'refill_at', NOW_S, 'rate_at', NOW_S, 'rate', '0',\n"             \
+    "  redis.call('HSET', K_ST, 'budget', fmt(full), 'refill_at', NOW_S, 'rate_at', NOW_S,\n"                          \
+    "             'rate', '0', 'rate_w', '0',\n"                                                                       \
     "             'admitted_total', 0, 'admitted_since', 0)\n"                                                         \
     "end\n"                                                                                                            \
     "local seq = redis.call('INCR', K_SEQ)\n"                                                                          \
@@ -197,12 +201,13 @@
     "  return {redis.call('ZCARD', K_WQ), redis.call('ZCARD', K_AL), full, 0}\n"                                       \
     "end\n"                                                                                                            \
     "admit_run()\n"                                                                                                    \
-    "local st = redis.call('HMGET', K_ST, 'rate', 'rate_at', 'admitted_since', 'issued_at')\n"                         \
+    "local st = redis.call('HMGET', K_ST, 'rate', 'rate_at', 'admitted_since', 'issued_at', 'rate_w')\n"               \
     "local waiting, rate_at = redis.call('ZCARD', K_WQ), num(st[2])\n"                                                 \
     "if NOW > rate_at then\n"                                                                                          \
     "  local since = num(st[3])\n"                                                                                     \
     "  if since > 0 or waiting > 0 then\n"                                                                             \
-    "    redis.call('HSET', K_ST, 'rate', fmt(rate_update(num(st[1]), since, NOW - rate_at)))\n"                       \
+    "    local r, w = rate_update(num(st[1]), num(st[5]), since, NOW - rate_at)\n"                                     \
+    "    redis.call('HSET', K_ST, 'rate', fmt(r), 'rate_w', fmt(w))\n"                                                 \
     "  end\n"                                                                                                          \
     "  redis.call('HSET', K_ST, 'admitted_since', 0, 'rate_at', NOW_S)\n"                                              \
     "end\n"                                                                                                            \

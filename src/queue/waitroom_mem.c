@@ -79,7 +79,7 @@ struct cq {
     struct act *act;
     uint32_t nact, act_cap;
     int64_t waiting, admitted_total, admitted_since;
-    double rate_avg, budget;
+    double rate_avg, rate_weight, budget;
     int64_t refill_at, rate_at;
 };
 
@@ -1089,7 +1089,7 @@ static bx_err wm_tick(struct waitroom *base, int64_t now)
             e = e2;
         if (now > c->rate_at) {
             if (c->admitted_since > 0 || c->waiting > 0)
-                c->rate_avg = queue_rate_update(c->rate_avg, c->admitted_since, now - c->rate_at);
+                c->rate_avg = queue_rate_update(c->rate_avg, &c->rate_weight, c->admitted_since, now - c->rate_at);
             c->admitted_since = 0;
             c->rate_at = now;
         }

@@ -367,19 +367,35 @@ Test(queue_rules, poll_after_waiting_is_a_quarter_of_eta_between_1s_and_a_third_
 
 Test(queue_rules, rate_average_follows_a_ten_second_horizon)
 {
-    double r = queue_rate_update(0, 100, 1000); /* 100/s for 1 s: weight 1 - e^-0.1 */
-    cr_assert_float_eq(r, 100 * (1 - exp(-0.1)), 1e-9);
-    r = 0;
+    double w = 0;
+    double r = queue_rate_update(0, &w, 100, 1000); /* no history: the first second is the rate */
+    cr_assert_float_eq(r, 100, 1e-9);
+    cr_assert_float_eq(w, 1 - exp(-0.1), 1e-12);
+    r = queue_rate_update(r, &w, 0, 1000); /* then a second with none: about the two-second average */
+    double a = 1 - exp(-0.1);
+    cr_assert_float_eq(r, 100 * (1 - a / (a + a * (1 - a))), 1e-9); /* 47.5: the newer second weighs more */
+    r = 0, w = 0;
     for (int i = 0; i < 600; i++)
-        r = queue_rate_update(r, 1, 100); /* 10/s in 100 ms steps for a minute */
-    cr_assert_float_eq(r, 10.0, 0.05);
-    double once = queue_rate_update(0, 10, 1000), tenfold = 0;
+        r = queue_rate_update(r, &w, 1, 100); /* 10/s in 100 ms steps for a minute */
+    cr_assert_float_eq(r, 10.0, 1e-6);
+    cr_assert(w > 0.99 && w <= 1);
+    for (int i = 0; i < 600; i++)
+        r = queue_rate_update(r, &w, 5, 100); /* then 50/s: the old rate fades over ~10 s */
+    cr_assert(r > 49.8 && r < 50.0, "%f", r);
+    double wo = 0.3, wt = 0.3, once = queue_rate_update(20, &wo, 10, 1000), tenfold = 20;
     for (int i = 0; i < 10; i++)
-        tenfold = queue_rate_update(tenfold, 1, 100);
+        tenfold = queue_rate_update(tenfold, &wt, 1, 100);
     cr_assert_float_eq(once, tenfold, 1e-9, "same answer however often it is updated");
-    cr_assert_float_eq(queue_rate_update(7.5, 3, 0), 7.5, 1e-12, "no elapsed time, nothing measured");
-    cr_assert(queue_rate_update(NAN, -4, 1000) == 0);
-    cr_assert(queue_rate_update(5, 0, INT64_MAX) >= 0);
+    cr_assert_float_eq(wo, wt, 1e-12);
+    w = 0.5;
+    cr_assert_float_eq(queue_rate_update(7.5, &w, 3, 0), 7.5, 1e-12, "no elapsed time, nothing measured");
+    cr_assert_float_eq(w, 0.5, 1e-12);
+    w = 0.5;
+    cr_assert(queue_rate_update(NAN, &w, -4, 1000) == 0);
+    w = NAN;
+    cr_assert_float_eq(queue_rate_update(5, &w, 10, 1000), 10, 1e-9, "a broken weight restarts the history");
+    w = 1;
+    cr_assert(queue_rate_update(5, &w, 0, INT64_MAX) >= 0);
 }
 
 Test(queue_rules, admissible_is_free_slots_without_a_rate)
@@ -578,7 +594,9 @@ Test(waitroom, eta_comes_from_the_measured_admission_rate)
     cr_assert_eq(w->ops->tick(w, 1001), BX_OK);
     double rate = stats_of(w, 4).admit_rate_avg;
     /* a's admission at issue was folded in at the first tick, b's over the next second */
-    cr_assert_float_eq(rate, queue_rate_update(queue_rate_update(0, 1, 1), 1, 1000), 1e-12);
+    double weight = 0, expect = queue_rate_update(0, &weight, 1, 1);
+    expect = queue_rate_update(expect, &weight, 1, 1000);
+    cr_assert_float_eq(rate, expect, 1e-12);
     s = status_ok(w, &d, 1002);
     cr_assert_eq(s.position, 1);
     cr_assert_eq(s.eta_seconds, (int64_t)ceil(1 / rate));
