@@ -58,8 +58,10 @@ struct store_ops {
     bx_err (*schedule_get)(struct store *s, int64_t schedule_id, int64_t now, struct schedule *out); /* SCHEDULE_NOT_FOUND */
     /* Schedules of a concert on sale at `now` (sale_opens_at <= now < sale_closes_at), by starts_at. */
     bx_err (*schedule_list_bookable)(struct store *s, int64_t concert_id, int64_t now, struct schedule **out, size_t *n);
-    /* All seats by seat_no; available = not SOLD and no live hold at `now`. */
-    bx_err (*seat_list)(struct store *s, int64_t schedule_id, int64_t now, struct seat **out, size_t *n);
+    /* All seats by seat_no; available = not SOLD and no live hold at `now`. Also the
+     * schedule's concert (concert_id may be NULL), in the same single read. */
+    bx_err (*seat_list)(struct store *s, int64_t schedule_id, int64_t now, int64_t *concert_id, struct seat **out,
+                        size_t *n);
 
     /* Holds (SPEC §6). One conditional update: the seat must be free at `now`
      * (never held, or its hold expired — that reservation becomes EXPIRED in the same

@@ -160,7 +160,7 @@ enum stmt_kind { RD, WR };
       "AND $2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                                          \
     X(SEAT_LIST, RD,                                                                                                   \
       "SELECT t.seat_no, t.price, CASE WHEN t.status = 'SOLD' THEN 2 "                                                 \
-      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END "                                           \
+      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END, s.concert_id "                             \
       "FROM schedules s LEFT JOIN seats t ON t.schedule_id = s.id WHERE s.id = $1 ORDER BY t.seat_no")                 \
     X(HOLD, WR, "SELECT o_code, o_id, o_concert, o_price FROM bx_hold($1, $2, $3, $4, $5, $6)")                        \
     X(RES_GET, RD, "SELECT " RES_COLS "WHERE r.id = $1 AND r.user_id = $2")                                            \
@@ -911,7 +911,8 @@ static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, 
 /* All seats of a schedule by seat_no with their status at now (a HELD seat whose
  * hold ended reads AVAILABLE, SPEC §6). One statement
  * (schedule LEFT JOIN seats), so existence and list are one snapshot. */
-static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now, struct seat **out, size_t *n)
+static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now, int64_t *concert_id,
+                           struct seat **out, size_t *n)
 {
     struct pg_store *s = to_pg(base);
     struct params p = {0};
@@ -927,6 +928,8 @@ static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now,
         PQclear(r);
         return BX_ERR_SCHEDULE_NOT_FOUND;
     }
+    if (concert_id != NULL)
+        *concert_id = col_i64(r, 0, 3);
     struct seat *arr = calloc((size_t)rows, sizeof *arr);
     if (arr == NULL) {
         PQclear(r);

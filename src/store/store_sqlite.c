@@ -66,10 +66,9 @@
     X(SCHEDULE_GET, "SELECT " SCHED_COLS "WHERE s.id = ?1")                                                           \
     X(SCHEDULE_BOOKABLE, "SELECT " SCHED_COLS "WHERE s.concert_id = ?1 AND s.sale_opens_at <= ?2 "                   \
                          "AND ?2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                      \
-    X(SCHEDULE_EXISTS, "SELECT 1 FROM schedules WHERE id = ?1")                                                       \
-    X(SEAT_LIST, "SELECT seat_no, price, CASE WHEN status = 'SOLD' THEN 2 "                                           \
-                 "WHEN status = 'HELD' AND hold_expires_at > ?2 THEN 1 ELSE 0 END "                                   \
-                 "FROM seats WHERE schedule_id = ?1 ORDER BY seat_no")                                                \
+    X(SEAT_LIST, "SELECT t.seat_no, t.price, CASE WHEN t.status = 'SOLD' THEN 2 "                                     \
+                 "WHEN t.status = 'HELD' AND t.hold_expires_at > ?2 THEN 1 ELSE 0 END, s.concert_id "                 \
+                 "FROM schedules s LEFT JOIN seats t ON t.schedule_id = s.id WHERE s.id = ?1 ORDER BY t.seat_no")     \
     X(SCHEDULE_SALE, "SELECT concert_id, sale_opens_at, sale_closes_at FROM schedules WHERE id = ?1")                 \
     X(SEAT_GET, "SELECT price, status, reservation_id, hold_expires_at FROM seats "                                  \
                 "WHERE schedule_id = ?1 AND seat_no = ?2")                                                            \
@@ -903,38 +902,28 @@ static bx_err sqlite_schedule_list_bookable(struct store *base, int64_t concert_
     return BX_OK;
 }
 
-/* All seats of a schedule by seat_no, available = free at `now` (a deferred read
- * transaction makes the existence check and the list one snapshot). SCHEDULE_NOT_FOUND. */
-static bx_err sqlite_seat_list(struct store *base, int64_t schedule_id, int64_t now, struct seat **out, size_t *n)
+/* All seats of a schedule by seat_no, available = free at `now`, and its concert:
+ * one statement (so one implicit read transaction, whose WAL read lock is most of
+ * the cost of a small seat map). The LEFT JOIN answers one row without a seat for
+ * a schedule without seats, none for no schedule. SCHEDULE_NOT_FOUND. */
+static bx_err sqlite_seat_list(struct store *base, int64_t schedule_id, int64_t now, int64_t *concert_id,
+                               struct seat **out, size_t *n)
 {
     struct sqlite_store *s = to_sq(base);
     struct seat *arr = NULL;
-    size_t cnt = 0, cap = 0;
+    size_t cnt = 0, cap = 0, rows = 0;
     sqlite3_stmt *q;
-    int64_t one;
-    int found, r;
-    bx_err e = run_plain(s, ST_BEGIN_READ);
+    int r;
+    bx_err e = prep(s, ST_SEAT_LIST, &q);
     if (e)
         return e;
-    if ((e = prep(s, ST_SCHEDULE_EXISTS, &q)))
-        goto out;
-    if (sqlite3_bind_int64(q, 1, schedule_id)) {
-        e = bind_failed(s, q);
-        goto out;
-    }
-    if ((e = query_i64(s, q, &one, &found)))
-        goto out;
-    if (!found) {
-        e = BX_ERR_SCHEDULE_NOT_FOUND;
-        goto out;
-    }
-    if ((e = prep(s, ST_SEAT_LIST, &q)))
-        goto out;
-    if (sqlite3_bind_int64(q, 1, schedule_id) || sqlite3_bind_int64(q, 2, now)) {
-        e = bind_failed(s, q);
-        goto out;
-    }
+    if (sqlite3_bind_int64(q, 1, schedule_id) || sqlite3_bind_int64(q, 2, now))
+        return bind_failed(s, q);
     while ((r = step(s, q, &e)) == 1) {
+        if (rows++ == 0 && concert_id != NULL)
+            *concert_id = sqlite3_column_int64(q, 3);
+        if (sqlite3_column_type(q, 0) == SQLITE_NULL)
+            continue;
         if ((e = grow((void **)&arr, &cap, cnt, sizeof *arr))) {
             done(q);
             break;
@@ -945,8 +934,8 @@ static bx_err sqlite_seat_list(struct store *base, int64_t schedule_id, int64_t 
         arr[cnt].available = arr[cnt].status == SEAT_AVAILABLE;
         cnt++;
     }
-out:
-    tx_rollback(s); /* read-only: nothing to keep */
+    if (e == BX_OK && rows == 0)
+        e = BX_ERR_SCHEDULE_NOT_FOUND;
     if (e) {
         free(arr);
         return e;

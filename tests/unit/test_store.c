@@ -287,7 +287,7 @@ static bool seat_available(int64_t schedule_id, int32_t seat_no, int64_t now)
 {
     struct seat *seats;
     size_t n;
-    cr_assert_eq(st->ops->seat_list(st, schedule_id, now, &seats, &n), BX_OK);
+    cr_assert_eq(st->ops->seat_list(st, schedule_id, now, NULL, &seats, &n), BX_OK);
     cr_assert_geq(n, (size_t)seat_no);
     bool avail = seats[seat_no - 1].available;
     cr_assert_eq(seats[seat_no - 1].seat_no, seat_no);
@@ -518,7 +518,9 @@ Test(SUITE, catalogue_lists_concerts_schedules_and_seats)
     cr_assert_eq(st->ops->schedule_get(st, 999, T0, &g), BX_ERR_SCHEDULE_NOT_FOUND);
 
     struct seat *seats;
-    cr_assert_eq(st->ops->seat_list(st, sch, T0, &seats, &n), BX_OK);
+    int64_t of = 0;
+    cr_assert_eq(st->ops->seat_list(st, sch, T0, &of, &seats, &n), BX_OK);
+    cr_assert_eq(of, c, "the schedule's concert comes with its seats");
     cr_assert_eq(n, 50);
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(seats[i].seat_no, (int32_t)i + 1);
@@ -526,7 +528,7 @@ Test(SUITE, catalogue_lists_concerts_schedules_and_seats)
         cr_assert(seats[i].available);
     }
     free(seats);
-    cr_assert_eq(st->ops->seat_list(st, 999, T0, &seats, &n), BX_ERR_SCHEDULE_NOT_FOUND);
+    cr_assert_eq(st->ops->seat_list(st, 999, T0, &of, &seats, &n), BX_ERR_SCHEDULE_NOT_FOUND);
 }
 
 Test(SUITE, seat_list_reports_held_sold_and_ended_holds)
@@ -540,7 +542,7 @@ Test(SUITE, seat_list_reports_held_sold_and_ended_holds)
     cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
     cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
     cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 1, &none, &p), BX_OK);
-    cr_assert_eq(st->ops->seat_list(st, sch, T0 + 1, &seats, &n), BX_OK);
+    cr_assert_eq(st->ops->seat_list(st, sch, T0 + 1, NULL, &seats, &n), BX_OK);
     cr_assert_eq(n, 4);
     cr_assert_eq(seats[0].status, SEAT_HELD);
     cr_assert_not(seats[0].available);
@@ -549,7 +551,7 @@ Test(SUITE, seat_list_reports_held_sold_and_ended_holds)
     cr_assert_eq(seats[2].status, SEAT_AVAILABLE);
     cr_assert(seats[2].available);
     free(seats);
-    cr_assert_eq(st->ops->seat_list(st, sch, T0 + HOLD_MS, &seats, &n), BX_OK);
+    cr_assert_eq(st->ops->seat_list(st, sch, T0 + HOLD_MS, NULL, &seats, &n), BX_OK);
     cr_assert_eq(seats[0].status, SEAT_AVAILABLE, "a hold that ended reads AVAILABLE before any sweep");
     cr_assert(seats[0].available);
     cr_assert_eq(seats[1].status, SEAT_SOLD);
