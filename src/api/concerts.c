@@ -2,8 +2,11 @@
  * seat map (both behind an ACTIVE queue token, SPEC §4). These are the hottest
  * reads, so they are written with jsonout rather than jansson trees. */
 #include "api/api.h"
+#include "api/seatmap_cache.h"
+#include "http/workers.h"
 #include "app.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 void concerts_list(struct call *c)
@@ -71,9 +74,19 @@ void schedules_list(struct call *c)
 }
 
 /* The seats and the schedule's concert come in one read (the token check needs
- * the concert): a refused token costs that read, as the schedule lookup did. */
+ * the concert): a refused token costs that read, as the schedule lookup did. In
+ * embedded mode the rendered map is kept per loop until a write or the end of a
+ * hold in it (api/seatmap_cache.c). */
 void seats_list(struct call *c)
 {
+    int cacheable = workers_have_writer();
+    uint64_t generation = cacheable ? workers_write_generation() : 0; /* before the read */
+    struct seatmap_hit hit;
+    if (cacheable && seatmap_cache_get(c->loop, c->id, generation, c->now, &hit)) {
+        if (api_require_active(c, hit.concert_id) == 0)
+            call_reply_json_text(c, 200, hit.body, hit.len);
+        return;
+    }
     struct store *s = c->loop->store;
     struct seat *seats = NULL;
     size_t n = 0;
@@ -94,6 +107,7 @@ void seats_list(struct call *c)
     jsonout_field_int(&j, "concertId", concert_id);
     jsonout_key(&j, "seats");
     jsonout_array_begin(&j);
+    int64_t valid_until = INT64_MAX;
     for (size_t i = 0; i < n; i++) {
         jsonout_object_begin(&j);
         jsonout_field_int(&j, "seatNo", seats[i].seat_no);
@@ -101,9 +115,17 @@ void seats_list(struct call *c)
         jsonout_field_bool(&j, "available", seats[i].available);
         jsonout_field_string(&j, "status", seat_status_name(seats[i].status));
         jsonout_object_end(&j);
+        if (seats[i].hold_ends_at > 0 && seats[i].hold_ends_at < valid_until)
+            valid_until = seats[i].hold_ends_at;
     }
     jsonout_array_end(&j);
     jsonout_object_end(&j);
     free(seats);
+    if (cacheable) {
+        size_t len;
+        const char *text = jsonout_text(&j, &len);
+        if (text != NULL)
+            seatmap_cache_put(c->loop, c->id, concert_id, generation, valid_until, text, len);
+    }
     call_reply_jsonout(c, 200, &j);
 }

@@ -44,6 +44,7 @@ struct seat {
     int64_t price;
     bool available; /* status == SEAT_AVAILABLE */
     enum seat_status status;
+    int64_t hold_ends_at; /* SEAT_HELD: when the hold ends; else 0 */
 };
 
 enum reservation_status { RES_HELD = 0, RES_CONFIRMED, RES_EXPIRED, RES_CANCELLED };

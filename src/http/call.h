@@ -16,6 +16,7 @@
 #include "store/store.h"
 
 struct route;
+struct seatmap_cache;
 
 /* One per event-loop thread; owns its store connection. */
 struct loop_ctx {
@@ -32,6 +33,7 @@ struct loop_ctx {
     int pending_jobs; /* requests waiting on the worker pool */
     int listener_closed;
     int listen_fd;   /* handed to the loop's thread, which builds everything on it */
+    struct seatmap_cache *seatmaps; /* this loop's rendered seat maps (api/seatmap_cache.c) */
     int init_failed; /* set by the loop's thread when it could not start */
 };
 
@@ -56,6 +58,8 @@ void call_reply_json(struct call *c, int status, json_t *value);
 void call_reply_jsonout(struct call *c, int status, struct jsonout *j);
 /* Answers 204 No Content. */
 void call_reply_empty(struct call *c, int status);
+/* Answers with an already rendered JSON body (copied). */
+void call_reply_json_text(struct call *c, int status, const char *text, size_t len);
 /* Answers with text and a content type (metrics, health). */
 void call_reply_text(struct call *c, int status, const char *content_type, const char *text, size_t len);
 /* Answers {"error":{"code","message","field"?}} with the status of err. message

@@ -70,6 +70,11 @@ void call_reply_json(struct call *c, int status, json_t *value)
     free(text);
 }
 
+void call_reply_json_text(struct call *c, int status, const char *text, size_t len)
+{
+    send_json(c, status, text, len);
+}
+
 void call_reply_jsonout(struct call *c, int status, struct jsonout *j)
 {
     size_t len;

@@ -6,6 +6,7 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ static pthread_t *cpu_threads;
 static int cpu_nthreads;
 static pthread_t writer_thread;
 static struct store *writer_store; /* owned by the writer thread while it runs */
+static _Atomic uint64_t write_generation; /* see workers_write_generation */
 
 static void lane_push(struct lane *l, struct job *j)
 {
@@ -92,6 +94,7 @@ static void writer_run_batch(struct job *batch)
     }
     if (e != BX_OK)
         log_error("group commit failed (%s): every write of the batch is refused", bx_err_info(e)->code);
+    atomic_fetch_add(&write_generation, 1); /* before any answer: a reader told "held" sees it */
     for (struct job *j = batch, *next; j != NULL; j = next) {
         next = j->next;
         j->batch_err = e;
@@ -107,6 +110,8 @@ static void writer_sweep(void)
         log_warn("hold sweep failed: %s", bx_err_info(e)->code);
     else if (expired > 0)
         log_debug("hold sweep expired %d reservations", expired);
+    if (expired > 0)
+        atomic_fetch_add(&write_generation, 1);
 }
 
 static void *writer_main(void *arg)
@@ -174,6 +179,11 @@ int workers_start(int threads, struct store *store)
         store->ops->close(store);
     }
     return 0;
+}
+
+uint64_t workers_write_generation(void)
+{
+    return atomic_load(&write_generation);
 }
 
 int workers_have_writer(void)

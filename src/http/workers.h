@@ -10,6 +10,7 @@
 #define BX_HTTP_WORKERS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http/call.h"
 #include "queue/waitroom.h"
@@ -31,6 +32,10 @@ int workers_start(int threads, struct store *writer_store);
 void workers_stop(void);
 /* True when write ops go to the writer (and the sweeper runs there). */
 int workers_have_writer(void);
+/* With a writer, every store write of the process goes through it: this counter
+ * moves after each commit (before its answers go out) and each sweep that expired
+ * holds, so a read made at an unchanged value still shows the store as it is. */
+uint64_t workers_write_generation(void);
 
 /* Copies payload (size bytes) into the job; returns -1 when it could not queue
  * (the caller answers 503). */

@@ -160,7 +160,8 @@ enum stmt_kind { RD, WR };
       "AND $2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                                          \
     X(SEAT_LIST, RD,                                                                                                   \
       "SELECT t.seat_no, t.price, CASE WHEN t.status = 'SOLD' THEN 2 "                                                 \
-      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END, s.concert_id "                             \
+      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END, s.concert_id, "                            \
+      "CASE WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN t.hold_expires_at ELSE 0 END "                      \
       "FROM schedules s LEFT JOIN seats t ON t.schedule_id = s.id WHERE s.id = $1 ORDER BY t.seat_no")                 \
     X(HOLD, WR, "SELECT o_code, o_id, o_concert, o_price FROM bx_hold($1, $2, $3, $4, $5, $6)")                        \
     X(RES_GET, RD, "SELECT " RES_COLS "WHERE r.id = $1 AND r.user_id = $2")                                            \
@@ -943,6 +944,7 @@ static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now,
         int64_t status = col_i64(r, i, 2);
         arr[cnt].status = status == 2 ? SEAT_SOLD : status == 1 ? SEAT_HELD : SEAT_AVAILABLE;
         arr[cnt].available = arr[cnt].status == SEAT_AVAILABLE;
+        arr[cnt].hold_ends_at = col_i64(r, i, 4);
         cnt++;
     }
     PQclear(r);

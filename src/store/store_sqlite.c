@@ -67,7 +67,8 @@
     X(SCHEDULE_BOOKABLE, "SELECT " SCHED_COLS "WHERE s.concert_id = ?1 AND s.sale_opens_at <= ?2 "                   \
                          "AND ?2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                      \
     X(SEAT_LIST, "SELECT t.seat_no, t.price, CASE WHEN t.status = 'SOLD' THEN 2 "                                     \
-                 "WHEN t.status = 'HELD' AND t.hold_expires_at > ?2 THEN 1 ELSE 0 END, s.concert_id "                 \
+                 "WHEN t.status = 'HELD' AND t.hold_expires_at > ?2 THEN 1 ELSE 0 END, s.concert_id, "                \
+                 "CASE WHEN t.status = 'HELD' AND t.hold_expires_at > ?2 THEN t.hold_expires_at ELSE 0 END "          \
                  "FROM schedules s LEFT JOIN seats t ON t.schedule_id = s.id WHERE s.id = ?1 ORDER BY t.seat_no")     \
     X(SCHEDULE_SALE, "SELECT concert_id, sale_opens_at, sale_closes_at FROM schedules WHERE id = ?1")                 \
     X(SEAT_GET, "SELECT price, status, reservation_id, hold_expires_at FROM seats "                                  \
@@ -932,6 +933,7 @@ static bx_err sqlite_seat_list(struct store *base, int64_t schedule_id, int64_t 
         arr[cnt].price = sqlite3_column_int64(q, 1);
         arr[cnt].status = (enum seat_status)sqlite3_column_int(q, 2);
         arr[cnt].available = arr[cnt].status == SEAT_AVAILABLE;
+        arr[cnt].hold_ends_at = sqlite3_column_int64(q, 4);
         cnt++;
     }
     if (e == BX_OK && rows == 0)

@@ -565,3 +565,56 @@ Test(flow, admission_at_a_limited_rate_is_first_come_first_served)
         bx_sleep_ms(50);
     }
 }
+
+/* The seat map is read over and over during an on-sale (embedded mode answers it
+ * from a per-loop copy): every read, from any connection, must show each change
+ * at once — a hold, its end (no request in between), a payment. */
+Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
+{
+    START("--hold-ttl", "1");
+    const char *at = bx_user(&C, "ivan", NULL);
+    const char *bt = bx_user(&C, "judy", NULL);
+    int64_t cid = bx_admin_concert(&C, "Read often");
+    int64_t sid = bx_admin_schedule(&C, cid, 10, 1000);
+    const char *aq = bx_queue_active(&C, at, cid);
+    const char *bq = bx_queue_active(&C, bt, cid);
+    struct bx_client C2;
+    bx_client_init(&C2, &srv); /* a second connection: possibly another event loop */
+    struct bx_client *readers[2] = {&C, &C2};
+    const char *path = bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)sid);
+#define SEAT2(k) bx_jstr(json_array_get(json_object_get(r->json, "seats"), 1), "status")
+    for (int k = 0; k < 6; k++) {
+        struct bx_resp *r = bx_http(readers[k % 2], "GET", path, &(struct bx_req){.bearer = bt, .queue_token = bq});
+        bx_expect(r, 200, NULL);
+        cr_assert_str_eq(SEAT2(k), "AVAILABLE", "%.200s", r->body);
+    }
+    int64_t rid = bx_hold(&C, at, aq, sid, 2);
+    for (int k = 0; k < 6; k++) {
+        struct bx_resp *r = bx_http(readers[k % 2], "GET", path, &(struct bx_req){.bearer = bt, .queue_token = bq});
+        bx_expect(r, 200, NULL);
+        cr_assert_str_eq(SEAT2(k), "HELD", "read %d right after the hold: %.200s", k, r->body);
+    }
+    /* the hold ends (1 s): the very first read after its end shows the seat free */
+    struct bx_resp *r = bx_http(&C, "GET", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid),
+                                &(struct bx_req){.bearer = at});
+    bx_expect(r, 200, NULL);
+    int64_t ends = bx_parse_time(bx_jstr(r->json, "expiresAt")); /* whole seconds */
+    cr_assert(ends > 0, "%s", r->body);
+    while (bx_unix_now() <= ends)
+        bx_sleep_ms(20);
+    for (int k = 0; k < 4; k++) {
+        r = bx_http(readers[k % 2], "GET", path, &(struct bx_req){.bearer = bt, .queue_token = bq});
+        bx_expect(r, 200, NULL);
+        cr_assert_str_eq(SEAT2(k), "AVAILABLE", "read %d after the hold ended: %.200s", k, r->body);
+    }
+    bx_charge(&C, at, 1000);
+    rid = bx_hold(&C, at, aq, sid, 2);
+    bx_expect(bx_pay(&C, at, aq, rid), 201, NULL);
+    for (int k = 0; k < 4; k++) {
+        r = bx_http(readers[k % 2], "GET", path, &(struct bx_req){.bearer = bt, .queue_token = bq});
+        bx_expect(r, 200, NULL);
+        cr_assert_str_eq(SEAT2(k), "SOLD", "read %d after the payment: %.200s", k, r->body);
+    }
+#undef SEAT2
+    bx_client_release(&C2);
+}
