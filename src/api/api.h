@@ -12,6 +12,10 @@ extern const size_t api_route_count;
 
 /* auth.c */
 int api_authenticate(struct call *c, enum route_auth auth);
+/* The concert must exist: 404 CONCERT_NOT_FOUND and -1 otherwise. Concerts are
+ * never deleted, so each loop remembers the ones it found (api/known_concerts.c)
+ * and the hot paths (queue tokens, dates) skip that read. */
+int api_require_concert(struct call *c, int64_t concert_id);
 /* Booking gate (SPEC §4): the caller's X-Queue-Token must be ACTIVE for concert_id.
  * -1 after answering 403/410. */
 int api_require_active(struct call *c, int64_t concert_id);

@@ -39,17 +39,12 @@ void concerts_list(struct call *c)
 void schedules_list(struct call *c)
 {
     struct store *s = c->loop->store;
-    struct concert concert;
-    bx_err e = s->ops->concert_get(s, c->id, &concert);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    if (api_require_active(c, c->id) != 0)
+    if (api_require_concert(c, c->id) != 0 || api_require_active(c, c->id) != 0)
         return;
     struct schedule *list = NULL;
     size_t n = 0;
-    if ((e = s->ops->schedule_list_bookable(s, c->id, c->now, &list, &n)) != BX_OK) {
+    bx_err e = s->ops->schedule_list_bookable(s, c->id, c->now, &list, &n);
+    if (e != BX_OK) {
         call_fail(c, e);
         return;
     }

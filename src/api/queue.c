@@ -57,13 +57,10 @@ void queue_issue(struct call *c)
 {
     if (api_rate_limit(c, RATE_QUEUE_TOKEN, (uint64_t)c->user_id) != 0)
         return;
-    struct concert concert;
-    bx_err e = c->loop->store->ops->concert_get(c->loop->store, c->id, &concert);
-    if (e != BX_OK) {
-        call_fail(c, e);
+    if (api_require_concert(c, c->id) != 0)
         return;
-    }
     struct issued x = {.created = false};
+    bx_err e;
     if ((e = app.waitroom->ops->issue(app.waitroom, c->user_id, c->id, c->now, &x.t, &x.created)) != BX_OK) {
         call_fail(c, e);
         return;

@@ -17,6 +17,7 @@
 
 struct route;
 struct seatmap_cache;
+struct known_concerts;
 
 /* One per event-loop thread; owns its store connection. */
 struct loop_ctx {
@@ -34,6 +35,7 @@ struct loop_ctx {
     int listener_closed;
     int listen_fd;   /* handed to the loop's thread, which builds everything on it */
     struct seatmap_cache *seatmaps; /* this loop's rendered seat maps (api/seatmap_cache.c) */
+    struct known_concerts *concerts; /* concerts this loop found (api/known_concerts.c) */
     int init_failed; /* set by the loop's thread when it could not start */
 };
 
