@@ -47,14 +47,14 @@ void seatmap_cache_put(struct loop_ctx *loop, int64_t schedule_id, int64_t conce
     struct entry *x = slot_of(loop, schedule_id, 1);
     if (x == NULL)
         return;
-    if (x->cap < len) {
-        char *b = realloc(x->body, len);
+    if (x->body == NULL || x->cap < len) {
+        char *b = realloc(x->body, len > 0 ? len : 1);
         if (b == NULL) {
             x->schedule_id = 0;
             return;
         }
         x->body = b;
-        x->cap = len;
+        x->cap = len > 0 ? len : 1;
     }
     memcpy(x->body, body, len);
     x->len = len;

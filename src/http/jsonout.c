@@ -69,7 +69,7 @@ static inline char *value_start(struct jsonout *j, size_t n)
     return o;
 }
 
-static inline void value_end(struct jsonout *j, char *o, bool complete)
+static inline void value_end(struct jsonout *j, const char *o, bool complete)
 {
     j->len = (size_t)(o - j->buf);
     j->comma = complete;
