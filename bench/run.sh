@@ -307,7 +307,7 @@ PGOPTIONS="-c synchronous_commit=off" "$SEED" --db "$PG_URL" --users 100000 --ch
     --tokens "$WORK/pg-tokens.txt" --concert "S3:1:50:50000" --concert "S4:20:1000:50000" >"$RAW/seed-pg.json" &
 SEED1=$!
 sleep 1 # the first one migrates
-PGOPTIONS="-c synchronous_commit=off" "$SEED" --db "$PG_URL" --users 200000 --from 100001 \
+PGOPTIONS="-c synchronous_commit=off" "$SEED" --db "$PG_URL" --users 400000 --from 100001 \
     --tokens "$WORK/pg-tokens2.txt" >"$RAW/seed-pg2.json" &
 SEED2=$!
 wait "$SEED1" "$SEED2"
@@ -324,10 +324,10 @@ start_bx so2 "$PORT_D2" "$PG_URL" --queue "$REDIS_URL" --threads "$SO_THREADS" -
 PID_D2=$BX_PID
 
 log "S3 token issuance, scale-out (one wrk per instance, distinct users)"
-BENCH_TOKENS=$WORK/pg-tokens.txt BENCH_SKIP=100000 BENCH_COUNT=100000 BENCH_CONCERT=$SO_S3 BENCH_NTHREADS=1 \
+BENCH_TOKENS=$WORK/pg-tokens.txt BENCH_SKIP=100000 BENCH_COUNT=200000 BENCH_CONCERT=$SO_S3 BENCH_NTHREADS=1 \
     wrk -t1 -c32 -d"${DUR}s" --latency -s "$ROOT/bench/issue.lua" "http://127.0.0.1:$PORT_D1/" >"$RAW/s3-so1.wrk" 2>&1 &
 W1=$!
-BENCH_TOKENS=$WORK/pg-tokens.txt BENCH_SKIP=200000 BENCH_COUNT=100000 BENCH_CONCERT=$SO_S3 BENCH_NTHREADS=1 \
+BENCH_TOKENS=$WORK/pg-tokens.txt BENCH_SKIP=300000 BENCH_COUNT=200000 BENCH_CONCERT=$SO_S3 BENCH_NTHREADS=1 \
     wrk -t1 -c32 -d"${DUR}s" --latency -s "$ROOT/bench/issue.lua" "http://127.0.0.1:$PORT_D2/" >"$RAW/s3-so2.wrk" 2>&1 &
 W2=$!
 wait "$W1" "$W2"

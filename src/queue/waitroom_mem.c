@@ -151,8 +151,8 @@ static uint64_t mix64(uint64_t x)
 
 static uint64_t hash_raw(const uint8_t *raw)
 {
-    uint64_t h; /* the token is 192 random bits: its first 64 are a perfect hash */
-    memcpy(&h, raw, sizeof h);
+    uint64_t h; /* bytes 8..15 are random (token_queue_new: 6 bytes of time, then random) */
+    memcpy(&h, raw + 8, sizeof h);
     return h;
 }
 
@@ -956,7 +956,7 @@ static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_i
     struct tok *t = &w->tok[id];
     char text[BX_QUEUE_TOKEN_LEN + 1];
     do {
-        token_queue_new(text);
+        token_queue_new(now, text);
         size_t rawlen = 0;
         sodium_base642bin(t->raw, TOKEN_RAW, text, BX_QUEUE_TOKEN_LEN, NULL, &rawlen, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);

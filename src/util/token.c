@@ -8,12 +8,16 @@
 #include <string.h>
 
 #define QUEUE_TOKEN_BYTES 24
+#define QUEUE_TOKEN_TIME_BYTES 6 /* big-endian Unix ms: 48 bits, enough until the year 10889 */
 #define SIG_B64_LEN 43 /* 32 bytes, base64url without padding */
 
-void token_queue_new(char *out)
+void token_queue_new(int64_t issued_ms, char *out)
 {
     unsigned char raw[QUEUE_TOKEN_BYTES];
-    randombytes_buf(raw, sizeof raw);
+    uint64_t t = issued_ms > 0 ? (uint64_t)issued_ms : 0;
+    for (int i = 0; i < QUEUE_TOKEN_TIME_BYTES; i++)
+        raw[i] = (unsigned char)(t >> (8 * (QUEUE_TOKEN_TIME_BYTES - 1 - i)));
+    randombytes_buf(raw + QUEUE_TOKEN_TIME_BYTES, sizeof raw - QUEUE_TOKEN_TIME_BYTES);
     sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 

@@ -11,8 +11,13 @@
 #define TOKEN_SECRET_LEN 32
 #define ACCESS_TOKEN_MAX 96
 
-/* Fills out with BX_QUEUE_TOKEN_LEN chars + NUL. */
-void token_queue_new(char *out);
+/* Fills out with BX_QUEUE_TOKEN_LEN chars + NUL: base64url of the issue time
+ * (6 bytes, big-endian Unix ms) then 18 random bytes (144 bits from the kernel
+ * CSPRNG). Tokens issued close in time share their first characters, so a table
+ * keyed by token grows in one place instead of at random pages (the embedded
+ * queue journals every token); the time tells its holder nothing new, the random
+ * part is what is unguessable. */
+void token_queue_new(int64_t issued_ms, char *out);
 /* A queue token that also names its concert, for backends that route by
  * concert (Redis Cluster hash tags): 8 bytes of concert id then 16 random bytes
  * (128 bits from the kernel CSPRNG), base64url. Same shape as token_queue_new. */

@@ -25,7 +25,7 @@ Test(queue_token, new_token_is_32_base64url_chars)
 {
     char tok[BX_QUEUE_TOKEN_LEN + 1];
     memset(tok, '#', sizeof tok);
-    token_queue_new(tok);
+    token_queue_new(1795000000000, tok);
     cr_assert_eq(strlen(tok), 32);
     cr_assert_eq(BX_QUEUE_TOKEN_LEN, 32);
     for (size_t i = 0; i < 32; i++) {
@@ -47,7 +47,7 @@ Test(queue_token, ten_thousand_tokens_are_distinct_and_well_formed)
     char(*toks)[BX_QUEUE_TOKEN_LEN + 1] = calloc(N, sizeof *toks);
     cr_assert_not_null(toks);
     for (int i = 0; i < N; i++) {
-        token_queue_new(toks[i]);
+        token_queue_new(1795000000000 + i / 100, toks[i]);
         cr_assert(token_queue_well_formed(toks[i], strlen(toks[i])), "token %d: %s", i, toks[i]);
     }
     qsort(toks, N, sizeof *toks, cmp_tok);
@@ -56,26 +56,54 @@ Test(queue_token, ten_thousand_tokens_are_distinct_and_well_formed)
     free(toks);
 }
 
-Test(queue_token, every_alphabet_position_varies)
+Test(queue_token, every_position_after_the_time_varies)
 {
-    /* 192 random bits: no character position is stuck (a broken RNG or a
-     * truncated encoding would leave some position constant). */
+    /* 144 random bits after 6 bytes (8 characters) of time: no character of the
+     * random part is stuck (a broken RNG or a truncated encoding would leave some
+     * position constant), and tokens of one millisecond share only the time. */
     char first[BX_QUEUE_TOKEN_LEN + 1], tok[BX_QUEUE_TOKEN_LEN + 1];
     int varied[BX_QUEUE_TOKEN_LEN] = {0};
-    token_queue_new(first);
+    token_queue_new(1795000000000, first);
     for (int n = 0; n < 200; n++) {
-        token_queue_new(tok);
+        token_queue_new(1795000000000, tok);
+        cr_assert(memcmp(tok, first, 8) == 0, "same millisecond, another time part: %s %s", first, tok);
         for (int i = 0; i < BX_QUEUE_TOKEN_LEN; i++)
             varied[i] |= tok[i] != first[i];
     }
-    for (int i = 0; i < BX_QUEUE_TOKEN_LEN; i++)
+    for (int i = 8; i < BX_QUEUE_TOKEN_LEN; i++)
         cr_assert(varied[i], "position %d never changed", i);
+}
+
+Test(queue_token, tokens_start_with_their_issue_time)
+{
+    /* what keeps the journal's inserts in one place of the token index */
+    char a[BX_QUEUE_TOKEN_LEN + 1];
+    unsigned char raw[24];
+    int64_t t = 1795000000000;
+    for (int i = 0; i < 1000; i++, t += 1 + i % 7) {
+        token_queue_new(t, a);
+        size_t n = 0;
+        cr_assert_eq(sodium_base642bin(raw, sizeof raw, a, strlen(a), NULL, &n, NULL,
+                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                     0);
+        cr_assert_eq(n, sizeof raw);
+        int64_t got = 0;
+        for (int k = 0; k < 6; k++)
+            got = got << 8 | raw[k];
+        cr_assert_eq(got, t, "%s", a);
+    }
+    char b[BX_QUEUE_TOKEN_LEN + 1];
+    token_queue_new(t, a);
+    token_queue_new(t + 999, b);
+    cr_assert(memcmp(a, b, 5) == 0, "a second apart, the first characters are shared: %s %s", a, b);
+    token_queue_new(-5, a); /* a clock before 1970 still makes a well-formed token */
+    cr_assert(token_queue_well_formed(a, strlen(a)));
 }
 
 Test(queue_token, well_formed_refuses_wrong_length_and_alphabet)
 {
     char tok[BX_QUEUE_TOKEN_LEN + 2];
-    token_queue_new(tok);
+    token_queue_new(1795000000000, tok);
     cr_assert_not(token_queue_well_formed(tok, 31));
     cr_assert_not(token_queue_well_formed("", 0));
     strcat(tok, "A");
