@@ -28,13 +28,17 @@
  * BX_ERR_UNAVAILABLE and the next call PQreset()s first (at most once a second
  * while the server stays away). A read that lost its connection is retried once
  * after a successful reset; a write never is, because its commit may have
- * happened. connect_timeout, statement_timeout and TCP keepalives bound every
- * wait. Values are always sent as parameters, never spliced into SQL text. */
+ * happened. Every wait is bounded on this side too (REPLY_WAIT_MS, RESET_WAIT_MS):
+ * a frozen server gets UNAVAILABLE answers, not a frozen event loop; a call that
+ * timed out drops its connection, whose state is then unknown. Values are always
+ * sent as parameters, never spliced into SQL text. */
 #define _GNU_SOURCE
 #include "store/store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,6 +52,10 @@
 #define SWEEP_BATCH 1000
 #define MAX_PARAMS 9
 #define RESET_BACKOFF_MS 1000
+/* Client-side bounds: statement_timeout cannot stop a server that is frozen
+ * (SIGSTOP, a partition whose kernel still ACKs), and a loop waits on its call. */
+#define REPLY_WAIT_MS 6000 /* statement_timeout (5 s) + 1 s: a live server has answered by then */
+#define RESET_WAIT_MS 2000 /* a reconnect, handshake included */
 /* Session settings sent in the startup packet, so PQreset keeps them. */
 #define SESSION_OPTIONS "-c statement_timeout=5000 -c client_min_messages=warning"
 
@@ -363,22 +371,88 @@ static bx_err classify(struct pg_store *s, const PGresult *res, const char *what
     return BX_ERR_INTERNAL;
 }
 
-/* Makes sure the connection is usable: after a loss, PQreset (bounded by
- * connect_timeout) and forget the prepared statements, which died with the old
- * session. A failed reset is not tried again for RESET_BACKOFF_MS, so a server
- * that stays away costs each call nothing but the UNAVAILABLE answer. */
+/* Waits until conn's socket is ready for events, at most until deadline (mono ms). */
+static bool wait_socket(PGconn *conn, short events, int64_t deadline)
+{
+    int fd = PQsocket(conn);
+    if (fd < 0)
+        return false;
+    for (;;) {
+        int64_t left = deadline - clock_mono_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int r = poll(&pfd, 1, (int)left);
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+/* The (last) result of the command just sent, waiting at most REPLY_WAIT_MS.
+ * NULL when the connection failed (classify tells), or when nothing came in time:
+ * then *timed_out is set and the store is broken. */
+static PGresult *await_result(struct pg_store *s, const char *what, bool *timed_out)
+{
+    int64_t deadline = clock_mono_ms() + REPLY_WAIT_MS;
+    PGresult *last = NULL;
+    *timed_out = false;
+    for (;;) {
+        while (PQisBusy(s->conn)) {
+            if (!wait_socket(s->conn, POLLIN, deadline)) {
+                PQclear(last);
+                s->broken = true;
+                *timed_out = true;
+                fprintf(stderr, "store_pg: no answer from the server within %d ms: %s\n", REPLY_WAIT_MS, what);
+                return NULL;
+            }
+            if (!PQconsumeInput(s->conn)) {
+                PQclear(last);
+                return NULL;
+            }
+        }
+        PGresult *r = PQgetResult(s->conn);
+        if (r == NULL)
+            return last;
+        PQclear(last);
+        last = r;
+    }
+}
+
+/* PQreset without blocking longer than RESET_WAIT_MS. */
+static bool reset_bounded(struct pg_store *s)
+{
+    if (!PQresetStart(s->conn))
+        return false;
+    int64_t deadline = clock_mono_ms() + RESET_WAIT_MS;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    for (;;) {
+        if (st == PGRES_POLLING_OK)
+            return PQstatus(s->conn) == CONNECTION_OK;
+        if (st == PGRES_POLLING_FAILED ||
+            !wait_socket(s->conn, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline))
+            return false;
+        st = PQresetPoll(s->conn);
+    }
+}
+
+/* Makes sure the connection is usable: after a loss, reconnect (bounded) and
+ * forget the prepared statements, which died with the old session. A failed
+ * reset is not tried again for RESET_BACKOFF_MS, so a server that stays away
+ * costs each call nothing but the UNAVAILABLE answer. */
 static bx_err conn_ready(struct pg_store *s)
 {
     if (!s->broken && PQstatus(s->conn) == CONNECTION_OK)
         return BX_OK;
     if (clock_mono_ms() < s->retry_after_ms)
         return BX_ERR_UNAVAILABLE;
-    PQreset(s->conn);
     memset(s->prepared, 0, sizeof s->prepared);
-    if (PQstatus(s->conn) != CONNECTION_OK) {
+    if (!reset_bounded(s)) {
         s->broken = true;
         s->retry_after_ms = clock_mono_ms() + RESET_BACKOFF_MS;
-        fprintf(stderr, "store_pg: reconnect failed: %s", PQerrorMessage(s->conn));
+        fprintf(stderr, "store_pg: reconnect failed: %s",
+                PQstatus(s->conn) == CONNECTION_BAD ? PQerrorMessage(s->conn) : "no answer in time\n");
         return BX_ERR_UNAVAILABLE;
     }
     s->broken = false;
@@ -402,8 +476,13 @@ static bx_err exec(struct pg_store *s, enum stmt_id id, const struct params *p, 
         bx_err e = conn_ready(s);
         if (e)
             return e;
+        bool timed_out = false;
         if (!s->prepared[id]) {
-            res = PQprepare(s->conn, stmt_name[id], stmt_sql[id], 0, NULL);
+            res = PQsendPrepare(s->conn, stmt_name[id], stmt_sql[id], 0, NULL)
+                      ? await_result(s, stmt_name[id], &timed_out)
+                      : NULL;
+            if (timed_out)
+                return BX_ERR_UNAVAILABLE; /* not worth a second wait */
             if (PQresultStatus(res) != PGRES_COMMAND_OK) {
                 e = classify(s, res, stmt_name[id], &lost);
                 PQclear(res);
@@ -414,8 +493,12 @@ static bx_err exec(struct pg_store *s, enum stmt_id id, const struct params *p, 
             PQclear(res);
             s->prepared[id] = true;
         }
-        res = PQexecPrepared(s->conn, stmt_name[id], p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
-                             p ? p->formats : NULL, 0);
+        res = PQsendQueryPrepared(s->conn, stmt_name[id], p ? p->n : 0, p ? p->values : NULL,
+                                  p ? p->lengths : NULL, p ? p->formats : NULL, 0)
+                  ? await_result(s, stmt_name[id], &timed_out)
+                  : NULL;
+        if (timed_out)
+            return BX_ERR_UNAVAILABLE; /* no answer in time: a write may or may not have committed */
         ExecStatusType rs = PQresultStatus(res);
         if (rs == PGRES_TUPLES_OK || rs == PGRES_COMMAND_OK) {
             *out = res;
