@@ -102,7 +102,8 @@ struct store_ops {
     bx_err (*sweep_holds)(struct store *s, int64_t now, int *expired);
 
     /* Waiting-room persistence for the in-process queue. */
-    bx_err (*queue_save)(struct store *s, const struct queue_record *rec); /* upsert by token */
+    /* Upsert by token; an update keeps the first issued_at. */
+    bx_err (*queue_save)(struct store *s, const struct queue_record *rec);
     /* Live (WAITING/ACTIVE) records, ordered by concert then seq. cb returns non-zero to stop. */
     bx_err (*queue_load)(struct store *s, int (*cb)(const struct queue_record *rec, void *arg), void *arg);
     bx_err (*queue_find)(struct store *s, const char *token, struct queue_record *out); /* NOT_FOUND */

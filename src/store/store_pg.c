@@ -188,7 +188,7 @@ enum stmt_kind { RD, WR };
       "INSERT INTO queue_tokens(" QUEUE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "                          \
       "ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, "                                                 \
       "concert_id = excluded.concert_id, seq = excluded.seq, status = excluded.status, "                               \
-      "issued_at = excluded.issued_at, activated_at = excluded.activated_at, "                                         \
+      "activated_at = excluded.activated_at, "                                                                         \
       "last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at")                                        \
     X(QUEUE_LOAD, RD,                                                                                                  \
       "SELECT " QUEUE_COLS "FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') "                                  \

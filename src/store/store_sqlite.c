@@ -104,7 +104,7 @@
                     "WHERE status = 'HELD' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2")                        \
     X(QUEUE_UPSERT, "INSERT INTO queue_tokens(" QUEUE_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "          \
                     "ON CONFLICT(token) DO UPDATE SET user_id = excluded.user_id, concert_id = excluded.concert_id, " \
-                    "seq = excluded.seq, status = excluded.status, issued_at = excluded.issued_at, "                 \
+                    "seq = excluded.seq, status = excluded.status, "                                                 \
                     "activated_at = excluded.activated_at, last_seen_at = excluded.last_seen_at, "                   \
                     "expires_at = excluded.expires_at")                                                               \
     X(QUEUE_LOAD, "SELECT " QUEUE_COLS "FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') "                   \

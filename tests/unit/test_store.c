@@ -1049,14 +1049,16 @@ Test(SUITE, queue_save_load_find_roundtrip)
     cr_assert_eq(l.recs[1].activated_at, T0 + 50);
     cr_assert_eq(l.recs[1].user_id, 102);
 
-    /* upsert: c leaves the queue */
+    /* upsert: c leaves the queue (an update keeps the first issued_at) */
     c.status = QUEUE_EXPIRED;
     c.expires_at = T0 + 999;
+    c.issued_at = 12345;
     cr_assert_eq(st->ops->queue_save(st, &c), BX_OK);
     struct queue_record found;
     cr_assert_eq(st->ops->queue_find(st, c.token, &found), BX_OK);
     cr_assert_eq(found.status, QUEUE_EXPIRED);
     cr_assert_eq(found.expires_at, T0 + 999);
+    cr_assert_eq(found.issued_at, T0 + 1, "issued_at is the first one saved");
     cr_assert_eq(found.seq, 1);
     cr_assert_eq(st->ops->queue_find(st, "nope", &found), BX_ERR_NOT_FOUND);
 
