@@ -45,16 +45,16 @@ void seatmap_cache_put(struct loop_ctx *loop, int64_t schedule_id, int64_t conce
                        int64_t valid_until, const char *body, size_t len)
 {
     struct entry *x = slot_of(loop, schedule_id, 1);
-    if (x == NULL)
+    if (x == NULL || len == 0) /* a rendered map is never empty */
         return;
-    if (x->body == NULL || x->cap < len) {
-        char *b = realloc(x->body, len > 0 ? len : 1);
+    if (x->cap < len) {
+        char *b = realloc(x->body, len);
         if (b == NULL) {
             x->schedule_id = 0;
             return;
         }
         x->body = b;
-        x->cap = len > 0 ? len : 1;
+        x->cap = len;
     }
     memcpy(x->body, body, len);
     x->len = len;

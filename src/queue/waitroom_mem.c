@@ -24,6 +24,7 @@
  * asks when_durable. An expired token stays in memory, EXPIRED, until its record is
  * durable: until then the store still holds it as live. */
 #include "queue/waitroom.h"
+#include "util/mix64.h"
 #include "util/token.h"
 
 #include <pthread.h>
@@ -47,8 +48,9 @@ enum { ST_FREE = 0, ST_WAITING = 1, ST_ACTIVE = 2, ST_EXPIRED = 3 };
 enum { L_WAIT = 0, L_ACT = 1 };
 
 /* One token. `cs` packs the concert index (<< 2) and the status. A FREE slot is on
- * the arena's free list through `next`. An EXPIRED one only exists without a store
- * (unit tests): with a store an expired token is dropped and looked up there. */
+ * the arena's free list through `next`. An EXPIRED one stays for good without a
+ * store (unit tests); with a store it is dropped once its expiry is durable, and
+ * then looked up there. */
 struct tok {
     uint8_t raw[TOKEN_RAW];
     int64_t user_id;
@@ -138,16 +140,6 @@ static inline int tok_status(const struct tok *t) { return (int)(t->cs & 3u); }
 static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 2; }
 static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 2 | (uint32_t)st; }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static uint64_t hash_raw(const uint8_t *raw)
 {
     uint64_t h; /* bytes 8..15 are random (token_queue_new: 6 bytes of time, then random) */
@@ -157,7 +149,7 @@ static uint64_t hash_raw(const uint8_t *raw)
 
 static uint64_t hash_user(int64_t user_id, int64_t concert_id)
 {
-    return mix64((uint64_t)user_id * 0x9e3779b97f4a7c15ULL ^ mix64((uint64_t)concert_id));
+    return mix64((uint64_t)user_id * MIX64_GOLDEN ^ mix64((uint64_t)concert_id));
 }
 
 static uint64_t id_hash(const struct wm *w, enum hkind k, uint32_t id)
@@ -522,18 +514,6 @@ static void token_text(const uint8_t *raw, char out[BX_QUEUE_TOKEN_LEN + 1])
     sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, TOKEN_RAW, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-/* A token's issue time: its first 6 bytes (token_queue_new). Kept nowhere else:
- * 8 bytes less per waiting user. Only a new token's record needs it (the store
- * keeps the first issued_at of a token), so older random-prefixed tokens loaded
- * from the store are not hurt by the nonsense this gives for them. */
-static int64_t issued_at_of(const uint8_t *raw)
-{
-    int64_t t = 0;
-    for (int i = 0; i < 6; i++)
-        t = t << 8 | raw[i];
-    return t;
-}
-
 /* The persisted form of a live token as it is now. */
 static void record_of(const struct wm *w, uint32_t id, struct queue_record *r)
 {
@@ -543,7 +523,11 @@ static void record_of(const struct wm *w, uint32_t id, struct queue_record *r)
     token_text(t->raw, r->token);
     r->user_id = t->user_id;
     r->concert_id = c->concert_id;
-    r->issued_at = issued_at_of(t->raw);
+    /* read from the token, kept nowhere else (8 bytes less per waiting user); only a
+     * new token's record needs it: the store keeps a token's first issued_at, so
+     * older random-prefixed tokens loaded from it are not hurt by the nonsense
+     * this gives for them */
+    r->issued_at = token_queue_issued_ms(t->raw);
     r->last_seen_at = t->last_seen;
     if (tok_status(t) == ST_ACTIVE) {
         r->status = QUEUE_ACTIVE;
@@ -667,8 +651,7 @@ static bx_err expire(struct wm *w, uint32_t id, int64_t now)
     struct tok *t = &w->tok[id];
     struct cq *c = w->cq[tok_concert(t)];
     int st = tok_status(t);
-    bool journaled = w->persist != NULL && w->j.running;
-    if (journaled && grow_for_one((void **)&w->j.drop, &w->j.drop_cap, w->j.ndrop, sizeof *w->j.drop) != 0)
+    if (w->persist != NULL && grow_for_one((void **)&w->j.drop, &w->j.drop_cap, w->j.ndrop, sizeof *w->j.drop) != 0)
         return BX_ERR_INTERNAL;
     struct queue_record r;
     record_of(w, id, &r);
@@ -688,15 +671,9 @@ static bx_err expire(struct wm *w, uint32_t id, int64_t now)
         lru_unlink(w, L_ACT, id);
     }
     htab_del(w, H_USER, &w->by_user, id);
-    if (journaled) {
-        tok_set(t, tok_concert(t), ST_EXPIRED);
+    tok_set(t, tok_concert(t), ST_EXPIRED);
+    if (w->persist != NULL)
         w->j.drop[w->j.ndrop++] = id; /* freed once the record above is durable */
-    } else if (w->persist) {
-        htab_del(w, H_TOKEN, &w->by_token, id);
-        tok_give_back(w, id);
-    } else {
-        tok_set(t, tok_concert(t), ST_EXPIRED);
-    }
     return BX_OK;
 }
 

@@ -8,6 +8,7 @@
  * repeats an id within 2^64 calls, and two threads' runs of n ids overlap only
  * if their random starting points lie within n steps (probability ~2n/2^64). */
 #include "util/request_id.h"
+#include "util/mix64.h"
 
 #include <sodium.h>
 #include <stdbool.h>
@@ -22,10 +23,7 @@ static uint64_t next(void)
         randombytes_buf(&state, sizeof state);
         seeded = true;
     }
-    uint64_t z = (state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
+    return mix64(state += MIX64_GOLDEN);
 }
 
 void request_id_new(char out[REQUEST_ID_LEN + 1])

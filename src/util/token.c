@@ -21,6 +21,14 @@ void token_queue_new(int64_t issued_ms, char *out)
     sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+int64_t token_queue_issued_ms(const unsigned char *raw)
+{
+    int64_t t = 0;
+    for (int i = 0; i < QUEUE_TOKEN_TIME_BYTES; i++)
+        t = t << 8 | raw[i];
+    return t;
+}
+
 void token_queue_new_for(int64_t concert_id, char *out)
 {
     unsigned char raw[QUEUE_TOKEN_BYTES];

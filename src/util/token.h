@@ -18,6 +18,8 @@
  * queue journals every token); the time tells its holder nothing new, the random
  * part is what is unguessable. */
 void token_queue_new(int64_t issued_ms, char *out);
+/* The issue time of a token_queue_new token from its 24 decoded bytes. */
+int64_t token_queue_issued_ms(const unsigned char *raw);
 /* A queue token that also names its concert, for backends that route by
  * concert (Redis Cluster hash tags): 8 bytes of concert id then 16 random bytes
  * (128 bits from the kernel CSPRNG), base64url. Same shape as token_queue_new. */
