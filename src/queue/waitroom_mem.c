@@ -822,8 +822,10 @@ static void *journal_main(void *arg)
                 break;
         }
     }
-    waiters_call(waiters_upto(j, UINT64_MAX), j->durable == j->seq ? BX_OK : BX_ERR_UNAVAILABLE);
+    struct jwaiter *left = waiters_upto(j, UINT64_MAX);
+    bx_err last = j->durable == j->seq ? BX_OK : BX_ERR_UNAVAILABLE;
     pthread_mutex_unlock(&w->mu);
+    waiters_call(left, last); /* outside mu, as above */
     free(batch);
     free(drops);
     return NULL;

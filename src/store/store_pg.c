@@ -28,9 +28,11 @@
  * BX_ERR_UNAVAILABLE and the next call PQreset()s first (at most once a second
  * while the server stays away). A read that lost its connection is retried once
  * after a successful reset; a write never is, because its commit may have
- * happened. Every wait is bounded on this side too (REPLY_WAIT_MS, RESET_WAIT_MS):
- * a frozen server gets UNAVAILABLE answers, not a frozen event loop; a call that
- * timed out drops its connection, whose state is then unknown. Values are always
+ * happened. Every serving call's wait is bounded on this side too (REPLY_WAIT_MS,
+ * RESET_WAIT_MS): a frozen server gets UNAVAILABLE answers, not a frozen event
+ * loop; a call that timed out drops its connection, whose state is then unknown.
+ * Migrations and the audit (exec_plain) may wait longer on purpose: a migration
+ * queues behind another instance's lock, an audit of a big database is slow. Values are always
  * sent as parameters, never spliced into SQL text. */
 #define _GNU_SOURCE
 #include "store/store.h"
