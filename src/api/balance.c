@@ -65,6 +65,6 @@ void balance_charge(struct call *c)
     }
     struct charge_job j = {.user_id = c->user_id, .amount = amount, .now = c->now};
     idem_job_copy(&j.idem, &idem);
-    if (workers_write(c, &j, sizeof j, charge_run, charge_done) != 0)
+    if (workers_write(c, &j, sizeof j, charge_run, NULL, charge_done) != 0)
         call_fail(c, BX_ERR_UNAVAILABLE);
 }

@@ -2,6 +2,7 @@
  * seat map (both behind an ACTIVE queue token, SPEC §4). These are the hottest
  * reads, so they are written with jsonout rather than jansson trees. */
 #include "api/api.h"
+#include "api/seat_board.h"
 #include "api/seatmap_cache.h"
 #include "http/workers.h"
 #include "app.h"
@@ -68,59 +69,97 @@ void schedules_list(struct call *c)
     call_reply_jsonout(c, 200, &j);
 }
 
-/* The seats and the schedule's concert come in one read (the token check needs
- * the concert): a refused token costs that read, as the schedule lookup did. In
- * embedded mode the rendered map is kept per loop until a write or the end of a
- * hold in it (api/seatmap_cache.c). */
-void seats_list(struct call *c)
+/* A seat map at `now`: a hold that has ended shows as AVAILABLE (SPEC §6, before
+ * any sweep). *valid_until = the first end of a hold in it (INT64_MAX: none). */
+static void render_seats(struct jsonout *j, int64_t schedule_id, int64_t concert_id, const struct seat *seats,
+                         size_t n, int64_t now, int64_t *valid_until)
 {
-    int cacheable = workers_have_writer();
-    uint64_t generation = cacheable ? workers_write_generation() : 0; /* before the read */
+    *valid_until = INT64_MAX;
+    jsonout_object_begin(j);
+    jsonout_field_int(j, "scheduleId", schedule_id);
+    jsonout_field_int(j, "concertId", concert_id);
+    jsonout_key(j, "seats");
+    jsonout_array_begin(j);
+    for (size_t i = 0; i < n; i++) {
+        enum seat_status st = seats[i].status;
+        if (st == SEAT_HELD && seats[i].hold_ends_at <= now)
+            st = SEAT_AVAILABLE;
+        else if (st == SEAT_HELD && seats[i].hold_ends_at < *valid_until)
+            *valid_until = seats[i].hold_ends_at;
+        jsonout_object_begin(j);
+        jsonout_field_int(j, "seatNo", seats[i].seat_no);
+        jsonout_field_int(j, "price", seats[i].price);
+        jsonout_field_bool(j, "available", st == SEAT_AVAILABLE);
+        jsonout_field_string(j, "status", seat_status_name(st));
+        jsonout_object_end(j);
+    }
+    jsonout_array_end(j);
+    jsonout_object_end(j);
+}
+
+/* Embedded mode: the seats come from memory (api/seat_board.c), and the rendered
+ * map is kept per loop until its seats change or a hold in it ends
+ * (api/seatmap_cache.c). Nothing is answered before the token check. */
+static int seats_list_from_board(struct call *c, uint64_t version, int64_t concert_id)
+{
     struct seatmap_hit hit;
-    if (cacheable && seatmap_cache_get(c->loop, c->id, generation, c->now, &hit)) {
+    if (seatmap_cache_get(c->loop, c->id, version, c->now, &hit)) {
         if (api_require_active(c, hit.concert_id) == 0)
             call_reply_json_text(c, 200, hit.body, hit.len);
-        return;
+        return 0;
+    }
+    if (api_require_active(c, concert_id) != 0)
+        return 0;
+    struct seat *seats = NULL;
+    size_t cap = 0, n = 0;
+    if (!seat_board_get(c->id, &version, &concert_id, 1, &seats, &cap, &n)) {
+        free(seats);
+        return -1; /* forgotten in between, or out of memory: read the store */
+    }
+    struct jsonout j;
+    int64_t valid_until;
+    jsonout_init(&j);
+    render_seats(&j, c->id, concert_id, seats, n, c->now, &valid_until);
+    free(seats);
+    size_t len;
+    const char *text = jsonout_text(&j, &len);
+    if (text != NULL)
+        seatmap_cache_put(c->loop, c->id, concert_id, version, valid_until, text, len);
+    call_reply_jsonout(c, 200, &j);
+    return 0;
+}
+
+/* The seats and the schedule's concert come in one store read (the token check
+ * needs the concert). In embedded mode that read also fills the seat board. */
+void seats_list(struct call *c)
+{
+    int board = workers_have_writer();
+    uint64_t version, epoch = 0;
+    int64_t concert_id = 0;
+    if (board) {
+        if (seat_board_get(c->id, &version, &concert_id, 0, NULL, NULL, NULL) &&
+            seats_list_from_board(c, version, concert_id) == 0)
+            return;
+        epoch = seat_board_epoch(); /* before the read */
     }
     struct store *s = c->loop->store;
     struct seat *seats = NULL;
     size_t n = 0;
-    int64_t concert_id = 0;
     bx_err e = s->ops->seat_list(s, c->id, c->now, &concert_id, &seats, &n);
     if (e != BX_OK) {
         call_fail(c, e);
         return;
     }
+    if (board)
+        seat_board_put(epoch, c->id, concert_id, seats, n);
     if (api_require_active(c, concert_id) != 0) {
         free(seats);
         return;
     }
     struct jsonout j;
+    int64_t valid_until;
     jsonout_init(&j);
-    jsonout_object_begin(&j);
-    jsonout_field_int(&j, "scheduleId", c->id);
-    jsonout_field_int(&j, "concertId", concert_id);
-    jsonout_key(&j, "seats");
-    jsonout_array_begin(&j);
-    int64_t valid_until = INT64_MAX;
-    for (size_t i = 0; i < n; i++) {
-        jsonout_object_begin(&j);
-        jsonout_field_int(&j, "seatNo", seats[i].seat_no);
-        jsonout_field_int(&j, "price", seats[i].price);
-        jsonout_field_bool(&j, "available", seats[i].available);
-        jsonout_field_string(&j, "status", seat_status_name(seats[i].status));
-        jsonout_object_end(&j);
-        if (seats[i].hold_ends_at > 0 && seats[i].hold_ends_at < valid_until)
-            valid_until = seats[i].hold_ends_at;
-    }
-    jsonout_array_end(&j);
-    jsonout_object_end(&j);
+    render_seats(&j, c->id, concert_id, seats, n, c->now, &valid_until);
     free(seats);
-    if (cacheable) {
-        size_t len;
-        const char *text = jsonout_text(&j, &len);
-        if (text != NULL)
-            seatmap_cache_put(c->loop, c->id, concert_id, generation, valid_until, text, len);
-    }
     call_reply_jsonout(c, 200, &j);
 }

@@ -2,6 +2,7 @@
  * §5, §6). The store does the whole payment in one durable transaction; the
  * queue token is expired afterwards when no other live hold needs it. */
 #include "api/api.h"
+#include "api/seat_board.h"
 #include "app.h"
 #include "http/metrics.h"
 #include "http/workers.h"
@@ -34,7 +35,8 @@ static void release_queue_token(struct call *c, int64_t concert_id)
 /* A payment travels to the store writer (group commit) and back: the answer
  * leaves only once the batch holding it is durable (invariant 4). */
 struct pay_job {
-    int64_t user_id, reservation_id, amount, now, concert_id;
+    int64_t user_id, reservation_id, amount, now, concert_id, schedule_id;
+    int32_t seat_no;
     struct idem_job idem;
     bx_err result;
     struct payment p;
@@ -48,11 +50,20 @@ static void pay_run(struct store *s, void *payload)
     j->result = s->ops->pay(s, j->user_id, j->reservation_id, j->amount, j->now, &idem, &j->p);
 }
 
+static void pay_committed(void *payload)
+{
+    const struct pay_job *j = payload;
+    if (j->result == BX_OK)
+        seat_board_set(j->schedule_id, j->seat_no, SEAT_SOLD, 0);
+}
+
 static void pay_done(struct call *c, bx_err batch_err, void *payload)
 {
     struct pay_job *j = payload;
     bx_err e = batch_err != BX_OK ? batch_err : j->result;
     metrics_observe_event(METRIC_PAYMENT, e == BX_REPLAY ? BX_OK : e);
+    if (batch_err != BX_OK)
+        seat_board_forget_all(); /* whatever the failed commit left */
     if (c == NULL)
         return;
     if (e != BX_OK && e != BX_REPLAY) {
@@ -91,9 +102,9 @@ void payments_create(struct call *c)
     if (r.status == RES_HELD && api_require_active(c, r.concert_id) != 0)
         return;
     struct pay_job j = {.user_id = c->user_id, .reservation_id = reservation_id, .amount = amount, .now = c->now,
-                        .concert_id = r.concert_id};
+                        .concert_id = r.concert_id, .schedule_id = r.schedule_id, .seat_no = r.seat_no};
     idem_job_copy(&j.idem, &idem);
-    if (workers_write(c, &j, sizeof j, pay_run, pay_done) != 0)
+    if (workers_write(c, &j, sizeof j, pay_run, pay_committed, pay_done) != 0)
         call_fail(c, BX_ERR_UNAVAILABLE);
 }
 

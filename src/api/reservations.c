@@ -1,6 +1,7 @@
 /* reservations.c — seat holds (SPEC §3, §6): hold, read, list, release.
  * Holding needs an ACTIVE queue token for the schedule's concert. */
 #include "api/api.h"
+#include "api/seat_board.h"
 #include "app.h"
 #include "http/metrics.h"
 #include "http/workers.h"
@@ -32,11 +33,20 @@ static void hold_run(struct store *s, void *payload)
                                   app.cfg.max_seats_per_user, &j->r);
 }
 
+static void hold_committed(void *payload)
+{
+    const struct hold_job *j = payload;
+    if (j->result == BX_OK)
+        seat_board_set(j->schedule_id, j->seat_no, SEAT_HELD, j->r.expires_at);
+}
+
 static void hold_done(struct call *c, bx_err batch_err, void *payload)
 {
     struct hold_job *j = payload;
     bx_err e = batch_err != BX_OK ? batch_err : j->result;
     metrics_observe_event(METRIC_HOLD, e);
+    if (batch_err != BX_OK)
+        seat_board_forget_all(); /* whatever the failed commit left */
     if (c == NULL)
         return;
     if (e != BX_OK) {
@@ -66,7 +76,7 @@ void reservations_create(struct call *c)
         return;
     }
     struct hold_job j = {.user_id = c->user_id, .schedule_id = schedule_id, .seat_no = (int32_t)seat_no, .now = c->now};
-    if (workers_write(c, &j, sizeof j, hold_run, hold_done) != 0)
+    if (workers_write(c, &j, sizeof j, hold_run, hold_committed, hold_done) != 0)
         call_fail(c, BX_ERR_UNAVAILABLE);
 }
 
@@ -92,10 +102,20 @@ static void cancel_run(struct store *s, void *payload)
     j->result = s->ops->reservation_cancel(s, j->user_id, j->reservation_id, j->now);
 }
 
+/* The freed seat is not named here, and cancels are rare: forget every seat. */
+static void cancel_committed(void *payload)
+{
+    const struct cancel_job *j = payload;
+    if (j->result == BX_OK)
+        seat_board_forget_all();
+}
+
 static void cancel_done(struct call *c, bx_err batch_err, void *payload)
 {
     struct cancel_job *j = payload;
     bx_err e = batch_err != BX_OK ? batch_err : j->result;
+    if (batch_err != BX_OK)
+        seat_board_forget_all();
     if (c == NULL)
         return;
     if (e != BX_OK) {
@@ -108,7 +128,7 @@ static void cancel_done(struct call *c, bx_err batch_err, void *payload)
 void reservations_cancel(struct call *c)
 {
     struct cancel_job j = {.user_id = c->user_id, .reservation_id = c->id, .now = c->now};
-    if (workers_write(c, &j, sizeof j, cancel_run, cancel_done) != 0)
+    if (workers_write(c, &j, sizeof j, cancel_run, cancel_committed, cancel_done) != 0)
         call_fail(c, BX_ERR_UNAVAILABLE);
 }
 

@@ -12,7 +12,7 @@
 struct entry {
     int64_t schedule_id; /* 0: empty */
     int64_t concert_id;
-    uint64_t generation;
+    uint64_t version;
     int64_t valid_until;
     char *body;
     size_t len, cap;
@@ -31,17 +31,17 @@ static struct entry *slot_of(struct loop_ctx *loop, int64_t schedule_id, int cre
     return &loop->seatmaps->e[(uint64_t)schedule_id % SLOTS];
 }
 
-int seatmap_cache_get(struct loop_ctx *loop, int64_t schedule_id, uint64_t generation, int64_t now,
+int seatmap_cache_get(struct loop_ctx *loop, int64_t schedule_id, uint64_t version, int64_t now,
                       struct seatmap_hit *out)
 {
     const struct entry *x = slot_of(loop, schedule_id, 0);
-    if (x == NULL || x->schedule_id != schedule_id || x->generation != generation || now >= x->valid_until)
+    if (x == NULL || x->schedule_id != schedule_id || x->version != version || now >= x->valid_until)
         return 0;
     *out = (struct seatmap_hit){.concert_id = x->concert_id, .body = x->body, .len = x->len};
     return 1;
 }
 
-void seatmap_cache_put(struct loop_ctx *loop, int64_t schedule_id, int64_t concert_id, uint64_t generation,
+void seatmap_cache_put(struct loop_ctx *loop, int64_t schedule_id, int64_t concert_id, uint64_t version,
                        int64_t valid_until, const char *body, size_t len)
 {
     struct entry *x = slot_of(loop, schedule_id, 1);
@@ -60,6 +60,6 @@ void seatmap_cache_put(struct loop_ctx *loop, int64_t schedule_id, int64_t conce
     x->len = len;
     x->schedule_id = schedule_id;
     x->concert_id = concert_id;
-    x->generation = generation;
+    x->version = version;
     x->valid_until = valid_until;
 }

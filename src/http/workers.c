@@ -6,7 +6,6 @@
 #include "util/log.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@ struct job {
     worker_fn work;     /* CPU lane */
     worker_done_fn done;
     writer_fn write;    /* writer lane */
+    writer_committed_fn committed;
     writer_done_fn write_done;
     bx_err batch_err;
     _Alignas(16) unsigned char payload[];
@@ -42,7 +42,6 @@ static pthread_t *cpu_threads;
 static int cpu_nthreads;
 static pthread_t writer_thread;
 static struct store *writer_store; /* owned by the writer thread while it runs */
-static _Atomic uint64_t write_generation; /* see workers_write_generation */
 
 static void lane_push(struct lane *l, struct job *j)
 {
@@ -94,7 +93,10 @@ static void writer_run_batch(struct job *batch)
     }
     if (e != BX_OK)
         log_error("group commit failed (%s): every write of the batch is refused", bx_err_info(e)->code);
-    atomic_fetch_add(&write_generation, 1); /* before any answer: a reader told "held" sees it */
+    else
+        for (struct job *j = batch; j != NULL; j = j->next)
+            if (j->committed != NULL)
+                j->committed(j->payload); /* in commit order, before any answer */
     for (struct job *j = batch, *next; j != NULL; j = next) {
         next = j->next;
         j->batch_err = e;
@@ -110,8 +112,6 @@ static void writer_sweep(void)
         log_warn("hold sweep failed: %s", bx_err_info(e)->code);
     else if (expired > 0)
         log_debug("hold sweep expired %d reservations", expired);
-    if (expired > 0)
-        atomic_fetch_add(&write_generation, 1);
 }
 
 static void *writer_main(void *arg)
@@ -179,11 +179,6 @@ int workers_start(int threads, struct store *store)
         store->ops->close(store);
     }
     return 0;
-}
-
-uint64_t workers_write_generation(void)
-{
-    return atomic_load(&write_generation);
 }
 
 int workers_have_writer(void)
@@ -271,13 +266,16 @@ int workers_submit(struct call *c, const void *payload, size_t size, worker_fn w
     return 0;
 }
 
-int workers_write(struct call *c, const void *payload, size_t size, writer_fn op, writer_done_fn done)
+int workers_write(struct call *c, const void *payload, size_t size, writer_fn op, writer_committed_fn committed,
+                  writer_done_fn done)
 {
     if (writer_store == NULL) {
         /* no group commit (e.g. PostgreSQL, which commits per connection): run here */
         void *copy = h2o_mem_alloc_pool(&c->req->pool, size);
         memcpy(copy, payload, size);
         op(c->loop->store, copy);
+        if (committed != NULL)
+            committed(copy);
         done(c, BX_OK, copy);
         return 0;
     }
@@ -285,6 +283,7 @@ int workers_write(struct call *c, const void *payload, size_t size, writer_fn op
     if (j == NULL)
         return -1;
     j->write = op;
+    j->committed = committed;
     j->write_done = done;
     lane_push(&writer, j);
     return 0;

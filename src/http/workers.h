@@ -21,6 +21,9 @@ typedef void (*worker_done_fn)(struct call *c, void *payload);
 /* A write op: runs with the writer's store inside the batch (or on the loop's own
  * store when there is no writer) and keeps its outcome in its payload. */
 typedef void (*writer_fn)(struct store *s, void *payload);
+/* Runs after the op's commit, in commit order and before any answer of its batch
+ * goes out (on the writer thread; on the loop without a writer). */
+typedef void (*writer_committed_fn)(void *payload);
 /* batch_err: BX_OK when the op's effects are durable, else why the whole batch
  * failed (the op's own outcome in the payload must then be ignored). */
 typedef void (*writer_done_fn)(struct call *c, bx_err batch_err, void *payload);
@@ -32,19 +35,16 @@ int workers_start(int threads, struct store *writer_store);
 void workers_stop(void);
 /* True when write ops go to the writer (and the sweeper runs there). */
 int workers_have_writer(void);
-/* With a writer, every store write of the process goes through it: this counter
- * moves after each commit (before its answers go out) and each sweep that expired
- * holds, so a read made at an unchanged value still shows the store as it is. */
-uint64_t workers_write_generation(void);
 
 /* Copies payload (size bytes) into the job; returns -1 when it could not queue
  * (the caller answers 503). */
 int workers_submit(struct call *c, const void *payload, size_t size, worker_fn work, worker_done_fn done);
 
 /* Runs a write op through the writer when there is one, else at once on the
- * loop's store; `done` follows either way (at once in the second case). Returns
- * -1 when it could not queue (the caller answers 503). */
-int workers_write(struct call *c, const void *payload, size_t size, writer_fn op, writer_done_fn done);
+ * loop's store; `committed` (may be NULL) and `done` follow either way (at once in
+ * the second case). Returns -1 when it could not queue (the caller answers 503). */
+int workers_write(struct call *c, const void *payload, size_t size, writer_fn op, writer_committed_fn committed,
+                  writer_done_fn done);
 
 /* Runs done on the loop once every change the waiting room has made so far is
  * durable (at once when it already is; batch_err = why not, when it failed).

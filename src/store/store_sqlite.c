@@ -89,8 +89,11 @@
                   "WHERE id = ?1 AND user_id = ?2 AND status = 'HELD' AND expires_at > ?3")                           \
     X(COUNT_LIVE_HOLDS, "SELECT count(*) FROM reservations WHERE status = 'HELD' AND expires_at > ?1")                \
     X(COUNT_SOLD, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")                                    \
+    /* unary + keeps the planner on reservations_by_user: without statistics it would   \
+     * pick reservations_by_status_expiry and walk every live hold of the server */         \
     X(LIVE_HOLDS_ON_CONCERT, "SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id "         \
-                             "WHERE r.user_id = ?1 AND s.concert_id = ?2 AND r.status = 'HELD' AND r.expires_at > ?3") \
+                             "WHERE r.user_id = ?1 AND s.concert_id = ?2 AND +r.status = 'HELD' "                     \
+                             "AND +r.expires_at > ?3")                                                                \
     X(PAYMENT_GET, "SELECT " PAY_COLS "WHERE id = ?1 AND user_id = ?2")                                               \
     X(PAYMENT_INSERT, "INSERT INTO payments(user_id, reservation_id, amount, balance_after, paid_at, idempotency_key) " \
                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                                              \

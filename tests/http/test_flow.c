@@ -607,6 +607,19 @@ Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
         bx_expect(r, 200, NULL);
         cr_assert_str_eq(SEAT2(k), "AVAILABLE", "read %d after the hold ended: %.200s", k, r->body);
     }
+    /* another user holds it and lets it go: free again at once */
+    rid = bx_hold(&C, bt, bq, sid, 2);
+    r = bx_http(&C2, "GET", path, &(struct bx_req){.bearer = at, .queue_token = aq});
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(SEAT2(0), "HELD", "after the second hold: %.200s", r->body);
+    bx_expect(bx_http(&C, "DELETE", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid),
+                      &(struct bx_req){.bearer = bt}),
+              204, NULL);
+    for (int k = 0; k < 4; k++) {
+        r = bx_http(readers[k % 2], "GET", path, &(struct bx_req){.bearer = bt, .queue_token = bq});
+        bx_expect(r, 200, NULL);
+        cr_assert_str_eq(SEAT2(k), "AVAILABLE", "read %d after the release: %.200s", k, r->body);
+    }
     bx_charge(&C, at, 1000);
     rid = bx_hold(&C, at, aq, sid, 2);
     bx_expect(bx_pay(&C, at, aq, rid), 201, NULL);
