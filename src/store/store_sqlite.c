@@ -1740,9 +1740,12 @@ struct store *store_sqlite_open(const char *path, int flags, char *err, size_t e
         snprintf(err, errlen, "cannot switch %s to WAL (journal_mode %s): %s", path, mode, sqlite3_errmsg(s->db));
         goto fail;
     }
+    /* temp_store=MEMORY: the writer runs each op of a batch in a savepoint, whose
+     * undo pages (the statement journal) would otherwise spill to a temp file */
     rc = sqlite3_exec(s->db,
-                      (flags & STORE_OPEN_RELAXED) ? "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON"
-                                                   : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON",
+                      (flags & STORE_OPEN_RELAXED)
+                          ? "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY"
+                          : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY",
                       NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot configure %s: %s", path, sqlite3_errmsg(s->db));
