@@ -839,7 +839,7 @@ static void flow_send(struct conn *c, uint32_t u)
         len = build_req(req, sizeof req, "GET", host, path, auth, qt, NULL, NULL);
         break;
     case ST_SEATS:
-        snprintf(path, sizeof path, "/api/v1/schedules/%lld/seats", (long long)x->sched);
+        snprintf(path, sizeof path, "/api/v1/schedules/%lld/seats?format=compact", (long long)x->sched);
         len = build_req(req, sizeof req, "GET", host, path, auth, qt, NULL, NULL);
         break;
     case ST_HOLD: {
@@ -959,17 +959,17 @@ static void flow_response(struct conn *c, int status, char *body, size_t blen)
             user_done(u);
             break;
         }
+        /* compact form: "availability":"1101...", one character per seat number */
         int32_t cap = 64, n = 0;
         int32_t *cand = xmalloc((size_t)cap * sizeof(int32_t));
-        for (char *p = strstr(body, "\"seatNo\":"); p; p = strstr(p + 1, "\"seatNo\":")) {
-            int32_t no = (int32_t)strtol(p + 9, &p, 10);
-            char *a = strstr(p, "\"available\":");
-            if (a && a[12] == 't') {
+        const char *a = strstr(body, "\"availability\":\"");
+        const char *f = a ? a + strlen("\"availability\":\"") : "";
+        for (int32_t no = 1; f[no - 1] == '0' || f[no - 1] == '1'; no++)
+            if (f[no - 1] == '1') {
                 if (n == cap)
                     cand = xrealloc(cand, (size_t)(cap *= 2) * sizeof(int32_t));
                 cand[n++] = no;
             }
-        }
         free(x->cand);
         x->cand = cand;
         x->ncand = n;

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 void concerts_list(struct call *c)
 {
@@ -69,23 +70,66 @@ void schedules_list(struct call *c)
     call_reply_jsonout(c, 200, &j);
 }
 
-/* A seat map at `now`: a hold that has ended shows as AVAILABLE (SPEC §6, before
- * any sweep). *valid_until = the first end of a hold in it (INT64_MAX: none). */
+/* The status a seat shows at `now`: a hold that has ended is AVAILABLE (SPEC §6,
+ * before any sweep). */
+static enum seat_status status_at(const struct seat *x, int64_t now)
+{
+    return x->status == SEAT_HELD && x->hold_ends_at <= now ? SEAT_AVAILABLE : x->status;
+}
+
+/* The compact form: one character per seat number from 1 ('1' available, '0' not,
+ * or no such seat) and the price, or every seat's price when they differ. */
+static void render_compact(struct jsonout *j, const struct seat *seats, size_t n, int64_t now)
+{
+    int32_t count = n ? seats[n - 1].seat_no : 0; /* ordered by seat_no */
+    int uniform = 1;
+    for (size_t i = 1; i < n && uniform; i++)
+        uniform = seats[i].price == seats[0].price;
+    char *flags = malloc((size_t)count + 1);
+    if (flags == NULL) {
+        j->failed = true; /* answered as out of memory */
+        return;
+    }
+    memset(flags, '0', (size_t)count);
+    for (size_t i = 0; i < n; i++)
+        if (seats[i].seat_no >= 1 && status_at(&seats[i], now) == SEAT_AVAILABLE)
+            flags[seats[i].seat_no - 1] = '1';
+    jsonout_field_int(j, "seatCount", count);
+    if (uniform)
+        jsonout_field_int(j, "price", n ? seats[0].price : 0);
+    else {
+        jsonout_key(j, "prices");
+        jsonout_array_begin(j);
+        for (size_t i = 0; i < n; i++)
+            jsonout_int(j, seats[i].price);
+        jsonout_array_end(j);
+    }
+    jsonout_key(j, "availability");
+    jsonout_string_len(j, flags, (size_t)count);
+    free(flags);
+}
+
+/* A seat map at `now`, full or compact. *valid_until = the first end of a hold in
+ * it (INT64_MAX: none). */
 static void render_seats(struct jsonout *j, int64_t schedule_id, int64_t concert_id, const struct seat *seats,
-                         size_t n, int64_t now, int64_t *valid_until)
+                         size_t n, int compact, int64_t now, int64_t *valid_until)
 {
     *valid_until = INT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (status_at(&seats[i], now) == SEAT_HELD && seats[i].hold_ends_at < *valid_until)
+            *valid_until = seats[i].hold_ends_at;
     jsonout_object_begin(j);
     jsonout_field_int(j, "scheduleId", schedule_id);
     jsonout_field_int(j, "concertId", concert_id);
+    if (compact) {
+        render_compact(j, seats, n, now);
+        jsonout_object_end(j);
+        return;
+    }
     jsonout_key(j, "seats");
     jsonout_array_begin(j);
     for (size_t i = 0; i < n; i++) {
-        enum seat_status st = seats[i].status;
-        if (st == SEAT_HELD && seats[i].hold_ends_at <= now)
-            st = SEAT_AVAILABLE;
-        else if (st == SEAT_HELD && seats[i].hold_ends_at < *valid_until)
-            *valid_until = seats[i].hold_ends_at;
+        enum seat_status st = status_at(&seats[i], now);
         jsonout_object_begin(j);
         jsonout_field_int(j, "seatNo", seats[i].seat_no);
         jsonout_field_int(j, "price", seats[i].price);
@@ -97,13 +141,25 @@ static void render_seats(struct jsonout *j, int64_t schedule_id, int64_t concert
     jsonout_object_end(j);
 }
 
+/* ?format=full (the default) or compact. */
+static int seat_map_format(struct call *c, int *compact)
+{
+    size_t len;
+    const char *v = call_query(c, "format", &len);
+    *compact = v != NULL && len == 7 && memcmp(v, "compact", 7) == 0;
+    if (v == NULL || *compact || (len == 4 && memcmp(v, "full", 4) == 0))
+        return 0;
+    call_reply_error(c, BX_ERR_VALIDATION, "format", "format must be full or compact");
+    return -1;
+}
+
 /* Embedded mode: the seats come from memory (api/seat_board.c), and the rendered
  * map is kept per loop until its seats change or a hold in it ends
  * (api/seatmap_cache.c). Nothing is answered before the token check. */
-static int seats_list_from_board(struct call *c, uint64_t version, int64_t concert_id)
+static int seats_list_from_board(struct call *c, int compact, uint64_t version, int64_t concert_id)
 {
     struct seatmap_hit hit;
-    if (seatmap_cache_get(c->loop, c->id, version, c->now, &hit)) {
+    if (seatmap_cache_get(c->loop, c->id, compact, version, c->now, &hit)) {
         if (api_require_active(c, hit.concert_id) == 0)
             call_reply_json_text(c, 200, hit.body, hit.len);
         return 0;
@@ -119,12 +175,12 @@ static int seats_list_from_board(struct call *c, uint64_t version, int64_t conce
     struct jsonout j;
     int64_t valid_until;
     jsonout_init(&j);
-    render_seats(&j, c->id, concert_id, seats, n, c->now, &valid_until);
+    render_seats(&j, c->id, concert_id, seats, n, compact, c->now, &valid_until);
     free(seats);
     size_t len;
     const char *text = jsonout_text(&j, &len);
     if (text != NULL)
-        seatmap_cache_put(c->loop, c->id, concert_id, version, valid_until, text, len);
+        seatmap_cache_put(c->loop, c->id, compact, concert_id, version, valid_until, text, len);
     call_reply_jsonout(c, 200, &j);
     return 0;
 }
@@ -133,12 +189,14 @@ static int seats_list_from_board(struct call *c, uint64_t version, int64_t conce
  * needs the concert). In embedded mode that read also fills the seat board. */
 void seats_list(struct call *c)
 {
-    int board = workers_have_writer();
+    int board = workers_have_writer(), compact;
     uint64_t version, epoch = 0;
     int64_t concert_id = 0;
+    if (seat_map_format(c, &compact) != 0)
+        return;
     if (board) {
         if (seat_board_get(c->id, &version, &concert_id, 0, NULL, NULL, NULL) &&
-            seats_list_from_board(c, version, concert_id) == 0)
+            seats_list_from_board(c, compact, version, concert_id) == 0)
             return;
         epoch = seat_board_epoch(); /* before the read */
     }
@@ -159,7 +217,7 @@ void seats_list(struct call *c)
     struct jsonout j;
     int64_t valid_until;
     jsonout_init(&j);
-    render_seats(&j, c->id, concert_id, seats, n, c->now, &valid_until);
+    render_seats(&j, c->id, concert_id, seats, n, compact, c->now, &valid_until);
     free(seats);
     call_reply_jsonout(c, 200, &j);
 }

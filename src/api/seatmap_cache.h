@@ -16,12 +16,12 @@ struct seatmap_hit {
     size_t len;
 };
 
-/* The loop's seat map of schedule_id when still valid at (version, now). */
-int seatmap_cache_get(struct loop_ctx *loop, int64_t schedule_id, uint64_t version, int64_t now,
+/* The loop's seat map of schedule_id (full or compact form) when still valid at (version, now). */
+int seatmap_cache_get(struct loop_ctx *loop, int64_t schedule_id, int compact, uint64_t version, int64_t now,
                       struct seatmap_hit *out);
 /* Keeps a rendered map of seats at `version`, valid until valid_until (the first
  * end of a hold in it; INT64_MAX without holds). Out of memory: not kept. */
-void seatmap_cache_put(struct loop_ctx *loop, int64_t schedule_id, int64_t concert_id, uint64_t version,
+void seatmap_cache_put(struct loop_ctx *loop, int64_t schedule_id, int compact, int64_t concert_id, uint64_t version,
                        int64_t valid_until, const char *body, size_t len);
 
 #endif

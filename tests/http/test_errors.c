@@ -968,3 +968,17 @@ Test(errors, payment_history_with_a_bad_limit_or_cursor_is_validation)
     bx_expect(bx_http(&C, "GET", "/api/v1/users/me/payments?limit=100", &auth), 200, NULL);
     bx_expect(bx_http(&C, "GET", "/api/v1/users/me/payments?limit=1", &auth), 200, NULL);
 }
+
+Test(errors, seat_map_in_an_unknown_format_is_validation)
+{
+    START();
+    struct world w;
+    world(&w, "petra");
+    struct bx_req req = {.bearer = w.at, .queue_token = w.qt};
+    const char *path = bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)w.sid);
+    EXPECT_FIELD(bx_http(&C, "GET", bx_str(&C, "%s?format=xml", path), &req), "format");
+    EXPECT_FIELD(bx_http(&C, "GET", bx_str(&C, "%s?format=", path), &req), "format");
+    EXPECT_FIELD(bx_http(&C, "GET", bx_str(&C, "%s?format=compactx", path), &req), "format");
+    bx_expect(bx_http(&C, "GET", bx_str(&C, "%s?format=full", path), &req), 200, NULL);
+    bx_expect(bx_http(&C, "GET", bx_str(&C, "%s?format=compact", path), &req), 200, NULL);
+}

@@ -631,3 +631,43 @@ Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
 #undef SEAT2
     bx_client_release(&C2);
 }
+
+/* The compact seat map: one character per seat number, '1' when it can be held. */
+Test(flow, the_compact_seat_map_marks_each_seat_by_number)
+{
+    START();
+    const char *at = bx_user(&C, "karl", NULL);
+    const char *bt = bx_user(&C, "lena", NULL);
+    int64_t cid = bx_admin_concert(&C, "Compact");
+    int64_t sid = bx_admin_schedule(&C, cid, 10, 700);
+    const char *aq = bx_queue_active(&C, at, cid);
+    const char *bq = bx_queue_active(&C, bt, cid);
+    const char *path = bx_str(&C, "/api/v1/schedules/%lld/seats?format=compact", (long long)sid);
+    struct bx_req breq = {.bearer = bt, .queue_token = bq};
+    struct bx_resp *r = bx_http(&C, "GET", path, &breq);
+    bx_expect(r, 200, NULL);
+    cr_assert_eq(bx_jint(r->json, "scheduleId"), sid, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "concertId"), cid, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "seatCount"), 10, "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "price"), 700, "%s", r->body);
+    cr_assert_str_eq(bx_jstr(r->json, "availability"), "1111111111", "%s", r->body);
+    cr_assert_null(json_object_get(r->json, "seats"), "%s", r->body);
+    bx_charge(&C, at, 700);
+    int64_t rid = bx_hold(&C, at, aq, sid, 3);
+    r = bx_http(&C, "GET", path, &breq);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "availability"), "1101111111", "after the hold: %s", r->body);
+    bx_expect(bx_pay(&C, at, aq, rid), 201, NULL);
+    bx_hold(&C, bt, bq, sid, 10);
+    r = bx_http(&C, "GET", path, &breq);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "availability"), "1101111110", "after a sale and another hold: %s", r->body);
+    /* the full form says the same */
+    r = bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)sid), &breq);
+    bx_expect(r, 200, NULL);
+    json_t *seats = json_object_get(r->json, "seats");
+    cr_assert_eq(json_array_size(seats), 10, "%s", r->body);
+    for (size_t i = 0; i < 10; i++)
+        cr_assert_eq(json_is_true(json_object_get(json_array_get(seats, i), "available")), i != 2 && i != 9,
+                     "seat %zu: %s", i + 1, r->body);
+}
