@@ -45,7 +45,16 @@ void schedules_list(struct call *c)
         return;
     struct schedule *list = NULL;
     size_t n = 0;
-    bx_err e = s->ops->schedule_list_bookable(s, c->id, c->now, &list, &n);
+    /* embedded: the free seats of dates on the seat board are counted there */
+    int counted = !workers_have_writer();
+    bx_err e = s->ops->schedule_list_bookable(s, c->id, c->now, counted, &list, &n);
+    for (size_t i = 0; e == BX_OK && !counted && i < n; i++)
+        if (!seat_board_available(list[i].id, c->now, &list[i].available)) {
+            free(list); /* a date nobody looked at yet: let the store count them all */
+            list = NULL;
+            e = s->ops->schedule_list_bookable(s, c->id, c->now, true, &list, &n);
+            break;
+        }
     if (e != BX_OK) {
         call_fail(c, e);
         return;

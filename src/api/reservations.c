@@ -64,7 +64,7 @@ void reservations_create(struct call *c)
         return;
     struct store *s = c->loop->store;
     struct schedule sched;
-    bx_err e = schedule_id > 0 ? s->ops->schedule_get(s, schedule_id, c->now, &sched) : BX_ERR_SCHEDULE_NOT_FOUND;
+    bx_err e = schedule_id > 0 ? s->ops->schedule_get(s, schedule_id, c->now, false, &sched) : BX_ERR_SCHEDULE_NOT_FOUND;
     if (e != BX_OK) {
         call_fail(c, e);
         return;

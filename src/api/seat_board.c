@@ -106,6 +106,21 @@ int seat_board_get(int64_t schedule_id, uint64_t *version, int64_t *concert_id, 
     return found;
 }
 
+int seat_board_available(int64_t schedule_id, int64_t now, int32_t *available)
+{
+    pthread_mutex_lock(&mu);
+    const struct board_entry *x = find(schedule_id);
+    if (x != NULL) {
+        int32_t free_seats = 0;
+        for (size_t i = 0; i < x->n; i++)
+            free_seats += x->seats[i].status == SEAT_AVAILABLE ||
+                          (x->seats[i].status == SEAT_HELD && x->seats[i].hold_ends_at <= now);
+        *available = free_seats;
+    }
+    pthread_mutex_unlock(&mu);
+    return x != NULL;
+}
+
 uint64_t seat_board_epoch(void)
 {
     pthread_mutex_lock(&mu);

@@ -23,6 +23,9 @@
 int seat_board_get(int64_t schedule_id, uint64_t *version, int64_t *concert_id, int want_seats, struct seat **buf,
                    size_t *cap, size_t *n);
 
+/* The schedule's seats neither SOLD nor under a hold live at `now`, when known. */
+int seat_board_available(int64_t schedule_id, int64_t now, int32_t *available);
+
 /* Taken before a store read of the seats; seat_board_put keeps that read only
  * when no change was applied since (otherwise the read may miss one). */
 uint64_t seat_board_epoch(void);

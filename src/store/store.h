@@ -55,9 +55,12 @@ struct store_ops {
     bx_err (*concert_list)(struct store *s, struct concert **out, size_t *n);
     /* Creates the schedule and seats 1..seat_count at price. CONCERT_NOT_FOUND. */
     bx_err (*schedule_create)(struct store *s, const struct schedule *in, int64_t price, int64_t *schedule_id);
-    bx_err (*schedule_get)(struct store *s, int64_t schedule_id, int64_t now, struct schedule *out); /* SCHEDULE_NOT_FOUND */
+    /* count_available false: available = -1, and the schedule's live holds are not counted */
+    bx_err (*schedule_get)(struct store *s, int64_t schedule_id, int64_t now, bool count_available,
+                           struct schedule *out); /* SCHEDULE_NOT_FOUND */
     /* Schedules of a concert on sale at `now` (sale_opens_at <= now < sale_closes_at), by starts_at. */
-    bx_err (*schedule_list_bookable)(struct store *s, int64_t concert_id, int64_t now, struct schedule **out, size_t *n);
+    bx_err (*schedule_list_bookable)(struct store *s, int64_t concert_id, int64_t now, bool count_available,
+                                     struct schedule **out, size_t *n);
     /* All seats by seat_no; available = not SOLD and no live hold at `now`. Also the
      * schedule's concert (concert_id may be NULL), in the same single read. */
     bx_err (*seat_list)(struct store *s, int64_t schedule_id, int64_t now, int64_t *concert_id, struct seat **out,

@@ -66,11 +66,13 @@
     "r.confirmed_at FROM reservations r JOIN schedules s ON s.id = r.schedule_id "
 /* available at $2 = seats neither SOLD nor under a live hold: sold_count (kept by a
  * trigger, migration 2) and a range count of seats_held_by_schedule, so the cost is
- * the schedule's live holds, not its seats. An ended, unswept hold counts as free. */
+ * the schedule's live holds, not its seats. An ended, unswept hold counts as free.
+ * Only when $3 (count_available) is true; -1 otherwise (CASE skips the subquery). */
 #define SCHED_COLS                                                                                                     \
     "s.id, s.concert_id, s.starts_at, s.sale_opens_at, s.sale_closes_at, s.seat_count, "                               \
-    "s.seat_count - s.sold_count - (SELECT count(*) FROM seats t WHERE t.schedule_id = s.id "                          \
-    " AND t.status = 'HELD' AND t.hold_expires_at > $2) FROM schedules s "
+    "CASE WHEN $3 THEN s.seat_count - s.sold_count - (SELECT count(*) FROM seats t "                          \
+    "WHERE t.schedule_id = s.id AND t.status = 'HELD' AND t.hold_expires_at > $2) ELSE -1 END "\
+    "FROM schedules s "
 #define PAY_COLS "id, user_id, reservation_id, amount, balance_after, paid_at FROM payments "
 #define QUEUE_COLS "token, user_id, concert_id, seq, status, issued_at, activated_at, last_seen_at, expires_at "
 
@@ -950,13 +952,15 @@ static bx_err pg_schedule_create(struct store *base, const struct schedule *in, 
 }
 
 /* One schedule with its available count at now. SCHEDULE_NOT_FOUND. */
-static bx_err pg_schedule_get(struct store *base, int64_t schedule_id, int64_t now, struct schedule *out)
+static bx_err pg_schedule_get(struct store *base, int64_t schedule_id, int64_t now, bool count_available,
+                              struct schedule *out)
 {
     struct pg_store *s = to_pg(base);
     struct params p = {0};
     PGresult *r;
     p_i64(&p, schedule_id);
     p_i64(&p, now);
+    p_text(&p, count_available ? "true" : "false");
     bx_err e = exec(s, ST_SCHEDULE_GET, &p, &r);
     if (e)
         return e;
@@ -969,14 +973,15 @@ static bx_err pg_schedule_get(struct store *base, int64_t schedule_id, int64_t n
 }
 
 /* Schedules of the concert on sale at now, by starts_at (one statement). */
-static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, int64_t now, struct schedule **out,
-                                        size_t *n)
+static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, int64_t now, bool count_available,
+                                        struct schedule **out, size_t *n)
 {
     struct pg_store *s = to_pg(base);
     struct params p = {0};
     PGresult *r;
     p_i64(&p, concert_id);
     p_i64(&p, now);
+    p_text(&p, count_available ? "true" : "false");
     bx_err e = exec(s, ST_SCHEDULE_BOOKABLE, &p, &r);
     if (e)
         return e;

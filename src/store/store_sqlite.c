@@ -24,11 +24,13 @@
     "r.confirmed_at FROM reservations r JOIN schedules s ON s.id = r.schedule_id "
 /* available at ?2 = seats neither SOLD nor under a live hold: sold_count (kept by a
  * trigger, migration 2) and a range count of seats_held_by_schedule, so the cost is
- * the schedule's live holds, not its seats. An ended, unswept hold counts as free. */
+ * the schedule's live holds, not its seats. An ended, unswept hold counts as free.
+ * Only when ?3 (count_available) is true; -1 otherwise (CASE skips the subquery). */
 #define SCHED_COLS                                                                                                    \
     "s.id, s.concert_id, s.starts_at, s.sale_opens_at, s.sale_closes_at, s.seat_count, "                             \
-    "s.seat_count - s.sold_count - (SELECT count(*) FROM seats t WHERE t.schedule_id = s.id "                         \
-    " AND t.status = 'HELD' AND t.hold_expires_at > ?2) FROM schedules s "
+    "CASE WHEN ?3 THEN s.seat_count - s.sold_count - (SELECT count(*) FROM seats t "                         \
+    "WHERE t.schedule_id = s.id AND t.status = 'HELD' AND t.hold_expires_at > ?2) ELSE -1 END "\
+    "FROM schedules s "
 #define PAY_COLS "id, user_id, reservation_id, amount, balance_after, paid_at FROM payments "
 #define QUEUE_COLS "token, user_id, concert_id, seq, status, issued_at, activated_at, last_seen_at, expires_at "
 
@@ -859,14 +861,16 @@ out:
 }
 
 /* One schedule with its available count at `now` (one statement). SCHEDULE_NOT_FOUND. */
-static bx_err sqlite_schedule_get(struct store *base, int64_t schedule_id, int64_t now, struct schedule *out)
+static bx_err sqlite_schedule_get(struct store *base, int64_t schedule_id, int64_t now, bool count_available,
+                                  struct schedule *out)
 {
     struct sqlite_store *s = to_sq(base);
     sqlite3_stmt *q;
     bx_err e = prep(s, ST_SCHEDULE_GET, &q);
     if (e)
         return e;
-    if (sqlite3_bind_int64(q, 1, schedule_id) || sqlite3_bind_int64(q, 2, now))
+    if (sqlite3_bind_int64(q, 1, schedule_id) || sqlite3_bind_int64(q, 2, now) ||
+        sqlite3_bind_int(q, 3, count_available))
         return bind_failed(s, q);
     int r = step(s, q, &e);
     if (r <= 0)
@@ -878,7 +882,7 @@ static bx_err sqlite_schedule_get(struct store *base, int64_t schedule_id, int64
 
 /* Schedules of the concert on sale at now, by starts_at (one statement). */
 static bx_err sqlite_schedule_list_bookable(struct store *base, int64_t concert_id, int64_t now,
-                                            struct schedule **out, size_t *n)
+                                            bool count_available, struct schedule **out, size_t *n)
 {
     struct sqlite_store *s = to_sq(base);
     struct schedule *arr = NULL;
@@ -888,7 +892,8 @@ static bx_err sqlite_schedule_list_bookable(struct store *base, int64_t concert_
     bx_err e = prep(s, ST_SCHEDULE_BOOKABLE, &q);
     if (e)
         return e;
-    if (sqlite3_bind_int64(q, 1, concert_id) || sqlite3_bind_int64(q, 2, now))
+    if (sqlite3_bind_int64(q, 1, concert_id) || sqlite3_bind_int64(q, 2, now) ||
+        sqlite3_bind_int(q, 3, count_available))
         return bind_failed(s, q);
     while ((r = step(s, q, &e)) == 1) {
         if ((e = grow((void **)&arr, &cap, cnt, sizeof *arr))) {

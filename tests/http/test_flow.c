@@ -569,6 +569,17 @@ Test(flow, admission_at_a_limited_rate_is_first_come_first_served)
 /* The seat map is read over and over during an on-sale (embedded mode answers it
  * from a per-loop copy): every read, from any connection, must show each change
  * at once — a hold, its end (no request in between), a payment. */
+/* The free seats the date list gives for schedule sid. */
+static int64_t date_free_seats(struct bx_client *cl, const char *at, const char *qt, int64_t cid, int64_t sid)
+{
+    struct bx_resp *r = bx_http(cl, "GET", bx_str(cl, "/api/v1/concerts/%lld/schedules", (long long)cid),
+                                &(struct bx_req){.bearer = at, .queue_token = qt});
+    bx_expect(r, 200, NULL);
+    json_t *d = find_by_id(json_object_get(r->json, "schedules"), "scheduleId", sid);
+    cr_assert(d != NULL, "schedule %lld not listed: %s", (long long)sid, r->body);
+    return bx_jint(d, "availableSeats");
+}
+
 Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
 {
     START("--hold-ttl", "1");
@@ -594,6 +605,7 @@ Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
         bx_expect(r, 200, NULL);
         cr_assert_str_eq(SEAT2(k), "HELD", "read %d right after the hold: %.200s", k, r->body);
     }
+    cr_assert_eq(date_free_seats(&C2, bt, bq, cid, sid), 9, "the date list after the hold");
     /* the hold ends (1 s): the very first read after its end shows the seat free */
     struct bx_resp *r = bx_http(&C, "GET", bx_str(&C, "/api/v1/reservations/%lld", (long long)rid),
                                 &(struct bx_req){.bearer = at});
@@ -607,6 +619,7 @@ Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
         bx_expect(r, 200, NULL);
         cr_assert_str_eq(SEAT2(k), "AVAILABLE", "read %d after the hold ended: %.200s", k, r->body);
     }
+    cr_assert_eq(date_free_seats(&C2, bt, bq, cid, sid), 10, "the date list after the hold ended");
     /* another user holds it and lets it go: free again at once */
     rid = bx_hold(&C, bt, bq, sid, 2);
     r = bx_http(&C2, "GET", path, &(struct bx_req){.bearer = at, .queue_token = aq});
@@ -620,6 +633,7 @@ Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
         bx_expect(r, 200, NULL);
         cr_assert_str_eq(SEAT2(k), "AVAILABLE", "read %d after the release: %.200s", k, r->body);
     }
+    cr_assert_eq(date_free_seats(&C2, bt, bq, cid, sid), 10, "the date list after the release");
     bx_charge(&C, at, 1000);
     rid = bx_hold(&C, at, aq, sid, 2);
     bx_expect(bx_pay(&C, at, aq, rid), 201, NULL);
@@ -628,6 +642,7 @@ Test(flow, the_seat_map_shows_each_change_at_once_however_often_it_is_read)
         bx_expect(r, 200, NULL);
         cr_assert_str_eq(SEAT2(k), "SOLD", "read %d after the payment: %.200s", k, r->body);
     }
+    cr_assert_eq(date_free_seats(&C2, bt, bq, cid, sid), 9, "the date list after the payment");
 #undef SEAT2
     bx_client_release(&C2);
 }

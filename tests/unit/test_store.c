@@ -504,18 +504,28 @@ Test(SUITE, catalogue_lists_concerts_schedules_and_seats)
     cr_assert_eq(st->ops->concert_get(st, 777, &one), BX_ERR_CONCERT_NOT_FOUND);
 
     struct schedule *ss;
-    cr_assert_eq(st->ops->schedule_list_bookable(st, c, T0, &ss, &n), BX_OK);
+    cr_assert_eq(st->ops->schedule_list_bookable(st, c, T0, true, &ss, &n), BX_OK);
     cr_assert_eq(n, 1, "the schedule whose sale has not opened is not bookable");
     cr_assert_eq(ss[0].id, sch);
     cr_assert_eq(ss[0].available, 50);
     free(ss);
+    cr_assert_eq(st->ops->schedule_list_bookable(st, c, T0, false, &ss, &n), BX_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(ss[0].id, sch);
+    cr_assert_eq(ss[0].seat_count, 50);
+    cr_assert_eq(ss[0].available, -1, "not counted when not asked for");
+    free(ss);
 
     struct schedule g;
-    cr_assert_eq(st->ops->schedule_get(st, sch, T0, &g), BX_OK);
+    cr_assert_eq(st->ops->schedule_get(st, sch, T0, true, &g), BX_OK);
     cr_assert_eq(g.seat_count, 50);
     cr_assert_eq(g.available, 50);
     cr_assert_eq(g.concert_id, c);
-    cr_assert_eq(st->ops->schedule_get(st, 999, T0, &g), BX_ERR_SCHEDULE_NOT_FOUND);
+    cr_assert_eq(st->ops->schedule_get(st, sch, T0, false, &g), BX_OK);
+    cr_assert_eq(g.seat_count, 50);
+    cr_assert_eq(g.concert_id, c);
+    cr_assert_eq(g.available, -1, "not counted when not asked for");
+    cr_assert_eq(st->ops->schedule_get(st, 999, T0, true, &g), BX_ERR_SCHEDULE_NOT_FOUND);
 
     struct seat *seats;
     int64_t of = 0;
@@ -576,9 +586,9 @@ Test(SUITE, hold_fills_reservation_and_takes_seat)
     cr_assert_eq(r.expires_at, T0 + HOLD_MS);
     cr_assert_not(seat_available(sch, 3, T0));
     struct schedule g;
-    cr_assert_eq(st->ops->schedule_get(st, sch, T0, &g), BX_OK);
+    cr_assert_eq(st->ops->schedule_get(st, sch, T0, true, &g), BX_OK);
     cr_assert_eq(g.available, 9);
-    cr_assert_eq(st->ops->schedule_get(st, sch, T0 + HOLD_MS, &g), BX_OK);
+    cr_assert_eq(st->ops->schedule_get(st, sch, T0 + HOLD_MS, true, &g), BX_OK);
     cr_assert_eq(g.available, 10, "an expired hold counts as available at once");
 }
 
@@ -1140,8 +1150,8 @@ static int32_t available_at(int64_t concert_id, int64_t schedule_id, int64_t now
 {
     struct schedule g, *list;
     size_t n;
-    cr_assert_eq(st->ops->schedule_get(st, schedule_id, now, &g), BX_OK);
-    cr_assert_eq(st->ops->schedule_list_bookable(st, concert_id, now, &list, &n), BX_OK);
+    cr_assert_eq(st->ops->schedule_get(st, schedule_id, now, true, &g), BX_OK);
+    cr_assert_eq(st->ops->schedule_list_bookable(st, concert_id, now, true, &list, &n), BX_OK);
     cr_assert_eq(n, 1);
     cr_assert_eq(list[0].id, schedule_id);
     cr_assert_eq(list[0].available, g.available, "date list %d, schedule %d", list[0].available, g.available);
@@ -1190,7 +1200,7 @@ Test(SUITE, available_seats_follow_holds_expiry_sweep_and_payment)
     cr_assert_eq(available_at(c, sch, 3 * HOLD_MS + T0), 48);
     cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 2);
     struct schedule g;
-    cr_assert_eq(st->ops->schedule_get(st, other, T0 + HOLD_MS, &g), BX_OK);
+    cr_assert_eq(st->ops->schedule_get(st, other, T0 + HOLD_MS, true, &g), BX_OK);
     cr_assert_eq(g.available, 50);
     cr_assert_eq(audit(T0 + HOLD_MS + 1).total, 0);
 }
