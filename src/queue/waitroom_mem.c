@@ -35,7 +35,6 @@
 #include <time.h>
 
 #define NONE UINT32_MAX
-#define TOKEN_RAW 24         /* BX_QUEUE_TOKEN_LEN base64url chars decode to 24 bytes */
 #define REL_MAX (NONE - 2)   /* sequence offsets per concert */
 #define ID_MAX (NONE - 1)    /* tokens in the arena */
 #define CONCERT_MAX (1u << 30)
@@ -52,7 +51,8 @@ enum { L_WAIT = 0, L_ACT = 1 };
  * store (unit tests); with a store it is dropped once its expiry is durable, and
  * then looked up there. */
 struct tok {
-    uint8_t raw[TOKEN_RAW];
+    uint8_t tm[TOKEN_QUEUE_TIME_BYTES];    /* the token's bytes but its slot (token.h) */
+    uint8_t rnd[TOKEN_QUEUE_RANDOM_BYTES];
     int64_t user_id;
     int64_t last_seen;
     uint32_t prev, next; /* list of its status, ordered by last_seen */
@@ -91,7 +91,7 @@ struct htab {
     uint32_t mask;
     uint32_t used;
 };
-enum hkind { H_TOKEN, H_USER, H_CONCERT };
+enum hkind { H_USER, H_CONCERT };
 
 /* Someone waiting for every change up to seq to be durable. */
 struct jwaiter {
@@ -128,7 +128,7 @@ struct wm {
     struct journal j;
     struct tok *tok;
     uint32_t ntok, tok_cap, free_head;
-    struct htab by_token, by_user, by_concert;
+    struct htab by_user, by_concert;
     struct cq **cq;
     uint32_t ncq, cq_cap;
     uint32_t lru_head[2], lru_tail[2];
@@ -140,13 +140,6 @@ static inline int tok_status(const struct tok *t) { return (int)(t->cs & 3u); }
 static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 2; }
 static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 2 | (uint32_t)st; }
 
-static uint64_t hash_raw(const uint8_t *raw)
-{
-    uint64_t h; /* bytes 8..15 are random (token_queue_new: 6 bytes of time, then random) */
-    memcpy(&h, raw + 8, sizeof h);
-    return h;
-}
-
 static uint64_t hash_user(int64_t user_id, int64_t concert_id)
 {
     return mix64((uint64_t)user_id * MIX64_GOLDEN ^ mix64((uint64_t)concert_id));
@@ -155,8 +148,6 @@ static uint64_t hash_user(int64_t user_id, int64_t concert_id)
 static uint64_t id_hash(const struct wm *w, enum hkind k, uint32_t id)
 {
     switch (k) {
-    case H_TOKEN:
-        return hash_raw(w->tok[id].raw);
     case H_USER:
         return hash_user(w->tok[id].user_id, w->cq[tok_concert(&w->tok[id])]->concert_id);
     default:
@@ -228,13 +219,17 @@ static void htab_del(const struct wm *w, enum hkind k, struct htab *h, uint32_t 
     }
 }
 
+/* The token whose decoded bytes are raw: the slot they name, if it holds a token
+ * with the same time and random bytes (compared in constant time, both always). */
 static uint32_t find_token(const struct wm *w, const uint8_t *raw)
 {
-    const struct htab *h = &w->by_token;
-    for (uint32_t i = (uint32_t)hash_raw(raw) & h->mask; h->slot[i] != NONE; i = (i + 1) & h->mask)
-        if (memcmp(w->tok[h->slot[i]].raw, raw, TOKEN_RAW) == 0)
-            return h->slot[i];
-    return NONE;
+    uint32_t id = token_queue_slot(raw);
+    if (id >= w->ntok || tok_status(&w->tok[id]) == ST_FREE)
+        return NONE;
+    const struct tok *t = &w->tok[id];
+    int differ = sodium_memcmp(t->tm, raw, sizeof t->tm) |
+                 sodium_memcmp(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
+    return differ == 0 ? id : NONE;
 }
 
 static uint32_t find_user(const struct wm *w, int64_t user_id, uint32_t ci)
@@ -260,6 +255,24 @@ static uint32_t find_concert(const struct wm *w, int64_t concert_id)
 
 /* ---- arena ---- */
 
+/* Makes the arena hold at least `need` slots (need <= ID_MAX); -1 when out of memory. */
+static int arena_reserve(struct wm *w, uint64_t need)
+{
+    if (need <= w->tok_cap)
+        return 0;
+    uint64_t cap = w->tok_cap ? (uint64_t)w->tok_cap * 2 : 1024;
+    if (cap < need)
+        cap = need;
+    if (cap > ID_MAX)
+        cap = ID_MAX;
+    struct tok *t = realloc(w->tok, cap * sizeof *t);
+    if (t == NULL)
+        return -1;
+    w->tok = t;
+    w->tok_cap = (uint32_t)cap;
+    return 0;
+}
+
 /* Takes a slot for a new token (contents undefined); NONE when out of memory. */
 static uint32_t tok_take(struct wm *w)
 {
@@ -268,19 +281,36 @@ static uint32_t tok_take(struct wm *w)
         w->free_head = w->tok[id].next;
         return id;
     }
-    if (w->ntok == w->tok_cap) {
-        if (w->tok_cap >= ID_MAX)
-            return NONE;
-        uint64_t cap = w->tok_cap ? (uint64_t)w->tok_cap * 2 : 1024;
-        if (cap > ID_MAX)
-            cap = ID_MAX;
-        struct tok *t = realloc(w->tok, cap * sizeof *t);
-        if (t == NULL)
-            return NONE;
-        w->tok = t;
-        w->tok_cap = (uint32_t)cap;
-    }
+    if (w->ntok >= ID_MAX || arena_reserve(w, (uint64_t)w->ntok + 1) != 0)
+        return NONE;
     return w->ntok++;
+}
+
+/* Start-up only, before free_list_rebuild: takes slot id, the one a loaded token's
+ * text names. Slots passed over on the way stay FREE, on no list. 0, or -1 when out
+ * of memory, or 1 when another token holds the slot. */
+static int tok_take_at(struct wm *w, uint32_t id)
+{
+    if (id >= ID_MAX)
+        return 1;
+    if (id < w->ntok)
+        return tok_status(&w->tok[id]) == ST_FREE ? 0 : 1;
+    if (arena_reserve(w, (uint64_t)id + 1) != 0)
+        return -1;
+    memset(&w->tok[w->ntok], 0, (size_t)(id + 1 - w->ntok) * sizeof *w->tok);
+    w->ntok = id + 1;
+    return 0;
+}
+
+/* Start-up only, after the load: every FREE slot goes on the free list, lowest first. */
+static void free_list_rebuild(struct wm *w)
+{
+    w->free_head = NONE;
+    for (uint32_t id = w->ntok; id-- > 0;)
+        if (tok_status(&w->tok[id]) == ST_FREE) {
+            w->tok[id].next = w->free_head;
+            w->free_head = id;
+        }
 }
 
 static void tok_give_back(struct wm *w, uint32_t id)
@@ -509,9 +539,16 @@ static uint32_t concert_get(struct wm *w, int64_t concert_id, int64_t origin, in
 
 /* ---- records and tickets ---- */
 
-static void token_text(const uint8_t *raw, char out[BX_QUEUE_TOKEN_LEN + 1])
+/* The text of token id: its stored bytes around the slot it lives in. */
+static void token_text(const struct wm *w, uint32_t id, char out[BX_QUEUE_TOKEN_LEN + 1])
 {
-    sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, TOKEN_RAW, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    const struct tok *t = &w->tok[id];
+    uint8_t raw[TOKEN_QUEUE_RAW];
+    memcpy(raw, t->tm, sizeof t->tm);
+    for (int i = 0; i < TOKEN_QUEUE_SLOT_BYTES; i++)
+        raw[TOKEN_QUEUE_TIME_BYTES + i] = (uint8_t)(id >> (8 * (TOKEN_QUEUE_SLOT_BYTES - 1 - i)));
+    memcpy(raw + TOKEN_QUEUE_RANDOM_AT, t->rnd, sizeof t->rnd);
+    token_queue_encode(raw, out);
 }
 
 /* The persisted form of a live token as it is now. */
@@ -520,14 +557,14 @@ static void record_of(const struct wm *w, uint32_t id, struct queue_record *r)
     const struct tok *t = &w->tok[id];
     const struct cq *c = w->cq[tok_concert(t)];
     memset(r, 0, sizeof *r);
-    token_text(t->raw, r->token);
+    token_text(w, id, r->token);
     r->user_id = t->user_id;
     r->concert_id = c->concert_id;
     /* read from the token, kept nowhere else (8 bytes less per waiting user); only a
      * new token's record needs it: the store keeps a token's first issued_at, so
      * older random-prefixed tokens loaded from it are not hurt by the nonsense
      * this gives for them */
-    r->issued_at = token_queue_issued_ms(t->raw);
+    r->issued_at = token_queue_issued_ms(t->tm);
     r->last_seen_at = t->last_seen;
     if (tok_status(t) == ST_ACTIVE) {
         r->status = QUEUE_ACTIVE;
@@ -574,7 +611,7 @@ static void ticket_of(const struct wm *w, uint32_t id, struct queue_ticket *out)
     const struct tok *t = &w->tok[id];
     const struct cq *c = w->cq[tok_concert(t)];
     memset(out, 0, sizeof *out);
-    token_text(t->raw, out->token);
+    token_text(w, id, out->token);
     out->user_id = t->user_id;
     out->concert_id = c->concert_id;
     if (tok_status(t) == ST_ACTIVE) {
@@ -682,15 +719,8 @@ static bx_err expire(struct wm *w, uint32_t id, int64_t now)
  * expired (here, or only in the store any more) → TOKEN_EXPIRED. */
 static bx_err resolve(struct wm *w, const char *token, int64_t user_id, uint32_t *out)
 {
-    uint8_t raw[TOKEN_RAW];
-    size_t rawlen = 0;
-    if (token == NULL)
-        return BX_ERR_QUEUE_TOKEN_INVALID;
-    size_t len = strnlen(token, BX_QUEUE_TOKEN_LEN + 1);
-    if (!token_queue_well_formed(token, len) ||
-        sodium_base642bin(raw, sizeof raw, token, len, NULL, &rawlen, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        rawlen != TOKEN_RAW)
+    uint8_t raw[TOKEN_QUEUE_RAW];
+    if (token == NULL || token_queue_decode(token, strnlen(token, BX_QUEUE_TOKEN_LEN + 1), raw) != 0)
         return BX_ERR_QUEUE_TOKEN_INVALID;
     uint32_t id = find_token(w, raw);
     if (id == NONE) {
@@ -802,10 +832,8 @@ static void *journal_main(void *arg)
             pthread_mutex_lock(&w->mu);
             if (e == BX_OK) {
                 j->durable = upto;
-                for (size_t i = 0; i < ndrop; i++) {
-                    htab_del(w, H_TOKEN, &w->by_token, drops[i]);
+                for (size_t i = 0; i < ndrop; i++)
                     tok_give_back(w, drops[i]);
-                }
             }
             /* after a failure nothing later can be durable before the retry: tell everyone */
             struct jwaiter *ready = waiters_upto(j, e == BX_OK ? upto : UINT64_MAX);
@@ -863,7 +891,6 @@ static void wm_close(struct waitroom *base)
     }
     free(w->cq);
     free(w->tok);
-    free(w->by_token.slot);
     free(w->by_user.slot);
     free(w->by_concert.slot);
     free(w->j.rec);
@@ -938,19 +965,15 @@ static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_i
         e = BX_ERR_UNAVAILABLE;
         goto out;
     }
-    if (window_room(c) != 0 || htab_reserve(w, H_TOKEN, &w->by_token, 1) != 0 ||
-        htab_reserve(w, H_USER, &w->by_user, 1) != 0 || (id = tok_take(w)) == NONE) {
+    if (window_room(c) != 0 || htab_reserve(w, H_USER, &w->by_user, 1) != 0 || (id = tok_take(w)) == NONE) {
         e = BX_ERR_INTERNAL;
         goto out;
     }
     struct tok *t = &w->tok[id];
-    char text[BX_QUEUE_TOKEN_LEN + 1];
-    do {
-        token_queue_new(now, text);
-        size_t rawlen = 0;
-        sodium_base642bin(t->raw, TOKEN_RAW, text, BX_QUEUE_TOKEN_LEN, NULL, &rawlen, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    } while (find_token(w, t->raw) != NONE); /* 2^-192: never, but free to check */
+    uint8_t raw[TOKEN_QUEUE_RAW];
+    token_queue_make(now, id, raw);
+    memcpy(t->tm, raw, sizeof t->tm);
+    memcpy(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
     t->user_id = user_id;
     t->last_seen = now;
     t->aux = c->next_rel;
@@ -965,7 +988,6 @@ static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_i
     window_push(c, id);
     c->waiting++;
     lru_append(w, L_WAIT, id);
-    htab_put(w, H_TOKEN, &w->by_token, id);
     htab_put(w, H_USER, &w->by_user, id);
     (void)admit_run(w, c, now);
     ticket_of(w, id, out);
@@ -1128,24 +1150,40 @@ struct load_ctx {
     int64_t now;
     bx_err err;
     const char *why;
-    struct queue_record *dup; /* second live tokens of one (user, concert): expired after the load */
+    struct queue_record *dup; /* live tokens the room cannot hold (load_one): expired after the load */
     size_t ndup, dup_cap;
 };
 
-/* Adds one live record from the store (ordered by concert, then seq); its idle clock
- * restarts at ctx->now. Returns non-zero to stop the load on an error. */
+/* Keeps r to expire it in the store once the load is over. 0, or -1 when out of memory. */
+static int load_drop(struct load_ctx *x, const struct queue_record *r)
+{
+    if (x->ndup == x->dup_cap) {
+        size_t cap = x->dup_cap ? x->dup_cap * 2 : 8;
+        struct queue_record *d = realloc(x->dup, cap * sizeof *d);
+        if (d == NULL)
+            return -1;
+        x->dup = d;
+        x->dup_cap = cap;
+    }
+    x->dup[x->ndup++] = *r;
+    return 0;
+}
+
+/* Adds one live record from the store (ordered by concert, then seq) in the arena
+ * slot its token names; its idle clock restarts at ctx->now. A live token this
+ * room cannot hold is expired after the load, its holder issues anew: a second one
+ * of the same (user, concert), one of another layout (the 32-character tokens of
+ * earlier versions, which named no slot), or one naming a slot another token
+ * already holds. Returns non-zero to stop the load on an error. */
 static int load_one(const struct queue_record *r, void *arg)
 {
     struct load_ctx *x = arg;
     struct wm *w = x->w;
-    uint8_t raw[TOKEN_RAW];
-    size_t rawlen = 0;
-    if ((r->status != QUEUE_WAITING && r->status != QUEUE_ACTIVE) ||
-        !token_queue_well_formed(r->token, strnlen(r->token, sizeof r->token)) ||
-        sodium_base642bin(raw, sizeof raw, r->token, BX_QUEUE_TOKEN_LEN, NULL, &rawlen, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        rawlen != TOKEN_RAW || find_token(w, raw) != NONE)
-        return 0; /* not a live, well-formed, new token: nothing to queue */
+    uint8_t raw[TOKEN_QUEUE_RAW];
+    if (r->status != QUEUE_WAITING && r->status != QUEUE_ACTIVE)
+        return 0; /* not live: nothing to queue */
+    if (token_queue_decode(r->token, strnlen(r->token, sizeof r->token), raw) != 0)
+        goto drop;
     uint32_t ci = concert_get(w, r->concert_id, r->seq, x->now);
     if (ci == NONE)
         goto oom;
@@ -1156,25 +1194,20 @@ static int load_one(const struct queue_record *r, void *arg)
         return 1;
     }
     uint32_t rel = (uint32_t)(r->seq - c->origin);
-    if (find_user(w, r->user_id, ci) != NONE) {
-        if (x->ndup == x->dup_cap) {
-            size_t cap = x->dup_cap ? x->dup_cap * 2 : 8;
-            struct queue_record *d = realloc(x->dup, cap * sizeof *d);
-            if (d == NULL)
-                goto oom;
-            x->dup = d;
-            x->dup_cap = cap;
-        }
-        x->dup[x->ndup++] = *r;
-        return 0;
-    }
-    uint32_t id;
+    uint32_t id = token_queue_slot(raw);
+    if (find_user(w, r->user_id, ci) != NONE)
+        goto drop;
     if (window_skip_to(c, rel) != 0 || window_room(c) != 0 || act_reserve(c) != 0 ||
-        htab_reserve(w, H_TOKEN, &w->by_token, 1) != 0 || htab_reserve(w, H_USER, &w->by_user, 1) != 0 ||
-        (id = tok_take(w)) == NONE)
+        htab_reserve(w, H_USER, &w->by_user, 1) != 0)
         goto oom;
+    int taken = tok_take_at(w, id);
+    if (taken < 0)
+        goto oom;
+    if (taken > 0)
+        goto drop;
     struct tok *t = &w->tok[id];
-    memcpy(t->raw, raw, TOKEN_RAW);
+    memcpy(t->tm, raw, sizeof t->tm);
+    memcpy(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
     t->user_id = r->user_id;
     t->last_seen = x->now;
     if (r->status == QUEUE_WAITING) {
@@ -1190,9 +1223,11 @@ static int load_one(const struct queue_record *r, void *arg)
         window_push(c, NONE);
         lru_append(w, L_ACT, id);
     }
-    htab_put(w, H_TOKEN, &w->by_token, id);
     htab_put(w, H_USER, &w->by_user, id);
     return 0;
+drop:
+    if (load_drop(x, r) == 0)
+        return 0;
 oom:
     x->err = BX_ERR_INTERNAL;
     x->why = "out of memory loading the waiting room";
@@ -1216,8 +1251,7 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
         goto fail;
     }
     w = calloc(1, sizeof *w);
-    if (w == NULL || htab_init(&w->by_token) != 0 || htab_init(&w->by_user) != 0 ||
-        htab_init(&w->by_concert) != 0) {
+    if (w == NULL || htab_init(&w->by_user) != 0 || htab_init(&w->by_concert) != 0) {
         snprintf(err, errlen, "waiting room: out of memory");
         goto fail;
     }
@@ -1248,6 +1282,7 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
             e = save(w, &r);
         }
         free(x.dup);
+        free_list_rebuild(w);
         if (e != BX_OK) {
             snprintf(err, errlen, "waiting room: cannot load the queue: %s",
                      x.why ? x.why : bx_err_info(e)->message);
@@ -1264,7 +1299,6 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
     return &w->base;
 fail:
     if (w) {
-        free(w->by_token.slot);
         free(w->by_user.slot);
         free(w->by_concert.slot);
         free(w);

@@ -298,6 +298,14 @@ static bx_err wait_durable(struct waitroom *w)
     return d.e;
 }
 
+/* The arena slot a ticket's token names (util/token.h). */
+static uint32_t token_slot(const struct queue_ticket *t)
+{
+    unsigned char raw[TOKEN_QUEUE_RAW];
+    cr_assert_eq(token_queue_decode(t->token, strlen(t->token), raw), 0, "%s", t->token);
+    return token_queue_slot(raw);
+}
+
 /* Read the fake's records only after wait_durable: the journal thread writes them. */
 static const struct queue_record *fake_get(const struct fake_store *f, const char *token)
 {
@@ -652,14 +660,14 @@ Test(waitroom, malformed_or_unknown_token_is_invalid)
     memcpy(bad, a.token, sizeof a.token);
     strcat(bad, "A"); /* one character too long */
     cr_assert_eq(status_err(w, bad, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     char unknown[BX_QUEUE_TOKEN_LEN + 1];
     token_queue_new_for(5, unknown); /* well formed, names concert 5, never issued */
     cr_assert_eq(status_err(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->require_active(w, unknown, 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->leave(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->require_active(w, "nope", 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->complete(w, "", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->ping(w), BX_OK);
     w->ops->close(w);
@@ -696,7 +704,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     assert_position(w, &t[5], 20, 2);
     cr_assert_eq(status_err(w, t[0].token, 1, 20), BX_ERR_TOKEN_EXPIRED, "found in the store");
     cr_assert_eq(status_err(w, t[3].token, 1, 20), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 20), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 20), BX_ERR_QUEUE_TOKEN_INVALID);
     struct waitroom_concert_stats st = stats_of(w, 1);
     cr_assert_eq(st.active, 2);
     cr_assert_eq(st.waiting, 2);
@@ -707,6 +715,12 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_str_eq(again.token, t[4].token);
     n = issue(w, 9, 1, 22);
     cr_assert_eq(n.position, 3);
+    /* every token came back in the arena slot its text names; the first free one
+     * (t[0]'s, dropped once its expiry was durable) goes to the new token, which
+     * its old token does not open */
+    cr_assert_eq(token_slot(&n), token_slot(&t[0]));
+    cr_assert_eq(status_err(w, t[0].token, 1, 22), BX_ERR_TOKEN_EXPIRED);
+    assert_position(w, &t[5], 22, 2);
     cr_assert_eq(wait_durable(w), BX_OK);
     cr_assert_eq(fake_get(&f, n.token)->seq, fake_get(&f, t[5].token)->seq + 1, "sequence continues");
     cr_assert_eq(w->ops->complete(w, t[1].token, 2, 23), BX_OK);
@@ -721,6 +735,70 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_not_null(w, "%s", err);
     cr_assert_eq(w->ops->tick(w, 1000000 + c.waiting_idle_ms - 1), BX_OK);
     assert_position(w, &t[5], 1000000 + c.waiting_idle_ms - 1, 1);
+    w->ops->close(w);
+    free(f.rec);
+}
+#endif
+
+#ifndef BX_TEST_REDIS /* slots of the embedded backend's arena */
+Test(waitroom, a_reused_slot_refuses_the_token_that_held_it_before)
+{
+    struct fake_store f = {.base = {.ops = &fake_ops}};
+    struct waitroom_config c = config(0);
+    struct waitroom *w = open_room(&c, &f.base);
+    struct queue_ticket a = issue(w, 1, 1, 0), keep = issue(w, 2, 1, 0);
+    cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
+    cr_assert_eq(wait_durable(w), BX_OK); /* a's slot is free once its expiry is durable */
+    struct queue_ticket b = issue(w, 3, 1, 2);
+    cr_assert_eq(token_slot(&b), token_slot(&a), "the freed slot is taken again");
+    cr_assert_str_neq(b.token, a.token);
+    cr_assert_eq(status_err(w, a.token, 1, 3), BX_ERR_TOKEN_EXPIRED, "the old token is not the slot's new one");
+    cr_assert_eq(status_err(w, a.token, 3, 3), BX_ERR_TOKEN_NOT_YOURS, "nor does it become the new holder's");
+    cr_assert_eq(w->ops->require_active(w, a.token, 3, 1, 3), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(w->ops->leave(w, a.token, 3, 3), BX_ERR_TOKEN_NOT_YOURS);
+    /* a token naming b's slot with the time of b but other random bytes is unknown */
+    char forged[BX_QUEUE_TOKEN_LEN + 1];
+    token_queue_new(2, token_slot(&b), forged);
+    cr_assert_eq(status_err(w, forged, 3, 3), BX_ERR_QUEUE_TOKEN_INVALID);
+    /* b itself, and the token that kept its slot, work */
+    assert_position(w, &keep, 4, 1);
+    assert_position(w, &b, 4, 2);
+    w->ops->close(w);
+    free(f.rec);
+}
+
+Test(waitroom, tokens_the_room_cannot_hold_are_expired_at_load)
+{
+    struct fake_store f = {.base = {.ops = &fake_ops}};
+    char same_slot[2][BX_QUEUE_TOKEN_LEN + 1];
+    token_queue_new(5, 3, same_slot[0]);
+    token_queue_new(6, 3, same_slot[1]);
+    struct queue_record r[3] = {
+        {.token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", .user_id = 7, .concert_id = 1, .seq = 1}, /* before slots */
+        {.user_id = 8, .concert_id = 1, .seq = 2},
+        {.user_id = 9, .concert_id = 1, .seq = 3}, /* names the slot user 8's token holds */
+    };
+    memcpy(r[1].token, same_slot[0], sizeof r[1].token);
+    memcpy(r[2].token, same_slot[1], sizeof r[2].token);
+    for (int i = 0; i < 3; i++) {
+        r[i].status = QUEUE_WAITING;
+        cr_assert_eq(fake_save(&f.base, &r[i]), BX_OK);
+    }
+    struct waitroom_config c = config(0);
+    struct waitroom *w = open_room(&c, &f.base);
+    cr_assert_eq(fake_get(&f, r[0].token)->status, QUEUE_EXPIRED, "a token of the old layout");
+    cr_assert_eq(fake_get(&f, r[2].token)->status, QUEUE_EXPIRED, "a token naming a slot already held");
+    cr_assert_eq(fake_get(&f, r[1].token)->status, QUEUE_WAITING);
+    struct queue_ticket held = {.user_id = 8};
+    memcpy(held.token, r[1].token, sizeof held.token);
+    assert_position(w, &held, 1, 1);
+    cr_assert_eq(status_err(w, r[2].token, 9, 1), BX_ERR_TOKEN_EXPIRED);
+    bool created = false;
+    struct queue_ticket again;
+    cr_assert_eq(w->ops->issue(w, 9, 1, 2, &again, &created), BX_OK);
+    cr_assert(created, "its holder issues anew");
+    cr_assert_eq(again.position, 2);
+    cr_assert_neq(token_slot(&again), 3);
     w->ops->close(w);
     free(f.rec);
 }
