@@ -46,19 +46,22 @@
 enum { ST_FREE = 0, ST_WAITING = 1, ST_ACTIVE = 2, ST_EXPIRED = 3 };
 enum { L_WAIT = 0, L_ACT = 1 };
 
-/* One token. `cs` packs the concert index (<< 2) and the status. A FREE slot is on
+/* One token, 52 bytes with 4-byte alignment (user_id may sit at any 4-byte
+ * boundary). `cs` packs the concert index (<< 2) and the status. last_seen is
+ * milliseconds since the room's epoch (struct wm), kept exact. A FREE slot is on
  * the arena's free list through `next`. An EXPIRED one stays for good without a
  * store (unit tests); with a store it is dropped once its expiry is durable, and
  * then looked up there. */
-struct tok {
-    uint8_t tm[TOKEN_QUEUE_TIME_BYTES];    /* the token's bytes but its slot (token.h) */
-    uint8_t rnd[TOKEN_QUEUE_RANDOM_BYTES];
+struct __attribute__((packed, aligned(4))) tok {
     int64_t user_id;
-    int64_t last_seen;
+    uint32_t last_seen;
     uint32_t prev, next; /* list of its status, ordered by last_seen */
     uint32_t cs;
-    uint32_t aux; /* WAITING: seq offset; ACTIVE: index in its concert's act[] */
+    uint32_t aux;                          /* WAITING: seq offset; ACTIVE: index in its concert's act[] */
+    uint8_t tm[TOKEN_QUEUE_TIME_BYTES];    /* the token's bytes but its slot (token.h) */
+    uint8_t rnd[TOKEN_QUEUE_RANDOM_BYTES];
 };
+_Static_assert(sizeof(struct tok) == 52, "struct tok is 52 bytes");
 
 /* An ACTIVE token's extra fields. */
 struct act {
@@ -128,6 +131,7 @@ struct wm {
     struct journal j;
     struct tok *tok;
     uint32_t ntok, tok_cap, free_head;
+    int64_t epoch; /* of every last_seen: see seen_set */
     struct htab by_user, by_concert;
     struct cq **cq;
     uint32_t ncq, cq_cap;
@@ -348,13 +352,48 @@ static void lru_unlink(struct wm *w, int l, uint32_t id)
     t->prev = t->next = NONE;
 }
 
+/* last_seen is 32 bits of ms since w->epoch, exact. The epoch starts SEEN_BACK
+ * (~24.8 days) before the room opened (clocks of other threads, or of tests, may
+ * lag). Once a time comes within 2^30 ms (~12.4 days) of the end of the 2^32 ms
+ * range, the epoch moves to SEEN_BACK before it and every last_seen back as much:
+ * O(tokens), at most once in ~12 days. A time before the epoch reads as the epoch
+ * (older than any idle limit could matter for: an idle token expires either way). */
+#define SEEN_BACK (1ll << 31)
+#define SEEN_END ((int64_t)UINT32_MAX - (1ll << 30))
+
+static void seen_rebase(struct wm *w, int64_t now)
+{
+    int64_t epoch = now - SEEN_BACK, shift;
+    if (__builtin_sub_overflow(epoch, w->epoch, &shift) || shift > (int64_t)UINT32_MAX)
+        shift = UINT32_MAX;
+    w->epoch = epoch;
+    for (uint32_t id = 0; id < w->ntok; id++) {
+        struct tok *t = &w->tok[id];
+        t->last_seen = t->last_seen > (uint64_t)shift ? t->last_seen - (uint32_t)shift : 0;
+    }
+}
+
+static void seen_set(struct wm *w, uint32_t id, int64_t now)
+{
+    int64_t d;
+    if (__builtin_sub_overflow(now, w->epoch, &d))
+        d = now < w->epoch ? 0 : INT64_MAX;
+    if (d >= SEEN_END) {
+        seen_rebase(w, now);
+        d = SEEN_BACK;
+    }
+    w->tok[id].last_seen = d > 0 ? (uint32_t)d : 0;
+}
+
+static int64_t seen_get(const struct wm *w, uint32_t id) { return w->epoch + w->tok[id].last_seen; }
+
 /* Refreshes a live token's last_seen and moves it to the young end of its list.
  * Calls from several threads may carry slightly unordered `now`s; the list is then
  * off by those few ms, which only delays an expiry by as much. */
 static void touch(struct wm *w, uint32_t id, int64_t now)
 {
     int l = tok_status(&w->tok[id]) == ST_ACTIVE ? L_ACT : L_WAIT;
-    w->tok[id].last_seen = now;
+    seen_set(w, id, now);
     if (w->lru_tail[l] != id) {
         lru_unlink(w, l, id);
         lru_append(w, l, id);
@@ -565,7 +604,7 @@ static void record_of(const struct wm *w, uint32_t id, struct queue_record *r)
      * older random-prefixed tokens loaded from it are not hurt by the nonsense
      * this gives for them */
     r->issued_at = token_queue_issued_ms(t->tm);
-    r->last_seen_at = t->last_seen;
+    r->last_seen_at = seen_get(w, id);
     if (tok_status(t) == ST_ACTIVE) {
         r->status = QUEUE_ACTIVE;
         r->seq = c->origin + c->act[t->aux].rel;
@@ -654,7 +693,7 @@ static bx_err admit_one(struct wm *w, struct cq *c, int64_t now)
     c->act[c->nact] = (struct act){.activated_at = now, .id = id, .rel = t->aux};
     t->aux = c->nact++;
     tok_set(t, tok_concert(t), ST_ACTIVE);
-    t->last_seen = now;
+    seen_set(w, id, now);
     lru_append(w, L_ACT, id);
     c->admitted_total++;
     c->admitted_since++;
@@ -975,7 +1014,7 @@ static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_i
     memcpy(t->tm, raw, sizeof t->tm);
     memcpy(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
     t->user_id = user_id;
-    t->last_seen = now;
+    seen_set(w, id, now);
     t->aux = c->next_rel;
     tok_set(t, ci, ST_WAITING);
     struct queue_record r;
@@ -1071,7 +1110,7 @@ static bx_err expire_idle(struct wm *w, int l, int64_t idle_ms, int64_t now)
     while (w->lru_head[l] != NONE && budget-- > 0) {
         int64_t age;
         uint32_t id = w->lru_head[l];
-        if (__builtin_sub_overflow(now, w->tok[id].last_seen, &age))
+        if (__builtin_sub_overflow(now, seen_get(w, id), &age))
             age = INT64_MAX;
         if (age < idle_ms)
             break;
@@ -1209,7 +1248,7 @@ static int load_one(const struct queue_record *r, void *arg)
     memcpy(t->tm, raw, sizeof t->tm);
     memcpy(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
     t->user_id = r->user_id;
-    t->last_seen = x->now;
+    seen_set(w, id, x->now);
     if (r->status == QUEUE_WAITING) {
         tok_set(t, ci, ST_WAITING);
         t->aux = rel;
@@ -1258,6 +1297,7 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
     w->base.ops = &wm_ops;
     w->cfg = *cfg;
     w->free_head = NONE;
+    w->epoch = now > INT64_MIN + SEEN_BACK ? now - SEEN_BACK : INT64_MIN;
     w->lru_head[0] = w->lru_head[1] = w->lru_tail[0] = w->lru_tail[1] = NONE;
     if (pthread_mutex_init(&w->mu, NULL) != 0) {
         snprintf(err, errlen, "waiting room: cannot create its mutex");

@@ -519,6 +519,38 @@ Test(waitroom, positions_shrink_as_tokens_ahead_leave_expire_or_are_admitted)
     w->ops->close(w);
 }
 
+#ifndef BX_TEST_REDIS /* the embedded room keeps last_seen in 32 bits of ms (a round trip per poll with Redis) */
+Test(waitroom, idle_expiry_stays_exact_after_the_server_ran_for_months)
+{
+    struct waitroom_config c = config(1);
+    c.waiting_idle_ms = 10000;
+    c.active_idle_ms = 20000;
+    struct waitroom *w = open_room(&c, NULL);
+    struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
+    int64_t now = 0, day = 86400000;
+    for (; now < 120 * day; now += 9000) { /* both poll every 9 s for 120 days */
+        (void)status_ok(w, &a, now);
+        (void)status_ok(w, &b, now);
+        cr_assert_eq(w->ops->tick(w, now + 1), BX_OK);
+    }
+    (void)status_ok(w, &a, now);
+    (void)status_ok(w, &b, now);
+    struct queue_ticket late = issue(w, 3, 5, now); /* a newcomer after 120 days */
+    cr_assert_eq(w->ops->tick(w, now + 9999), BX_OK);
+    assert_position(w, &late, now + 9999, 2); /* late polls at now + 9999, b at now */
+    cr_assert_eq(w->ops->tick(w, now + 10000), BX_OK);
+    cr_assert_eq(status_err(w, b.token, 2, now + 10000), BX_ERR_TOKEN_EXPIRED, "idle for exactly 10 s");
+    assert_position(w, &late, now + 10000, 1);
+    cr_assert_eq(w->ops->tick(w, now + 19999), BX_OK);
+    assert_active(w, &a, now + 19999); /* a, ACTIVE since 0, was last seen at now */
+    cr_assert_eq(w->ops->tick(w, now + 19999 + 19999), BX_OK);
+    cr_assert_eq(status_err(w, late.token, 3, now + 19999 + 19999), BX_ERR_TOKEN_EXPIRED);
+    cr_assert_eq(w->ops->tick(w, now + 19999 + 20000), BX_OK);
+    cr_assert_eq(status_err(w, a.token, 1, now + 19999 + 20000), BX_ERR_TOKEN_EXPIRED, "ACTIVE idle for 20 s");
+    w->ops->close(w);
+}
+#endif
+
 Test(waitroom, idle_waiting_token_expires_and_its_user_reissues_at_the_back)
 {
     struct waitroom_config c = config(1);
