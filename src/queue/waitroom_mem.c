@@ -38,7 +38,7 @@
 #define REL_MAX (NONE - 2)   /* sequence offsets per concert */
 #define ID_MAX (NONE - 1)    /* tokens in the arena */
 #define CONCERT_MAX (1u << 30)
-#define WIN_MIN 16
+#define WIN_MIN 64 /* offsets; the window is always whole blocks of 64 */
 #define HASH_MIN 64
 #define EXPIRE_BATCH 4096    /* expiries per list per tick, so one tick never holds mu for long */
 #define JOURNAL_RETRY_MS 100 /* pause after a failed journal write before trying again */
@@ -71,15 +71,18 @@ struct act {
 };
 
 /* One concert's queue; owned by struct wm. seq = origin + rel. The window covers
- * rel in [win_lo, next_rel); n = next_rel - win_lo <= cap. Invariants: every WAITING
- * token's rel is in [head, next_rel) and ids[rel - win_lo] is its id; fen[1..n] is
- * the Fenwick tree of (ids[i] != NONE). */
+ * rel in [win_lo, next_rel); n = next_rel - win_lo <= cap, cap a multiple of 64.
+ * Invariants: every WAITING token's rel is in [head, next_rel) and
+ * ids[rel - win_lo] is its id; bit i of bits[] is (ids[i] != NONE) for i < n and 0
+ * from n to the end of its word; fen[1..nb] is the Fenwick tree of the blocks'
+ * counts (popcount of bits[b]), nb = the ceil(n / 64) blocks in use. */
 struct cq {
     int64_t concert_id;
     int64_t origin;
     uint32_t next_rel, win_lo, head, cap;
     uint32_t *ids;
-    uint32_t *fen; /* cap + 1 entries, 1-based */
+    uint64_t *bits; /* cap / 64 words */
+    uint32_t *fen;  /* cap / 64 + 1 entries, 1-based */
     struct act *act;
     uint32_t nact, act_cap;
     int64_t waiting, admitted_total, admitted_since;
@@ -400,37 +403,58 @@ static void touch(struct wm *w, uint32_t id, int64_t now)
     }
 }
 
-/* ---- per-concert window and Fenwick tree ---- */
+/* ---- per-concert window: liveness bits, and a Fenwick tree over blocks of 64 ---- */
+
+#define BLOCK 64
 
 static uint32_t lowbit(uint32_t i) { return i & (0u - i); }
 
-static uint32_t fen_prefix(const struct cq *c, uint32_t i)
+static uint32_t blocks_in_use(const struct cq *c) { return (c->next_rel - c->win_lo + BLOCK - 1) / BLOCK; }
+
+/* Live offsets in blocks 1..b (1-based). */
+static uint32_t fen_prefix(const struct cq *c, uint32_t b)
 {
     uint32_t s = 0;
-    for (; i > 0; i -= lowbit(i))
-        s += c->fen[i];
+    for (; b > 0; b -= lowbit(b))
+        s += c->fen[b];
     return s;
 }
 
-/* Adds d (mod 2^32, so -1 works) to leaf i (1-based, <= n). */
-static void fen_add(struct cq *c, uint32_t i, uint32_t d)
+/* Adds d (mod 2^32, so -1 works) to block b (1-based, in use). */
+static void fen_add(struct cq *c, uint32_t b, uint32_t d)
 {
-    uint32_t n = c->next_rel - c->win_lo;
-    for (; i <= n; i += lowbit(i))
-        c->fen[i] += d;
+    uint32_t nb = blocks_in_use(c);
+    for (; b <= nb; b += lowbit(b))
+        c->fen[b] += d;
 }
 
-/* Rebuilds fen[1..n] from ids in O(n). */
+/* Rebuilds fen[1..nb] from bits in O(nb). */
 static void fen_rebuild(struct cq *c)
 {
-    uint32_t n = c->next_rel - c->win_lo;
-    for (uint32_t i = 1; i <= n; i++)
-        c->fen[i] = c->ids[i - 1] != NONE;
-    for (uint32_t i = 1; i <= n; i++) {
-        uint32_t j = i + lowbit(i);
-        if (j <= n)
-            c->fen[j] += c->fen[i];
+    uint32_t nb = blocks_in_use(c);
+    for (uint32_t b = 1; b <= nb; b++)
+        c->fen[b] = (uint32_t)__builtin_popcountll(c->bits[b - 1]);
+    for (uint32_t b = 1; b <= nb; b++) {
+        uint32_t up = b + lowbit(b);
+        if (up <= nb)
+            c->fen[up] += c->fen[b];
     }
+}
+
+/* Live offsets in [0, i] (i < n): a WAITING token's position. O(log n). */
+static uint32_t window_rank(const struct cq *c, uint32_t i)
+{
+    uint32_t r = i % BLOCK;
+    uint64_t below = r == BLOCK - 1 ? UINT64_MAX : (2ull << r) - 1;
+    return fen_prefix(c, i / BLOCK) + (uint32_t)__builtin_popcountll(c->bits[i / BLOCK] & below);
+}
+
+/* Offset i (< n, live) is WAITING no more. O(log n). */
+static void window_clear(struct cq *c, uint32_t i)
+{
+    c->ids[i] = NONE;
+    c->bits[i / BLOCK] &= ~(1ull << (i % BLOCK));
+    fen_add(c, i / BLOCK + 1, (uint32_t)-1);
 }
 
 static void head_advance(struct cq *c)
@@ -439,40 +463,44 @@ static void head_advance(struct cq *c)
         c->head++;
 }
 
-/* Reallocates ids and fen to newcap offsets (which must hold the n in use). On
- * failure cap keeps describing memory that is really there: -1. */
+/* Reallocates ids, bits and fen to newcap offsets (a multiple of 64 that holds the
+ * n in use). On failure cap keeps describing memory that is really there: -1. */
 static int window_resize(struct cq *c, uint32_t newcap)
 {
+    bool grow = newcap > c->cap;
     uint32_t *ids = realloc(c->ids, (size_t)newcap * sizeof *ids);
-    if (ids == NULL)
-        return -1;
-    c->ids = ids;
-    uint32_t *fen = realloc(c->fen, ((size_t)newcap + 1) * sizeof *fen);
+    if (ids != NULL)
+        c->ids = ids;
+    uint64_t *bits = realloc(c->bits, (size_t)newcap / BLOCK * sizeof *bits);
+    if (bits != NULL)
+        c->bits = bits;
+    uint32_t *fen = realloc(c->fen, ((size_t)newcap / BLOCK + 1) * sizeof *fen);
     if (fen != NULL)
         c->fen = fen;
-    else if (newcap > c->cap)
-        return -1; /* ids grew, fen did not: cap stays */
+    if (grow && (ids == NULL || bits == NULL || fen == NULL))
+        return -1; /* some grew, some did not: cap stays */
     c->cap = newcap;
     return 0;
 }
 
-/* Guarantees room for one more offset in the window: compacts it past head when at
- * least half is dead, else doubles it; shrinks it when mostly empty. O(cap), so
- * amortised O(1) per offset. -1 when out of memory or offsets (window unchanged
- * in meaning either way). */
+/* Guarantees room for one more offset in the window: compacts it past head (whole
+ * blocks) when at least half is dead, else doubles it; shrinks it when mostly
+ * empty. O(cap), so amortised O(1) per offset. -1 when out of memory or offsets
+ * (window unchanged in meaning either way). */
 static int window_room(struct cq *c)
 {
     if (c->next_rel - c->win_lo < c->cap)
         return 0;
     head_advance(c);
-    uint32_t dead = c->head - c->win_lo, live = c->next_rel - c->head, newcap = c->cap;
+    uint32_t dead = (c->head - c->win_lo) / BLOCK * BLOCK, live = c->next_rel - c->win_lo - dead, newcap = c->cap;
     if (dead < c->cap / 2)
         newcap = c->cap <= REL_MAX / 2 ? c->cap * 2 : c->cap;
     else if (live < c->cap / 4 && c->cap / 2 >= WIN_MIN)
         newcap = c->cap / 2;
     if (dead > 0) {
         memmove(c->ids, c->ids + dead, (size_t)live * sizeof *c->ids);
-        c->win_lo = c->head;
+        memmove(c->bits, c->bits + dead / BLOCK, (size_t)(live + BLOCK - 1) / BLOCK * sizeof *c->bits);
+        c->win_lo += dead;
     }
     if (newcap != c->cap)
         (void)window_resize(c, newcap); /* on failure compaction may still have made room */
@@ -481,14 +509,21 @@ static int window_room(struct cq *c)
 }
 
 /* Appends offset next_rel holding id (NONE for a non-WAITING offset) in O(log n);
- * window_room() must have succeeded. The new Fenwick node i covers leaves
- * (i - lowbit(i), i]: its value is the leaf plus the sum of the others. */
+ * window_room() must have succeeded. A new block's Fenwick node b covers blocks
+ * (b - lowbit(b), b]: its value is its own count plus the sum of the others. */
 static void window_push(struct cq *c, uint32_t id)
 {
-    uint32_t i = c->next_rel - c->win_lo + 1;
-    c->ids[i - 1] = id;
-    c->fen[i] = (id != NONE) + fen_prefix(c, i - 1) - fen_prefix(c, i - lowbit(i));
+    uint32_t i = c->next_rel - c->win_lo, b = i / BLOCK + 1;
+    uint64_t bit = id != NONE ? 1ull << (i % BLOCK) : 0;
+    c->ids[i] = id;
     c->next_rel++;
+    if (i % BLOCK == 0) {
+        c->bits[b - 1] = bit;
+        c->fen[b] = (bit != 0) + fen_prefix(c, b - 1) - fen_prefix(c, b - lowbit(b));
+    } else if (bit != 0) {
+        c->bits[b - 1] |= bit;
+        fen_add(c, b, 1);
+    }
 }
 
 /* Moves next_rel up to `rel` (only while loading, where offsets may skip). */
@@ -558,9 +593,11 @@ static uint32_t concert_get(struct wm *w, int64_t concert_id, int64_t origin, in
     if (c == NULL)
         return NONE;
     c->ids = malloc(WIN_MIN * sizeof *c->ids);
-    c->fen = malloc((WIN_MIN + 1) * sizeof *c->fen);
-    if (c->ids == NULL || c->fen == NULL) {
+    c->bits = malloc(WIN_MIN / BLOCK * sizeof *c->bits);
+    c->fen = malloc((WIN_MIN / BLOCK + 1) * sizeof *c->fen);
+    if (c->ids == NULL || c->bits == NULL || c->fen == NULL) {
         free(c->ids);
+        free(c->bits);
         free(c->fen);
         free(c);
         return NONE;
@@ -658,7 +695,7 @@ static void ticket_of(const struct wm *w, uint32_t id, struct queue_ticket *out)
         out->poll_after_ms = queue_poll_after_ms(1, 0, &w->cfg);
     } else {
         out->status = QUEUE_WAITING;
-        out->position = fen_prefix(c, t->aux - c->win_lo + 1);
+        out->position = window_rank(c, t->aux - c->win_lo);
         out->eta_seconds = queue_eta_seconds(out->position, c->rate_avg, &w->cfg);
         out->poll_after_ms = queue_poll_after_ms(0, out->eta_seconds, &w->cfg);
     }
@@ -685,8 +722,7 @@ static bx_err admit_one(struct wm *w, struct cq *c, int64_t now)
     if (e != BX_OK)
         return e;
     struct tok *t = &w->tok[id];
-    fen_add(c, c->head - c->win_lo + 1, (uint32_t)-1);
-    c->ids[c->head - c->win_lo] = NONE;
+    window_clear(c, c->head - c->win_lo);
     c->head++;
     c->waiting--;
     lru_unlink(w, L_WAIT, id);
@@ -738,8 +774,7 @@ static bx_err expire(struct wm *w, uint32_t id, int64_t now)
         return e;
     if (st == ST_WAITING) {
         uint32_t i = t->aux - c->win_lo;
-        fen_add(c, i + 1, (uint32_t)-1);
-        c->ids[i] = NONE;
+        window_clear(c, i);
         c->waiting--;
         lru_unlink(w, L_WAIT, id);
     } else {
@@ -924,6 +959,7 @@ static void wm_close(struct waitroom *base)
     journal_stop(w);
     for (uint32_t i = 0; i < w->ncq; i++) {
         free(w->cq[i]->ids);
+        free(w->cq[i]->bits);
         free(w->cq[i]->fen);
         free(w->cq[i]->act);
         free(w->cq[i]);
