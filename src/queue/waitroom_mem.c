@@ -90,11 +90,12 @@ struct cq {
     int64_t refill_at, rate_at;
 };
 
-/* Open addressing with linear probing over ids (NONE = empty), load <= 3/4;
+/* Open addressing with linear probing over ids (NONE = empty), load <= 3/4, grown
+ * by 1.5x (any size: a hash maps to its home slot by multiply-shift, not a mask);
  * deletion by backward shift, so no tombstones. The key lives in the entry. */
 struct htab {
     uint32_t *slot;
-    uint32_t mask;
+    uint32_t size;
     uint32_t used;
 };
 enum hkind { H_USER, H_CONCERT };
@@ -162,22 +163,30 @@ static uint64_t id_hash(const struct wm *w, enum hkind k, uint32_t id)
     }
 }
 
+/* The home slot of a 64-bit hash: its high 32 bits scaled to [0, size). */
+static inline uint32_t htab_home(const struct htab *h, uint64_t hash)
+{
+    return (uint32_t)((hash >> 32) * h->size >> 32);
+}
+
+static inline uint32_t htab_next(const struct htab *h, uint32_t i) { return i + 1 == h->size ? 0 : i + 1; }
+
 static int htab_init(struct htab *h)
 {
     h->slot = malloc(HASH_MIN * sizeof *h->slot);
     if (h->slot == NULL)
         return -1;
     memset(h->slot, 0xff, HASH_MIN * sizeof *h->slot);
-    h->mask = HASH_MIN - 1;
+    h->size = HASH_MIN;
     h->used = 0;
     return 0;
 }
 
 static void htab_put(const struct wm *w, enum hkind k, struct htab *h, uint32_t id)
 {
-    uint32_t i = (uint32_t)id_hash(w, k, id) & h->mask;
+    uint32_t i = htab_home(h, id_hash(w, k, id));
     while (h->slot[i] != NONE)
-        i = (i + 1) & h->mask;
+        i = htab_next(h, i);
     h->slot[i] = id;
     h->used++;
 }
@@ -186,18 +195,19 @@ static void htab_put(const struct wm *w, enum hkind k, struct htab *h, uint32_t 
  * (the table is then unchanged). */
 static int htab_reserve(const struct wm *w, enum hkind k, struct htab *h, uint32_t extra)
 {
-    uint64_t size = (uint64_t)h->mask + 1;
+    uint64_t size = h->size;
     if ((uint64_t)h->used + extra <= size / 4 * 3)
         return 0;
-    if (size >= (1ull << 31))
+    uint64_t grown = size + size / 2;
+    if (grown > UINT32_MAX)
         return -1;
-    uint32_t *old = h->slot, old_size = (uint32_t)size;
-    uint32_t *fresh = malloc(size * 2 * sizeof *fresh);
+    uint32_t *old = h->slot, old_size = h->size;
+    uint32_t *fresh = malloc(grown * sizeof *fresh);
     if (fresh == NULL)
         return -1;
-    memset(fresh, 0xff, size * 2 * sizeof *fresh);
+    memset(fresh, 0xff, grown * sizeof *fresh);
     h->slot = fresh;
-    h->mask = (uint32_t)(size * 2 - 1);
+    h->size = (uint32_t)grown;
     h->used = 0;
     for (uint32_t i = 0; i < old_size; i++)
         if (old[i] != NONE)
@@ -209,13 +219,13 @@ static int htab_reserve(const struct wm *w, enum hkind k, struct htab *h, uint32
 /* Removes id, which must be present. */
 static void htab_del(const struct wm *w, enum hkind k, struct htab *h, uint32_t id)
 {
-    uint32_t i = (uint32_t)id_hash(w, k, id) & h->mask;
+    uint32_t i = htab_home(h, id_hash(w, k, id));
     while (h->slot[i] != id)
-        i = (i + 1) & h->mask;
+        i = htab_next(h, i);
     h->slot[i] = NONE;
     h->used--;
-    for (uint32_t j = (i + 1) & h->mask; h->slot[j] != NONE; j = (j + 1) & h->mask) {
-        uint32_t home = (uint32_t)id_hash(w, k, h->slot[j]) & h->mask;
+    for (uint32_t j = htab_next(h, i); h->slot[j] != NONE; j = htab_next(h, j)) {
+        uint32_t home = htab_home(h, id_hash(w, k, h->slot[j]));
         /* the entry at j may move to the hole at i unless its home lies in (i, j] */
         int stays = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!stays) {
@@ -242,8 +252,8 @@ static uint32_t find_token(const struct wm *w, const uint8_t *raw)
 static uint32_t find_user(const struct wm *w, int64_t user_id, uint32_t ci)
 {
     const struct htab *h = &w->by_user;
-    uint32_t i = (uint32_t)hash_user(user_id, w->cq[ci]->concert_id) & h->mask;
-    for (; h->slot[i] != NONE; i = (i + 1) & h->mask) {
+    uint32_t i = htab_home(h, hash_user(user_id, w->cq[ci]->concert_id));
+    for (; h->slot[i] != NONE; i = htab_next(h, i)) {
         const struct tok *t = &w->tok[h->slot[i]];
         if (t->user_id == user_id && tok_concert(t) == ci)
             return h->slot[i];
@@ -254,7 +264,7 @@ static uint32_t find_user(const struct wm *w, int64_t user_id, uint32_t ci)
 static uint32_t find_concert(const struct wm *w, int64_t concert_id)
 {
     const struct htab *h = &w->by_concert;
-    for (uint32_t i = (uint32_t)mix64((uint64_t)concert_id) & h->mask; h->slot[i] != NONE; i = (i + 1) & h->mask)
+    for (uint32_t i = htab_home(h, mix64((uint64_t)concert_id)); h->slot[i] != NONE; i = htab_next(h, i))
         if (w->cq[h->slot[i]]->concert_id == concert_id)
             return h->slot[i];
     return NONE;
