@@ -3,18 +3,24 @@
  * to a dedicated store connection. Must not do arithmetic of its own (ETA, polling,
  * rate, budget come from domain/queue_rules.c) nor speak HTTP.
  *
- * Layout, chosen so a million waiting users cost about 82 bytes each:
- *  - every token lives in one arena (`struct tok`, 56 bytes) addressed by 32-bit ids;
- *  - two open-addressing hash tables of ids find a token by its 24 raw bytes and by
- *    (user, concert);
+ * Layout, chosen so a million waiting users cost about 60 bytes each:
+ *  - every token lives in one arena (`struct tok`, 48 bytes) addressed by 32-bit
+ *    ids; the token's text names its slot (util/token.h), so a token is found
+ *    without a table keyed by token: the slot's time and random bytes are compared
+ *    in constant time;
+ *  - an open-addressing hash table of ids finds a token by (user, concert);
  *  - each concert keeps a window of its sequence numbers: ids[] maps a sequence
- *    offset to the id of a WAITING token (NONE otherwise) and a Fenwick tree over the
- *    same offsets counts WAITING tokens, so a position is a prefix sum (O(log n));
- *    `head` is the oldest offset that may still be WAITING, so admission is O(1)
- *    amortised; the window is compacted past head and grows by doubling;
- *  - ACTIVE tokens leave the window for a small per-concert table (≤ active_max);
- *  - two intrusive lists (WAITING, ACTIVE) ordered by last_seen make idle expiry
- *    O(1) per touch and O(expired) per tick.
+ *    offset to the id of a WAITING token (NONE otherwise), a bitmap marks the same,
+ *    and a Fenwick tree over blocks of 64 offsets counts WAITING tokens, so a
+ *    position is a prefix sum plus a popcount (O(log n)); `head` is the oldest
+ *    offset that may still be WAITING, so admission is O(1) amortised; the window
+ *    is compacted past head and grows by doubling;
+ *  - ACTIVE tokens leave the window for a small per-concert table (<= active_max),
+ *    whose entries also link them in one list ordered by last_seen (idle expiry
+ *    O(1) per touch, O(expired) per tick);
+ *  - WAITING tokens sit in a wheel of time buckets through one link: a poll only
+ *    refreshes last_seen, and the tick moves a polled token to its bucket when it
+ *    reaches the old one, so expiry stays exact to the millisecond.
  * All of it is guarded by one mutex (struct wm.mu).
  *
  * Persistence is write-behind: a status change appends its record to a journal
@@ -37,37 +43,53 @@
 #define NONE UINT32_MAX
 #define REL_MAX (NONE - 2)   /* sequence offsets per concert */
 #define ID_MAX (NONE - 1)    /* tokens in the arena */
-#define CONCERT_MAX (1u << 30)
+#define CONCERT_MAX (1u << 29)
+#define WHEEL_SLOTS 1024 /* time buckets of the WAITING wheel */
 #define WIN_MIN 64 /* offsets; the window is always whole blocks of 64 */
 #define HASH_MIN 64
 #define EXPIRE_BATCH 4096    /* expiries per list per tick, so one tick never holds mu for long */
 #define JOURNAL_RETRY_MS 100 /* pause after a failed journal write before trying again */
 
 enum { ST_FREE = 0, ST_WAITING = 1, ST_ACTIVE = 2, ST_EXPIRED = 3 };
-enum { L_WAIT = 0, L_ACT = 1 };
+enum { CS_IN_WHEEL = 4 }; /* bit of tok.cs: linked in the wheel through `next` */
 
-/* One token, 52 bytes with 4-byte alignment (user_id may sit at any 4-byte
- * boundary). `cs` packs the concert index (<< 2) and the status. last_seen is
- * milliseconds since the room's epoch (struct wm), kept exact. A FREE slot is on
- * the arena's free list through `next`. An EXPIRED one stays for good without a
- * store (unit tests); with a store it is dropped once its expiry is durable, and
- * then looked up there. */
+/* One token, 48 bytes with 4-byte alignment (user_id may sit at any 4-byte
+ * boundary). `cs` packs the concert index (<< 3), CS_IN_WHEEL and the status.
+ * last_seen is milliseconds since the room's epoch (struct wm), kept exact. `next`
+ * links the token in a bucket of the WAITING wheel, or a FREE slot in the arena's
+ * free list. An EXPIRED token stays for good without a store (unit tests); with a
+ * store it is dropped once its expiry is durable, and then looked up there. */
 struct __attribute__((packed, aligned(4))) tok {
     int64_t user_id;
     uint32_t last_seen;
-    uint32_t prev, next; /* list of its status, ordered by last_seen */
+    uint32_t next;
     uint32_t cs;
     uint32_t aux;                          /* WAITING: seq offset; ACTIVE: index in its concert's act[] */
     uint8_t tm[TOKEN_QUEUE_TIME_BYTES];    /* the token's bytes but its slot (token.h) */
     uint8_t rnd[TOKEN_QUEUE_RANDOM_BYTES];
 };
-_Static_assert(sizeof(struct tok) == 52, "struct tok is 52 bytes");
+_Static_assert(sizeof(struct tok) == 48, "struct tok is 48 bytes");
 
-/* An ACTIVE token's extra fields. */
+/* An ACTIVE token's extra fields, and its links (token ids) in the room's list of
+ * ACTIVE tokens ordered by last_seen. */
 struct act {
     int64_t activated_at;
     uint32_t id;
     uint32_t rel;
+    uint32_t prev, next;
+};
+
+/* WAITING tokens by last_seen, in buckets of `width` ms: bucket B holds times
+ * [base + B * width, base + (B + 1) * width). Every token linked in the wheel is in
+ * one bucket of [cur, cur + WHEEL_SLOTS), slot B % WHEEL_SLOTS, and was put there
+ * with a last_seen of that bucket or a later one (a poll refreshes last_seen, not
+ * the bucket), so a WAITING token idle since `limit` is in a bucket <= the one of
+ * `limit`. Tokens that stopped WAITING stay linked until the tick reaches their
+ * bucket (expiry_run): a slot is reused only after that. */
+struct wheel {
+    uint32_t head[WHEEL_SLOTS], tail[WHEEL_SLOTS];
+    int64_t base, width, cur;
+    uint32_t count; /* tokens linked */
 };
 
 /* One concert's queue; owned by struct wm. seq = origin + rel. The window covers
@@ -139,14 +161,16 @@ struct wm {
     struct htab by_user, by_concert;
     struct cq **cq;
     uint32_t ncq, cq_cap;
-    uint32_t lru_head[2], lru_tail[2];
+    uint32_t act_head, act_tail; /* ACTIVE tokens, oldest last_seen first (struct act links) */
+    struct wheel wheel;
 };
 
 /* ---- small helpers (caller holds mu) ---- */
 
 static inline int tok_status(const struct tok *t) { return (int)(t->cs & 3u); }
-static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 2; }
-static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 2 | (uint32_t)st; }
+static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 3; }
+static inline bool tok_in_wheel(const struct tok *t) { return (t->cs & CS_IN_WHEEL) != 0; }
+static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 3 | (t->cs & CS_IN_WHEEL) | (uint32_t)st; }
 
 static uint64_t hash_user(int64_t user_id, int64_t concert_id)
 {
@@ -290,17 +314,19 @@ static int arena_reserve(struct wm *w, uint64_t need)
     return 0;
 }
 
-/* Takes a slot for a new token (contents undefined); NONE when out of memory. */
+/* Takes a slot for a new token (contents undefined but cs, 0: FREE, in no list);
+ * NONE when out of memory. */
 static uint32_t tok_take(struct wm *w)
 {
-    if (w->free_head != NONE) {
-        uint32_t id = w->free_head;
+    uint32_t id = w->free_head;
+    if (id != NONE)
         w->free_head = w->tok[id].next;
-        return id;
-    }
-    if (w->ntok >= ID_MAX || arena_reserve(w, (uint64_t)w->ntok + 1) != 0)
+    else if (w->ntok >= ID_MAX || arena_reserve(w, (uint64_t)w->ntok + 1) != 0)
         return NONE;
-    return w->ntok++;
+    else
+        id = w->ntok++;
+    w->tok[id].cs = 0;
+    return id;
 }
 
 /* Start-up only, before free_list_rebuild: takes slot id, the one a loaded token's
@@ -330,39 +356,21 @@ static void free_list_rebuild(struct wm *w)
         }
 }
 
+/* Frees a token's slot. One still linked in the wheel stays there, FREE, until
+ * the tick reaches its bucket and puts it on the free list (expiry_visit). */
 static void tok_give_back(struct wm *w, uint32_t id)
 {
-    memset(&w->tok[id], 0, sizeof w->tok[id]);
-    w->tok[id].next = w->free_head;
-    w->free_head = id;
-}
-
-/* ---- liveness lists ---- */
-
-static void lru_append(struct wm *w, int l, uint32_t id)
-{
     struct tok *t = &w->tok[id];
-    t->prev = w->lru_tail[l];
-    t->next = NONE;
-    if (t->prev == NONE)
-        w->lru_head[l] = id;
-    else
-        w->tok[t->prev].next = id;
-    w->lru_tail[l] = id;
-}
-
-static void lru_unlink(struct wm *w, int l, uint32_t id)
-{
-    struct tok *t = &w->tok[id];
-    if (t->prev == NONE)
-        w->lru_head[l] = t->next;
-    else
-        w->tok[t->prev].next = t->next;
-    if (t->next == NONE)
-        w->lru_tail[l] = t->prev;
-    else
-        w->tok[t->next].prev = t->prev;
-    t->prev = t->next = NONE;
+    bool linked = tok_in_wheel(t);
+    uint32_t next = t->next;
+    memset(t, 0, sizeof *t);
+    if (linked) {
+        t->cs = CS_IN_WHEEL;
+        t->next = next;
+    } else {
+        t->next = w->free_head;
+        w->free_head = id;
+    }
 }
 
 /* last_seen is 32 bits of ms since w->epoch, exact. The epoch starts SEEN_BACK
@@ -400,16 +408,80 @@ static void seen_set(struct wm *w, uint32_t id, int64_t now)
 
 static int64_t seen_get(const struct wm *w, uint32_t id) { return w->epoch + w->tok[id].last_seen; }
 
-/* Refreshes a live token's last_seen and moves it to the young end of its list.
- * Calls from several threads may carry slightly unordered `now`s; the list is then
- * off by those few ms, which only delays an expiry by as much. */
+/* ---- liveness: ACTIVE tokens in a list, WAITING tokens in a wheel ---- */
+
+static struct act *act_of(const struct wm *w, uint32_t id)
+{
+    return &w->cq[tok_concert(&w->tok[id])]->act[w->tok[id].aux];
+}
+
+/* Appends an ACTIVE token (its act entry filled) at the young end of the list. */
+static void act_list_append(struct wm *w, uint32_t id)
+{
+    struct act *a = act_of(w, id);
+    a->prev = w->act_tail;
+    a->next = NONE;
+    if (a->prev == NONE)
+        w->act_head = id;
+    else
+        act_of(w, a->prev)->next = id;
+    w->act_tail = id;
+}
+
+static void act_list_unlink(struct wm *w, uint32_t id)
+{
+    struct act *a = act_of(w, id);
+    if (a->prev == NONE)
+        w->act_head = a->next;
+    else
+        act_of(w, a->prev)->next = a->next;
+    if (a->next == NONE)
+        w->act_tail = a->prev;
+    else
+        act_of(w, a->next)->prev = a->prev;
+    a->prev = a->next = NONE;
+}
+
+/* The bucket of time t (floor division; saturating). */
+static int64_t wheel_bucket(const struct wheel *h, int64_t t)
+{
+    int64_t d;
+    if (__builtin_sub_overflow(t, h->base, &d))
+        return t < h->base ? INT64_MIN / 2 : INT64_MAX / 2;
+    return d >= 0 ? d / h->width : -((-d + h->width - 1) / h->width);
+}
+
+/* Links token id (not linked) in the bucket of time t, kept within the wheel. */
+static void wheel_add(struct wm *w, uint32_t id, int64_t t)
+{
+    struct wheel *h = &w->wheel;
+    int64_t b = wheel_bucket(h, t);
+    if (b < h->cur)
+        b = h->cur; /* a lagging clock: its expiry may come up to one bucket late */
+    if (b > h->cur + WHEEL_SLOTS - 1)
+        b = h->cur + WHEEL_SLOTS - 1; /* visited early, then put further */
+    uint32_t s = (uint32_t)(b % WHEEL_SLOTS);
+    struct tok *tk = &w->tok[id];
+    tk->next = NONE;
+    tk->cs |= CS_IN_WHEEL;
+    if (h->tail[s] == NONE)
+        h->head[s] = id;
+    else
+        w->tok[h->tail[s]].next = id;
+    h->tail[s] = id;
+    h->count++;
+}
+
+/* Refreshes a live token's last_seen: an ACTIVE one moves to the young end of its
+ * list; a WAITING one stays in its bucket (the tick moves it when it gets there).
+ * Calls from several threads may carry slightly unordered `now`s; the order is
+ * then off by those few ms, which only delays an expiry by as much. */
 static void touch(struct wm *w, uint32_t id, int64_t now)
 {
-    int l = tok_status(&w->tok[id]) == ST_ACTIVE ? L_ACT : L_WAIT;
     seen_set(w, id, now);
-    if (w->lru_tail[l] != id) {
-        lru_unlink(w, l, id);
-        lru_append(w, l, id);
+    if (tok_status(&w->tok[id]) == ST_ACTIVE && w->act_tail != id) {
+        act_list_unlink(w, id);
+        act_list_append(w, id);
     }
 }
 
@@ -735,12 +807,11 @@ static bx_err admit_one(struct wm *w, struct cq *c, int64_t now)
     window_clear(c, c->head - c->win_lo);
     c->head++;
     c->waiting--;
-    lru_unlink(w, L_WAIT, id);
     c->act[c->nact] = (struct act){.activated_at = now, .id = id, .rel = t->aux};
     t->aux = c->nact++;
-    tok_set(t, tok_concert(t), ST_ACTIVE);
+    tok_set(t, tok_concert(t), ST_ACTIVE); /* still linked in the wheel until the tick gets there */
     seen_set(w, id, now);
-    lru_append(w, L_ACT, id);
+    act_list_append(w, id);
     c->admitted_total++;
     c->admitted_since++;
     return BX_OK;
@@ -785,11 +856,10 @@ static bx_err expire(struct wm *w, uint32_t id, int64_t now)
     if (st == ST_WAITING) {
         uint32_t i = t->aux - c->win_lo;
         window_clear(c, i);
-        c->waiting--;
-        lru_unlink(w, L_WAIT, id);
+        c->waiting--; /* still linked in the wheel until the tick gets there */
     } else {
+        act_list_unlink(w, id);
         act_remove(w, c, t->aux);
-        lru_unlink(w, L_ACT, id);
     }
     htab_del(w, H_USER, &w->by_user, id);
     tok_set(t, tok_concert(t), ST_EXPIRED);
@@ -1072,7 +1142,7 @@ static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_i
     }
     window_push(c, id);
     c->waiting++;
-    lru_append(w, L_WAIT, id);
+    wheel_add(w, id, now);
     htab_put(w, H_USER, &w->by_user, id);
     (void)admit_run(w, c, now);
     ticket_of(w, id, out);
@@ -1147,22 +1217,118 @@ static bx_err wm_complete(struct waitroom *base, const char *token, int64_t user
     return end_token(base, token, user_id, now, true);
 }
 
-/* Expires the idle tokens at the old end of list l; with a store at most
- * EXPIRE_BATCH of them (the rest wait for the next tick, so one tick never holds
- * the lock for long). Stops at the first store error. */
-static bx_err expire_idle(struct wm *w, int l, int64_t idle_ms, int64_t now)
+/* The tick's visit of one token taken out of the wheel: a slot freed meanwhile goes
+ * on the free list, a token no longer WAITING leaves the wheel, a WAITING one idle
+ * since `limit` or before expires, any other goes to the bucket of its last_seen.
+ * On a store error the token is linked again (in the bucket of its last_seen). */
+static bx_err expiry_visit(struct wm *w, uint32_t id, int64_t limit, int64_t now, uint32_t *budget)
 {
-    uint32_t budget = w->persist ? EXPIRE_BATCH : UINT32_MAX;
-    while (w->lru_head[l] != NONE && budget-- > 0) {
+    struct tok *t = &w->tok[id];
+    int st = tok_status(t);
+    t->cs &= ~(uint32_t)CS_IN_WHEEL;
+    w->wheel.count--;
+    if (st == ST_FREE) {
+        t->next = w->free_head;
+        w->free_head = id;
+        return BX_OK;
+    }
+    if (st != ST_WAITING)
+        return BX_OK;
+    int64_t seen = seen_get(w, id);
+    if (seen > limit) {
+        wheel_add(w, id, seen);
+        return BX_OK;
+    }
+    bx_err e = expire(w, id, now);
+    if (e != BX_OK) {
+        wheel_add(w, id, seen);
+        return e;
+    }
+    --*budget;
+    return BX_OK;
+}
+
+/* Visits a chain of tokens taken out of the wheel (linked through `next`) until
+ * the budget is spent or a store error; what is left goes back to bucket cur. */
+static bx_err expiry_chain(struct wm *w, uint32_t id, uint32_t last, int64_t limit, int64_t now, uint32_t *budget)
+{
+    struct wheel *h = &w->wheel;
+    bx_err e = BX_OK;
+    while (id != NONE && *budget > 0 && e == BX_OK) {
+        uint32_t next = id == last ? NONE : w->tok[id].next;
+        e = expiry_visit(w, id, limit, now, budget);
+        id = next;
+    }
+    if (id != NONE) { /* the rest, as it was, at the end of bucket cur */
+        uint32_t s = (uint32_t)(h->cur % WHEEL_SLOTS); /* still counted in h->count */
+        w->tok[last].next = NONE;
+        if (h->tail[s] == NONE)
+            h->head[s] = id;
+        else
+            w->tok[h->tail[s]].next = id;
+        h->tail[s] = last;
+    }
+    return e;
+}
+
+/* Expires every WAITING token idle for waiting_idle, i.e. last seen at `limit` or
+ * before; with a store at most EXPIRE_BATCH of them (the rest wait for the next
+ * tick, so one tick never holds the lock for long). Visits the buckets from cur to
+ * the one of limit, moving the tokens polled since they were put there; when that
+ * is many buckets (a clock jump, or ticks far apart), every token once instead. */
+static bx_err expire_idle_waiting(struct wm *w, int64_t now, uint32_t *budget)
+{
+    struct wheel *h = &w->wheel;
+    int64_t limit;
+    if (__builtin_sub_overflow(now, w->cfg.waiting_idle_ms, &limit))
+        return BX_OK;
+    int64_t target = wheel_bucket(h, limit);
+    if (h->count == 0) {
+        if (target > h->cur)
+            h->cur = target;
+        return BX_OK;
+    }
+    if (target - h->cur >= WHEEL_SLOTS / 4) {
+        uint32_t first = NONE, last = NONE;
+        for (uint32_t s = 0; s < WHEEL_SLOTS; s++) {
+            if (h->head[s] == NONE)
+                continue;
+            if (first == NONE)
+                first = h->head[s];
+            else
+                w->tok[last].next = h->head[s];
+            last = h->tail[s];
+            h->head[s] = h->tail[s] = NONE;
+        }
+        h->cur = target;
+        return expiry_chain(w, first, last, limit, now, budget);
+    }
+    while (h->cur <= target) {
+        uint32_t s = (uint32_t)(h->cur % WHEEL_SLOTS), first = h->head[s], last = h->tail[s];
+        h->head[s] = h->tail[s] = NONE;
+        bx_err e = expiry_chain(w, first, last, limit, now, budget);
+        if (e != BX_OK || *budget == 0 || h->cur == target)
+            return e; /* bucket target holds tokens seen after limit: visited again next tick */
+        h->cur++;
+    }
+    return BX_OK;
+}
+
+/* Expires the ACTIVE tokens idle for active_idle, oldest first, within the budget.
+ * Stops at the first store error. */
+static bx_err expire_idle_active(struct wm *w, int64_t now, uint32_t *budget)
+{
+    while (w->act_head != NONE && *budget > 0) {
         int64_t age;
-        uint32_t id = w->lru_head[l];
+        uint32_t id = w->act_head;
         if (__builtin_sub_overflow(now, seen_get(w, id), &age))
             age = INT64_MAX;
-        if (age < idle_ms)
+        if (age < w->cfg.active_idle_ms)
             break;
         bx_err e = expire(w, id, now);
         if (e != BX_OK)
             return e;
+        --*budget;
     }
     return BX_OK;
 }
@@ -1174,8 +1340,9 @@ static bx_err wm_tick(struct waitroom *base, int64_t now)
 {
     struct wm *w = wm_of(base);
     pthread_mutex_lock(&w->mu);
-    bx_err e = expire_idle(w, L_WAIT, w->cfg.waiting_idle_ms, now);
-    bx_err e2 = expire_idle(w, L_ACT, w->cfg.active_idle_ms, now);
+    uint32_t wait_budget = w->persist ? EXPIRE_BATCH : UINT32_MAX, act_budget = wait_budget;
+    bx_err e = expire_idle_waiting(w, now, &wait_budget);
+    bx_err e2 = expire_idle_active(w, now, &act_budget);
     if (e == BX_OK)
         e = e2;
     for (uint32_t i = 0; i < w->ncq; i++) {
@@ -1291,6 +1458,7 @@ static int load_one(const struct queue_record *r, void *arg)
     if (taken > 0)
         goto drop;
     struct tok *t = &w->tok[id];
+    t->cs = 0;
     memcpy(t->tm, raw, sizeof t->tm);
     memcpy(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
     t->user_id = r->user_id;
@@ -1300,13 +1468,13 @@ static int load_one(const struct queue_record *r, void *arg)
         t->aux = rel;
         window_push(c, id);
         c->waiting++;
-        lru_append(w, L_WAIT, id);
+        wheel_add(w, id, x->now);
     } else {
         tok_set(t, ci, ST_ACTIVE);
         c->act[c->nact] = (struct act){.activated_at = r->activated_at, .id = id, .rel = rel};
         t->aux = c->nact++;
         window_push(c, NONE);
-        lru_append(w, L_ACT, id);
+        act_list_append(w, id);
     }
     htab_put(w, H_USER, &w->by_user, id);
     return 0;
@@ -1344,7 +1512,12 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
     w->cfg = *cfg;
     w->free_head = NONE;
     w->epoch = now > INT64_MIN + SEEN_BACK ? now - SEEN_BACK : INT64_MIN;
-    w->lru_head[0] = w->lru_head[1] = w->lru_tail[0] = w->lru_tail[1] = NONE;
+    w->act_head = w->act_tail = NONE;
+    memset(w->wheel.head, 0xff, sizeof w->wheel.head);
+    memset(w->wheel.tail, 0xff, sizeof w->wheel.tail);
+    w->wheel.base = now;
+    /* buckets of about waiting_idle / 1020: an idle token is at most that far back */
+    w->wheel.width = cfg->waiting_idle_ms / (WHEEL_SLOTS - 4) + 1;
     if (pthread_mutex_init(&w->mu, NULL) != 0) {
         snprintf(err, errlen, "waiting room: cannot create its mutex");
         goto fail;

@@ -780,21 +780,25 @@ Test(waitroom, a_reused_slot_refuses_the_token_that_held_it_before)
     struct waitroom *w = open_room(&c, &f.base);
     struct queue_ticket a = issue(w, 1, 1, 0), keep = issue(w, 2, 1, 0);
     cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
-    cr_assert_eq(wait_durable(w), BX_OK); /* a's slot is free once its expiry is durable */
-    struct queue_ticket b = issue(w, 3, 1, 2);
+    cr_assert_eq(wait_durable(w), BX_OK);
+    /* a's slot is free once its expiry is durable and the idle sweep went past it */
+    (void)status_ok(w, &keep, 100000);
+    cr_assert_eq(w->ops->tick(w, c.waiting_idle_ms), BX_OK);
+    int64_t t = c.waiting_idle_ms + 1;
+    struct queue_ticket b = issue(w, 3, 1, t);
     cr_assert_eq(token_slot(&b), token_slot(&a), "the freed slot is taken again");
     cr_assert_str_neq(b.token, a.token);
-    cr_assert_eq(status_err(w, a.token, 1, 3), BX_ERR_TOKEN_EXPIRED, "the old token is not the slot's new one");
-    cr_assert_eq(status_err(w, a.token, 3, 3), BX_ERR_TOKEN_NOT_YOURS, "nor does it become the new holder's");
-    cr_assert_eq(w->ops->require_active(w, a.token, 3, 1, 3), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(w->ops->leave(w, a.token, 3, 3), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(status_err(w, a.token, 1, t), BX_ERR_TOKEN_EXPIRED, "the old token is not the slot's new one");
+    cr_assert_eq(status_err(w, a.token, 3, t), BX_ERR_TOKEN_NOT_YOURS, "nor does it become the new holder's");
+    cr_assert_eq(w->ops->require_active(w, a.token, 3, 1, t), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(w->ops->leave(w, a.token, 3, t), BX_ERR_TOKEN_NOT_YOURS);
     /* a token naming b's slot with the time of b but other random bytes is unknown */
     char forged[BX_QUEUE_TOKEN_LEN + 1];
-    token_queue_new(2, token_slot(&b), forged);
-    cr_assert_eq(status_err(w, forged, 3, 3), BX_ERR_QUEUE_TOKEN_INVALID);
+    token_queue_new(t, token_slot(&b), forged);
+    cr_assert_eq(status_err(w, forged, 3, t), BX_ERR_QUEUE_TOKEN_INVALID);
     /* b itself, and the token that kept its slot, work */
-    assert_position(w, &keep, 4, 1);
-    assert_position(w, &b, 4, 2);
+    assert_position(w, &keep, t + 1, 1);
+    assert_position(w, &b, t + 1, 2);
     w->ops->close(w);
     free(f.rec);
 }
@@ -924,6 +928,58 @@ Test(waitroom, random_churn_matches_a_simple_model)
         }
         if (op % 5000 == 0)
             cr_assert_eq(w->ops->tick(w, op), BX_OK);
+    }
+    w->ops->close(w);
+}
+
+/* Idle expiry against a model: random polls, leaves, re-issues and ticks (some
+ * far apart, some close); nobody is admitted, so every token WAITS. After every
+ * tick exactly the tokens idle for waiting_idle are gone, to the millisecond. */
+Test(waitroom, idle_expiry_matches_a_model_under_random_polls_and_ticks)
+{
+    enum { USERS = 300, OPS = 40000 };
+    struct waitroom_config c = config(0);
+    c.waiting_idle_ms = 50000;
+    struct waitroom *w = open_room(&c, NULL);
+    struct {
+        struct queue_ticket t;
+        int live;
+        int64_t seen;
+    } u[USERS];
+    memset(u, 0, sizeof u);
+    srand(777);
+    int64_t now = 0;
+    for (int op = 0; op < OPS; op++) {
+        int r = rand() % 1000;
+        now += r < 990 ? rand() % 40 : rand() % 200000; /* mostly close together, sometimes a jump */
+        int k = rand() % USERS;
+        if (r % 7 == 0) {
+            cr_assert_eq(w->ops->tick(w, now), BX_OK);
+            int64_t live = 0;
+            for (int i = 0; i < USERS; i++) {
+                if (u[i].live && now - u[i].seen >= c.waiting_idle_ms)
+                    u[i].live = 2; /* must be expired now */
+                live += u[i].live == 1;
+            }
+            cr_assert_eq(stats_of(w, 1).waiting, live, "op %d at %lld", op, (long long)now);
+            continue;
+        }
+        if (u[k].live == 2) {
+            cr_assert_eq(status_err(w, u[k].t.token, k + 1, now), BX_ERR_TOKEN_EXPIRED, "op %d user %d", op, k);
+            u[k].live = 0;
+        } else if (!u[k].live) {
+            u[k].t = issue(w, k + 1, 1, now);
+            u[k].live = 1;
+            u[k].seen = now;
+        } else if (r % 5 == 0) {
+            cr_assert_eq(w->ops->leave(w, u[k].t.token, k + 1, now), BX_OK);
+            u[k].live = 0;
+        } else {
+            struct queue_ticket out;
+            cr_assert_eq(w->ops->status(w, u[k].t.token, k + 1, now, &out), BX_OK, "op %d user %d idle %lld ms", op,
+                         k, (long long)(now - u[k].seen));
+            u[k].seen = now;
+        }
     }
     w->ops->close(w);
 }
