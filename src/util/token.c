@@ -10,8 +10,8 @@
 #define QUEUE_TIME_MAX ((1ll << 48) - 1) /* 6 bytes of Unix ms: until the year 10889 */
 #define SIG_B64_LEN 43 /* 32 bytes, base64url without padding */
 
-_Static_assert(TOKEN_QUEUE_RAW % 3 == 0 && TOKEN_QUEUE_RAW / 3 * 4 == BX_QUEUE_TOKEN_LEN,
-               "queue tokens are whole base64 groups: every well-formed text decodes");
+_Static_assert(TOKEN_QUEUE_RAW % 3 == 2 && TOKEN_QUEUE_RAW / 3 * 4 + 3 == BX_QUEUE_TOKEN_LEN,
+               "a queue token ends in a group of 2 bytes: 3 characters, the last with 2 unused bits");
 _Static_assert(TOKEN_QUEUE_RANDOM_BYTES >= 16, "SPEC: at least 128 random bits per queue token");
 
 void token_queue_make(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
@@ -87,9 +87,16 @@ int token_queue_concert(const char *s, size_t len, int64_t *concert_id)
     return 0;
 }
 
-static int is_b64url(unsigned char c)
+/* The 6-bit value of a base64url character, -1 for any other byte. */
+static int b64url_value(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
 }
 
 int token_queue_well_formed(const char *s, size_t len)
@@ -97,9 +104,9 @@ int token_queue_well_formed(const char *s, size_t len)
     if (len != BX_QUEUE_TOKEN_LEN)
         return 0;
     for (size_t i = 0; i < len; i++)
-        if (!is_b64url((unsigned char)s[i]))
+        if (b64url_value((unsigned char)s[i]) < 0)
             return 0;
-    return 1;
+    return (b64url_value((unsigned char)s[len - 1]) & 3) == 0; /* the 2 bits past the 26th byte */
 }
 
 static void sign(const unsigned char secret[TOKEN_SECRET_LEN], const char *msg, size_t len, char *b64)

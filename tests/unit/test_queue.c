@@ -692,14 +692,14 @@ Test(waitroom, malformed_or_unknown_token_is_invalid)
     memcpy(bad, a.token, sizeof a.token);
     strcat(bad, "A"); /* one character too long */
     cr_assert_eq(status_err(w, bad, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     char unknown[BX_QUEUE_TOKEN_LEN + 1];
     token_queue_new_for(5, unknown); /* well formed, names concert 5, never issued */
     cr_assert_eq(status_err(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->require_active(w, unknown, 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->leave(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->require_active(w, "nope", 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->complete(w, "", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->ping(w), BX_OK);
     w->ops->close(w);
@@ -736,7 +736,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     assert_position(w, &t[5], 20, 2);
     cr_assert_eq(status_err(w, t[0].token, 1, 20), BX_ERR_TOKEN_EXPIRED, "found in the store");
     cr_assert_eq(status_err(w, t[3].token, 1, 20), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 20), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 20), BX_ERR_QUEUE_TOKEN_INVALID);
     struct waitroom_concert_stats st = stats_of(w, 1);
     cr_assert_eq(st.active, 2);
     cr_assert_eq(st.waiting, 2);

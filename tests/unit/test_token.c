@@ -21,14 +21,14 @@ TestSuite(queue_token, .init = init_sodium);
 
 /* ---- queue tokens --------------------------------------------------------- */
 
-Test(queue_token, new_token_is_36_base64url_chars)
+Test(queue_token, new_token_is_35_base64url_chars)
 {
     char tok[BX_QUEUE_TOKEN_LEN + 1];
     memset(tok, '#', sizeof tok);
     token_queue_new(1795000000000, 42, tok);
-    cr_assert_eq(strlen(tok), 36);
-    cr_assert_eq(BX_QUEUE_TOKEN_LEN, 36);
-    for (size_t i = 0; i < 36; i++) {
+    cr_assert_eq(strlen(tok), 35);
+    cr_assert_eq(BX_QUEUE_TOKEN_LEN, 35);
+    for (size_t i = 0; i < 35; i++) {
         char c = tok[i];
         cr_assert((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_',
                   "char %zu of %s is not base64url", i, tok);
@@ -58,8 +58,8 @@ Test(queue_token, ten_thousand_tokens_of_one_slot_are_distinct_and_well_formed)
 
 Test(queue_token, every_position_after_the_time_and_slot_varies)
 {
-    /* 136 random bits after 6 bytes of time and 4 of slot (characters 0..12 hold
-     * those 80 bits, character 13 the last 2 of them and 4 random ones): no
+    /* 128 random bits after 6 bytes of time and 4 of slot (characters 0..12 hold
+     * 78 of those 80 bits, character 13 the last 2 and 4 random ones): no
      * character of the random part is stuck (a broken RNG or a truncated encoding
      * would leave some position constant), and tokens of one millisecond and one
      * slot share only the time and the slot. */
@@ -115,29 +115,37 @@ Test(queue_token, well_formed_refuses_wrong_length_and_alphabet)
     char tok[BX_QUEUE_TOKEN_LEN + 2];
     unsigned char raw[TOKEN_QUEUE_RAW];
     token_queue_new(1795000000000, 9, tok);
-    cr_assert_not(token_queue_well_formed(tok, 35));
-    cr_assert_neq(token_queue_decode(tok, 35, raw), 0);
+    cr_assert_not(token_queue_well_formed(tok, 34));
+    cr_assert_neq(token_queue_decode(tok, 34, raw), 0);
     cr_assert_not(token_queue_well_formed("", 0));
     strcat(tok, "A");
-    cr_assert_not(token_queue_well_formed(tok, 37));
-    cr_assert_neq(token_queue_decode(tok, 37, raw), 0);
+    cr_assert_not(token_queue_well_formed(tok, 36));
+    cr_assert_neq(token_queue_decode(tok, 36, raw), 0);
     cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_0123", 32), "the layout before slots");
 
-    const char *good = "abcdefghijklmnopqrstuvwxyz-_01234567";
-    cr_assert(token_queue_well_formed(good, 36));
-    cr_assert_eq(token_queue_decode(good, 36, raw), 0, "every well-formed token decodes");
+    const char *good = "abcdefghijklmnopqrstuvwxyz-_01234AA";
+    cr_assert(token_queue_well_formed(good, 35));
+    cr_assert_eq(token_queue_decode(good, 35, raw), 0, "every well-formed token decodes");
     const char *bad[] = {
-        "abcdefghijklmnopqrstuvwxyz-_0123456=", /* padding */
-        "abcdefghijklmnopqrstuvwxyz+/01234567", /* standard base64 */
-        "abcdefghijklmnopqrstuvwxyz-_0123456 ", /* space */
-        "abcdefghijklmnopqrstuvwxyz-_0123456.", /* dot */
+        "abcdefghijklmnopqrstuvwxyz-_01234A=", /* padding */
+        "abcdefghijklmnopqrstuvwxyz+/01234AA", /* standard base64 */
+        "abcdefghijklmnopqrstuvwxyz-_01234A ", /* space */
+        "abcdefghijklmnopqrstuvwxyz-_01234A.", /* dot */
+        "abcdefghijklmnopqrstuvwxyz-_01234AB", /* bits past the 26th byte */
+        "abcdefghijklmnopqrstuvwxyz-_01234A_", /* bits past the 26th byte */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_not(token_queue_well_formed(bad[i], 36), "%s", bad[i]);
-        cr_assert_neq(token_queue_decode(bad[i], 36, raw), 0, "%s", bad[i]);
+        cr_assert_not(token_queue_well_formed(bad[i], 35), "%s", bad[i]);
+        cr_assert_neq(token_queue_decode(bad[i], 35, raw), 0, "%s", bad[i]);
     }
-    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_0123456\0", 36), "NUL inside");
-    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_012345\xc3\xa9", 36), "non-ASCII");
+    for (const char *last = "AEIMQUYcgkosw048"; *last; last++) {
+        char t[36];
+        snprintf(t, sizeof t, "%.34s%c", good, *last);
+        cr_assert(token_queue_well_formed(t, 35), "%s", t);
+        cr_assert_eq(token_queue_decode(t, 35, raw), 0, "%s", t);
+    }
+    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_01234\0A", 35), "NUL inside");
+    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_01234\xc3\xa9", 35), "non-ASCII");
 }
 
 /* ---- access tokens -------------------------------------------------------- */
