@@ -3,11 +3,12 @@
  * to a dedicated store connection. Must not do arithmetic of its own (ETA, polling,
  * rate, budget come from domain/queue_rules.c) nor speak HTTP.
  *
- * Layout, chosen so a million waiting users cost about 60 bytes each:
- *  - every token lives in one arena (`struct tok`, 48 bytes) addressed by 32-bit
+ * Layout, chosen so a million waiting users cost about 51 bytes each:
+ *  - every token lives in one arena (`struct tok`, 40 bytes) addressed by 32-bit
  *    ids; the token's text names its slot (util/token.h), so a token is found
  *    without a table keyed by token: the slot's time and random bytes are compared
- *    in constant time;
+ *    in constant time; user id and issue time take 32 bits each (the rare token
+ *    whose values do not fit keeps them in a side array, struct wide);
  *  - an open-addressing hash table of ids finds a token by (user, concert);
  *  - each concert keeps a window of its sequence numbers: ids[] maps a sequence
  *    offset to the id of a WAITING token (NONE otherwise), a bitmap marks the same,
@@ -43,7 +44,7 @@
 #define NONE UINT32_MAX
 #define REL_MAX (NONE - 2)   /* sequence offsets per concert */
 #define ID_MAX (NONE - 1)    /* tokens in the arena */
-#define CONCERT_MAX (1u << 29)
+#define CONCERT_MAX (1u << 28)
 #define WHEEL_SLOTS 1024 /* time buckets of the WAITING wheel */
 #define WIN_MIN 64 /* offsets; the window is always whole blocks of 64 */
 #define HASH_MIN 64
@@ -51,24 +52,38 @@
 #define JOURNAL_RETRY_MS 100 /* pause after a failed journal write before trying again */
 
 enum { ST_FREE = 0, ST_WAITING = 1, ST_ACTIVE = 2, ST_EXPIRED = 3 };
-enum { CS_IN_WHEEL = 4 }; /* bit of tok.cs: linked in the wheel through `next` */
+/* Bits of tok.cs beside the status: linked in the wheel through `next`; user id
+ * and issue time kept in w->wide[tok.user] (struct wide). */
+enum { CS_IN_WHEEL = 4, CS_WIDE = 8, CS_FLAGS = CS_IN_WHEEL | CS_WIDE };
 
-/* One token, 48 bytes with 4-byte alignment (user_id may sit at any 4-byte
- * boundary). `cs` packs the concert index (<< 3), CS_IN_WHEEL and the status.
- * last_seen is milliseconds since the room's epoch (struct wm), kept exact. `next`
- * links the token in a bucket of the WAITING wheel, or a FREE slot in the arena's
- * free list. An EXPIRED token stays for good without a store (unit tests); with a
- * store it is dropped once its expiry is durable, and then looked up there. */
-struct __attribute__((packed, aligned(4))) tok {
-    int64_t user_id;
+/* One token, 40 bytes. `cs` packs the concert index (<< 4), the CS_ flags and the
+ * status. `user` is the user id and `issued` the token's issue time in ms since
+ * w->ibase (the time its text carries), unless CS_WIDE: then either did not fit
+ * in 32 bits and `user` indexes w->wide. last_seen is ms since w->epoch, kept
+ * exact. `next` links the token in a bucket of the WAITING wheel, or a FREE slot in
+ * the arena's free list. An EXPIRED token stays for good without a store (unit
+ * tests); with a store it is dropped once its expiry is durable, and then looked
+ * up there. */
+struct tok {
+    uint32_t user;
+    uint32_t issued;
     uint32_t last_seen;
     uint32_t next;
     uint32_t cs;
     uint32_t aux;                          /* WAITING: seq offset; ACTIVE: index in its concert's act[] */
-    uint8_t tm[TOKEN_QUEUE_TIME_BYTES];    /* the token's bytes but its slot (token.h) */
-    uint8_t rnd[TOKEN_QUEUE_RANDOM_BYTES];
+    uint8_t rnd[TOKEN_QUEUE_RANDOM_BYTES]; /* the token's random bytes (token.h) */
 };
-_Static_assert(sizeof(struct tok) == 48, "struct tok is 48 bytes");
+_Static_assert(sizeof(struct tok) == 40, "struct tok is 40 bytes");
+
+/* A token whose user id or issue time does not fit struct tok's 32 bits: user ids
+ * of 2^32 and above, and tokens issued 2^31 ms (~25 days) or more before the room
+ * opened or before the last move of ibase. Owned by struct wm, one per CS_WIDE
+ * token. */
+struct wide {
+    int64_t user_id;
+    int64_t issued_ms;
+    uint32_t id;
+};
 
 /* An ACTIVE token's extra fields, and its links (token ids) in the room's list of
  * ACTIVE tokens ordered by last_seen. */
@@ -158,6 +173,9 @@ struct wm {
     struct tok *tok;
     uint32_t ntok, tok_cap, free_head;
     int64_t epoch; /* of every last_seen: see seen_set */
+    int64_t ibase; /* of every tok.issued: see issued_rebase */
+    struct wide *wide;
+    uint32_t nwide, wide_cap;
     struct htab by_user, by_concert;
     struct cq **cq;
     uint32_t ncq, cq_cap;
@@ -168,9 +186,57 @@ struct wm {
 /* ---- small helpers (caller holds mu) ---- */
 
 static inline int tok_status(const struct tok *t) { return (int)(t->cs & 3u); }
-static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 3; }
+static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 4; }
 static inline bool tok_in_wheel(const struct tok *t) { return (t->cs & CS_IN_WHEEL) != 0; }
-static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 3 | (t->cs & CS_IN_WHEEL) | (uint32_t)st; }
+static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 4 | (t->cs & CS_FLAGS) | (uint32_t)st; }
+
+static int64_t tok_user(const struct wm *w, const struct tok *t)
+{
+    return (t->cs & CS_WIDE) ? w->wide[t->user].user_id : (int64_t)t->user;
+}
+
+static int64_t tok_issued(const struct wm *w, const struct tok *t)
+{
+    return (t->cs & CS_WIDE) ? w->wide[t->user].issued_ms : w->ibase + t->issued;
+}
+
+/* Sets a new token's user and issue time, in a struct wide when either does not
+ * fit (CS_WIDE). -1 when out of memory (nothing changed). */
+static int tok_fill(struct wm *w, uint32_t id, int64_t user_id, int64_t issued_ms)
+{
+    struct tok *t = &w->tok[id];
+    int64_t d;
+    if (user_id >= 0 && user_id <= UINT32_MAX && !__builtin_sub_overflow(issued_ms, w->ibase, &d) && d >= 0 &&
+        d <= UINT32_MAX) {
+        t->user = (uint32_t)user_id;
+        t->issued = (uint32_t)d;
+        return 0;
+    }
+    if (w->nwide == w->wide_cap) {
+        uint32_t cap = w->wide_cap ? w->wide_cap * 2 : 16;
+        struct wide *a = w->wide_cap < (1u << 30) ? realloc(w->wide, (size_t)cap * sizeof *a) : NULL;
+        if (a == NULL)
+            return -1;
+        w->wide = a;
+        w->wide_cap = cap;
+    }
+    w->wide[w->nwide] = (struct wide){.user_id = user_id, .issued_ms = issued_ms, .id = id};
+    t->user = w->nwide++;
+    t->cs |= CS_WIDE;
+    return 0;
+}
+
+/* Drops a CS_WIDE token's struct wide (the last one takes its place). */
+static void tok_unwide(struct wm *w, uint32_t id)
+{
+    struct tok *t = &w->tok[id];
+    uint32_t i = t->user;
+    w->wide[i] = w->wide[--w->nwide];
+    if (i < w->nwide)
+        w->tok[w->wide[i].id].user = i;
+    t->cs &= ~(uint32_t)CS_WIDE;
+    t->user = 0;
+}
 
 static uint64_t hash_user(int64_t user_id, int64_t concert_id)
 {
@@ -181,7 +247,7 @@ static uint64_t id_hash(const struct wm *w, enum hkind k, uint32_t id)
 {
     switch (k) {
     case H_USER:
-        return hash_user(w->tok[id].user_id, w->cq[tok_concert(&w->tok[id])]->concert_id);
+        return hash_user(tok_user(w, &w->tok[id]), w->cq[tok_concert(&w->tok[id])]->concert_id);
     default:
         return mix64((uint64_t)w->cq[id]->concert_id);
     }
@@ -268,8 +334,9 @@ static uint32_t find_token(const struct wm *w, const uint8_t *raw)
     if (id >= w->ntok || tok_status(&w->tok[id]) == ST_FREE)
         return NONE;
     const struct tok *t = &w->tok[id];
-    int differ = sodium_memcmp(t->tm, raw, sizeof t->tm) |
-                 sodium_memcmp(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
+    uint8_t mine[TOKEN_QUEUE_RAW];
+    token_queue_make_from(tok_issued(w, t), id, t->rnd, mine);
+    int differ = sodium_memcmp(mine, raw, TOKEN_QUEUE_RAW);
     return differ == 0 ? id : NONE;
 }
 
@@ -279,7 +346,7 @@ static uint32_t find_user(const struct wm *w, int64_t user_id, uint32_t ci)
     uint32_t i = htab_home(h, hash_user(user_id, w->cq[ci]->concert_id));
     for (; h->slot[i] != NONE; i = htab_next(h, i)) {
         const struct tok *t = &w->tok[h->slot[i]];
-        if (t->user_id == user_id && tok_concert(t) == ci)
+        if (tok_concert(t) == ci && tok_user(w, t) == user_id)
             return h->slot[i];
     }
     return NONE;
@@ -361,6 +428,8 @@ static void free_list_rebuild(struct wm *w)
 static void tok_give_back(struct wm *w, uint32_t id)
 {
     struct tok *t = &w->tok[id];
+    if (t->cs & CS_WIDE)
+        tok_unwide(w, id);
     bool linked = tok_in_wheel(t);
     uint32_t next = t->next;
     memset(t, 0, sizeof *t);
@@ -697,15 +766,12 @@ static uint32_t concert_get(struct wm *w, int64_t concert_id, int64_t origin, in
 
 /* ---- records and tickets ---- */
 
-/* The text of token id: its stored bytes around the slot it lives in. */
+/* The text of token id: its issue time, its slot, its random bytes. */
 static void token_text(const struct wm *w, uint32_t id, char out[BX_QUEUE_TOKEN_LEN + 1])
 {
     const struct tok *t = &w->tok[id];
     uint8_t raw[TOKEN_QUEUE_RAW];
-    memcpy(raw, t->tm, sizeof t->tm);
-    for (int i = 0; i < TOKEN_QUEUE_SLOT_BYTES; i++)
-        raw[TOKEN_QUEUE_TIME_BYTES + i] = (uint8_t)(id >> (8 * (TOKEN_QUEUE_SLOT_BYTES - 1 - i)));
-    memcpy(raw + TOKEN_QUEUE_RANDOM_AT, t->rnd, sizeof t->rnd);
+    token_queue_make_from(tok_issued(w, t), id, t->rnd, raw);
     token_queue_encode(raw, out);
 }
 
@@ -716,13 +782,13 @@ static void record_of(const struct wm *w, uint32_t id, struct queue_record *r)
     const struct cq *c = w->cq[tok_concert(t)];
     memset(r, 0, sizeof *r);
     token_text(w, id, r->token);
-    r->user_id = t->user_id;
+    r->user_id = tok_user(w, t);
     r->concert_id = c->concert_id;
     /* read from the token, kept nowhere else (8 bytes less per waiting user); only a
      * new token's record needs it: the store keeps a token's first issued_at, so
      * older random-prefixed tokens loaded from it are not hurt by the nonsense
      * this gives for them */
-    r->issued_at = token_queue_issued_ms(t->tm);
+    r->issued_at = tok_issued(w, t);
     r->last_seen_at = seen_get(w, id);
     if (tok_status(t) == ST_ACTIVE) {
         r->status = QUEUE_ACTIVE;
@@ -770,7 +836,7 @@ static void ticket_of(const struct wm *w, uint32_t id, struct queue_ticket *out)
     const struct cq *c = w->cq[tok_concert(t)];
     memset(out, 0, sizeof *out);
     token_text(w, id, out->token);
-    out->user_id = t->user_id;
+    out->user_id = tok_user(w, t);
     out->concert_id = c->concert_id;
     if (tok_status(t) == ST_ACTIVE) {
         out->status = QUEUE_ACTIVE;
@@ -893,7 +959,7 @@ static bx_err resolve(struct wm *w, const char *token, int64_t user_id, uint32_t
         return r.user_id == user_id ? BX_ERR_TOKEN_EXPIRED : BX_ERR_TOKEN_NOT_YOURS;
     }
     const struct tok *t = &w->tok[id];
-    if (t->user_id != user_id)
+    if (tok_user(w, t) != user_id)
         return BX_ERR_TOKEN_NOT_YOURS;
     if (tok_status(t) == ST_EXPIRED)
         return BX_ERR_TOKEN_EXPIRED;
@@ -1046,6 +1112,7 @@ static void wm_close(struct waitroom *base)
     }
     free(w->cq);
     free(w->tok);
+    free(w->wide);
     free(w->by_user.slot);
     free(w->by_concert.slot);
     free(w->j.rec);
@@ -1127,9 +1194,12 @@ static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_i
     struct tok *t = &w->tok[id];
     uint8_t raw[TOKEN_QUEUE_RAW];
     token_queue_make(now, id, raw);
-    memcpy(t->tm, raw, sizeof t->tm);
+    if (tok_fill(w, id, user_id, token_queue_issued_ms(raw)) != 0) {
+        tok_give_back(w, id);
+        e = BX_ERR_INTERNAL;
+        goto out;
+    }
     memcpy(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
-    t->user_id = user_id;
     seen_set(w, id, now);
     t->aux = c->next_rel;
     tok_set(t, ci, ST_WAITING);
@@ -1314,6 +1384,46 @@ static bx_err expire_idle_waiting(struct wm *w, int64_t now, uint32_t *budget)
     return BX_OK;
 }
 
+/* Moves ibase (the origin of tok.issued) to SEEN_BACK before now once now comes
+ * within 2^30 ms of the end of the 32-bit range from it (so every ~12 days), so
+ * that new tokens keep fitting; tokens issued before the new ibase get a struct
+ * wide. O(tokens). Counts them first: out of memory, nothing changes
+ * (INTERNAL; tried again next tick, new tokens get a struct wide meanwhile). */
+static bx_err issued_rebase(struct wm *w, int64_t now)
+{
+    int64_t d, base;
+    if (__builtin_sub_overflow(now, w->ibase, &d) || d < SEEN_END || __builtin_sub_overflow(now, SEEN_BACK, &base))
+        return BX_OK;
+    int64_t shift = base - w->ibase;
+    uint32_t need = 0;
+    for (uint32_t id = 0; id < w->ntok; id++) {
+        const struct tok *t = &w->tok[id];
+        need += tok_status(t) != ST_FREE && !(t->cs & CS_WIDE) && (int64_t)t->issued < shift;
+    }
+    if ((uint64_t)w->nwide + need > w->wide_cap) {
+        uint64_t cap = (uint64_t)w->nwide + need;
+        struct wide *a = cap < (1u << 30) ? realloc(w->wide, cap * sizeof *a) : NULL;
+        if (a == NULL)
+            return BX_ERR_INTERNAL;
+        w->wide = a;
+        w->wide_cap = (uint32_t)cap;
+    }
+    for (uint32_t id = 0; id < w->ntok; id++) {
+        struct tok *t = &w->tok[id];
+        if (tok_status(t) == ST_FREE || (t->cs & CS_WIDE))
+            continue;
+        if ((int64_t)t->issued >= shift) {
+            t->issued -= (uint32_t)shift;
+            continue;
+        }
+        w->wide[w->nwide] = (struct wide){.user_id = t->user, .issued_ms = w->ibase + t->issued, .id = id};
+        t->user = w->nwide++;
+        t->cs |= CS_WIDE;
+    }
+    w->ibase = base;
+    return BX_OK;
+}
+
 /* Expires the ACTIVE tokens idle for active_idle, oldest first, within the budget.
  * Stops at the first store error. */
 static bx_err expire_idle_active(struct wm *w, int64_t now, uint32_t *budget)
@@ -1341,7 +1451,10 @@ static bx_err wm_tick(struct waitroom *base, int64_t now)
     struct wm *w = wm_of(base);
     pthread_mutex_lock(&w->mu);
     uint32_t wait_budget = w->persist ? EXPIRE_BATCH : UINT32_MAX, act_budget = wait_budget;
-    bx_err e = expire_idle_waiting(w, now, &wait_budget);
+    bx_err e = issued_rebase(w, now);
+    bx_err e3 = expire_idle_waiting(w, now, &wait_budget);
+    if (e == BX_OK)
+        e = e3;
     bx_err e2 = expire_idle_active(w, now, &act_budget);
     if (e == BX_OK)
         e = e2;
@@ -1459,9 +1572,9 @@ static int load_one(const struct queue_record *r, void *arg)
         goto drop;
     struct tok *t = &w->tok[id];
     t->cs = 0;
-    memcpy(t->tm, raw, sizeof t->tm);
+    if (tok_fill(w, id, r->user_id, token_queue_issued_ms(raw)) != 0)
+        goto oom;
     memcpy(t->rnd, raw + TOKEN_QUEUE_RANDOM_AT, sizeof t->rnd);
-    t->user_id = r->user_id;
     seen_set(w, id, x->now);
     if (r->status == QUEUE_WAITING) {
         tok_set(t, ci, ST_WAITING);
@@ -1512,6 +1625,7 @@ struct waitroom *waitroom_mem_open(const struct waitroom_config *cfg, struct sto
     w->cfg = *cfg;
     w->free_head = NONE;
     w->epoch = now > INT64_MIN + SEEN_BACK ? now - SEEN_BACK : INT64_MIN;
+    w->ibase = w->epoch;
     w->act_head = w->act_tail = NONE;
     memset(w->wheel.head, 0xff, sizeof w->wheel.head);
     memset(w->wheel.tail, 0xff, sizeof w->wheel.tail);

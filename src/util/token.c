@@ -14,14 +14,26 @@ _Static_assert(TOKEN_QUEUE_RAW % 3 == 2 && TOKEN_QUEUE_RAW / 3 * 4 + 3 == BX_QUE
                "a queue token ends in a group of 2 bytes: 3 characters, the last with 2 unused bits");
 _Static_assert(TOKEN_QUEUE_RANDOM_BYTES >= 16, "SPEC: at least 128 random bits per queue token");
 
-void token_queue_make(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
+static void make_prefix(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
 {
     uint64_t t = issued_ms < 0 ? 0 : issued_ms > QUEUE_TIME_MAX ? (uint64_t)QUEUE_TIME_MAX : (uint64_t)issued_ms;
     for (int i = 0; i < TOKEN_QUEUE_TIME_BYTES; i++)
         raw[i] = (unsigned char)(t >> (8 * (TOKEN_QUEUE_TIME_BYTES - 1 - i)));
     for (int i = 0; i < TOKEN_QUEUE_SLOT_BYTES; i++)
         raw[TOKEN_QUEUE_TIME_BYTES + i] = (unsigned char)(slot >> (8 * (TOKEN_QUEUE_SLOT_BYTES - 1 - i)));
+}
+
+void token_queue_make(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
+{
+    make_prefix(issued_ms, slot, raw);
     randombytes_buf(raw + TOKEN_QUEUE_RANDOM_AT, TOKEN_QUEUE_RANDOM_BYTES);
+}
+
+void token_queue_make_from(int64_t issued_ms, uint32_t slot, const unsigned char random[TOKEN_QUEUE_RANDOM_BYTES],
+                           unsigned char raw[TOKEN_QUEUE_RAW])
+{
+    make_prefix(issued_ms, slot, raw);
+    memcpy(raw + TOKEN_QUEUE_RANDOM_AT, random, TOKEN_QUEUE_RANDOM_BYTES);
 }
 
 void token_queue_new(int64_t issued_ms, uint32_t slot, char *out)

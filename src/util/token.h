@@ -29,6 +29,9 @@
  * token_queue_make fills raw; token_queue_new writes the text (BX_QUEUE_TOKEN_LEN
  * chars + NUL). */
 void token_queue_make(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW]);
+/* The same bytes from a given random part (a token kept in memory without them). */
+void token_queue_make_from(int64_t issued_ms, uint32_t slot, const unsigned char random[TOKEN_QUEUE_RANDOM_BYTES],
+                           unsigned char raw[TOKEN_QUEUE_RAW]);
 void token_queue_new(int64_t issued_ms, uint32_t slot, char *out);
 /* The issue time and the slot of a token_queue_make token from its decoded bytes. */
 int64_t token_queue_issued_ms(const unsigned char *raw);

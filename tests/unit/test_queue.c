@@ -519,6 +519,44 @@ Test(waitroom, positions_shrink_as_tokens_ahead_leave_expire_or_are_admitted)
     w->ops->close(w);
 }
 
+/* User ids past 32 bits (the embedded room keeps those apart) behave like others,
+ * also beside a small id that shares their low 32 bits. */
+Test(waitroom, users_with_ids_past_32_bits_queue_like_any_other)
+{
+    struct waitroom_config c = config(1);
+    struct waitroom *w = open_room(&c, NULL);
+    int64_t big = 1ll << 33, twin = (1ll << 33) + 1; /* twin's low 32 bits are user 1's */
+    struct queue_ticket t0 = issue(w, 7, 3, 0), tb = issue(w, big, 3, 1), t1 = issue(w, 1, 3, 2),
+                        tt = issue(w, twin, 3, 3), tm = issue(w, INT64_MAX, 3, 4);
+    cr_assert_eq(t0.status, QUEUE_ACTIVE);
+    cr_assert_eq(tm.user_id, INT64_MAX);
+    assert_position(w, &tb, 5, 1);
+    assert_position(w, &t1, 5, 2);
+    assert_position(w, &tt, 5, 3);
+    assert_position(w, &tm, 5, 4);
+    cr_assert_eq(status_err(w, tt.token, 1, 5), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(status_err(w, t1.token, twin, 5), BX_ERR_TOKEN_NOT_YOURS);
+    bool created = true;
+    struct queue_ticket again;
+    cr_assert_eq(w->ops->issue(w, twin, 3, 6, &again, &created), BX_OK);
+    cr_assert_not(created);
+    cr_assert_str_eq(again.token, tt.token);
+    cr_assert_eq(again.user_id, twin);
+    cr_assert_eq(w->ops->leave(w, tb.token, big, 7), BX_OK); /* the first of them goes */
+    assert_position(w, &tt, 8, 2);
+    assert_position(w, &tm, 8, 3);
+    cr_assert_eq(w->ops->complete(w, t0.token, 7, 9), BX_OK);
+    assert_active(w, &t1, 10);
+    cr_assert_eq(w->ops->complete(w, t1.token, 1, 11), BX_OK);
+    assert_active(w, &tt, 12);
+    cr_assert_eq(w->ops->require_active(w, tt.token, twin, 3, 12), BX_OK);
+    cr_assert_eq(w->ops->require_active(w, tt.token, 1, 3, 12), BX_ERR_TOKEN_NOT_YOURS);
+    struct queue_ticket tb2 = issue(w, big, 3, 13);
+    cr_assert_str_neq(tb2.token, tb.token);
+    assert_position(w, &tb2, 14, 2);
+    w->ops->close(w);
+}
+
 #ifndef BX_TEST_REDIS /* the embedded room keeps last_seen in 32 bits of ms (a round trip per poll with Redis) */
 Test(waitroom, idle_expiry_stays_exact_after_the_server_ran_for_months)
 {
@@ -535,6 +573,13 @@ Test(waitroom, idle_expiry_stays_exact_after_the_server_ran_for_months)
     }
     (void)status_ok(w, &a, now);
     (void)status_ok(w, &b, now);
+    /* tokens issued 120 days ago are still the same text */
+    bool created = true;
+    struct queue_ticket again;
+    cr_assert_eq(w->ops->issue(w, 2, 5, now, &again, &created), BX_OK);
+    cr_assert_not(created);
+    cr_assert_str_eq(again.token, b.token);
+    cr_assert_eq(again.position, 1);
     struct queue_ticket late = issue(w, 3, 5, now); /* a newcomer after 120 days */
     cr_assert_eq(w->ops->tick(w, now + 9999), BX_OK);
     assert_position(w, &late, now + 9999, 2); /* late polls at now + 9999, b at now */
@@ -711,7 +756,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     struct fake_store f = {.base = {.ops = &fake_ops}};
     struct waitroom_config c = config(2);
     struct waitroom *w = open_room(&c, &f.base);
-    struct queue_ticket t[6], o = issue(w, 50, 2, 0);
+    struct queue_ticket t[6], o = issue(w, 50, 2, 0), big = issue(w, 1ll << 40, 2, 0); /* a user id past 32 bits */
     for (int i = 0; i < 6; i++)
         t[i] = issue(w, 1 + i, 1, i);
     cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK);    /* a hole in the line */
@@ -729,6 +774,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_eq(f.closes, 1, "the waiting room closes the store it owns");
 
     w = open_room(&c, &f.base); /* restart at now = 0 */
+    assert_active(w, &big, 20);
     assert_active(w, &t[1], 20);
     assert_active(w, &t[2], 20);
     assert_active(w, &o, 20);
