@@ -32,14 +32,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            n == sizeof raw,
                        "well-formed token does not decode");
             FUZZ_CHECK(token_queue_decode(buf, size, raw) == 0, "token_queue_decode refuses a well-formed token");
-        } else {
-            unsigned char raw[TOKEN_QUEUE_RAW];
-            FUZZ_CHECK(token_queue_decode(buf, size, raw) != 0, "token_queue_decode takes a malformed token");
             uint64_t id = 0;
             for (int i = 0; i < 8; i++)
                 id = id << 8 | raw[i];
             FUZZ_CHECK((rc == 0) == (id != 0 && id <= INT64_MAX), "concert decoding disagrees: id %llu rc %d",
                        (unsigned long long)id, rc);
+        } else {
+            unsigned char raw[TOKEN_QUEUE_RAW];
+            FUZZ_CHECK(token_queue_decode(buf, size, raw) != 0, "token_queue_decode takes a malformed token");
         }
     }
     /* issue: a token for the concert the input spells, and an anonymous one */
@@ -61,11 +61,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         token_queue_new((int64_t)id, slot, tok); /* any issue time, even negative or past 48 bits */
         FUZZ_CHECK(token_queue_well_formed(tok, strlen(tok)), "time-prefixed token malformed: %s", tok);
         unsigned char raw[TOKEN_QUEUE_RAW];
-        char back[BX_QUEUE_TOKEN_LEN + 1];
+        char text[BX_QUEUE_TOKEN_LEN + 1];
         FUZZ_CHECK(token_queue_decode(tok, strlen(tok), raw) == 0 && token_queue_slot(raw) == slot,
                    "token for slot %u does not name it: %s", slot, tok);
-        token_queue_encode(raw, back);
-        FUZZ_CHECK(strcmp(back, tok) == 0, "decode then encode changed %s into %s", tok, back);
+        token_queue_encode(raw, text);
+        FUZZ_CHECK(strcmp(text, tok) == 0, "decode then encode changed %s into %s", tok, text);
     }
     free(buf);
     return 0;
