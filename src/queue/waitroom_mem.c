@@ -6,8 +6,10 @@
  * Layout, chosen so a million waiting users cost about 51 bytes each:
  *  - every token lives in one arena (`struct tok`, 40 bytes) addressed by 32-bit
  *    ids; the token's text names its slot (util/token.h), so a token is found
- *    without a table keyed by token: the slot's time and random bytes are compared
- *    in constant time; user id and issue time take 32 bits each (the rare token
+ *    without a table keyed by token: the slot's token, rebuilt from its issue time
+ *    and random bytes, is compared in constant time; a slot is reused once its
+ *    token's expiry is durable and the wheel (below) went past it; user id and
+ *    issue time take 32 bits each (the rare token
  *    whose values do not fit keeps them in a side array, struct wide);
  *  - an open-addressing hash table of ids finds a token by (user, concert);
  *  - each concert keeps a window of its sequence numbers: ids[] maps a sequence
@@ -188,7 +190,10 @@ struct wm {
 static inline int tok_status(const struct tok *t) { return (int)(t->cs & 3u); }
 static inline uint32_t tok_concert(const struct tok *t) { return t->cs >> 4; }
 static inline bool tok_in_wheel(const struct tok *t) { return (t->cs & CS_IN_WHEEL) != 0; }
-static inline void tok_set(struct tok *t, uint32_t ci, int st) { t->cs = ci << 4 | (t->cs & CS_FLAGS) | (uint32_t)st; }
+static inline void tok_set(struct tok *t, uint32_t ci, int st)
+{
+    t->cs = ci << 4 | (t->cs & CS_FLAGS) | (uint32_t)st;
+}
 
 static int64_t tok_user(const struct wm *w, const struct tok *t)
 {

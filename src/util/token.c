@@ -69,7 +69,8 @@ int token_queue_decode(const char *s, size_t len, unsigned char raw[TOKEN_QUEUE_
     size_t n = 0;
     /* the alphabet first: libsodium 1.0.18 decodes bytes 0x80..0xff as '_' */
     if (!token_queue_well_formed(s, len) ||
-        sodium_base642bin(raw, TOKEN_QUEUE_RAW, s, len, NULL, &n, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        sodium_base642bin(raw, TOKEN_QUEUE_RAW, s, len, NULL, &n, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         n != TOKEN_QUEUE_RAW)
         return -1;
     return 0;
