@@ -11,7 +11,7 @@
 #define BX_TEXT_MAX 200     /* bytes of UTF-8 in a title or venue */
 #define BX_PWHASH_MAX 128   /* crypto_pwhash_STRBYTES */
 #define BX_IDEM_KEY_MAX 64
-#define BX_QUEUE_TOKEN_LEN 32 /* 24 random bytes (192 bits), base64url without padding */
+#define BX_QUEUE_TOKEN_LEN 35 /* 26 bytes (util/token.h), base64url without padding */
 
 struct user {
     int64_t id;

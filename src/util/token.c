@@ -7,46 +7,89 @@
 #include <stdio.h>
 #include <string.h>
 
-#define QUEUE_TOKEN_BYTES 24
-#define QUEUE_TOKEN_TIME_BYTES 6 /* big-endian Unix ms: 48 bits, enough until the year 10889 */
+#define QUEUE_TIME_MAX ((1ll << 48) - 1) /* 6 bytes of Unix ms: until the year 10889 */
 #define SIG_B64_LEN 43 /* 32 bytes, base64url without padding */
 
-void token_queue_new(int64_t issued_ms, char *out)
+_Static_assert(TOKEN_QUEUE_RAW % 3 == 2 && TOKEN_QUEUE_RAW / 3 * 4 + 3 == BX_QUEUE_TOKEN_LEN,
+               "a queue token ends in a group of 2 bytes: 3 characters, the last with 2 unused bits");
+_Static_assert(TOKEN_QUEUE_RANDOM_BYTES >= 16, "SPEC: at least 128 random bits per queue token");
+
+static void make_prefix(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
 {
-    unsigned char raw[QUEUE_TOKEN_BYTES];
-    uint64_t t = issued_ms > 0 ? (uint64_t)issued_ms : 0;
-    for (int i = 0; i < QUEUE_TOKEN_TIME_BYTES; i++)
-        raw[i] = (unsigned char)(t >> (8 * (QUEUE_TOKEN_TIME_BYTES - 1 - i)));
-    randombytes_buf(raw + QUEUE_TOKEN_TIME_BYTES, sizeof raw - QUEUE_TOKEN_TIME_BYTES);
-    sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    uint64_t t = issued_ms < 0 ? 0 : issued_ms > QUEUE_TIME_MAX ? (uint64_t)QUEUE_TIME_MAX : (uint64_t)issued_ms;
+    for (int i = 0; i < TOKEN_QUEUE_TIME_BYTES; i++)
+        raw[i] = (unsigned char)(t >> (8 * (TOKEN_QUEUE_TIME_BYTES - 1 - i)));
+    for (int i = 0; i < TOKEN_QUEUE_SLOT_BYTES; i++)
+        raw[TOKEN_QUEUE_TIME_BYTES + i] = (unsigned char)(slot >> (8 * (TOKEN_QUEUE_SLOT_BYTES - 1 - i)));
+}
+
+void token_queue_make(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
+{
+    make_prefix(issued_ms, slot, raw);
+    randombytes_buf(raw + TOKEN_QUEUE_RANDOM_AT, TOKEN_QUEUE_RANDOM_BYTES);
+}
+
+void token_queue_make_from(int64_t issued_ms, uint32_t slot, const unsigned char random[TOKEN_QUEUE_RANDOM_BYTES],
+                           unsigned char raw[TOKEN_QUEUE_RAW])
+{
+    make_prefix(issued_ms, slot, raw);
+    memcpy(raw + TOKEN_QUEUE_RANDOM_AT, random, TOKEN_QUEUE_RANDOM_BYTES);
+}
+
+void token_queue_new(int64_t issued_ms, uint32_t slot, char *out)
+{
+    unsigned char raw[TOKEN_QUEUE_RAW];
+    token_queue_make(issued_ms, slot, raw);
+    token_queue_encode(raw, out);
 }
 
 int64_t token_queue_issued_ms(const unsigned char *raw)
 {
     int64_t t = 0;
-    for (int i = 0; i < QUEUE_TOKEN_TIME_BYTES; i++)
+    for (int i = 0; i < TOKEN_QUEUE_TIME_BYTES; i++)
         t = t << 8 | raw[i];
     return t;
 }
 
+uint32_t token_queue_slot(const unsigned char *raw)
+{
+    uint32_t id = 0;
+    for (int i = 0; i < TOKEN_QUEUE_SLOT_BYTES; i++)
+        id = id << 8 | raw[TOKEN_QUEUE_TIME_BYTES + i];
+    return id;
+}
+
+void token_queue_encode(const unsigned char raw[TOKEN_QUEUE_RAW], char *out)
+{
+    sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, TOKEN_QUEUE_RAW, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int token_queue_decode(const char *s, size_t len, unsigned char raw[TOKEN_QUEUE_RAW])
+{
+    size_t n = 0;
+    /* the alphabet first: libsodium 1.0.18 decodes bytes 0x80..0xff as '_' */
+    if (!token_queue_well_formed(s, len) ||
+        sodium_base642bin(raw, TOKEN_QUEUE_RAW, s, len, NULL, &n, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        n != TOKEN_QUEUE_RAW)
+        return -1;
+    return 0;
+}
+
 void token_queue_new_for(int64_t concert_id, char *out)
 {
-    unsigned char raw[QUEUE_TOKEN_BYTES];
+    unsigned char raw[TOKEN_QUEUE_RAW];
     uint64_t id = (uint64_t)concert_id;
     for (int i = 0; i < 8; i++)
         raw[i] = (unsigned char)(id >> (56 - 8 * i));
     randombytes_buf(raw + 8, sizeof raw - 8);
-    sodium_bin2base64(out, BX_QUEUE_TOKEN_LEN + 1, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    token_queue_encode(raw, out);
 }
 
 int token_queue_concert(const char *s, size_t len, int64_t *concert_id)
 {
-    unsigned char raw[QUEUE_TOKEN_BYTES];
-    size_t n = 0;
-    /* the alphabet first: libsodium 1.0.18 decodes bytes 0x80..0xff as '_' */
-    if (!token_queue_well_formed(s, len) ||
-        sodium_base642bin(raw, sizeof raw, s, len, NULL, &n, NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        n != sizeof raw)
+    unsigned char raw[TOKEN_QUEUE_RAW];
+    if (token_queue_decode(s, len, raw) != 0)
         return -1;
     uint64_t id = 0;
     for (int i = 0; i < 8; i++)
@@ -57,9 +100,16 @@ int token_queue_concert(const char *s, size_t len, int64_t *concert_id)
     return 0;
 }
 
-static int is_b64url(unsigned char c)
+/* The 6-bit value of a base64url character, -1 for any other byte. */
+static int b64url_value(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
 }
 
 int token_queue_well_formed(const char *s, size_t len)
@@ -67,9 +117,9 @@ int token_queue_well_formed(const char *s, size_t len)
     if (len != BX_QUEUE_TOKEN_LEN)
         return 0;
     for (size_t i = 0; i < len; i++)
-        if (!is_b64url((unsigned char)s[i]))
+        if (b64url_value((unsigned char)s[i]) < 0)
             return 0;
-    return 1;
+    return (b64url_value((unsigned char)s[len - 1]) & 3) == 0; /* the 2 bits past the 26th byte */
 }
 
 static void sign(const unsigned char secret[TOKEN_SECRET_LEN], const char *msg, size_t len, char *b64)

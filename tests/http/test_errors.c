@@ -247,7 +247,7 @@ Test(errors, queue_status_without_a_valid_token_is_refused)
 
     EXPECT_ERR(bx_http(&C, "GET", st, &(struct bx_req){.bearer = a.at}), 401, "QUEUE_TOKEN_INVALID");
     EXPECT_ERR(
-        bx_http(&C, "GET", st, &(struct bx_req){.bearer = a.at, .queue_token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+        bx_http(&C, "GET", st, &(struct bx_req){.bearer = a.at, .queue_token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
         401, "QUEUE_TOKEN_INVALID");
     EXPECT_ERR(bx_http(&C, "GET", st, &(struct bx_req){.bearer = a.at, .queue_token = b.qt}), 403, "TOKEN_NOT_YOURS");
     EXPECT_ERR(bx_http(&C, "GET", st, &(struct bx_req){.queue_token = a.qt}), 401, "UNAUTHORIZED");
@@ -297,7 +297,7 @@ Test(errors, waiting_token_cannot_use_the_booking_endpoints)
     struct bx_req none = {.bearer = bt};
     EXPECT_ERR(bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)a.sid), &none), 403,
                "QUEUE_NOT_ACTIVE");
-    struct bx_req unknown = {.bearer = bt, .queue_token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
+    struct bx_req unknown = {.bearer = bt, .queue_token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
     EXPECT_ERR(bx_http(&C, "GET", bx_str(&C, "/api/v1/schedules/%lld/seats", (long long)a.sid), &unknown), 403,
                "QUEUE_NOT_ACTIVE");
     struct bx_req stolen = {.bearer = bt, .queue_token = a.qt};

@@ -298,6 +298,14 @@ static bx_err wait_durable(struct waitroom *w)
     return d.e;
 }
 
+/* The arena slot a ticket's token names (util/token.h). */
+static uint32_t token_slot(const struct queue_ticket *t)
+{
+    unsigned char raw[TOKEN_QUEUE_RAW];
+    cr_assert_eq(token_queue_decode(t->token, strlen(t->token), raw), 0, "%s", t->token);
+    return token_queue_slot(raw);
+}
+
 /* Read the fake's records only after wait_durable: the journal thread writes them. */
 static const struct queue_record *fake_get(const struct fake_store *f, const char *token)
 {
@@ -511,6 +519,83 @@ Test(waitroom, positions_shrink_as_tokens_ahead_leave_expire_or_are_admitted)
     w->ops->close(w);
 }
 
+/* User ids past 32 bits (the embedded room keeps those apart) behave like others,
+ * also beside a small id that shares their low 32 bits. */
+Test(waitroom, users_with_ids_past_32_bits_queue_like_any_other)
+{
+    struct waitroom_config c = config(1);
+    struct waitroom *w = open_room(&c, NULL);
+    int64_t big = 1ll << 33, twin = (1ll << 33) + 1; /* twin's low 32 bits are user 1's */
+    struct queue_ticket t0 = issue(w, 7, 3, 0), tb = issue(w, big, 3, 1), t1 = issue(w, 1, 3, 2),
+                        tt = issue(w, twin, 3, 3), tm = issue(w, INT64_MAX, 3, 4);
+    cr_assert_eq(t0.status, QUEUE_ACTIVE);
+    cr_assert_eq(tm.user_id, INT64_MAX);
+    assert_position(w, &tb, 5, 1);
+    assert_position(w, &t1, 5, 2);
+    assert_position(w, &tt, 5, 3);
+    assert_position(w, &tm, 5, 4);
+    cr_assert_eq(status_err(w, tt.token, 1, 5), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(status_err(w, t1.token, twin, 5), BX_ERR_TOKEN_NOT_YOURS);
+    bool created = true;
+    struct queue_ticket again;
+    cr_assert_eq(w->ops->issue(w, twin, 3, 6, &again, &created), BX_OK);
+    cr_assert_not(created);
+    cr_assert_str_eq(again.token, tt.token);
+    cr_assert_eq(again.user_id, twin);
+    cr_assert_eq(w->ops->leave(w, tb.token, big, 7), BX_OK); /* the first of them goes */
+    assert_position(w, &tt, 8, 2);
+    assert_position(w, &tm, 8, 3);
+    cr_assert_eq(w->ops->complete(w, t0.token, 7, 9), BX_OK);
+    assert_active(w, &t1, 10);
+    cr_assert_eq(w->ops->complete(w, t1.token, 1, 11), BX_OK);
+    assert_active(w, &tt, 12);
+    cr_assert_eq(w->ops->require_active(w, tt.token, twin, 3, 12), BX_OK);
+    cr_assert_eq(w->ops->require_active(w, tt.token, 1, 3, 12), BX_ERR_TOKEN_NOT_YOURS);
+    struct queue_ticket tb2 = issue(w, big, 3, 13);
+    cr_assert_str_neq(tb2.token, tb.token);
+    assert_position(w, &tb2, 14, 2);
+    w->ops->close(w);
+}
+
+#ifndef BX_TEST_REDIS /* the embedded room keeps last_seen in 32 bits of ms (a round trip per poll with Redis) */
+Test(waitroom, idle_expiry_stays_exact_after_the_server_ran_for_months)
+{
+    struct waitroom_config c = config(1);
+    c.waiting_idle_ms = 10000;
+    c.active_idle_ms = 20000;
+    struct waitroom *w = open_room(&c, NULL);
+    struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
+    int64_t now = 0, day = 86400000;
+    for (; now < 120 * day; now += 9000) { /* both poll every 9 s for 120 days */
+        (void)status_ok(w, &a, now);
+        (void)status_ok(w, &b, now);
+        cr_assert_eq(w->ops->tick(w, now + 1), BX_OK);
+    }
+    (void)status_ok(w, &a, now);
+    (void)status_ok(w, &b, now);
+    /* tokens issued 120 days ago are still the same text */
+    bool created = true;
+    struct queue_ticket again;
+    cr_assert_eq(w->ops->issue(w, 2, 5, now, &again, &created), BX_OK);
+    cr_assert_not(created);
+    cr_assert_str_eq(again.token, b.token);
+    cr_assert_eq(again.position, 1);
+    struct queue_ticket late = issue(w, 3, 5, now); /* a newcomer after 120 days */
+    cr_assert_eq(w->ops->tick(w, now + 9999), BX_OK);
+    assert_position(w, &late, now + 9999, 2); /* late polls at now + 9999, b at now */
+    cr_assert_eq(w->ops->tick(w, now + 10000), BX_OK);
+    cr_assert_eq(status_err(w, b.token, 2, now + 10000), BX_ERR_TOKEN_EXPIRED, "idle for exactly 10 s");
+    assert_position(w, &late, now + 10000, 1);
+    cr_assert_eq(w->ops->tick(w, now + 19999), BX_OK);
+    assert_active(w, &a, now + 19999); /* a, ACTIVE since 0, was last seen at now */
+    cr_assert_eq(w->ops->tick(w, now + 19999 + 19999), BX_OK);
+    cr_assert_eq(status_err(w, late.token, 3, now + 19999 + 19999), BX_ERR_TOKEN_EXPIRED);
+    cr_assert_eq(w->ops->tick(w, now + 19999 + 20000), BX_OK);
+    cr_assert_eq(status_err(w, a.token, 1, now + 19999 + 20000), BX_ERR_TOKEN_EXPIRED, "ACTIVE idle for 20 s");
+    w->ops->close(w);
+}
+#endif
+
 Test(waitroom, idle_waiting_token_expires_and_its_user_reissues_at_the_back)
 {
     struct waitroom_config c = config(1);
@@ -652,14 +737,14 @@ Test(waitroom, malformed_or_unknown_token_is_invalid)
     memcpy(bad, a.token, sizeof a.token);
     strcat(bad, "A"); /* one character too long */
     cr_assert_eq(status_err(w, bad, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     char unknown[BX_QUEUE_TOKEN_LEN + 1];
     token_queue_new_for(5, unknown); /* well formed, names concert 5, never issued */
     cr_assert_eq(status_err(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->require_active(w, unknown, 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->leave(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->require_active(w, "nope", 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->complete(w, "", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
     cr_assert_eq(w->ops->ping(w), BX_OK);
     w->ops->close(w);
@@ -671,7 +756,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     struct fake_store f = {.base = {.ops = &fake_ops}};
     struct waitroom_config c = config(2);
     struct waitroom *w = open_room(&c, &f.base);
-    struct queue_ticket t[6], o = issue(w, 50, 2, 0);
+    struct queue_ticket t[6], o = issue(w, 50, 2, 0), big = issue(w, 1ll << 40, 2, 0); /* a user id past 32 bits */
     for (int i = 0; i < 6; i++)
         t[i] = issue(w, 1 + i, 1, i);
     cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK);    /* a hole in the line */
@@ -689,6 +774,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_eq(f.closes, 1, "the waiting room closes the store it owns");
 
     w = open_room(&c, &f.base); /* restart at now = 0 */
+    assert_active(w, &big, 20);
     assert_active(w, &t[1], 20);
     assert_active(w, &t[2], 20);
     assert_active(w, &o, 20);
@@ -696,7 +782,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     assert_position(w, &t[5], 20, 2);
     cr_assert_eq(status_err(w, t[0].token, 1, 20), BX_ERR_TOKEN_EXPIRED, "found in the store");
     cr_assert_eq(status_err(w, t[3].token, 1, 20), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 20), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(status_err(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 20), BX_ERR_QUEUE_TOKEN_INVALID);
     struct waitroom_concert_stats st = stats_of(w, 1);
     cr_assert_eq(st.active, 2);
     cr_assert_eq(st.waiting, 2);
@@ -707,6 +793,12 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_str_eq(again.token, t[4].token);
     n = issue(w, 9, 1, 22);
     cr_assert_eq(n.position, 3);
+    /* every token came back in the arena slot its text names; the first free one
+     * (t[0]'s, dropped once its expiry was durable) goes to the new token, which
+     * its old token does not open */
+    cr_assert_eq(token_slot(&n), token_slot(&t[0]));
+    cr_assert_eq(status_err(w, t[0].token, 1, 22), BX_ERR_TOKEN_EXPIRED);
+    assert_position(w, &t[5], 22, 2);
     cr_assert_eq(wait_durable(w), BX_OK);
     cr_assert_eq(fake_get(&f, n.token)->seq, fake_get(&f, t[5].token)->seq + 1, "sequence continues");
     cr_assert_eq(w->ops->complete(w, t[1].token, 2, 23), BX_OK);
@@ -721,6 +813,74 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_not_null(w, "%s", err);
     cr_assert_eq(w->ops->tick(w, 1000000 + c.waiting_idle_ms - 1), BX_OK);
     assert_position(w, &t[5], 1000000 + c.waiting_idle_ms - 1, 1);
+    w->ops->close(w);
+    free(f.rec);
+}
+#endif
+
+#ifndef BX_TEST_REDIS /* slots of the embedded backend's arena */
+Test(waitroom, a_reused_slot_refuses_the_token_that_held_it_before)
+{
+    struct fake_store f = {.base = {.ops = &fake_ops}};
+    struct waitroom_config c = config(0);
+    struct waitroom *w = open_room(&c, &f.base);
+    struct queue_ticket a = issue(w, 1, 1, 0), keep = issue(w, 2, 1, 0);
+    cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
+    cr_assert_eq(wait_durable(w), BX_OK);
+    /* a's slot is free once its expiry is durable and the idle sweep went past it */
+    (void)status_ok(w, &keep, 100000);
+    cr_assert_eq(w->ops->tick(w, c.waiting_idle_ms), BX_OK);
+    int64_t t = c.waiting_idle_ms + 1;
+    struct queue_ticket b = issue(w, 3, 1, t);
+    cr_assert_eq(token_slot(&b), token_slot(&a), "the freed slot is taken again");
+    cr_assert_str_neq(b.token, a.token);
+    cr_assert_eq(status_err(w, a.token, 1, t), BX_ERR_TOKEN_EXPIRED, "the old token is not the slot's new one");
+    cr_assert_eq(status_err(w, a.token, 3, t), BX_ERR_TOKEN_NOT_YOURS, "nor does it become the new holder's");
+    cr_assert_eq(w->ops->require_active(w, a.token, 3, 1, t), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(w->ops->leave(w, a.token, 3, t), BX_ERR_TOKEN_NOT_YOURS);
+    /* a token naming b's slot with the time of b but other random bytes is unknown */
+    char forged[BX_QUEUE_TOKEN_LEN + 1];
+    token_queue_new(t, token_slot(&b), forged);
+    cr_assert_eq(status_err(w, forged, 3, t), BX_ERR_QUEUE_TOKEN_INVALID);
+    /* b itself, and the token that kept its slot, work */
+    assert_position(w, &keep, t + 1, 1);
+    assert_position(w, &b, t + 1, 2);
+    w->ops->close(w);
+    free(f.rec);
+}
+
+Test(waitroom, tokens_the_room_cannot_hold_are_expired_at_load)
+{
+    struct fake_store f = {.base = {.ops = &fake_ops}};
+    char same_slot[2][BX_QUEUE_TOKEN_LEN + 1];
+    token_queue_new(5, 3, same_slot[0]);
+    token_queue_new(6, 3, same_slot[1]);
+    struct queue_record r[3] = {
+        {.token = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", .user_id = 7, .concert_id = 1, .seq = 1}, /* before slots */
+        {.user_id = 8, .concert_id = 1, .seq = 2},
+        {.user_id = 9, .concert_id = 1, .seq = 3}, /* names the slot user 8's token holds */
+    };
+    memcpy(r[1].token, same_slot[0], sizeof r[1].token);
+    memcpy(r[2].token, same_slot[1], sizeof r[2].token);
+    for (int i = 0; i < 3; i++) {
+        r[i].status = QUEUE_WAITING;
+        cr_assert_eq(fake_save(&f.base, &r[i]), BX_OK);
+    }
+    struct waitroom_config c = config(0);
+    struct waitroom *w = open_room(&c, &f.base);
+    cr_assert_eq(fake_get(&f, r[0].token)->status, QUEUE_EXPIRED, "a token of the old layout");
+    cr_assert_eq(fake_get(&f, r[2].token)->status, QUEUE_EXPIRED, "a token naming a slot already held");
+    cr_assert_eq(fake_get(&f, r[1].token)->status, QUEUE_WAITING);
+    struct queue_ticket held = {.user_id = 8};
+    memcpy(held.token, r[1].token, sizeof held.token);
+    assert_position(w, &held, 1, 1);
+    cr_assert_eq(status_err(w, r[2].token, 9, 1), BX_ERR_TOKEN_EXPIRED);
+    bool created = false;
+    struct queue_ticket again;
+    cr_assert_eq(w->ops->issue(w, 9, 1, 2, &again, &created), BX_OK);
+    cr_assert(created, "its holder issues anew");
+    cr_assert_eq(again.position, 2);
+    cr_assert_neq(token_slot(&again), 3);
     w->ops->close(w);
     free(f.rec);
 }
@@ -814,6 +974,58 @@ Test(waitroom, random_churn_matches_a_simple_model)
         }
         if (op % 5000 == 0)
             cr_assert_eq(w->ops->tick(w, op), BX_OK);
+    }
+    w->ops->close(w);
+}
+
+/* Idle expiry against a model: random polls, leaves, re-issues and ticks (some
+ * far apart, some close); nobody is admitted, so every token WAITS. After every
+ * tick exactly the tokens idle for waiting_idle are gone, to the millisecond. */
+Test(waitroom, idle_expiry_matches_a_model_under_random_polls_and_ticks)
+{
+    enum { USERS = 300, OPS = 40000 };
+    struct waitroom_config c = config(0);
+    c.waiting_idle_ms = 50000;
+    struct waitroom *w = open_room(&c, NULL);
+    struct {
+        struct queue_ticket t;
+        int live;
+        int64_t seen;
+    } u[USERS];
+    memset(u, 0, sizeof u);
+    srand(777);
+    int64_t now = 0;
+    for (int op = 0; op < OPS; op++) {
+        int r = rand() % 1000;
+        now += r < 990 ? rand() % 40 : rand() % 200000; /* mostly close together, sometimes a jump */
+        int k = rand() % USERS;
+        if (r % 7 == 0) {
+            cr_assert_eq(w->ops->tick(w, now), BX_OK);
+            int64_t live = 0;
+            for (int i = 0; i < USERS; i++) {
+                if (u[i].live && now - u[i].seen >= c.waiting_idle_ms)
+                    u[i].live = 2; /* must be expired now */
+                live += u[i].live == 1;
+            }
+            cr_assert_eq(stats_of(w, 1).waiting, live, "op %d at %lld", op, (long long)now);
+            continue;
+        }
+        if (u[k].live == 2) {
+            cr_assert_eq(status_err(w, u[k].t.token, k + 1, now), BX_ERR_TOKEN_EXPIRED, "op %d user %d", op, k);
+            u[k].live = 0;
+        } else if (!u[k].live) {
+            u[k].t = issue(w, k + 1, 1, now);
+            u[k].live = 1;
+            u[k].seen = now;
+        } else if (r % 5 == 0) {
+            cr_assert_eq(w->ops->leave(w, u[k].t.token, k + 1, now), BX_OK);
+            u[k].live = 0;
+        } else {
+            struct queue_ticket out;
+            cr_assert_eq(w->ops->status(w, u[k].t.token, k + 1, now, &out), BX_OK, "op %d user %d idle %lld ms", op,
+                         k, (long long)(now - u[k].seen));
+            u[k].seen = now;
+        }
     }
     w->ops->close(w);
 }

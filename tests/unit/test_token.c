@@ -21,14 +21,14 @@ TestSuite(queue_token, .init = init_sodium);
 
 /* ---- queue tokens --------------------------------------------------------- */
 
-Test(queue_token, new_token_is_32_base64url_chars)
+Test(queue_token, new_token_is_35_base64url_chars)
 {
     char tok[BX_QUEUE_TOKEN_LEN + 1];
     memset(tok, '#', sizeof tok);
-    token_queue_new(1795000000000, tok);
-    cr_assert_eq(strlen(tok), 32);
-    cr_assert_eq(BX_QUEUE_TOKEN_LEN, 32);
-    for (size_t i = 0; i < 32; i++) {
+    token_queue_new(1795000000000, 42, tok);
+    cr_assert_eq(strlen(tok), 35);
+    cr_assert_eq(BX_QUEUE_TOKEN_LEN, 35);
+    for (size_t i = 0; i < 35; i++) {
         char c = tok[i];
         cr_assert((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_',
                   "char %zu of %s is not base64url", i, tok);
@@ -41,13 +41,13 @@ static int cmp_tok(const void *a, const void *b)
     return memcmp(a, b, BX_QUEUE_TOKEN_LEN + 1);
 }
 
-Test(queue_token, ten_thousand_tokens_are_distinct_and_well_formed)
+Test(queue_token, ten_thousand_tokens_of_one_slot_are_distinct_and_well_formed)
 {
     enum { N = 10000 };
     char(*toks)[BX_QUEUE_TOKEN_LEN + 1] = calloc(N, sizeof *toks);
     cr_assert_not_null(toks);
     for (int i = 0; i < N; i++) {
-        token_queue_new(1795000000000 + i / 100, toks[i]);
+        token_queue_new(1795000000000 + i / 100, 7, toks[i]); /* one slot reused: only the random part differs */
         cr_assert(token_queue_well_formed(toks[i], strlen(toks[i])), "token %d: %s", i, toks[i]);
     }
     qsort(toks, N, sizeof *toks, cmp_tok);
@@ -56,71 +56,96 @@ Test(queue_token, ten_thousand_tokens_are_distinct_and_well_formed)
     free(toks);
 }
 
-Test(queue_token, every_position_after_the_time_varies)
+Test(queue_token, every_position_after_the_time_and_slot_varies)
 {
-    /* 144 random bits after 6 bytes (8 characters) of time: no character of the
-     * random part is stuck (a broken RNG or a truncated encoding would leave some
-     * position constant), and tokens of one millisecond share only the time. */
+    /* 128 random bits after 6 bytes of time and 4 of slot (characters 0..12 hold
+     * 78 of those 80 bits, character 13 the last 2 and 4 random ones): no
+     * character of the random part is stuck (a broken RNG or a truncated encoding
+     * would leave some position constant), and tokens of one millisecond and one
+     * slot share only the time and the slot. */
     char first[BX_QUEUE_TOKEN_LEN + 1], tok[BX_QUEUE_TOKEN_LEN + 1];
     int varied[BX_QUEUE_TOKEN_LEN] = {0};
-    token_queue_new(1795000000000, first);
+    token_queue_new(1795000000000, 123456, first);
     for (int n = 0; n < 200; n++) {
-        token_queue_new(1795000000000, tok);
-        cr_assert(memcmp(tok, first, 8) == 0, "same millisecond, another time part: %s %s", first, tok);
+        token_queue_new(1795000000000, 123456, tok);
+        cr_assert(memcmp(tok, first, 13) == 0, "same millisecond and slot, another prefix: %s %s", first, tok);
         for (int i = 0; i < BX_QUEUE_TOKEN_LEN; i++)
             varied[i] |= tok[i] != first[i];
     }
-    for (int i = 8; i < BX_QUEUE_TOKEN_LEN; i++)
+    for (int i = 13; i < BX_QUEUE_TOKEN_LEN; i++)
         cr_assert(varied[i], "position %d never changed", i);
 }
 
-Test(queue_token, tokens_start_with_their_issue_time)
+Test(queue_token, tokens_start_with_their_issue_time_then_their_slot)
 {
-    /* what keeps the journal's inserts in one place of the token index */
+    /* the time keeps the journal's inserts in one place of the token index; the
+     * slot finds the token in the embedded queue's arena */
     char a[BX_QUEUE_TOKEN_LEN + 1];
-    unsigned char raw[24];
+    unsigned char raw[TOKEN_QUEUE_RAW];
     int64_t t = 1795000000000;
-    for (int i = 0; i < 1000; i++, t += 1 + i % 7) {
-        token_queue_new(t, a);
-        size_t n = 0;
-        cr_assert_eq(sodium_base642bin(raw, sizeof raw, a, strlen(a), NULL, &n, NULL,
-                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING),
-                     0);
-        cr_assert_eq(n, sizeof raw);
+    uint32_t slot = 0;
+    for (int i = 0; i < 1000; i++, t += 1 + i % 7, slot = slot * 7 + 12345) {
+        token_queue_new(t, slot, a);
+        cr_assert_eq(token_queue_decode(a, strlen(a), raw), 0, "%s", a);
         int64_t got = 0;
         for (int k = 0; k < 6; k++)
             got = got << 8 | raw[k];
         cr_assert_eq(got, t, "%s", a);
+        cr_assert_eq(token_queue_issued_ms(raw), t);
+        cr_assert_eq(token_queue_slot(raw), slot, "%s", a);
+        char back[BX_QUEUE_TOKEN_LEN + 1];
+        token_queue_encode(raw, back);
+        cr_assert_str_eq(back, a);
     }
     char b[BX_QUEUE_TOKEN_LEN + 1];
-    token_queue_new(t, a);
-    token_queue_new(t + 999, b);
+    token_queue_new(t, 1, a);
+    token_queue_new(t + 999, 2, b);
     cr_assert(memcmp(a, b, 5) == 0, "a second apart, the first characters are shared: %s %s", a, b);
-    token_queue_new(-5, a); /* a clock before 1970 still makes a well-formed token */
-    cr_assert(token_queue_well_formed(a, strlen(a)));
+    token_queue_new(-5, UINT32_MAX, a); /* a clock before 1970 still makes a well-formed token, at time 0 */
+    cr_assert_eq(token_queue_decode(a, strlen(a), raw), 0);
+    cr_assert_eq(token_queue_issued_ms(raw), 0);
+    cr_assert_eq(token_queue_slot(raw), UINT32_MAX);
+    token_queue_new(INT64_MAX, 0, a); /* past 48 bits: the latest time there is */
+    cr_assert_eq(token_queue_decode(a, strlen(a), raw), 0);
+    cr_assert_eq(token_queue_issued_ms(raw), (1ll << 48) - 1);
 }
 
 Test(queue_token, well_formed_refuses_wrong_length_and_alphabet)
 {
     char tok[BX_QUEUE_TOKEN_LEN + 2];
-    token_queue_new(1795000000000, tok);
-    cr_assert_not(token_queue_well_formed(tok, 31));
+    unsigned char raw[TOKEN_QUEUE_RAW];
+    token_queue_new(1795000000000, 9, tok);
+    cr_assert_not(token_queue_well_formed(tok, 34));
+    cr_assert_neq(token_queue_decode(tok, 34, raw), 0);
     cr_assert_not(token_queue_well_formed("", 0));
     strcat(tok, "A");
-    cr_assert_not(token_queue_well_formed(tok, 33));
+    cr_assert_not(token_queue_well_formed(tok, 36));
+    cr_assert_neq(token_queue_decode(tok, 36, raw), 0);
+    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_0123", 32), "the layout before slots");
 
-    const char *good = "abcdefghijklmnopqrstuvwxyz-_0123";
-    cr_assert(token_queue_well_formed(good, 32));
+    const char *good = "abcdefghijklmnopqrstuvwxyz-_01234AA";
+    cr_assert(token_queue_well_formed(good, 35));
+    cr_assert_eq(token_queue_decode(good, 35, raw), 0, "every well-formed token decodes");
     const char *bad[] = {
-        "abcdefghijklmnopqrstuvwxyz-_012=", /* padding */
-        "abcdefghijklmnopqrstuvwxyz+/0123", /* standard base64 */
-        "abcdefghijklmnopqrstuvwxyz-_012 ", /* space */
-        "abcdefghijklmnopqrstuvwxyz-_012.", /* dot */
+        "abcdefghijklmnopqrstuvwxyz-_01234A=", /* padding */
+        "abcdefghijklmnopqrstuvwxyz+/01234AA", /* standard base64 */
+        "abcdefghijklmnopqrstuvwxyz-_01234A ", /* space */
+        "abcdefghijklmnopqrstuvwxyz-_01234A.", /* dot */
+        "abcdefghijklmnopqrstuvwxyz-_01234AB", /* bits past the 26th byte */
+        "abcdefghijklmnopqrstuvwxyz-_01234A_", /* bits past the 26th byte */
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_assert_not(token_queue_well_formed(bad[i], 32), "%s", bad[i]);
-    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_012\0", 32), "NUL inside");
-    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_01\xc3\xa9", 32), "non-ASCII");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_not(token_queue_well_formed(bad[i], 35), "%s", bad[i]);
+        cr_assert_neq(token_queue_decode(bad[i], 35, raw), 0, "%s", bad[i]);
+    }
+    for (const char *last = "AEIMQUYcgkosw048"; *last; last++) {
+        char t[36];
+        snprintf(t, sizeof t, "%.34s%c", good, *last);
+        cr_assert(token_queue_well_formed(t, 35), "%s", t);
+        cr_assert_eq(token_queue_decode(t, 35, raw), 0, "%s", t);
+    }
+    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_01234\0A", 35), "NUL inside");
+    cr_assert_not(token_queue_well_formed("abcdefghijklmnopqrstuvwxyz-_01234\xc3\xa9", 35), "non-ASCII");
 }
 
 /* ---- access tokens -------------------------------------------------------- */
