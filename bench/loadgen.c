@@ -988,10 +988,7 @@ static void flow_response(struct conn *c, int status, char *body, size_t blen)
         } else if (status == 409 && strstr(body, "SEAT_UNAVAILABLE")) {
             F_refused++;
             F_tl[tl_bin(t)].refused++;
-            if (x->ncand > 0)
-                user_ready(u, ST_HOLD);
-            else
-                user_ready(u, ST_DATES);
+            user_ready(u, ST_SEATS); /* the seat went meanwhile: look at the map again */
         } else if (status == 409 && strstr(body, "SEAT_LIMIT")) {
             F_limit++;
             user_ready(u, ST_LEAVE);
