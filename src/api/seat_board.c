@@ -15,6 +15,8 @@ struct board_entry {
     uint64_t version;
     struct seat *seats; /* ordered by seat_no */
     size_t n;
+    size_t sold, held; /* seats SOLD, seats HELD (their hold may have ended since) */
+    int64_t first_end; /* no hold ends before this (INT64_MAX: none held) */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -77,6 +79,36 @@ static struct board_entry *slot_for(int64_t schedule_id)
     return &slots[j];
 }
 
+/* Counts of a fresh entry. */
+static void count_seats(struct board_entry *x)
+{
+    x->sold = x->held = 0;
+    x->first_end = INT64_MAX;
+    for (size_t i = 0; i < x->n; i++) {
+        x->sold += x->seats[i].status == SEAT_SOLD;
+        if (x->seats[i].status == SEAT_HELD) {
+            x->held++;
+            if (x->seats[i].hold_ends_at < x->first_end)
+                x->first_end = x->seats[i].hold_ends_at;
+        }
+    }
+}
+
+/* Holds ended by `now` become AVAILABLE: what every reader shows for them anyway,
+ * so the version stays. */
+static void drop_ended_holds(struct board_entry *x, int64_t now)
+{
+    if (now < x->first_end)
+        return;
+    for (size_t i = 0; i < x->n; i++)
+        if (x->seats[i].status == SEAT_HELD && x->seats[i].hold_ends_at <= now) {
+            x->seats[i].status = SEAT_AVAILABLE;
+            x->seats[i].available = true;
+            x->seats[i].hold_ends_at = 0;
+        }
+    count_seats(x);
+}
+
 int seat_board_get(int64_t schedule_id, uint64_t *version, int64_t *concert_id, int want_seats, struct seat **buf,
                    size_t *cap, size_t *n)
 {
@@ -109,13 +141,10 @@ int seat_board_get(int64_t schedule_id, uint64_t *version, int64_t *concert_id, 
 int seat_board_available(int64_t schedule_id, int64_t now, int32_t *available)
 {
     pthread_mutex_lock(&mu);
-    const struct board_entry *x = find(schedule_id);
+    struct board_entry *x = find(schedule_id);
     if (x != NULL) {
-        int32_t free_seats = 0;
-        for (size_t i = 0; i < x->n; i++)
-            free_seats += x->seats[i].status == SEAT_AVAILABLE ||
-                          (x->seats[i].status == SEAT_HELD && x->seats[i].hold_ends_at <= now);
-        *available = free_seats;
+        drop_ended_holds(x, now);
+        *available = (int32_t)(x->n - x->sold - x->held);
     }
     pthread_mutex_unlock(&mu);
     return x != NULL;
@@ -142,7 +171,9 @@ void seat_board_put(uint64_t read_epoch, int64_t schedule_id, int64_t concert_id
             forget_locked(); /* and keep this one: it is the one in use */
         struct board_entry *x = slot_for(schedule_id);
         if (x != NULL) {
-            *x = (struct board_entry){schedule_id, concert_id, ++last_version, copy, n};
+            *x = (struct board_entry){.schedule_id = schedule_id, .concert_id = concert_id,
+                                      .version = ++last_version, .seats = copy, .n = n};
+            count_seats(x);
             used++;
             seats_held += n;
             copy = NULL;
@@ -174,9 +205,15 @@ void seat_board_set(int64_t schedule_id, int32_t seat_no, enum seat_status statu
     struct board_entry *x = find(schedule_id);
     struct seat *s = x != NULL ? seat_of(x, seat_no) : NULL;
     if (s != NULL) {
+        x->sold -= s->status == SEAT_SOLD;
+        x->held -= s->status == SEAT_HELD;
         s->status = status;
         s->available = status == SEAT_AVAILABLE;
         s->hold_ends_at = status == SEAT_HELD ? hold_ends_at : 0;
+        x->sold += status == SEAT_SOLD;
+        x->held += status == SEAT_HELD;
+        if (status == SEAT_HELD && hold_ends_at < x->first_end)
+            x->first_end = hold_ends_at;
         x->version = ++last_version;
     } else if (x != NULL)
         forget_locked(); /* a seat the store has and the board does not: start again */
