@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -1712,8 +1713,18 @@ static int pragma_text(sqlite3 *db, const char *sql, char *buf, size_t len)
 /* Opens (creating file and parent directory) one connection for one thread:
  * NOMUTEX, WAL, synchronous FULL (NORMAL with STORE_OPEN_RELAXED), foreign keys,
  * 5 s busy timeout. Does not migrate. NULL with a reason in err on failure. */
+/* Before SQLite initialises: no allocation statistics, which every sqlite3_malloc
+ * would otherwise count under one process-wide mutex (all loops, the writer and the
+ * queue journal allocate constantly). Nothing here reads them. */
+static void configure_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 struct store *store_sqlite_open(const char *path, int flags, char *err, size_t errlen)
 {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+    pthread_once(&configured, configure_sqlite);
     struct sqlite_store *s;
     char mode[16];
     int rc;
