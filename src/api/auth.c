@@ -1,6 +1,7 @@
 /* auth.c — who is calling: access tokens (signed, no lookup), the admin key,
  * and the queue-token gate of the booking endpoints (SPEC §4, §5). */
 #include "api/api.h"
+#include "api/verified_tokens.h"
 #include "app.h"
 #include "http/parse.h"
 
@@ -14,11 +15,15 @@ static int authenticate_user(struct call *c)
     const char *h = call_header(c, "authorization", &len), *tok;
     if (parse_bearer(h, h ? len : 0, &tok, &toklen) != 0)
         return call_fail(c, BX_ERR_UNAUTHORIZED);
-    if (token_access_verify(app.secret, tok, toklen, c->now / 1000, &c->user_id, NULL) != 0) {
+    if (verified_tokens_find(c->loop, tok, toklen, c->now / 1000, &c->user_id))
+        return 0;
+    int64_t expires_at;
+    if (token_access_verify(app.secret, tok, toklen, c->now / 1000, &c->user_id, &expires_at) != 0) {
         c->user_id = 0;
         call_reply_error(c, BX_ERR_UNAUTHORIZED, NULL, "the access token is invalid or expired; log in again");
         return -1;
     }
+    verified_tokens_keep(c->loop, tok, toklen, c->user_id, expires_at);
     return 0;
 }
 

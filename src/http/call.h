@@ -17,6 +17,7 @@
 
 struct route;
 struct seatmap_cache;
+struct verified_tokens;
 struct known_concerts;
 
 /* One per event-loop thread; owns its store connection. */
@@ -36,6 +37,7 @@ struct loop_ctx {
     int listen_fd;   /* handed to the loop's thread, which builds everything on it */
     struct seatmap_cache *seatmaps; /* this loop's rendered seat maps (api/seatmap_cache.c) */
     struct known_concerts *concerts; /* concerts this loop found (api/known_concerts.c) */
+    struct verified_tokens *verified; /* access tokens this loop verified (api/verified_tokens.c) */
     int init_failed; /* set by the loop's thread when it could not start */
 };
 
