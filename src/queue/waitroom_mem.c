@@ -205,6 +205,23 @@ static int64_t tok_issued(const struct wm *w, const struct tok *t)
     return (t->cs & CS_WIDE) ? w->wide[t->user].issued_ms : w->ibase + t->issued;
 }
 
+/* Room for element n in an array with a 32-bit capacity (doubling from 16, at
+ * most 2^31 elements). 0 on success; -1 when out of memory (nothing changed). */
+static int grow_u32(void **arr, uint32_t *cap, uint32_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    if (*cap >= (1u << 30))
+        return -1;
+    uint32_t c = *cap ? *cap * 2 : 16;
+    void *a = realloc(*arr, (size_t)c * size);
+    if (a == NULL)
+        return -1;
+    *arr = a;
+    *cap = c;
+    return 0;
+}
+
 /* Sets a new token's user and issue time, in a struct wide when either does not
  * fit (CS_WIDE). -1 when out of memory (nothing changed). */
 static int tok_fill(struct wm *w, uint32_t id, int64_t user_id, int64_t issued_ms)
@@ -217,14 +234,8 @@ static int tok_fill(struct wm *w, uint32_t id, int64_t user_id, int64_t issued_m
         t->issued = (uint32_t)d;
         return 0;
     }
-    if (w->nwide == w->wide_cap) {
-        uint32_t cap = w->wide_cap ? w->wide_cap * 2 : 16;
-        struct wide *a = w->wide_cap < (1u << 30) ? realloc(w->wide, (size_t)cap * sizeof *a) : NULL;
-        if (a == NULL)
-            return -1;
-        w->wide = a;
-        w->wide_cap = cap;
-    }
+    if (grow_u32((void **)&w->wide, &w->wide_cap, w->nwide, sizeof *w->wide) != 0)
+        return -1;
     w->wide[w->nwide] = (struct wide){.user_id = user_id, .issued_ms = issued_ms, .id = id};
     t->user = w->nwide++;
     t->cs |= CS_WIDE;
@@ -710,15 +721,7 @@ static void window_reset_if_empty(struct cq *c)
 
 static int act_reserve(struct cq *c)
 {
-    if (c->nact < c->act_cap)
-        return 0;
-    uint32_t cap = c->act_cap ? c->act_cap * 2 : 16;
-    struct act *a = c->act_cap < (1u << 30) ? realloc(c->act, (size_t)cap * sizeof *a) : NULL;
-    if (a == NULL)
-        return -1;
-    c->act = a;
-    c->act_cap = cap;
-    return 0;
+    return grow_u32((void **)&c->act, &c->act_cap, c->nact, sizeof *c->act);
 }
 
 static void act_remove(struct wm *w, struct cq *c, uint32_t idx)
