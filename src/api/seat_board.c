@@ -52,6 +52,15 @@ static void forget_locked(void)
     epoch++;
 }
 
+/* The empty slot where schedule_id (not present) goes, in a table with room. */
+static struct board_entry *empty_slot(int64_t schedule_id)
+{
+    size_t j = home(schedule_id);
+    while (slots[j].schedule_id != 0)
+        j = (j + 1) & (nslots - 1);
+    return &slots[j];
+}
+
 /* A free slot for schedule_id (not present), growing the table at half load. */
 static struct board_entry *slot_for(int64_t schedule_id)
 {
@@ -65,18 +74,11 @@ static struct board_entry *slot_for(int64_t schedule_id)
         slots = fresh;
         nslots = grown;
         for (size_t i = 0; i < old_n; i++)
-            if (old[i].schedule_id != 0) {
-                size_t j = home(old[i].schedule_id);
-                while (slots[j].schedule_id != 0)
-                    j = (j + 1) & (nslots - 1);
-                slots[j] = old[i];
-            }
+            if (old[i].schedule_id != 0)
+                *empty_slot(old[i].schedule_id) = old[i];
         free(old);
     }
-    size_t j = home(schedule_id);
-    while (slots[j].schedule_id != 0)
-        j = (j + 1) & (nslots - 1);
-    return &slots[j];
+    return empty_slot(schedule_id);
 }
 
 /* Counts of a fresh entry. */

@@ -144,3 +144,17 @@ Test(seat_board, versions_never_repeat_across_schedules_and_reloads)
     cr_assert_neq(c, a, "a reloaded schedule must not match a map cached before");
     free(in);
 }
+
+Test(seat_board, many_schedules_stay_findable_as_the_table_grows)
+{
+    struct seat *in = fresh_seats(2, 100);
+    for (int64_t id = 1; id <= 300; id++)
+        seat_board_put(seat_board_epoch(), id * 7, id, in, 2);
+    free(in);
+    for (int64_t id = 1; id <= 300; id++) {
+        uint64_t v;
+        int64_t concert = 0;
+        cr_assert(seat_board_get(id * 7, &v, &concert, 0, NULL, NULL, NULL), "schedule %lld lost", (long long)id * 7);
+        cr_assert_eq(concert, id);
+    }
+}
