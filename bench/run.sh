@@ -87,7 +87,9 @@ wait_http() { # url
 start_bx() {
     local name=$1 port=$2 db=$3
     shift 3
-    "$BIN" serve --listen "127.0.0.1:$port" --db "$db" --web-root "$ROOT/web" "$@" \
+    local pin=() # BX_CPUS=list: the server runs on those CPUs only
+    [[ -n ${BX_CPUS:-} ]] && pin=(taskset -c "$BX_CPUS")
+    "${pin[@]}" "$BIN" serve --listen "127.0.0.1:$port" --db "$db" --web-root "$ROOT/web" "$@" \
         >"$WORK/$name.log" 2>&1 &
     BX_PID=$!
     PIDS+=("$BX_PID")
@@ -280,9 +282,24 @@ stop_bx "$BX_PID"
 s4_verify_sqlite "$WORK/s4.db" s4-bx
 log "S4 embedded: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("paid", d["paid"], "sustained/s", d["paid_per_s_sustained"], "sellout_s", d["sellout_s"])' "$RAW/s4-bx.json"); verify $(cat "$RAW/s4-bx-verify.json")"
 
+# The same crowd with the server on one core and the generator on another: what one
+# server core sells while the crowd arrives (on this machine the generator otherwise
+# takes a third of the two cores).
+if [[ $(nproc) -ge 2 ]]; then
+    log "S4 embedded on one server core (server pinned to CPU 0, the load generator to CPU 1)"
+    DB_P=$(fresh_db s4p)
+    BX_CPUS=0 start_bx s4p "$PORT_B" "$DB_P" --threads 1 --log-level warn --active-max "$S4_ACTIVE_MAX"
+    taskset -c 1 "$LG" flow --target "127.0.0.1:$PORT_B" --conns 1000 --tokens "$WORK/tokens.txt" --users 100000 \
+        --arrival 10 --concert 3 --seats-total 20000 --max-time "$S4_MAX_TIME" >"$RAW/s4-core.json" 2>/dev/null
+    stop_bx "$BX_PID"
+    s4_verify_sqlite "$WORK/s4p.db" s4-core
+    rm -f "$WORK/s4p.db"*
+    log "S4 embedded, one server core: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("paid", d["paid"], "sustained/s", d["paid_per_s_sustained"], "sellout_s", d["sellout_s"])' "$RAW/s4-core.json"); verify $(cat "$RAW/s4-core-verify.json")"
+fi
+
 log "S4 offered-load sweep (embedded, users arriving per second for 5 s, fresh database each)"
 : >"$RAW/s4-sweep.jsonl"
-for rate in 100 200 400 800 1600; do
+for rate in 100 200 400 800 1600 3200 6400 12800; do
     DB_W=$(fresh_db s4w)
     start_bx s4w "$PORT_B" "$DB_W" --threads 2 --log-level warn --active-max "$S4_ACTIVE_MAX"
     "$LG" flow --target "127.0.0.1:$PORT_B" --conns 1000 --tokens "$WORK/tokens.txt" --users $((rate * 5)) --arrival 5 \
