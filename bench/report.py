@@ -162,6 +162,8 @@ def s4(name, bar, label):
 
 s4("s4-bx", 10000, "embedded")
 s4("s4-so", 3000, "scale-out")
+if os.path.exists(raw("pg-alone.json")):  # the scale-out ceiling of this machine's PostgreSQL, no bar
+    results["pg_alone"] = load_json("pg-alone.json")
 if os.path.exists(raw("s4-core.json")):  # a figure per server core, no bar (machines with 2+ cores)
     results["s4_one_core"] = {"run": load_json("s4-core.json"), "verify": load_json("s4-core-verify.json")}
 
@@ -275,6 +277,13 @@ md.append("S4 scale-out (2 instances x `--threads %s`, `--active-max %s`, 2 x 50
           "%s admitted, %s paid, %s holds refused, %s still waiting, run %.1f s, peak %s paid/s over 1 s."
           % (M["so_threads"], M["s4_active_max"], fmt(s4s["arrived"]), fmt(s4s["admitted"]), fmt(s4s["paid"]),
              fmt(s4s["holds_refused"]), fmt(s4s["still_waiting"]), s4s["run_s"], fmt(s4s["paid_per_s_peak_1s"])))
+if "pg_alone" in results:
+    p = results["pg_alone"]
+    md.append("")
+    md.append("For scale: PostgreSQL alone on this machine (pgbench calling the same hold and pay functions, one commit "
+              "each, %d clients, nothing else running: no HTTP, no queue, no seat maps, no date lists) sold %s seats "
+              "in %.1f s, %s paid/s (%s attempts, the rest on seats already taken)."
+              % (p["clients"], fmt(p["paid"]), p["seconds"], fmt(p["paid_per_s"]), fmt(p["attempts"])))
 md.append("")
 md.append(steps_table(s4s))
 md.append("")

@@ -329,7 +329,8 @@ REDIS_URL=$("$HARNESS/redis.sh" start "$WORK/redis")
 # Two seeders side by side (each is round-trip bound): the charged S4 users, and the
 # S3 users. Line order of pg-tokens.txt: the 100,000 charged users first.
 PGOPTIONS="-c synchronous_commit=off" "$SEED" --db "$PG_URL" --users 100000 --charge-first 100000 --amount 1000000 \
-    --tokens "$WORK/pg-tokens.txt" --concert "S3:1:50:50000" --concert "S4:20:1000:50000" >"$RAW/seed-pg.json" &
+    --tokens "$WORK/pg-tokens.txt" --concert "S3:1:50:50000" --concert "S4:20:1000:50000" \
+    --concert "PGALONE:20:1000:50000" >"$RAW/seed-pg.json" &
 SEED1=$!
 sleep 1 # the first one migrates
 PGOPTIONS="-c synchronous_commit=off" "$SEED" --db "$PG_URL" --users 400000 --from 100001 \
@@ -375,6 +376,41 @@ psql -X -A -t -F'|' "$PG_URL" -c "SELECT
     awk -F'|' -v rc="$SO_AUDIT" '{printf "{\"sold\":%d,\"confirmed\":%d,\"distinct_seats\":%d,\"payments\":%d,\"sold_not_confirmed\":%d,\"audit_rc\":%d}\n", $1, $2, $3, $4, $5, rc}' \
         >"$RAW/s4-so-verify.json"
 log "S4 scale-out: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("paid", d["paid"], "sustained/s", d["paid_per_s_sustained"], "sellout_s", d["sellout_s"])' "$RAW/s4-so.json"); verify $(cat "$RAW/s4-so-verify.json")"
+
+# What PostgreSQL alone sells on this machine: pgbench calls the hold and pay
+# functions the instances call (one commit each), for a third concert of 20 x 1,000
+# seats and the charged users, with no HTTP, no queue, no seat maps and no date
+# lists. 8 clients, each on its own 2,500 seats, a random one per attempt.
+PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1 || true)
+if [[ -x $PGBENCH ]]; then
+    log "S4 scale-out ceiling: PostgreSQL alone (pgbench: hold + pay functions, 8 clients, 3 s)"
+    PG_FIRST=$(python3 -c 'import json,sys; print(min(json.load(open(sys.argv[1]))["concerts"][2]["schedules"]))' "$RAW/seed-pg.json")
+    head -n 20000 "$WORK/pg-tokens.txt" | awk '{print NR - 1 "\t" $1}' >"$WORK/pg-buyers.tsv"
+    psql -X -q "$PG_URL" -c "CREATE TABLE bench_buyers(k integer PRIMARY KEY, uid bigint NOT NULL)" \
+        -c "\\copy bench_buyers FROM '$WORK/pg-buyers.tsv'"
+    cat >"$WORK/pg-pair.sql" <<'SQL'
+\set k :client_id * 2500 + random(0, 2499)
+SELECT b.uid AS u, coalesce(h.o_id, 0) AS rid FROM bench_buyers b,
+  bx_hold(b.uid, :first + :k / 1000, 1 + :k % 1000, :now::bigint, :now::bigint + 300000, 4) h WHERE b.k = :k \gset
+SELECT o_code FROM bx_pay(:u, :rid, -1, :now::bigint + 1, NULL, NULL);
+SQL
+    NOW_MS=$(($(date +%s%N) / 1000000))
+    "$PGBENCH" -n -M prepared -c 8 -j 2 -T 3 -D first="$PG_FIRST" -D now="$NOW_MS" -f "$WORK/pg-pair.sql" "$PG_URL" \
+        >"$RAW/pg-alone.txt" 2>&1 || true
+    PG_PAID=$(psql -X -A -t "$PG_URL" -c "SELECT count(*) FROM reservations r JOIN schedules c ON c.id = r.schedule_id
+        WHERE c.concert_id = (SELECT concert_id FROM schedules WHERE id = $PG_FIRST) AND r.status = 'CONFIRMED'")
+    python3 - "$RAW/pg-alone.txt" "$PG_PAID" >"$RAW/pg-alone.json" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+tps = float(re.search(r"tps = ([\d.]+)", text).group(1))
+done = int(re.search(r"actually processed: (\d+)", text).group(1))
+secs = done / tps if tps else 0
+paid = int(sys.argv[2])
+print(json.dumps({"attempts": done, "seconds": round(secs, 3), "paid": paid,
+                  "paid_per_s": round(paid / secs, 1) if secs else 0, "clients": 8}))
+PY
+    log "PostgreSQL alone: $(cat "$RAW/pg-alone.json")"
+fi
 "$HARNESS/redis.sh" stop "$WORK/redis" >/dev/null 2>&1 || true
 "$HARNESS/pg.sh" stop "$WORK/pg" >/dev/null 2>&1 || true
 
