@@ -48,6 +48,16 @@ int64_t bx_unix_now(void)
     return (int64_t)time(NULL);
 }
 
+void bx_sleep_past_expiry(const char *access_token)
+{
+    const char *dot = strchr(access_token, '.');
+    cr_assert(dot != NULL, "not an access token: %s", access_token);
+    int64_t expires_at = strtoll(dot + 1, NULL, 10); /* refused from this second on */
+    while (bx_unix_now() < expires_at)
+        bx_sleep_ms(50);
+    bx_sleep_ms(100);
+}
+
 int64_t bx_parse_time(const char *s)
 {
     struct tm tm = {0};

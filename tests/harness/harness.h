@@ -263,5 +263,8 @@ int64_t bx_unix_now(void);
 /* Monotonic milliseconds. */
 int64_t bx_now_ms(void);
 void bx_sleep_ms(int ms);
+/* Sleeps until the access token (<userId>.<expiresAtUnix>.<sig>) has expired, and
+ * 100 ms more; fails the test on a token without that shape. */
+void bx_sleep_past_expiry(const char *access_token);
 
 #endif
