@@ -86,6 +86,25 @@ static enum seat_status status_at(const struct seat *x, int64_t now)
     return x->status == SEAT_HELD && x->hold_ends_at <= now ? SEAT_AVAILABLE : x->status;
 }
 
+/* The compact form's fields after its ids: seatCount, the price (price < 0: the
+ * prices of `seats`, which differ) and one flag character per seat number. */
+static void put_compact_fields(struct jsonout *j, int32_t count, int64_t price, const struct seat *seats, size_t n,
+                               const char *flags)
+{
+    jsonout_field_int(j, "seatCount", count);
+    if (price >= 0)
+        jsonout_field_int(j, "price", price);
+    else {
+        jsonout_key(j, "prices");
+        jsonout_array_begin(j);
+        for (size_t i = 0; i < n; i++)
+            jsonout_int(j, seats[i].price);
+        jsonout_array_end(j);
+    }
+    jsonout_key(j, "availability");
+    jsonout_string_len(j, flags, (size_t)count);
+}
+
 /* The compact form: one character per seat number from 1 ('1' available, '0' not,
  * or no such seat) and the price, or every seat's price when they differ. */
 static void render_compact(struct jsonout *j, const struct seat *seats, size_t n, int64_t now)
@@ -103,19 +122,40 @@ static void render_compact(struct jsonout *j, const struct seat *seats, size_t n
     for (size_t i = 0; i < n; i++)
         if (seats[i].seat_no >= 1 && status_at(&seats[i], now) == SEAT_AVAILABLE)
             flags[seats[i].seat_no - 1] = '1';
-    jsonout_field_int(j, "seatCount", count);
-    if (uniform)
-        jsonout_field_int(j, "price", n ? seats[0].price : 0);
-    else {
-        jsonout_key(j, "prices");
-        jsonout_array_begin(j);
-        for (size_t i = 0; i < n; i++)
-            jsonout_int(j, seats[i].price);
-        jsonout_array_end(j);
-    }
-    jsonout_key(j, "availability");
-    jsonout_string_len(j, flags, (size_t)count);
+    put_compact_fields(j, count, uniform ? (n ? seats[0].price : 0) : -1, seats, n, flags);
     free(flags);
+}
+
+/* Scale-out, compact form: the store folds the seats into flags (one row instead
+ * of one per seat). 1 when answered; 0 when the seats have gaps in their numbers
+ * or differing prices, for the full read. */
+static int seats_list_flags(struct call *c)
+{
+    struct store *s = c->loop->store;
+    int64_t concert_id = 0, price;
+    int32_t count;
+    char *flags = NULL;
+    bx_err e = s->ops->seat_flags(s, c->id, c->now, &concert_id, &count, &price, &flags);
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return 1;
+    }
+    if (count == 0 || price < 0) {
+        free(flags);
+        return 0;
+    }
+    if (api_require_active(c, concert_id) == 0) {
+        struct jsonout j;
+        jsonout_init(&j);
+        jsonout_object_begin(&j);
+        jsonout_field_int(&j, "scheduleId", c->id);
+        jsonout_field_int(&j, "concertId", concert_id);
+        put_compact_fields(&j, count, price, NULL, 0, flags);
+        jsonout_object_end(&j);
+        call_reply_jsonout(c, 200, &j);
+    }
+    free(flags);
+    return 1;
 }
 
 /* A seat map at `now`, full or compact. *valid_until = the first end of a hold in
@@ -208,7 +248,8 @@ void seats_list(struct call *c)
             seats_list_from_board(c, compact, version, concert_id) == 0)
             return;
         epoch = seat_board_epoch(); /* before the read */
-    }
+    } else if (compact && c->loop->store->ops->seat_flags != NULL && seats_list_flags(c))
+        return;
     struct store *s = c->loop->store;
     struct seat *seats = NULL;
     size_t n = 0;

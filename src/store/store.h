@@ -65,6 +65,13 @@ struct store_ops {
      * schedule's concert (concert_id may be NULL), in the same single read. */
     bx_err (*seat_list)(struct store *s, int64_t schedule_id, int64_t now, int64_t *concert_id, struct seat **out,
                         size_t *n);
+    /* Optional (NULL: use seat_list): the same read folded in the store into what a
+     * compact seat map shows. *flags (malloc'd, *seat_count chars, no NUL) has '1' for
+     * seat k+1 when it is available at `now`, else '0'; *price is every seat's
+     * price, or -1 when prices differ; *seat_count is 0 (and *flags NULL) unless the
+     * seats are numbered 1..n without gaps. SCHEDULE_NOT_FOUND without seats. */
+    bx_err (*seat_flags)(struct store *s, int64_t schedule_id, int64_t now, int64_t *concert_id, int32_t *seat_count,
+                         int64_t *price, char **flags);
 
     /* Holds (SPEC §6). One conditional update: the seat must be free at `now`
      * (never held, or its hold expired — that reservation becomes EXPIRED in the same

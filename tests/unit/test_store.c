@@ -568,6 +568,34 @@ Test(SUITE, seat_list_reports_held_sold_and_ended_holds)
     free(seats);
 }
 
+#ifdef BX_TEST_PG
+/* PostgreSQL only (embedded mode reads maps from memory): the compact map folded
+ * in the store says what seat_list says, seat by seat. */
+Test(SUITE, seat_flags_fold_held_sold_and_ended_holds_like_seat_list)
+{
+    int64_t u = make_user("folder", 100000), c = make_concert(), sch = make_schedule(c, 5, 1000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 4, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0 + 1, &none, &p), BX_OK);
+    int64_t of = 0, price = 0;
+    int32_t count = 0;
+    char *flags = NULL;
+    cr_assert_eq(st->ops->seat_flags(st, sch, T0 + 1, &of, &count, &price, &flags), BX_OK);
+    cr_assert_eq(of, c);
+    cr_assert_eq(count, 5);
+    cr_assert_eq(price, 1000);
+    cr_assert(flags != NULL && memcmp(flags, "10101", 5) == 0, "held seat 2 and sold seat 4 are not free: %.5s", flags);
+    free(flags);
+    cr_assert_eq(st->ops->seat_flags(st, sch, T0 + HOLD_MS, &of, &count, &price, &flags), BX_OK);
+    cr_assert(memcmp(flags, "11101", 5) == 0, "an ended hold is free before any sweep: %.5s", flags);
+    free(flags);
+    cr_assert_eq(st->ops->seat_flags(st, 999999, T0, &of, &count, &price, &flags), BX_ERR_SCHEDULE_NOT_FOUND);
+}
+#endif
+
 /* ---- holds --------------------------------------------------------------- */
 
 Test(SUITE, hold_fills_reservation_and_takes_seat)
