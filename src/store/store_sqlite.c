@@ -1710,9 +1710,6 @@ static int pragma_text(sqlite3 *db, const char *sql, char *buf, size_t len)
     return rc == SQLITE_DONE ? frc : rc;
 }
 
-/* Opens (creating file and parent directory) one connection for one thread:
- * NOMUTEX, WAL, synchronous FULL (NORMAL with STORE_OPEN_RELAXED), foreign keys,
- * 5 s busy timeout. Does not migrate. NULL with a reason in err on failure. */
 /* Before SQLite initialises: no allocation statistics, which every sqlite3_malloc
  * would otherwise count under one process-wide mutex (all loops, the writer and the
  * queue journal allocate constantly). Nothing here reads them. */
@@ -1721,6 +1718,9 @@ static void configure_sqlite(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* Opens (creating file and parent directory) one connection for one thread:
+ * NOMUTEX, WAL, synchronous FULL (NORMAL with STORE_OPEN_RELAXED), foreign keys,
+ * 5 s busy timeout. Does not migrate. NULL with a reason in err on failure. */
 struct store *store_sqlite_open(const char *path, int flags, char *err, size_t errlen)
 {
     static pthread_once_t configured = PTHREAD_ONCE_INIT;
