@@ -271,6 +271,11 @@ s4_verify_sqlite() { # db-path out-name
             >"$RAW/$out-verify.json"
 }
 
+s4_summary() { # out-name → one line: paid, sustained rate, sell-out, and the verification
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("paid", d["paid"], "sustained/s", d["paid_per_s_sustained"], "sellout_s", d["sellout_s"], end="")' "$RAW/$1.json"
+    echo "; verify $(cat "$RAW/$1-verify.json")"
+}
+
 log "S4 flash crowd, embedded: 100,000 users in 10 s, 20 x 1,000 seats, --active-max $S4_ACTIVE_MAX"
 PORT_B=$(pick_port)
 DB_B=$(fresh_db s4)
@@ -280,7 +285,7 @@ start_bx s4 "$PORT_B" "$DB_B" --threads 2 --log-level warn --active-max "$S4_ACT
     >"$RAW/s4-bx.json" 2>"$RAW/s4-bx.progress"
 stop_bx "$BX_PID"
 s4_verify_sqlite "$WORK/s4.db" s4-bx
-log "S4 embedded: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("paid", d["paid"], "sustained/s", d["paid_per_s_sustained"], "sellout_s", d["sellout_s"])' "$RAW/s4-bx.json"); verify $(cat "$RAW/s4-bx-verify.json")"
+log "S4 embedded: $(s4_summary s4-bx)"
 
 # The same crowd with the server on one core and the generator on another: what one
 # server core sells while the crowd arrives (on this machine the generator otherwise
@@ -294,7 +299,7 @@ if [[ $(nproc) -ge 2 ]]; then
     stop_bx "$BX_PID"
     s4_verify_sqlite "$WORK/s4p.db" s4-core
     rm -f "$WORK/s4p.db"*
-    log "S4 embedded, one server core: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("paid", d["paid"], "sustained/s", d["paid_per_s_sustained"], "sellout_s", d["sellout_s"])' "$RAW/s4-core.json"); verify $(cat "$RAW/s4-core-verify.json")"
+    log "S4 embedded, one server core: $(s4_summary s4-core)"
 fi
 
 log "S4 offered-load sweep (embedded, users arriving per second for 5 s, fresh database each)"
@@ -375,7 +380,7 @@ psql -X -A -t -F'|' "$PG_URL" -c "SELECT
     (SELECT count(*) FROM seats s JOIN reservations r ON r.id = s.reservation_id WHERE s.status = 'SOLD' AND r.status <> 'CONFIRMED')" |
     awk -F'|' -v rc="$SO_AUDIT" '{printf "{\"sold\":%d,\"confirmed\":%d,\"distinct_seats\":%d,\"payments\":%d,\"sold_not_confirmed\":%d,\"audit_rc\":%d}\n", $1, $2, $3, $4, $5, rc}' \
         >"$RAW/s4-so-verify.json"
-log "S4 scale-out: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("paid", d["paid"], "sustained/s", d["paid_per_s_sustained"], "sellout_s", d["sellout_s"])' "$RAW/s4-so.json"); verify $(cat "$RAW/s4-so-verify.json")"
+log "S4 scale-out: $(s4_summary s4-so)"
 
 # What PostgreSQL alone sells on this machine: pgbench calls the hold and pay
 # functions the instances call (one commit each), for a third concert of 20 x 1,000
