@@ -1,9 +1,14 @@
-/* waitroom.h — the waiting-room interface (SPEC §4). One `struct waitroom` is
- * shared by all event loops of a process and is safe to call from any thread.
- * Backends: waitroom_mem.c (embedded, persisted through the store),
- * waitroom_redis.c (scale-out, shared by N instances). Times are Unix milliseconds. */
+/* waitroom.h — the waiting-room interface (SPEC §4). One `struct waitroom` per
+ * process holds what all its event loops share; each loop works through its own
+ * port, and every operation answers through a callback on that loop, so no loop
+ * ever waits on the network. Backends: waitroom_mem.c (embedded, in memory,
+ * persisted through the store), waitroom_redis.c (scale-out, shared by N
+ * instances through Redis). Times are Unix milliseconds. */
 #ifndef BX_QUEUE_WAITROOM_H
 #define BX_QUEUE_WAITROOM_H
+
+#define H2O_USE_LIBUV 0
+#include <h2o.h>
 
 #include "domain/errors.h"
 #include "domain/queue_rules.h"
@@ -32,42 +37,62 @@ struct waitroom_concert_stats {
 
 struct waitroom;
 
-/* Told that the changes it waited for are durable (e == BX_OK), or that writing
- * them failed for now (they are retried; whoever waits answers 503). Runs on
- * whichever thread made them durable. */
-typedef void (*waitroom_durable_fn)(void *arg, bx_err e);
+/* One event loop's handle on the waiting room, opened by that loop's thread and
+ * used only there. Backends extend it (their connections to Redis, the loop's
+ * completion queue). */
+struct waitroom_port {
+    struct waitroom *room;
+    h2o_evloop_t *loop;
+};
+
+/* The outcome of an operation, called exactly once, on the port's loop. It may run
+ * before the operation's function returns (the embedded waiting room answers
+ * from memory); callers must not touch their state after starting an operation
+ * unless they own it. Inputs (tokens) are copied before the function returns;
+ * outputs (the ticket, *created) must stay valid until done runs: keep them in
+ * memory that outlives the request, never in its pool. */
+typedef void (*waitroom_done_fn)(void *arg, bx_err e);
 
 struct waitroom_ops {
     const char *name;
     void (*close)(struct waitroom *w);
-    bx_err (*ping)(struct waitroom *w);
+    /* A port for one loop (its thread calls this); NULL when out of memory.
+     * queue: the loop's h2o multithread queue, for answers made on other threads. */
+    struct waitroom_port *(*port_open)(struct waitroom *w, h2o_evloop_t *loop, h2o_multithread_queue_t *queue);
+    /* Every operation in flight on the port has had its done called first. */
+    void (*port_close)(struct waitroom_port *p);
+
+    void (*ping)(struct waitroom_port *p, waitroom_done_fn done, void *arg);
     /* Issues a token for (user, concert), or returns the live one (*created = false).
-     * The concert's existence is checked by the caller. May admit at once. */
-    bx_err (*issue)(struct waitroom *w, int64_t user_id, int64_t concert_id, int64_t now, struct queue_ticket *out,
-                    bool *created);
+     * The concert's existence is checked by the caller. May admit at once. done
+     * runs once the token is durable: a client hears of a token only then. */
+    void (*issue)(struct waitroom_port *p, int64_t user_id, int64_t concert_id, int64_t now, struct queue_ticket *out,
+                  bool *created, waitroom_done_fn done, void *arg);
     /* Polls a token: refreshes its liveness and fills out. QUEUE_TOKEN_INVALID
-     * (unknown), TOKEN_NOT_YOURS, TOKEN_EXPIRED. */
-    bx_err (*status)(struct waitroom *w, const char *token, int64_t user_id, int64_t now, struct queue_ticket *out);
+     * (unknown), TOKEN_NOT_YOURS, TOKEN_EXPIRED. A backend may answer a WAITING
+     * token from its own view of the line; DESIGN.md bounds how stale it may be. */
+    void (*status)(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now, struct queue_ticket *out,
+                   waitroom_done_fn done, void *arg);
     /* Gate of the booking endpoints: the token must be the user's, ACTIVE and
-     * for concert_id; refreshes its liveness. QUEUE_TOKEN_INVALID, TOKEN_NOT_YOURS,
-     * TOKEN_EXPIRED, QUEUE_NOT_ACTIVE (WAITING, or another concert). */
-    bx_err (*require_active)(struct waitroom *w, const char *token, int64_t user_id, int64_t concert_id, int64_t now);
-    /* The user leaves the queue (any live status): token EXPIRED, slot freed. */
-    bx_err (*leave)(struct waitroom *w, const char *token, int64_t user_id, int64_t now);
+     * for concert_id; refreshes its liveness. Always exact. QUEUE_TOKEN_INVALID,
+     * TOKEN_NOT_YOURS, TOKEN_EXPIRED, QUEUE_NOT_ACTIVE (WAITING, or another concert). */
+    void (*require_active)(struct waitroom_port *p, const char *token, int64_t user_id, int64_t concert_id,
+                           int64_t now, waitroom_done_fn done, void *arg);
+    /* The user leaves the queue (any live status): token EXPIRED, slot freed. done
+     * runs once that is durable. */
+    void (*leave)(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now, waitroom_done_fn done,
+                  void *arg);
     /* The user paid: the ACTIVE token is EXPIRED and its slot goes to the next in line. */
-    bx_err (*complete)(struct waitroom *w, const char *token, int64_t user_id, int64_t now);
-    /* Housekeeping, called about every 100 ms by one thread per process (with Redis,
-     * any number of instances may tick at once): expire idle tokens,
-     * admit the oldest WAITING tokens into free slots (FIFO, admit_rate), update
-     * the measured admission rate. */
-    bx_err (*tick)(struct waitroom *w, int64_t now);
-    /* Fills up to cap entries; *n = count written. */
+    void (*complete)(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                     waitroom_done_fn done, void *arg);
+    /* Housekeeping, about every 100 ms, from one loop per process (with Redis, any
+     * number of instances may tick at once): expire idle tokens, admit the oldest
+     * WAITING tokens into free slots (FIFO, admit_rate), update the measured
+     * admission rate. */
+    void (*tick)(struct waitroom_port *p, int64_t now, waitroom_done_fn done, void *arg);
+    /* What this process knows of each concert, without I/O (for /metrics): fills
+     * up to cap entries; *n = count written. Any thread. */
     bx_err (*stats)(struct waitroom *w, struct waitroom_concert_stats *out, size_t cap, size_t *n);
-    /* Optional (NULL: every change is durable when its op returns). Arranges for
-     * fn(arg, e) once every change made so far is durable and returns 1; returns 0
-     * when that is already so (fn is not called), -1 when out of memory. A client
-     * is told of a new token, or that it left, only after this. */
-    int (*when_durable)(struct waitroom *w, waitroom_durable_fn fn, void *arg);
 };
 
 struct waitroom {
