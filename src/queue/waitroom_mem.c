@@ -30,8 +30,13 @@
  * under mu and changes memory at once; one journal thread writes what piled up in
  * ONE store transaction, outside mu, so issuing never waits on the disk under the
  * lock. Whoever must not answer before the change is durable (a new token, a leave)
- * asks when_durable. An expired token stays in memory, EXPIRED, until its record is
- * durable: until then the store still holds it as live. */
+ * waits for it (when_durable); the answer comes back to the asking loop through
+ * its port. An expired token stays in memory, EXPIRED, until its record is
+ * durable: until then the store still holds it as live.
+ *
+ * Every operation is done in memory at once, so the asynchronous ops of
+ * waitroom.h call done before they return, except issue and leave, whose done
+ * runs when the journal has made the change durable. */
 #include "queue/waitroom.h"
 #include "util/mix64.h"
 #include "util/token.h"
@@ -139,11 +144,15 @@ struct htab {
 };
 enum hkind { H_USER, H_CONCERT };
 
+/* Told that the changes it waited for are durable (e == BX_OK), or that writing
+ * them failed for now (they are retried). Runs on the journal thread. */
+typedef void (*durable_fn)(void *arg, bx_err e);
+
 /* Someone waiting for every change up to seq to be durable. */
 struct jwaiter {
     struct jwaiter *next;
     uint64_t seq;
-    waitroom_durable_fn fn;
+    durable_fn fn;
     void *arg;
 };
 
@@ -1134,7 +1143,7 @@ static void wm_close(struct waitroom *base)
 }
 
 /* BX_OK when the store answers (always without a store). Under pmu. */
-static bx_err wm_ping(struct waitroom *base)
+static bx_err mem_ping(struct waitroom *base)
 {
     struct wm *w = wm_of(base);
     bx_err e = BX_OK;
@@ -1145,8 +1154,10 @@ static bx_err wm_ping(struct waitroom *base)
     return e;
 }
 
-/* See waitroom.h. Under mu. */
-static int wm_when_durable(struct waitroom *base, waitroom_durable_fn fn, void *arg)
+/* Arranges for fn(arg, e) once every change made so far is durable and returns 1;
+ * returns 0 when that is already so (fn is not called), -1 when out of memory.
+ * Under mu. */
+static int when_durable(struct waitroom *base, durable_fn fn, void *arg)
 {
     struct wm *w = wm_of(base);
     int r = 0;
@@ -1172,7 +1183,7 @@ static int wm_when_durable(struct waitroom *base, waitroom_durable_fn fn, void *
 /* See waitroom.h. A new token is persisted WAITING before it exists here, then the
  * concert's admission runs (a failure there is left to the next tick, the token is
  * issued anyway). Under mu. */
-static bx_err wm_issue(struct waitroom *base, int64_t user_id, int64_t concert_id, int64_t now,
+static bx_err mem_issue(struct waitroom *base, int64_t user_id, int64_t concert_id, int64_t now,
                        struct queue_ticket *out, bool *created)
 {
     struct wm *w = wm_of(base);
@@ -1231,7 +1242,7 @@ out:
 }
 
 /* See waitroom.h. Under mu; may read the store for a token no longer in memory. */
-static bx_err wm_status(struct waitroom *base, const char *token, int64_t user_id, int64_t now,
+static bx_err mem_status(struct waitroom *base, const char *token, int64_t user_id, int64_t now,
                         struct queue_ticket *out)
 {
     struct wm *w = wm_of(base);
@@ -1247,7 +1258,7 @@ static bx_err wm_status(struct waitroom *base, const char *token, int64_t user_i
 }
 
 /* See waitroom.h. Only an ACTIVE token of that concert is refreshed. Under mu. */
-static bx_err wm_require_active(struct waitroom *base, const char *token, int64_t user_id, int64_t concert_id,
+static bx_err mem_require_active(struct waitroom *base, const char *token, int64_t user_id, int64_t concert_id,
                                 int64_t now)
 {
     struct wm *w = wm_of(base);
@@ -1285,12 +1296,12 @@ static bx_err end_token(struct waitroom *base, const char *token, int64_t user_i
     return e;
 }
 
-static bx_err wm_leave(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
+static bx_err mem_leave(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
 {
     return end_token(base, token, user_id, now, false);
 }
 
-static bx_err wm_complete(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
+static bx_err mem_complete(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
 {
     return end_token(base, token, user_id, now, true);
 }
@@ -1454,7 +1465,7 @@ static bx_err expire_idle_active(struct wm *w, int64_t now, uint32_t *budget)
 /* See waitroom.h. Returns the first store error but still admits and measures every
  * concert. The rate is folded only while somebody waits or was admitted: an idle
  * concert keeps its last measurement. Under mu. */
-static bx_err wm_tick(struct waitroom *base, int64_t now)
+static bx_err mem_tick(struct waitroom *base, int64_t now)
 {
     struct wm *w = wm_of(base);
     pthread_mutex_lock(&w->mu);
@@ -1502,18 +1513,139 @@ static bx_err wm_stats(struct waitroom *base, struct waitroom_concert_stats *out
     return BX_OK;
 }
 
+/* ---- ports: the asynchronous ops of waitroom.h over the ones above ---- */
+
+/* One loop's port: answers that wait for the journal come back through rx. */
+struct mem_port {
+    struct waitroom_port base;
+    h2o_multithread_receiver_t rx;
+};
+
+/* An answer waiting for durability; travels from the journal thread to the loop. */
+struct mem_wait {
+    h2o_multithread_message_t msg; /* first: the receiver hands back this */
+    struct mem_port *port;
+    waitroom_done_fn done;
+    void *arg;
+    bx_err e;
+};
+
+/* On the journal thread: hand the answer to the loop that waits. */
+static void mem_wait_reached(void *arg, bx_err e)
+{
+    struct mem_wait *x = arg;
+    x->e = e;
+    h2o_multithread_send_message(&x->port->rx, &x->msg);
+}
+
+/* On the port's loop. */
+static void mem_port_on_message(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    (void)rx;
+    while (!h2o_linklist_is_empty(messages)) {
+        struct mem_wait *x = H2O_STRUCT_FROM_MEMBER(struct mem_wait, msg.link, messages->next);
+        h2o_linklist_unlink(&x->msg.link);
+        x->done(x->arg, x->e);
+        free(x);
+    }
+}
+
+/* done(arg, BX_OK) once every change so far is durable: at once when it is. */
+static void answer_when_durable(struct waitroom_port *p, waitroom_done_fn done, void *arg)
+{
+    struct mem_wait *x = calloc(1, sizeof *x);
+    if (x == NULL) {
+        done(arg, BX_ERR_UNAVAILABLE);
+        return;
+    }
+    *x = (struct mem_wait){.port = (struct mem_port *)p, .done = done, .arg = arg};
+    int r = when_durable(p->room, mem_wait_reached, x);
+    if (r == 1)
+        return;
+    free(x);
+    done(arg, r == 0 ? BX_OK : BX_ERR_UNAVAILABLE);
+}
+
+static struct waitroom_port *mem_port_open(struct waitroom *w, h2o_evloop_t *loop, h2o_multithread_queue_t *queue)
+{
+    struct mem_port *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->base = (struct waitroom_port){.room = w, .loop = loop};
+    h2o_multithread_register_receiver(queue, &p->rx, mem_port_on_message);
+    return &p->base;
+}
+
+/* The server closes a port only once its loop has nothing in flight. */
+static void mem_port_close(struct waitroom_port *base)
+{
+    struct mem_port *p = (struct mem_port *)base;
+    h2o_multithread_unregister_receiver(p->rx.queue, &p->rx);
+    free(p);
+}
+
+static void port_ping(struct waitroom_port *p, waitroom_done_fn done, void *arg)
+{
+    done(arg, mem_ping(p->room));
+}
+
+/* Even a re-issue waits: the token it answers may not be durable yet. */
+static void port_issue(struct waitroom_port *p, int64_t user_id, int64_t concert_id, int64_t now,
+                       struct queue_ticket *out, bool *created, waitroom_done_fn done, void *arg)
+{
+    bx_err e = mem_issue(p->room, user_id, concert_id, now, out, created);
+    if (e != BX_OK)
+        done(arg, e);
+    else
+        answer_when_durable(p, done, arg);
+}
+
+static void port_status(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                        struct queue_ticket *out, waitroom_done_fn done, void *arg)
+{
+    done(arg, mem_status(p->room, token, user_id, now, out));
+}
+
+static void port_require_active(struct waitroom_port *p, const char *token, int64_t user_id, int64_t concert_id,
+                                int64_t now, waitroom_done_fn done, void *arg)
+{
+    done(arg, mem_require_active(p->room, token, user_id, concert_id, now));
+}
+
+static void port_leave(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                       waitroom_done_fn done, void *arg)
+{
+    bx_err e = mem_leave(p->room, token, user_id, now);
+    if (e != BX_OK)
+        done(arg, e);
+    else
+        answer_when_durable(p, done, arg);
+}
+
+static void port_complete(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                          waitroom_done_fn done, void *arg)
+{
+    done(arg, mem_complete(p->room, token, user_id, now));
+}
+
+static void port_tick(struct waitroom_port *p, int64_t now, waitroom_done_fn done, void *arg)
+{
+    done(arg, mem_tick(p->room, now));
+}
+
 static const struct waitroom_ops wm_ops = {
     .name = "memory",
     .close = wm_close,
-    .ping = wm_ping,
-    .issue = wm_issue,
-    .status = wm_status,
-    .require_active = wm_require_active,
-    .leave = wm_leave,
-    .complete = wm_complete,
-    .tick = wm_tick,
+    .port_open = mem_port_open,
+    .port_close = mem_port_close,
+    .ping = port_ping,
+    .issue = port_issue,
+    .status = port_status,
+    .require_active = port_require_active,
+    .leave = port_leave,
+    .complete = port_complete,
+    .tick = port_tick,
     .stats = wm_stats,
-    .when_durable = wm_when_durable,
 };
 
 /* ---- start-up ---- */
