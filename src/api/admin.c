@@ -3,9 +3,29 @@
 #include "api/api.h"
 #include "app.h"
 #include "domain/validate.h"
+#include "store/astore.h"
 #include "util/clock.h"
 
 #include <string.h>
+
+struct concert_state {
+    struct concert concert; /* title and venue as created */
+    int64_t id;
+};
+
+static void concert_created(void *arg, bx_err e)
+{
+    struct concert_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    call_reply_json(c, 201, json_pack("{s:I, s:s, s:s}", "concertId", (json_int_t)st->id, "title", st->concert.title,
+                                      "venue", st->concert.venue));
+}
 
 void admin_concerts_create(struct call *c)
 {
@@ -21,13 +41,11 @@ void admin_concerts_create(struct call *c)
         call_reply_error(c, BX_ERR_VALIDATION, "venue", why);
         return;
     }
-    int64_t id;
-    bx_err e = c->loop->store->ops->concert_create(c->loop->store, title, venue, &id);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    call_reply_json(c, 201, json_pack("{s:I, s:s, s:s}", "concertId", (json_int_t)id, "title", title, "venue", venue));
+    struct concert_state *st = call_state(c, sizeof *st, NULL);
+    memcpy(st->concert.title, title, tlen); /* validate_text bounds both */
+    memcpy(st->concert.venue, venue, vlen);
+    call_step_begin(c);
+    astore_concert_create(c->loop->store, st->concert.title, st->concert.venue, &st->id, concert_created, st);
 }
 
 /* Reads an RFC 3339 field; absent → *present false. -1 after answering 400. */
@@ -43,6 +61,30 @@ static int body_time(struct call *c, const char *field, int64_t *out, bool *pres
         return -1;
     }
     return 0;
+}
+
+struct schedule_state {
+    struct schedule in;
+    int64_t price;
+    int64_t id;
+};
+
+static void schedule_created(void *arg, bx_err e)
+{
+    struct schedule_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    const struct schedule *in = &st->in;
+    call_reply_json(c, 201,
+                    json_pack("{s:I, s:I, s:s, s:i, s:I, s:s, s:s}", "scheduleId", (json_int_t)st->id, "concertId",
+                              (json_int_t)in->concert_id, "startsAt", call_time(c, in->starts_at), "seats",
+                              (int)in->seat_count, "price", (json_int_t)st->price, "saleOpensAt",
+                              call_time(c, in->sale_opens_at), "saleClosesAt", call_time(c, in->sale_closes_at)));
 }
 
 void admin_schedules_create(struct call *c)
@@ -78,14 +120,9 @@ void admin_schedules_create(struct call *c)
     }
     in.concert_id = c->id;
     in.seat_count = (int32_t)seats;
-    int64_t id;
-    bx_err e = c->loop->store->ops->schedule_create(c->loop->store, &in, price, &id);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    call_reply_json(c, 201, json_pack("{s:I, s:I, s:s, s:i, s:I, s:s, s:s}", "scheduleId", (json_int_t)id, "concertId",
-                                      (json_int_t)c->id, "startsAt", call_time(c, in.starts_at), "seats", (int)seats,
-                                      "price", (json_int_t)price, "saleOpensAt", call_time(c, in.sale_opens_at),
-                                      "saleClosesAt", call_time(c, in.sale_closes_at)));
+    struct schedule_state *st = call_state(c, sizeof *st, NULL);
+    st->in = in;
+    st->price = price;
+    call_step_begin(c);
+    astore_schedule_create(c->loop->store, &st->in, price, &st->id, schedule_created, st);
 }

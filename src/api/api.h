@@ -6,19 +6,27 @@
 
 #include "http/call.h"
 #include "http/router.h"
+#include "queue/waitroom.h"
+#include "store/astore.h"
 
 extern const struct route api_routes[];
 extern const size_t api_route_count;
 
 /* auth.c */
 int api_authenticate(struct call *c, enum route_auth auth);
-/* The concert must exist: 404 CONCERT_NOT_FOUND and -1 otherwise. Concerts are
- * never deleted, so each loop remembers the ones it found (api/known_concerts.c)
- * and the hot paths (queue tokens, dates) skip that read. */
-int api_require_concert(struct call *c, int64_t concert_id);
-/* Booking gate (SPEC §4): the caller's X-Queue-Token must be ACTIVE for concert_id.
- * -1 after answering 403/410. */
-int api_require_active(struct call *c, int64_t concert_id);
+
+/* The two checks below are steps of the call (call.h): they begin the step and
+ * end with done(state, e), whose first move is call_resume(state). */
+
+/* The concert must exist (e = CONCERT_NOT_FOUND otherwise). Concerts are never
+ * deleted, so each loop remembers the ones it found (api/known_concerts.c) and
+ * the hot paths (queue tokens, dates) skip that read. */
+void api_require_concert(struct call *c, int64_t concert_id, astore_done_fn done, void *state);
+/* Booking gate (SPEC §4): the caller's X-Queue-Token must be ACTIVE for
+ * concert_id. e != BX_OK: answer with api_gate_fail. */
+void api_require_active(struct call *c, int64_t concert_id, waitroom_done_fn done, void *state);
+/* Answers a refused gate: 403/410 (an unknown token is simply "not admitted"). */
+void api_gate_fail(struct call *c, bx_err e);
 /* Per-user limits (SPEC: scalping): one token of the user's bucket for action;
  * -1 after answering 429 RATE_LIMITED with Retry-After. */
 enum rate_action { RATE_QUEUE_TOKEN = 1, RATE_HOLD, RATE_CHARGE, RATE_LOGIN };

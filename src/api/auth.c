@@ -81,14 +81,18 @@ const char *api_queue_token(struct call *c)
     return tok;
 }
 
-int api_require_active(struct call *c, int64_t concert_id)
+void api_require_active(struct call *c, int64_t concert_id, waitroom_done_fn done, void *state)
 {
     const char *tok = api_queue_token(c);
+    call_step_begin(c);
     if (tok == NULL)
-        return call_fail(c, BX_ERR_QUEUE_NOT_ACTIVE);
-    bx_err e = app.waitroom->ops->require_active(app.waitroom, tok, c->user_id, concert_id, c->now);
-    if (e == BX_OK)
-        return 0;
+        done(state, BX_ERR_QUEUE_NOT_ACTIVE);
+    else
+        waitroom_require_active(c->loop->queue, tok, c->user_id, concert_id, c->now, done, state);
+}
+
+void api_gate_fail(struct call *c, bx_err e)
+{
     /* on booking endpoints an unknown token is simply "not admitted" */
-    return call_fail(c, e == BX_ERR_QUEUE_TOKEN_INVALID ? BX_ERR_QUEUE_NOT_ACTIVE : e);
+    call_fail(c, e == BX_ERR_QUEUE_TOKEN_INVALID ? BX_ERR_QUEUE_NOT_ACTIVE : e);
 }

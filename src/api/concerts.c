@@ -2,20 +2,29 @@
  * seat map (both behind an ACTIVE queue token, SPEC §4). These are the hottest
  * reads, so they are written with jsonout rather than jansson trees. */
 #include "api/api.h"
-#include "api/seat_board.h"
 #include "api/seatmap_cache.h"
-#include "http/workers.h"
 #include "app.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-void concerts_list(struct call *c)
+struct concerts_state {
+    struct concert *list;
+    size_t n;
+};
+
+static void concerts_release(void *state)
 {
-    struct concert *list = NULL;
-    size_t n = 0;
-    bx_err e = c->loop->store->ops->concert_list(c->loop->store, &list, &n);
+    free(((struct concerts_state *)state)->list);
+}
+
+static void concerts_found(void *arg, bx_err e)
+{
+    struct concerts_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
     if (e != BX_OK) {
         call_fail(c, e);
         return;
@@ -25,36 +34,43 @@ void concerts_list(struct call *c)
     jsonout_object_begin(&j);
     jsonout_key(&j, "concerts");
     jsonout_array_begin(&j);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < st->n; i++) {
         jsonout_object_begin(&j);
-        jsonout_field_int(&j, "concertId", list[i].id);
-        jsonout_field_string(&j, "title", list[i].title);
-        jsonout_field_string(&j, "venue", list[i].venue);
+        jsonout_field_int(&j, "concertId", st->list[i].id);
+        jsonout_field_string(&j, "title", st->list[i].title);
+        jsonout_field_string(&j, "venue", st->list[i].venue);
         jsonout_object_end(&j);
     }
     jsonout_array_end(&j);
     jsonout_object_end(&j);
-    free(list);
     call_reply_jsonout(c, 200, &j);
 }
 
-void schedules_list(struct call *c)
+void concerts_list(struct call *c)
 {
-    struct store *s = c->loop->store;
-    if (api_require_concert(c, c->id) != 0 || api_require_active(c, c->id) != 0)
+    struct concerts_state *st = call_state(c, sizeof *st, concerts_release);
+    call_step_begin(c);
+    astore_concert_list(c->loop->store, &st->list, &st->n, concerts_found, st);
+}
+
+/* The dates of a concert: it must exist, the caller must be admitted, then the
+ * dates on sale with their free seats. */
+struct dates_state {
+    struct schedule *list;
+    size_t n;
+};
+
+static void dates_release(void *state)
+{
+    free(((struct dates_state *)state)->list);
+}
+
+static void dates_found(void *arg, bx_err e)
+{
+    struct dates_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
         return;
-    struct schedule *list = NULL;
-    size_t n = 0;
-    /* embedded: the free seats of dates on the seat board are counted there */
-    int counted = !workers_have_writer();
-    bx_err e = s->ops->schedule_list_bookable(s, c->id, c->now, counted, &list, &n);
-    for (size_t i = 0; e == BX_OK && !counted && i < n; i++)
-        if (!seat_board_available(list[i].id, c->now, &list[i].available)) {
-            free(list); /* a date nobody looked at yet: let the store count them all */
-            list = NULL;
-            e = s->ops->schedule_list_bookable(s, c->id, c->now, true, &list, &n);
-            break;
-        }
     if (e != BX_OK) {
         call_fail(c, e);
         return;
@@ -65,18 +81,49 @@ void schedules_list(struct call *c)
     jsonout_field_int(&j, "concertId", c->id);
     jsonout_key(&j, "schedules");
     jsonout_array_begin(&j);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < st->n; i++) {
         jsonout_object_begin(&j);
-        jsonout_field_int(&j, "scheduleId", list[i].id);
-        jsonout_field_string(&j, "startsAt", call_time(c, list[i].starts_at));
-        jsonout_field_int(&j, "availableSeats", list[i].available);
-        jsonout_field_int(&j, "totalSeats", list[i].seat_count);
+        jsonout_field_int(&j, "scheduleId", st->list[i].id);
+        jsonout_field_string(&j, "startsAt", call_time(c, st->list[i].starts_at));
+        jsonout_field_int(&j, "availableSeats", st->list[i].available);
+        jsonout_field_int(&j, "totalSeats", st->list[i].seat_count);
         jsonout_object_end(&j);
     }
     jsonout_array_end(&j);
     jsonout_object_end(&j);
-    free(list);
     call_reply_jsonout(c, 200, &j);
+}
+
+static void dates_admitted(void *arg, bx_err e)
+{
+    struct dates_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        api_gate_fail(c, e);
+        return;
+    }
+    call_step_begin(c);
+    astore_dates(c->loop->store, c->id, c->now, &st->list, &st->n, dates_found, st);
+}
+
+static void dates_concert_found(void *arg, bx_err e)
+{
+    struct call *c = call_resume(arg);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    api_require_active(c, c->id, dates_admitted, arg);
+}
+
+void schedules_list(struct call *c)
+{
+    struct dates_state *st = call_state(c, sizeof *st, dates_release);
+    api_require_concert(c, c->id, dates_concert_found, st);
 }
 
 /* The status a seat shows at `now`: a hold that has ended is AVAILABLE (SPEC §6,
@@ -126,38 +173,6 @@ static void render_compact(struct jsonout *j, const struct seat *seats, size_t n
     free(flags);
 }
 
-/* Scale-out, compact form: the store folds the seats into flags (one row instead
- * of one per seat). 1 when answered; 0 when the seats have gaps in their numbers
- * or differing prices, for the full read. */
-static int seats_list_flags(struct call *c)
-{
-    struct store *s = c->loop->store;
-    int64_t concert_id = 0, price;
-    int32_t count;
-    char *flags = NULL;
-    bx_err e = s->ops->seat_flags(s, c->id, c->now, &concert_id, &count, &price, &flags);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return 1;
-    }
-    if (count == 0 || price < 0) {
-        free(flags);
-        return 0;
-    }
-    if (api_require_active(c, concert_id) == 0) {
-        struct jsonout j;
-        jsonout_init(&j);
-        jsonout_object_begin(&j);
-        jsonout_field_int(&j, "scheduleId", c->id);
-        jsonout_field_int(&j, "concertId", concert_id);
-        put_compact_fields(&j, count, price, NULL, 0, flags);
-        jsonout_object_end(&j);
-        call_reply_jsonout(c, 200, &j);
-    }
-    free(flags);
-    return 1;
-}
-
 /* A seat map at `now`, full or compact. *valid_until = the first end of a hold in
  * it (INT64_MAX: none). */
 static void render_seats(struct jsonout *j, int64_t schedule_id, int64_t concert_id, const struct seat *seats,
@@ -202,72 +217,81 @@ static int seat_map_format(struct call *c, int *compact)
     return -1;
 }
 
-/* Embedded mode: the seats come from memory (api/seat_board.c), and the rendered
- * map is kept per loop until its seats change or a hold in it ends
- * (api/seatmap_cache.c). Nothing is answered before the token check. */
-static int seats_list_from_board(struct call *c, int compact, uint64_t version, int64_t concert_id)
+/* A seat map: the seats (or word that the loop's rendered copy is current), the
+ * gate of their concert, then the answer. Nothing is answered before the gate. */
+struct seats_state {
+    struct seat_map map;
+    uint64_t cached;   /* version of the loop's rendered copy, 0: none */
+    const char *body;  /* that copy, in the request pool, once it is known current */
+    size_t len;
+    int compact;
+};
+
+static void seats_release(void *state)
 {
-    struct seatmap_hit hit;
-    if (seatmap_cache_get(c->loop, c->id, compact, version, c->now, &hit)) {
-        if (api_require_active(c, hit.concert_id) == 0)
-            call_reply_json_text(c, 200, hit.body, hit.len);
-        return 0;
+    free(((struct seats_state *)state)->map.seats);
+}
+
+static void seats_admitted(void *arg, bx_err e)
+{
+    struct seats_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        api_gate_fail(c, e);
+        return;
     }
-    if (api_require_active(c, concert_id) != 0)
-        return 0;
-    struct seat *seats = NULL;
-    size_t cap = 0, n = 0;
-    if (!seat_board_get(c->id, &version, &concert_id, 1, &seats, &cap, &n)) {
-        free(seats);
-        return -1; /* forgotten in between, or out of memory: read the store */
+    if (st->body != NULL) {
+        call_reply_json_text(c, 200, st->body, st->len);
+        return;
     }
     struct jsonout j;
     int64_t valid_until;
     jsonout_init(&j);
-    render_seats(&j, c->id, concert_id, seats, n, compact, c->now, &valid_until);
-    free(seats);
+    render_seats(&j, c->id, st->map.concert_id, st->map.seats, st->map.n, st->compact, c->now, &valid_until);
     size_t len;
     const char *text = jsonout_text(&j, &len);
-    if (text != NULL)
-        seatmap_cache_put(c->loop, c->id, compact, concert_id, version, valid_until, text, len);
+    if (text != NULL && st->map.version != 0)
+        seatmap_cache_put(c->loop, c->id, st->compact, st->map.concert_id, st->map.version, valid_until, text, len);
     call_reply_jsonout(c, 200, &j);
-    return 0;
 }
 
-/* The seats and the schedule's concert come in one store read (the token check
- * needs the concert). In embedded mode that read also fills the seat board. */
-void seats_list(struct call *c)
+static void seats_found(void *arg, bx_err e)
 {
-    int board = workers_have_writer(), compact;
-    uint64_t version, epoch = 0;
-    int64_t concert_id = 0;
-    if (seat_map_format(c, &compact) != 0)
+    struct seats_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
         return;
-    if (board) {
-        if (seat_board_get(c->id, &version, &concert_id, 0, NULL, NULL, NULL) &&
-            seats_list_from_board(c, compact, version, concert_id) == 0)
-            return;
-        epoch = seat_board_epoch(); /* before the read */
-    } else if (compact && c->loop->store->ops->seat_flags != NULL && seats_list_flags(c))
-        return;
-    struct store *s = c->loop->store;
-    struct seat *seats = NULL;
-    size_t n = 0;
-    bx_err e = s->ops->seat_list(s, c->id, c->now, &concert_id, &seats, &n);
     if (e != BX_OK) {
         call_fail(c, e);
         return;
     }
-    if (board)
-        seat_board_put(epoch, c->id, concert_id, seats, n);
-    if (api_require_active(c, concert_id) != 0) {
-        free(seats);
-        return;
+    struct seatmap_hit hit;
+    if (st->map.seats == NULL) {
+        if (!seatmap_cache_get(c->loop, c->id, st->compact, st->map.version, c->now, &hit)) {
+            st->cached = 0; /* the loop's copy was replaced meanwhile: ask for the seats */
+            call_step_begin(c);
+            astore_seats(c->loop->store, c->id, c->now, 0, &st->map, seats_found, st);
+            return;
+        }
+        /* the loop's copy may be replaced while the gate runs: keep this one */
+        char *body = h2o_mem_alloc_pool(&c->req->pool, hit.len);
+        memcpy(body, hit.body, hit.len);
+        st->body = body;
+        st->len = hit.len;
     }
-    struct jsonout j;
-    int64_t valid_until;
-    jsonout_init(&j);
-    render_seats(&j, c->id, concert_id, seats, n, compact, c->now, &valid_until);
-    free(seats);
-    call_reply_jsonout(c, 200, &j);
+    api_require_active(c, st->map.concert_id, seats_admitted, st);
+}
+
+void seats_list(struct call *c)
+{
+    int compact;
+    if (seat_map_format(c, &compact) != 0)
+        return;
+    struct seats_state *st = call_state(c, sizeof *st, seats_release);
+    st->compact = compact;
+    st->cached = seatmap_cache_version(c->loop, c->id, compact, c->now);
+    call_step_begin(c);
+    astore_seats(c->loop->store, c->id, c->now, st->cached, &st->map, seats_found, st);
 }

@@ -12,19 +12,44 @@ struct known_concerts {
     int64_t id[SLOTS]; /* 0: empty (ids start at 1) */
 };
 
-int api_require_concert(struct call *c, int64_t concert_id)
-{
-    struct loop_ctx *loop = c->loop;
-    size_t slot = (uint64_t)concert_id % SLOTS;
-    if (loop->concerts != NULL && concert_id > 0 && loop->concerts->id[slot] == concert_id)
-        return 0;
+/* A read of one concert on its way; outlives the request if it must. */
+struct lookup {
+    struct loop_ctx *loop;
     struct concert concert;
-    bx_err e = loop->store->ops->concert_get(loop->store, concert_id, &concert);
-    if (e != BX_OK)
-        return call_fail(c, e);
+    astore_done_fn done;
+    void *state;
+};
+
+static void remember(struct loop_ctx *loop, int64_t concert_id)
+{
     if (loop->concerts == NULL)
         loop->concerts = calloc(1, sizeof *loop->concerts);
     if (loop->concerts != NULL)
-        loop->concerts->id[slot] = concert_id;
-    return 0;
+        loop->concerts->id[(uint64_t)concert_id % SLOTS] = concert_id;
+}
+
+static void looked_up(void *arg, bx_err e)
+{
+    struct lookup *x = arg;
+    if (e == BX_OK)
+        remember(x->loop, x->concert.id);
+    x->done(x->state, e);
+    free(x);
+}
+
+void api_require_concert(struct call *c, int64_t concert_id, astore_done_fn done, void *state)
+{
+    struct loop_ctx *loop = c->loop;
+    call_step_begin(c);
+    if (loop->concerts != NULL && concert_id > 0 && loop->concerts->id[(uint64_t)concert_id % SLOTS] == concert_id) {
+        done(state, BX_OK);
+        return;
+    }
+    struct lookup *x = malloc(sizeof *x);
+    if (x == NULL) {
+        done(state, BX_ERR_UNAVAILABLE);
+        return;
+    }
+    *x = (struct lookup){.loop = loop, .done = done, .state = state};
+    astore_concert_get(loop->store, concert_id, &x->concert, looked_up, x);
 }

@@ -2,10 +2,8 @@
  * §5, §6). The store does the whole payment in one durable transaction; the
  * queue token is expired afterwards when no other live hold needs it. */
 #include "api/api.h"
-#include "api/seat_board.h"
 #include "app.h"
 #include "http/metrics.h"
-#include "http/workers.h"
 #include "util/log.h"
 
 #include <stdlib.h>
@@ -17,62 +15,81 @@ json_t *api_payment_json(struct call *c, const struct payment *p)
                      (json_int_t)p->balance_after, "paidAt", call_time(c, p->paid_at));
 }
 
-/* Paying ends the queue visit (SPEC §4) unless the user still holds other
- * seats of this concert that need the same token to be paid. */
-static void release_queue_token(struct call *c, int64_t concert_id)
-{
-    const char *tok = api_queue_token(c);
-    int live = 0;
-    if (tok == NULL)
-        return;
-    bx_err e = c->loop->store->ops->live_holds_on_concert(c->loop->store, c->user_id, concert_id, c->now, &live);
-    if (e == BX_OK && live == 0)
-        e = app.waitroom->ops->complete(app.waitroom, tok, c->user_id, c->now);
-    if (e != BX_OK && e != BX_ERR_TOKEN_EXPIRED && e != BX_ERR_QUEUE_TOKEN_INVALID)
-        log_warn("payment done but the queue token was not released: %s", bx_err_info(e)->code);
-}
-
-/* A payment travels to the store writer (group commit) and back: the answer
- * leaves only once the batch holding it is durable (invariant 4). */
-struct pay_job {
-    int64_t user_id, reservation_id, amount, now, concert_id, schedule_id;
-    int32_t seat_no;
-    struct idem_job idem;
-    bx_err result;
-    struct payment p;
+/* A payment: the reservation (its concert, whether it is a live hold), the gate
+ * when it is, the write, then the end of the queue visit. */
+struct pay_state {
+    struct reservation r;
+    struct store_write w;
+    const char *token; /* X-Queue-Token, in the request pool; NULL: none sent */
 };
 
-static void pay_run(struct store *s, void *payload)
+static void pay_answer(void *arg, bx_err e)
 {
-    struct pay_job *j = payload;
-    struct idem idem;
-    idem_job_view(&j->idem, &idem);
-    j->result = s->ops->pay(s, j->user_id, j->reservation_id, j->amount, j->now, &idem, &j->p);
+    struct pay_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK && e != BX_ERR_TOKEN_EXPIRED && e != BX_ERR_QUEUE_TOKEN_INVALID)
+        log_warn("payment done but the queue token was not released: %s", bx_err_info(e)->code);
+    call_reply_json(c, 201, api_payment_json(c, &st->w.payment));
 }
 
-static void pay_committed(void *payload)
+/* Paying ends the queue visit (SPEC §4) unless the user still holds other seats
+ * of this concert that need the same token to be paid. The answer waits for it,
+ * so a client that paid never finds its token still ACTIVE. */
+static void pay_written(void *arg, bx_err e)
 {
-    const struct pay_job *j = payload;
-    if (j->result == BX_OK)
-        seat_board_set(j->schedule_id, j->seat_no, SEAT_SOLD, 0);
-}
-
-static void pay_done(struct call *c, bx_err batch_err, void *payload)
-{
-    struct pay_job *j = payload;
-    bx_err e = batch_err != BX_OK ? batch_err : j->result;
+    struct pay_state *st = arg;
     metrics_observe_event(METRIC_PAYMENT, e == BX_REPLAY ? BX_OK : e);
-    if (batch_err != BX_OK)
-        seat_board_forget_all(); /* whatever the failed commit left */
+    struct call *c = call_resume(st);
     if (c == NULL)
         return;
     if (e != BX_OK && e != BX_REPLAY) {
         call_fail(c, e);
         return;
     }
-    if (e == BX_OK)
-        release_queue_token(c, j->concert_id);
-    call_reply_json(c, 201, api_payment_json(c, &j->p));
+    call_step_begin(c);
+    if (e == BX_OK && st->token != NULL && st->w.live_holds_left == 0)
+        waitroom_complete(c->loop->queue, st->token, c->user_id, c->now, pay_answer, st);
+    else
+        pay_answer(st, BX_OK);
+}
+
+static void pay_admitted(void *arg, bx_err e)
+{
+    struct pay_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        api_gate_fail(c, e);
+        return;
+    }
+    call_step_begin(c);
+    astore_write(c->loop->store, &st->w, pay_written, st);
+}
+
+static void pay_reservation_found(void *arg, bx_err e)
+{
+    struct pay_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    st->w.concert_id = st->r.concert_id;
+    st->w.schedule_id = st->r.schedule_id;
+    st->w.seat_no = st->r.seat_no;
+    /* Only paying a live hold needs admission; anything else is refused by the
+     * store anyway, or is a replay that must answer as the first call did. */
+    if (st->r.status == RES_HELD)
+        api_require_active(c, st->r.concert_id, pay_admitted, st);
+    else {
+        call_step_begin(c);
+        pay_admitted(st, BX_OK);
+    }
 }
 
 void payments_create(struct call *c)
@@ -89,23 +106,17 @@ void payments_create(struct call *c)
         call_reply_error(c, BX_ERR_VALIDATION, "amount", "amount must not be negative");
         return;
     }
-    struct store *s = c->loop->store;
-    struct reservation r;
-    bx_err e = reservation_id > 0 ? s->ops->reservation_get(s, c->user_id, reservation_id, c->now, &r)
-                                  : BX_ERR_RESERVATION_NOT_FOUND;
-    if (e != BX_OK) {
-        call_fail(c, e);
+    if (reservation_id <= 0) {
+        call_fail(c, BX_ERR_RESERVATION_NOT_FOUND);
         return;
     }
-    /* Only paying a live hold needs admission; anything else is refused by the
-     * store anyway, or is a replay that must answer as the first call did. */
-    if (r.status == RES_HELD && api_require_active(c, r.concert_id) != 0)
-        return;
-    struct pay_job j = {.user_id = c->user_id, .reservation_id = reservation_id, .amount = amount, .now = c->now,
-                        .concert_id = r.concert_id, .schedule_id = r.schedule_id, .seat_no = r.seat_no};
-    idem_job_copy(&j.idem, &idem);
-    if (workers_write(c, &j, sizeof j, pay_run, pay_committed, pay_done) != 0)
-        call_fail(c, BX_ERR_UNAVAILABLE);
+    struct pay_state *st = call_state(c, sizeof *st, NULL);
+    st->token = api_queue_token(c);
+    st->w = (struct store_write){
+        .kind = STORE_WRITE_PAY, .user_id = c->user_id, .now = c->now, .reservation_id = reservation_id, .amount = amount};
+    store_write_set_idem(&st->w, &idem);
+    call_step_begin(c);
+    astore_reservation_get(c->loop->store, c->user_id, reservation_id, c->now, &st->r, pay_reservation_found, st);
 }
 
 static int query_int(struct call *c, const char *name, int64_t min, int64_t max, int64_t *out)
@@ -130,24 +141,43 @@ static int query_int(struct call *c, const char *name, int64_t min, int64_t max,
     return 0;
 }
 
-void payments_list_mine(struct call *c)
+struct history_state {
+    struct payment *list;
+    size_t n;
+    int64_t limit;
+};
+
+static void history_release(void *state)
 {
-    int64_t limit = 20, before = 0;
-    if (query_int(c, "limit", 1, 100, &limit) || query_int(c, "before", 1, INT64_MAX / 10, &before))
+    free(((struct history_state *)state)->list);
+}
+
+static void history_found(void *arg, bx_err e)
+{
+    struct history_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
         return;
-    struct payment *list = NULL;
-    size_t n = 0;
-    /* one extra row tells whether another page exists */
-    bx_err e = c->loop->store->ops->payment_list(c->loop->store, c->user_id, before, (int)limit + 1, &list, &n);
     if (e != BX_OK) {
         call_fail(c, e);
         return;
     }
     json_t *arr = json_array();
-    size_t shown = n > (size_t)limit ? (size_t)limit : n;
+    size_t shown = st->n > (size_t)st->limit ? (size_t)st->limit : st->n;
     for (size_t i = 0; i < shown; i++)
-        json_array_append_new(arr, api_payment_json(c, &list[i]));
-    json_t *next = n > shown ? json_integer((json_int_t)list[shown - 1].id) : json_null();
-    free(list);
+        json_array_append_new(arr, api_payment_json(c, &st->list[i]));
+    json_t *next = st->n > shown ? json_integer((json_int_t)st->list[shown - 1].id) : json_null();
     call_reply_json(c, 200, json_pack("{s:o, s:o}", "payments", arr, "nextBefore", next));
+}
+
+void payments_list_mine(struct call *c)
+{
+    int64_t limit = 20, before = 0;
+    if (query_int(c, "limit", 1, 100, &limit) || query_int(c, "before", 1, INT64_MAX / 10, &before))
+        return;
+    struct history_state *st = call_state(c, sizeof *st, history_release);
+    st->limit = limit;
+    call_step_begin(c);
+    /* one extra row tells whether another page exists */
+    astore_payment_list(c->loop->store, c->user_id, before, (int)limit + 1, &st->list, &st->n, history_found, st);
 }

@@ -1,7 +1,6 @@
 /* queue.c — the waiting room over HTTP (SPEC §4): issue a token, poll it, leave. */
 #include "api/api.h"
 #include "app.h"
-#include "http/workers.h"
 
 static const char *queue_status_name(enum queue_status s)
 {
@@ -24,49 +23,58 @@ static void ticket_reply(struct call *c, int status, const struct queue_ticket *
     call_reply_jsonout(c, status, &j);
 }
 
-/* A ticket waiting for its token to be durable before the client hears of it. */
-struct issued {
+/* What the queue endpoints wait for: a ticket (and whether it is new). */
+struct queue_state {
     struct queue_ticket t;
     bool created;
 };
 
-static void issue_answer(struct call *c, bx_err e, void *payload)
+static void issue_answer(void *arg, bx_err e)
 {
-    const struct issued *x = payload;
+    struct queue_state *st = arg;
+    struct call *c = call_resume(st);
     if (c == NULL)
         return;
     if (e != BX_OK)
         call_fail(c, e);
     else
-        ticket_reply(c, x->created ? 201 : 200, &x->t);
+        ticket_reply(c, st->created ? 201 : 200, &st->t);
 }
 
-static void leave_answer(struct call *c, bx_err e, void *payload)
+static void issue_concert_found(void *arg, bx_err e)
 {
-    (void)payload;
+    struct queue_state *st = arg;
+    struct call *c = call_resume(st);
     if (c == NULL)
         return;
-    if (e != BX_OK)
+    if (e != BX_OK) {
         call_fail(c, e);
-    else
-        call_reply_empty(c, 204);
+        return;
+    }
+    call_step_begin(c);
+    waitroom_issue(c->loop->queue, c->user_id, c->id, c->now, &st->t, &st->created, issue_answer, st);
 }
 
-/* Even a re-issue waits: the token it answers may not be durable yet. */
+/* A new token is answered once it is durable; so is a re-issue (the token it
+ * answers may not be durable yet). */
 void queue_issue(struct call *c)
 {
     if (api_rate_limit(c, RATE_QUEUE_TOKEN, (uint64_t)c->user_id) != 0)
         return;
-    if (api_require_concert(c, c->id) != 0)
+    struct queue_state *st = call_state(c, sizeof *st, NULL);
+    api_require_concert(c, c->id, issue_concert_found, st);
+}
+
+static void status_answer(void *arg, bx_err e)
+{
+    struct queue_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
         return;
-    struct issued x = {.created = false};
-    bx_err e;
-    if ((e = app.waitroom->ops->issue(app.waitroom, c->user_id, c->id, c->now, &x.t, &x.created)) != BX_OK) {
+    if (e != BX_OK)
         call_fail(c, e);
-        return;
-    }
-    if (workers_when_durable(c, app.waitroom, &x, sizeof x, issue_answer) != 0)
-        call_fail(c, BX_ERR_UNAVAILABLE);
+    else
+        ticket_reply(c, 200, &st->t);
 }
 
 void queue_get_status(struct call *c)
@@ -76,15 +84,23 @@ void queue_get_status(struct call *c)
         call_fail(c, BX_ERR_QUEUE_TOKEN_INVALID);
         return;
     }
-    struct queue_ticket t;
-    bx_err e = app.waitroom->ops->status(app.waitroom, tok, c->user_id, c->now, &t);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    ticket_reply(c, 200, &t);
+    struct queue_state *st = call_state(c, sizeof *st, NULL);
+    call_step_begin(c);
+    waitroom_status(c->loop->queue, tok, c->user_id, c->now, &st->t, status_answer, st);
 }
 
+static void leave_answer(void *arg, bx_err e)
+{
+    struct call *c = call_resume(arg);
+    if (c == NULL)
+        return;
+    if (e != BX_OK)
+        call_fail(c, e);
+    else
+        call_reply_empty(c, 204);
+}
+
+/* Answered once the leave is durable. */
 void queue_leave(struct call *c)
 {
     const char *tok = api_queue_token(c);
@@ -92,12 +108,7 @@ void queue_leave(struct call *c)
         call_fail(c, BX_ERR_QUEUE_TOKEN_INVALID);
         return;
     }
-    bx_err e = app.waitroom->ops->leave(app.waitroom, tok, c->user_id, c->now);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    char none = 0;
-    if (workers_when_durable(c, app.waitroom, &none, sizeof none, leave_answer) != 0)
-        call_fail(c, BX_ERR_UNAVAILABLE);
+    void *st = call_state(c, 1, NULL);
+    call_step_begin(c);
+    waitroom_leave(c->loop->queue, tok, c->user_id, c->now, leave_answer, st);
 }

@@ -1,10 +1,8 @@
 /* reservations.c — seat holds (SPEC §3, §6): hold, read, list, release.
  * Holding needs an ACTIVE queue token for the schedule's concert. */
 #include "api/api.h"
-#include "api/seat_board.h"
 #include "app.h"
 #include "http/metrics.h"
-#include "http/workers.h"
 
 #include <stdlib.h>
 
@@ -18,42 +16,55 @@ json_t *api_reservation_json(struct call *c, const struct reservation *r)
     return o;
 }
 
-/* A hold travels to the store writer (group commit) and back. */
-struct hold_job {
-    int64_t user_id, schedule_id, now;
-    int32_t seat_no;
-    bx_err result;
-    struct reservation r;
+/* A hold: the schedule, the gate, then the write. */
+struct hold_state {
+    struct schedule sched;
+    struct store_write w;
 };
 
-static void hold_run(struct store *s, void *payload)
+static void hold_written(void *arg, bx_err e)
 {
-    struct hold_job *j = payload;
-    j->result = s->ops->hold_seat(s, j->user_id, j->schedule_id, j->seat_no, j->now, app.cfg.hold_ttl * 1000,
-                                  app.cfg.max_seats_per_user, &j->r);
-}
-
-static void hold_committed(void *payload)
-{
-    const struct hold_job *j = payload;
-    if (j->result == BX_OK)
-        seat_board_set(j->schedule_id, j->seat_no, SEAT_HELD, j->r.expires_at);
-}
-
-static void hold_done(struct call *c, bx_err batch_err, void *payload)
-{
-    struct hold_job *j = payload;
-    bx_err e = batch_err != BX_OK ? batch_err : j->result;
+    struct hold_state *st = arg;
     metrics_observe_event(METRIC_HOLD, e);
-    if (batch_err != BX_OK)
-        seat_board_forget_all(); /* whatever the failed commit left */
+    struct call *c = call_resume(st);
     if (c == NULL)
         return;
     if (e != BX_OK) {
         call_fail(c, e);
         return;
     }
-    call_reply_json(c, 201, api_reservation_json(c, &j->r));
+    call_reply_json(c, 201, api_reservation_json(c, &st->w.reservation));
+}
+
+static void hold_admitted(void *arg, bx_err e)
+{
+    struct hold_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        api_gate_fail(c, e);
+        return;
+    }
+    if (st->w.seat_no < 1 || st->w.seat_no > st->sched.seat_count) {
+        call_fail(c, BX_ERR_SEAT_NOT_FOUND);
+        return;
+    }
+    call_step_begin(c);
+    astore_write(c->loop->store, &st->w, hold_written, st);
+}
+
+static void hold_schedule_found(void *arg, bx_err e)
+{
+    struct hold_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    api_require_active(c, st->sched.concert_id, hold_admitted, st);
 }
 
 void reservations_create(struct call *c)
@@ -62,88 +73,94 @@ void reservations_create(struct call *c)
     if (api_rate_limit(c, RATE_HOLD, (uint64_t)c->user_id) != 0 || call_body(c) ||
         call_body_int(c, "scheduleId", &schedule_id) || call_body_int(c, "seatNo", &seat_no))
         return;
-    struct store *s = c->loop->store;
-    struct schedule sched;
-    bx_err e = schedule_id > 0 ? s->ops->schedule_get(s, schedule_id, c->now, false, &sched) : BX_ERR_SCHEDULE_NOT_FOUND;
-    if (e != BX_OK) {
-        call_fail(c, e);
+    if (schedule_id <= 0) {
+        call_fail(c, BX_ERR_SCHEDULE_NOT_FOUND);
         return;
     }
-    if (api_require_active(c, sched.concert_id) != 0)
-        return;
-    if (seat_no < 1 || seat_no > sched.seat_count) {
-        call_fail(c, BX_ERR_SEAT_NOT_FOUND);
-        return;
-    }
-    struct hold_job j = {.user_id = c->user_id, .schedule_id = schedule_id, .seat_no = (int32_t)seat_no, .now = c->now};
-    if (workers_write(c, &j, sizeof j, hold_run, hold_committed, hold_done) != 0)
-        call_fail(c, BX_ERR_UNAVAILABLE);
+    struct hold_state *st = call_state(c, sizeof *st, NULL);
+    st->w = (struct store_write){.kind = STORE_WRITE_HOLD,
+                                 .user_id = c->user_id,
+                                 .now = c->now,
+                                 .schedule_id = schedule_id,
+                                 .seat_no = seat_no < 1 || seat_no > INT32_MAX ? 0 : (int32_t)seat_no,
+                                 .hold_ms = app.cfg.hold_ttl * 1000,
+                                 .max_per_user = app.cfg.max_seats_per_user};
+    call_step_begin(c);
+    astore_schedule_get(c->loop->store, schedule_id, &st->sched, hold_schedule_found, st);
 }
 
-void reservations_get(struct call *c)
-{
+struct reservation_state {
     struct reservation r;
-    bx_err e = c->loop->store->ops->reservation_get(c->loop->store, c->user_id, c->id, c->now, &r);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    call_reply_json(c, 200, api_reservation_json(c, &r));
-}
-
-struct cancel_job {
-    int64_t user_id, reservation_id, now;
-    bx_err result;
 };
 
-static void cancel_run(struct store *s, void *payload)
+static void reservation_found(void *arg, bx_err e)
 {
-    struct cancel_job *j = payload;
-    j->result = s->ops->reservation_cancel(s, j->user_id, j->reservation_id, j->now);
-}
-
-/* The freed seat is not named here, and cancels are rare: forget every seat. */
-static void cancel_committed(void *payload)
-{
-    const struct cancel_job *j = payload;
-    if (j->result == BX_OK)
-        seat_board_forget_all();
-}
-
-static void cancel_done(struct call *c, bx_err batch_err, void *payload)
-{
-    struct cancel_job *j = payload;
-    bx_err e = batch_err != BX_OK ? batch_err : j->result;
-    if (batch_err != BX_OK)
-        seat_board_forget_all();
+    struct reservation_state *st = arg;
+    struct call *c = call_resume(st);
     if (c == NULL)
         return;
     if (e != BX_OK) {
         call_fail(c, e);
         return;
     }
-    call_reply_empty(c, 204);
+    call_reply_json(c, 200, api_reservation_json(c, &st->r));
+}
+
+void reservations_get(struct call *c)
+{
+    struct reservation_state *st = call_state(c, sizeof *st, NULL);
+    call_step_begin(c);
+    astore_reservation_get(c->loop->store, c->user_id, c->id, c->now, &st->r, reservation_found, st);
+}
+
+static void cancel_written(void *arg, bx_err e)
+{
+    struct call *c = call_resume(arg);
+    if (c == NULL)
+        return;
+    if (e != BX_OK)
+        call_fail(c, e);
+    else
+        call_reply_empty(c, 204);
 }
 
 void reservations_cancel(struct call *c)
 {
-    struct cancel_job j = {.user_id = c->user_id, .reservation_id = c->id, .now = c->now};
-    if (workers_write(c, &j, sizeof j, cancel_run, cancel_committed, cancel_done) != 0)
-        call_fail(c, BX_ERR_UNAVAILABLE);
+    struct store_write *w = call_state(c, sizeof *w, NULL);
+    *w = (struct store_write){.kind = STORE_WRITE_CANCEL, .user_id = c->user_id, .now = c->now, .reservation_id = c->id};
+    call_step_begin(c);
+    astore_write(c->loop->store, w, cancel_written, w);
 }
 
-void reservations_list_mine(struct call *c)
+struct list_state {
+    struct reservation *list;
+    size_t n;
+};
+
+static void list_release(void *state)
 {
-    struct reservation *list = NULL;
-    size_t n = 0;
-    bx_err e = c->loop->store->ops->reservation_list(c->loop->store, c->user_id, c->now, &list, &n);
+    free(((struct list_state *)state)->list);
+}
+
+static void list_found(void *arg, bx_err e)
+{
+    struct list_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
     if (e != BX_OK) {
         call_fail(c, e);
         return;
     }
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, api_reservation_json(c, &list[i]));
-    free(list);
+    for (size_t i = 0; i < st->n; i++)
+        json_array_append_new(arr, api_reservation_json(c, &st->list[i]));
     call_reply_json(c, 200, json_pack("{s:o}", "reservations", arr));
+}
+
+void reservations_list_mine(struct call *c)
+{
+    struct list_state *st = call_state(c, sizeof *st, list_release);
+    call_step_begin(c);
+    astore_reservation_list(c->loop->store, c->user_id, c->now, &st->list, &st->n, list_found, st);
 }

@@ -32,6 +32,14 @@ static struct entry *slot_of(struct loop_ctx *loop, int64_t schedule_id, int com
     return &loop->seatmaps->e[((uint64_t)schedule_id * 2 + (compact != 0)) % SLOTS];
 }
 
+uint64_t seatmap_cache_version(struct loop_ctx *loop, int64_t schedule_id, int compact, int64_t now)
+{
+    const struct entry *x = slot_of(loop, schedule_id, compact, 0);
+    if (x == NULL || x->schedule_id != schedule_id || x->compact != compact || now >= x->valid_until)
+        return 0;
+    return x->version;
+}
+
 int seatmap_cache_get(struct loop_ctx *loop, int64_t schedule_id, int compact, uint64_t version, int64_t now,
                       struct seatmap_hit *out)
 {

@@ -42,6 +42,43 @@ static void login_done(struct call *c, void *payload)
                                       "expiresAt", call_time(c, expires * 1000)));
 }
 
+/* A log-in: the stored hash (if any), then the verification on the worker pool. */
+struct login_state {
+    struct user u;
+    char password[257];
+    size_t password_len;
+};
+
+static void login_state_release(void *state)
+{
+    sodium_memzero(state, sizeof(struct login_state));
+}
+
+/* Unknown names are verified too (against no hash), so they cost the same time. */
+static void login_user_found(void *arg, bx_err e)
+{
+    struct login_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK && e != BX_ERR_NOT_FOUND) {
+        call_fail(c, e);
+        return;
+    }
+    struct login_job j;
+    memset(&j, 0, sizeof j);
+    if (e == BX_OK) {
+        j.user_id = st->u.id;
+        memcpy(j.pwhash, st->u.pwhash, sizeof j.pwhash);
+    }
+    memcpy(j.password, st->password, st->password_len);
+    j.password_len = st->password_len;
+    sodium_memzero(st->password, sizeof st->password);
+    if (workers_submit(c, &j, sizeof j, login_verify, login_done) != 0)
+        call_fail(c, BX_ERR_UNAVAILABLE);
+    sodium_memzero(&j, sizeof j);
+}
+
 void sessions_create(struct call *c)
 {
     const char *name, *pw;
@@ -56,24 +93,15 @@ void sessions_create(struct call *c)
         subject = subject << 8 | h[i];
     if (api_rate_limit(c, RATE_LOGIN, subject >> 8) != 0)
         return;
-    struct login_job j;
-    memset(&j, 0, sizeof j);
-    if (validate_user_name(name, nlen) == NULL && plen < sizeof j.password) {
-        struct user u;
-        bx_err e = c->loop->store->ops->user_find_by_name(c->loop->store, name, &u);
-        if (e == BX_OK) {
-            j.user_id = u.id;
-            memcpy(j.pwhash, u.pwhash, sizeof j.pwhash);
-        } else if (e != BX_ERR_NOT_FOUND) {
-            call_fail(c, e);
-            return;
-        }
+    struct login_state *st = call_state(c, sizeof *st, login_state_release);
+    if (plen >= sizeof st->password)
+        plen = sizeof st->password - 1; /* too long to be anyone's password: verify fails */
+    memcpy(st->password, pw, plen);
+    st->password_len = plen;
+    call_step_begin(c);
+    if (validate_user_name(name, nlen) != NULL) {
+        login_user_found(st, BX_ERR_NOT_FOUND); /* no such name can exist */
+        return;
     }
-    if (plen >= sizeof j.password)
-        plen = sizeof j.password - 1; /* too long to be anyone's password: verify fails */
-    memcpy(j.password, pw, plen);
-    j.password_len = plen;
-    if (workers_submit(c, &j, sizeof j, login_verify, login_done) != 0)
-        call_fail(c, BX_ERR_UNAVAILABLE);
-    sodium_memzero(&j, sizeof j);
+    astore_user_find_by_name(c->loop->store, name, &st->u, login_user_found, st);
 }

@@ -23,6 +23,26 @@ static void signup_hash(void *payload)
     sodium_memzero(j->password, sizeof j->password);
 }
 
+struct signup_state {
+    char name[BX_NAME_MAX + 1];
+    int64_t id;
+};
+
+static void signup_stored(void *arg, bx_err e)
+{
+    struct signup_state *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    if (e != BX_OK) {
+        call_fail(c, e);
+        return;
+    }
+    c->user_id = st->id;
+    call_reply_json(c, 201, json_pack("{s:I, s:s}", "userId", (json_int_t)st->id, "name", st->name));
+}
+
+/* Back on the loop with the hash: store the user. */
 static void signup_done(struct call *c, void *payload)
 {
     struct signup_job *j = payload;
@@ -32,14 +52,10 @@ static void signup_done(struct call *c, void *payload)
         call_fail(c, BX_ERR_INTERNAL);
         return;
     }
-    int64_t id;
-    bx_err e = c->loop->store->ops->user_create(c->loop->store, j->name, j->pwhash, &id);
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
-    c->user_id = id;
-    call_reply_json(c, 201, json_pack("{s:I, s:s}", "userId", (json_int_t)id, "name", j->name));
+    struct signup_state *st = call_state(c, sizeof *st, NULL);
+    memcpy(st->name, j->name, sizeof st->name);
+    call_step_begin(c);
+    astore_user_create(c->loop->store, st->name, j->pwhash, &st->id, signup_stored, st);
 }
 
 void users_create(struct call *c)

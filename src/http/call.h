@@ -16,23 +16,26 @@
 #include "store/store.h"
 
 struct route;
+struct astore;
+struct waitroom_port;
 struct seatmap_cache;
 struct verified_tokens;
 struct known_concerts;
 
-/* One per event-loop thread; owns its store connection. */
+/* One per event-loop thread; owns its store and its port on the waiting room. */
 struct loop_ctx {
     int index;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
-    struct store *store;
+    struct astore *store;
+    struct waitroom_port *queue;
     h2o_multithread_receiver_t worker_done; /* argon2 results come back here */
     h2o_timeout_t tick_timeout;
     h2o_timeout_entry_t tick_entry;
-    int64_t last_sweep_ms;
-    int pending_jobs; /* requests waiting on the worker pool */
+    int housekeeping_busy; /* the waiting room's tick is in flight (loop 0) */
+    int pending_jobs; /* steps of requests in flight (call_step_begin) and worker jobs */
     int listener_closed;
     int listen_fd;   /* handed to the loop's thread, which builds everything on it */
     struct seatmap_cache *seatmaps; /* this loop's rendered seat maps (api/seatmap_cache.c) */
@@ -50,9 +53,29 @@ struct call {
     int64_t started_ns;
     int64_t now;     /* wall clock at arrival, Unix ms */
     json_t *body;    /* parsed JSON object, owned by the request pool */
+    void *state;     /* call_state, once asked for */
     char request_id[24];
     int status;      /* set when answered */
 };
+
+/* Asynchronous steps. A handler that waits on the store or the waiting room keeps
+ * what it needs across the wait in call_state(c, size, release): zeroed memory
+ * that lives until the request is over AND no step is in flight, so a callback
+ * can always write its results into it, even after the client went away. Around
+ * each step:
+ *     call_step_begin(c);  astore_x(..., &st->out, on_x, st);
+ *     static void on_x(void *arg, bx_err e) {
+ *         struct x_state *st = arg;
+ *         struct call *c = call_resume(st);  // NULL: the client is gone
+ *         if (c == NULL) return;             //   (st is already released)
+ *         ... answer, or begin the next step ...
+ * A step's callback may run before the function that started it returns (the
+ * embedded backends answer at once): begin the step last. release (may be NULL)
+ * frees what the state owns, once, when the state goes. Like the request pool,
+ * call_state aborts when out of memory. */
+void *call_state(struct call *c, size_t size, void (*release)(void *state));
+void call_step_begin(struct call *c);
+struct call *call_resume(void *state);
 
 /* Answers with a JSON value (reference stolen) and the status. */
 void call_reply_json(struct call *c, int status, json_t *value);
@@ -90,15 +113,6 @@ const char *call_query(struct call *c, const char *name, size_t *len);
  * answering 400 when the key is malformed. */
 int call_idempotency(struct call *c, const char *scope, struct idem *idem);
 
-/* An idempotency key carried by value (jobs outlive the request pool). */
-struct idem_job {
-    int has_key;
-    char key[BX_IDEM_KEY_MAX + 1];
-    unsigned char request_hash[32];
-};
-void idem_job_copy(struct idem_job *dst, const struct idem *src);
-/* A view of dst for the store; valid while dst lives. */
-void idem_job_view(const struct idem_job *src, struct idem *dst);
 
 /* Answers the store/queue error of a call (common: UNAVAILABLE, INTERNAL...). */
 static inline int call_fail(struct call *c, bx_err e)

@@ -231,18 +231,3 @@ const char *call_time(struct call *c, int64_t ms)
     return clock_format_rfc3339(ms, buf, 32);
 }
 
-void idem_job_copy(struct idem_job *dst, const struct idem *src)
-{
-    memset(dst, 0, sizeof *dst);
-    if (src->key != NULL) {
-        dst->has_key = 1;
-        snprintf(dst->key, sizeof dst->key, "%s", src->key);
-    }
-    memcpy(dst->request_hash, src->request_hash, sizeof dst->request_hash);
-}
-
-void idem_job_view(const struct idem_job *src, struct idem *dst)
-{
-    dst->key = src->has_key ? src->key : NULL;
-    memcpy(dst->request_hash, src->request_hash, sizeof dst->request_hash);
-}

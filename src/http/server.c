@@ -1,13 +1,15 @@
 /* server.c — h2o 2.2 glue: one event loop per thread, each with its own
- * SO_REUSEPORT listener and store connection; HTTP/1.1 only (no h2: Debian's
- * h2o 2.2.5 lacks the Rapid Reset fix). API paths go through the router; other
- * paths fall through to the static web page. Must not hold domain logic. */
+ * SO_REUSEPORT listener, its own store (store/astore.h) and its own port on the
+ * waiting room; HTTP/1.1 only (no h2: Debian's h2o 2.2.5 lacks the Rapid Reset
+ * fix). API paths go through the router; other paths fall through to the static
+ * web page. Must not hold domain logic. */
 #include "http/server.h"
 #include "api/api.h"
 #include "app.h"
 #include "http/metrics.h"
 #include "http/router.h"
 #include "http/workers.h"
+#include "store/astore.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/request_id.h"
@@ -28,7 +30,6 @@
 #include <unistd.h>
 
 #define TICK_MS 100
-#define SWEEP_EVERY_MS 1000
 #define DRAIN_GRACE_MS 300
 #define DRAIN_DEADLINE_MS 10000
 
@@ -160,26 +161,27 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_accept(&loop->accept_ctx, sock);
 }
 
+static void on_room_ticked(void *arg, bx_err e)
+{
+    struct loop_ctx *loop = arg;
+    loop->housekeeping_busy = 0;
+    if (e != BX_OK)
+        log_warn("waiting room tick failed: %s", bx_err_info(e)->code);
+}
+
 /* Housekeeping, every TICK_MS on every loop. Loop 0 also drives the waiting
- * room (idle expiry, admission) and the hold sweeper (SPEC §4, §6). */
+ * room (idle expiry, admission; one tick at a time) and the store's own
+ * periodic work (the hold sweeper, SPEC §4, §6). */
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     struct loop_ctx *loop = H2O_STRUCT_FROM_MEMBER(struct loop_ctx, tick_entry, entry);
     int64_t now = clock_now_ms();
     if (loop->index == 0 && !app.stopping) {
-        bx_err e = app.waitroom->ops->tick(app.waitroom, now);
-        if (e != BX_OK)
-            log_warn("waiting room tick failed: %s", bx_err_info(e)->code);
-        /* with a store writer (embedded), the writer sweeps between its batches */
-        if (!workers_have_writer() && now - loop->last_sweep_ms >= SWEEP_EVERY_MS) {
-            int expired = 0;
-            e = loop->store->ops->sweep_holds(loop->store, now, &expired);
-            if (e != BX_OK)
-                log_warn("hold sweep failed: %s", bx_err_info(e)->code);
-            else if (expired > 0)
-                log_debug("hold sweep expired %d reservations", expired);
-            loop->last_sweep_ms = now;
+        if (!loop->housekeeping_busy) {
+            loop->housekeeping_busy = 1;
+            waitroom_tick(loop->queue, now, on_room_ticked, loop);
         }
+        astore_housekeeping(loop->store, now);
     }
     if (app.stopping && !loop->listener_closed) {
         h2o_socket_read_stop(loop->listener);
@@ -217,6 +219,14 @@ static void *loop_main(void *arg)
     sem_post(&loops_ready);
     while (!loop_done(loop))
         h2o_evloop_run(loop->loop, TICK_MS);
+    /* With steps still in flight (past the drain deadline), their callbacks would
+     * find these gone: leave them to process exit, as the h2o context. */
+    if (loop->pending_jobs == 0) {
+        waitroom_port_close(loop->queue);
+        astore_close(loop->store);
+        loop->queue = NULL;
+        loop->store = NULL;
+    }
     return NULL;
 }
 
@@ -268,13 +278,21 @@ static void configure_h2o(void)
 static int loop_init(struct loop_ctx *loop)
 {
     int fd = loop->listen_fd;
-    loop->store = app_store_open(&app.cfg, 0);
+    char err[256];
+    loop->loop = h2o_evloop_create();
+    h2o_context_init(&loop->ctx, loop->loop, &h2o_config);
+    loop->store = astore_open(app.cfg.db, loop->loop, loop->ctx.queue, err, sizeof err);
     if (loop->store == NULL) {
+        log_error("cannot open database %s: %s", app.cfg.db, err);
         close(fd);
         return -1;
     }
-    loop->loop = h2o_evloop_create();
-    h2o_context_init(&loop->ctx, loop->loop, &h2o_config);
+    loop->queue = waitroom_port_open(app.waitroom, loop->loop, loop->ctx.queue);
+    if (loop->queue == NULL) {
+        log_error("out of memory for the waiting room");
+        close(fd);
+        return -1;
+    }
     loop->accept_ctx.ctx = &loop->ctx;
     loop->accept_ctx.hosts = h2o_config.hosts;
     workers_attach_loop(loop);
@@ -317,21 +335,21 @@ int server_run(void)
     }
     loops = calloc((size_t)n, sizeof *loops);
     pthread_t *tids = calloc((size_t)n, sizeof *tids);
-    /* group commit needs its own connection; backends without it get none */
-    struct store *writer_store = app_store_open(&app.cfg, 0);
-    if (writer_store == NULL) {
-        free(tids);
-        return 1;
-    }
     if (loops == NULL || tids == NULL) {
         log_error("out of memory at start-up");
-        writer_store->ops->close(writer_store);
         free(tids);
         return 1;
     }
-    if (workers_start(n, writer_store) != 0) { /* it owns writer_store from here */
+    char err[256];
+    if (astore_start(app.cfg.db, err, sizeof err) != 0) {
+        log_error("cannot start the store: %s", err);
+        free(tids);
+        return 1;
+    }
+    if (workers_start(n) != 0) {
         log_error("cannot start worker threads");
         workers_stop();
+        astore_stop();
         free(tids);
         return 1;
     }
@@ -374,9 +392,7 @@ int server_run(void)
     for (int i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
     workers_stop();
-    for (int i = 0; i < started; i++)
-        if (loops[i].store != NULL)
-            loops[i].store->ops->close(loops[i].store);
+    astore_stop();
     free(tids);
     /* The loops, their h2o contexts and any idle keep-alive connections are left
      * to process exit: h2o 2.2 cannot dispose a context while connections are

@@ -99,6 +99,58 @@ struct waitroom {
     const struct waitroom_ops *ops;
 };
 
+/* The operations through a loop's port (see struct waitroom_ops). */
+static inline struct waitroom_port *waitroom_port_open(struct waitroom *w, h2o_evloop_t *loop,
+                                                       h2o_multithread_queue_t *queue)
+{
+    return w->ops->port_open(w, loop, queue);
+}
+
+static inline void waitroom_port_close(struct waitroom_port *p)
+{
+    p->room->ops->port_close(p);
+}
+
+static inline void waitroom_ping(struct waitroom_port *p, waitroom_done_fn done, void *arg)
+{
+    p->room->ops->ping(p, done, arg);
+}
+
+static inline void waitroom_issue(struct waitroom_port *p, int64_t user_id, int64_t concert_id, int64_t now,
+                                  struct queue_ticket *out, bool *created, waitroom_done_fn done, void *arg)
+{
+    p->room->ops->issue(p, user_id, concert_id, now, out, created, done, arg);
+}
+
+static inline void waitroom_status(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                                   struct queue_ticket *out, waitroom_done_fn done, void *arg)
+{
+    p->room->ops->status(p, token, user_id, now, out, done, arg);
+}
+
+static inline void waitroom_require_active(struct waitroom_port *p, const char *token, int64_t user_id,
+                                           int64_t concert_id, int64_t now, waitroom_done_fn done, void *arg)
+{
+    p->room->ops->require_active(p, token, user_id, concert_id, now, done, arg);
+}
+
+static inline void waitroom_leave(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                                  waitroom_done_fn done, void *arg)
+{
+    p->room->ops->leave(p, token, user_id, now, done, arg);
+}
+
+static inline void waitroom_complete(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                                     waitroom_done_fn done, void *arg)
+{
+    p->room->ops->complete(p, token, user_id, now, done, arg);
+}
+
+static inline void waitroom_tick(struct waitroom_port *p, int64_t now, waitroom_done_fn done, void *arg)
+{
+    p->room->ops->tick(p, now, done, arg);
+}
+
 /* Opens the backend named by --queue: "memory" (persisted through `persist`,
  * a store connection the waitroom then owns) or "redis://…". NULL on failure. */
 struct waitroom *waitroom_open(const char *url, const struct waitroom_config *cfg, struct store *persist, int64_t now,

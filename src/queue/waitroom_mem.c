@@ -1519,6 +1519,7 @@ static bx_err wm_stats(struct waitroom *base, struct waitroom_concert_stats *out
 struct mem_port {
     struct waitroom_port base;
     h2o_multithread_receiver_t rx;
+    int waits; /* answers on their way back (the loop's thread only) */
 };
 
 /* An answer waiting for durability; travels from the journal thread to the loop. */
@@ -1545,6 +1546,7 @@ static void mem_port_on_message(h2o_multithread_receiver_t *rx, h2o_linklist_t *
     while (!h2o_linklist_is_empty(messages)) {
         struct mem_wait *x = H2O_STRUCT_FROM_MEMBER(struct mem_wait, msg.link, messages->next);
         h2o_linklist_unlink(&x->msg.link);
+        x->port->waits--;
         x->done(x->arg, x->e);
         free(x);
     }
@@ -1560,8 +1562,10 @@ static void answer_when_durable(struct waitroom_port *p, waitroom_done_fn done, 
     }
     *x = (struct mem_wait){.port = (struct mem_port *)p, .done = done, .arg = arg};
     int r = when_durable(p->room, mem_wait_reached, x);
-    if (r == 1)
+    if (r == 1) {
+        x->port->waits++;
         return;
+    }
     free(x);
     done(arg, r == 0 ? BX_OK : BX_ERR_UNAVAILABLE);
 }
@@ -1576,10 +1580,13 @@ static struct waitroom_port *mem_port_open(struct waitroom *w, h2o_evloop_t *loo
     return &p->base;
 }
 
-/* The server closes a port only once its loop has nothing in flight. */
+/* With answers still on their way (a server stopped past its drain deadline),
+ * the port stays for the journal thread to send them to, until process exit. */
 static void mem_port_close(struct waitroom_port *base)
 {
     struct mem_port *p = (struct mem_port *)base;
+    if (p->waits > 0)
+        return;
     h2o_multithread_unregister_receiver(p->rx.queue, &p->rx);
     free(p);
 }

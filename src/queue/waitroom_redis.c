@@ -806,16 +806,75 @@ static bx_err wr_stats(struct waitroom *base, struct waitroom_concert_stats *out
     return e;
 }
 
+/* ---- ports (TRANSITIONAL: the blocking calls above, answered at once; replaced
+ * by the asynchronous connection of the redis branch) ---- */
+
+static struct waitroom_port *sync_port_open(struct waitroom *w, h2o_evloop_t *loop, h2o_multithread_queue_t *queue)
+{
+    (void)queue;
+    struct waitroom_port *p = calloc(1, sizeof *p);
+    if (p != NULL)
+        *p = (struct waitroom_port){.room = w, .loop = loop};
+    return p;
+}
+
+static void sync_port_close(struct waitroom_port *p)
+{
+    free(p);
+}
+
+static void sync_ping(struct waitroom_port *p, waitroom_done_fn done, void *arg)
+{
+    done(arg, wr_ping(p->room));
+}
+
+static void sync_issue(struct waitroom_port *p, int64_t user_id, int64_t concert_id, int64_t now,
+                       struct queue_ticket *out, bool *created, waitroom_done_fn done, void *arg)
+{
+    done(arg, wr_issue(p->room, user_id, concert_id, now, out, created));
+}
+
+static void sync_status(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                        struct queue_ticket *out, waitroom_done_fn done, void *arg)
+{
+    done(arg, wr_status(p->room, token, user_id, now, out));
+}
+
+static void sync_require_active(struct waitroom_port *p, const char *token, int64_t user_id, int64_t concert_id,
+                                int64_t now, waitroom_done_fn done, void *arg)
+{
+    done(arg, wr_require_active(p->room, token, user_id, concert_id, now));
+}
+
+static void sync_leave(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                       waitroom_done_fn done, void *arg)
+{
+    done(arg, wr_leave(p->room, token, user_id, now));
+}
+
+static void sync_complete(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                          waitroom_done_fn done, void *arg)
+{
+    done(arg, wr_complete(p->room, token, user_id, now));
+}
+
+static void sync_tick(struct waitroom_port *p, int64_t now, waitroom_done_fn done, void *arg)
+{
+    done(arg, wr_tick(p->room, now));
+}
+
 static const struct waitroom_ops wr_ops = {
     .name = "redis",
     .close = wr_close,
-    .ping = wr_ping,
-    .issue = wr_issue,
-    .status = wr_status,
-    .require_active = wr_require_active,
-    .leave = wr_leave,
-    .complete = wr_complete,
-    .tick = wr_tick,
+    .port_open = sync_port_open,
+    .port_close = sync_port_close,
+    .ping = sync_ping,
+    .issue = sync_issue,
+    .status = sync_status,
+    .require_active = sync_require_active,
+    .leave = sync_leave,
+    .complete = sync_complete,
+    .tick = sync_tick,
     .stats = wr_stats,
 };
 

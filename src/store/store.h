@@ -36,9 +36,10 @@ struct store_write {
     enum store_write_kind kind;
     int64_t user_id;
     int64_t now;
-    /* HOLD */
+    /* HOLD; PAY: the reservation's seat as the caller read it (seat boards) */
     int64_t schedule_id;
     int32_t seat_no;
+    /* HOLD */
     int64_t hold_ms;
     int max_per_user;
     /* CANCEL, PAY */
@@ -62,6 +63,8 @@ struct store_write {
 
 /* Fills idem for the store ops from a write (valid while w lives). */
 void store_write_idem(const struct store_write *w, struct idem *idem);
+/* Copies an idempotency key into a write (the write outlives the request). */
+void store_write_set_idem(struct store_write *w, const struct idem *idem);
 
 /* One finding of `boxoffice audit`: which invariant (SPEC §3, 1..5) and what. */
 typedef void (*store_audit_cb)(int invariant, const char *finding, void *arg);

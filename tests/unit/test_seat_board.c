@@ -1,7 +1,7 @@
-/* test_seat_board.c — the in-memory seat board of embedded mode (api/seat_board.c):
+/* test_seat_board.c — the in-memory seat board of embedded mode (store/seat_board.c):
  * what a reader gets back, how changes and their versions land, and the rule that
  * keeps a store read made across a change from being kept. */
-#include "api/seat_board.h"
+#include "store/seat_board.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -18,32 +18,40 @@ static struct seat *fresh_seats(size_t n, int64_t price)
     return s;
 }
 
+static struct seat_board *b;
+
 static void setup(void)
 {
-    seat_board_forget_all();
+    b = seat_board_new();
+    cr_assert_not_null(b);
 }
 
-TestSuite(seat_board, .init = setup);
+static void teardown(void)
+{
+    seat_board_free(b);
+}
+
+TestSuite(seat_board, .init = setup, .fini = teardown);
 
 Test(seat_board, a_schedule_nobody_read_is_not_known)
 {
     uint64_t v;
     int64_t concert;
     int32_t avail;
-    cr_assert_not(seat_board_get(7, &v, &concert, 0, NULL, NULL, NULL));
-    cr_assert_not(seat_board_available(7, T0, &avail));
+    cr_assert_not(seat_board_get(b, 7, &v, &concert, 0, NULL, NULL, NULL));
+    cr_assert_not(seat_board_available(b, 7, T0, &avail));
 }
 
 Test(seat_board, a_kept_read_comes_back_with_its_concert_and_seats)
 {
     struct seat *in = fresh_seats(10, 700);
-    seat_board_put(seat_board_epoch(), 7, 3, in, 10);
+    seat_board_put(b, seat_board_epoch(b), 7, 3, in, 10);
     free(in);
     uint64_t v = 0;
     int64_t concert = 0;
     struct seat *buf = NULL;
     size_t cap = 0, n = 0;
-    cr_assert(seat_board_get(7, &v, &concert, 1, &buf, &cap, &n));
+    cr_assert(seat_board_get(b, 7, &v, &concert, 1, &buf, &cap, &n));
     cr_assert_eq(concert, 3);
     cr_assert_neq(v, 0);
     cr_assert_eq(n, 10);
@@ -58,89 +66,89 @@ Test(seat_board, a_kept_read_comes_back_with_its_concert_and_seats)
 Test(seat_board, each_change_moves_the_version_and_the_free_count)
 {
     struct seat *in = fresh_seats(10, 700);
-    seat_board_put(seat_board_epoch(), 7, 3, in, 10);
+    seat_board_put(b, seat_board_epoch(b), 7, 3, in, 10);
     free(in);
     uint64_t v0, v1, v2;
     int64_t concert;
     int32_t avail;
-    cr_assert(seat_board_get(7, &v0, &concert, 0, NULL, NULL, NULL));
-    seat_board_set(7, 4, SEAT_HELD, T0 + 5000);
-    cr_assert(seat_board_get(7, &v1, &concert, 0, NULL, NULL, NULL));
+    cr_assert(seat_board_get(b, 7, &v0, &concert, 0, NULL, NULL, NULL));
+    seat_board_set(b, 7, 4, SEAT_HELD, T0 + 5000);
+    cr_assert(seat_board_get(b, 7, &v1, &concert, 0, NULL, NULL, NULL));
     cr_assert_neq(v1, v0);
-    cr_assert(seat_board_available(7, T0, &avail));
+    cr_assert(seat_board_available(b, 7, T0, &avail));
     cr_assert_eq(avail, 9);
-    seat_board_set(7, 4, SEAT_SOLD, 0);
-    cr_assert(seat_board_get(7, &v2, &concert, 0, NULL, NULL, NULL));
+    seat_board_set(b, 7, 4, SEAT_SOLD, 0);
+    cr_assert(seat_board_get(b, 7, &v2, &concert, 0, NULL, NULL, NULL));
     cr_assert_neq(v2, v1);
-    cr_assert(seat_board_available(7, T0 + 60000, &avail));
+    cr_assert(seat_board_available(b, 7, T0 + 60000, &avail));
     cr_assert_eq(avail, 9, "a sold seat stays taken");
 }
 
 Test(seat_board, a_hold_that_ended_counts_as_free_without_a_change)
 {
     struct seat *in = fresh_seats(5, 100);
-    seat_board_put(seat_board_epoch(), 8, 1, in, 5);
+    seat_board_put(b, seat_board_epoch(b), 8, 1, in, 5);
     free(in);
-    seat_board_set(8, 2, SEAT_HELD, T0 + 1000);
-    seat_board_set(8, 3, SEAT_HELD, T0 + 3000);
+    seat_board_set(b, 8, 2, SEAT_HELD, T0 + 1000);
+    seat_board_set(b, 8, 3, SEAT_HELD, T0 + 3000);
     int32_t avail;
-    cr_assert(seat_board_available(8, T0 + 999, &avail));
+    cr_assert(seat_board_available(b, 8, T0 + 999, &avail));
     cr_assert_eq(avail, 3);
-    cr_assert(seat_board_available(8, T0 + 1000, &avail));
+    cr_assert(seat_board_available(b, 8, T0 + 1000, &avail));
     cr_assert_eq(avail, 4, "the first hold ended at T0 + 1000");
-    cr_assert(seat_board_available(8, T0 + 3000, &avail));
+    cr_assert(seat_board_available(b, 8, T0 + 3000, &avail));
     cr_assert_eq(avail, 5);
     /* a seat held again after its hold ended is taken again */
-    seat_board_set(8, 2, SEAT_HELD, T0 + 9000);
-    cr_assert(seat_board_available(8, T0 + 3000, &avail));
+    seat_board_set(b, 8, 2, SEAT_HELD, T0 + 9000);
+    cr_assert(seat_board_available(b, 8, T0 + 3000, &avail));
     cr_assert_eq(avail, 4);
 }
 
 Test(seat_board, a_read_made_across_a_change_is_not_kept)
 {
     struct seat *in = fresh_seats(5, 100);
-    uint64_t epoch = seat_board_epoch(); /* a loop starts its store read here */
-    seat_board_set(9, 1, SEAT_HELD, T0 + 1000); /* the writer commits a hold meanwhile */
-    seat_board_put(epoch, 9, 1, in, 5);         /* the read may predate the hold */
+    uint64_t epoch = seat_board_epoch(b); /* a loop starts its store read here */
+    seat_board_set(b, 9, 1, SEAT_HELD, T0 + 1000); /* the writer commits a hold meanwhile */
+    seat_board_put(b, epoch, 9, 1, in, 5);         /* the read may predate the hold */
     uint64_t v;
     int64_t concert;
-    cr_assert_not(seat_board_get(9, &v, &concert, 0, NULL, NULL, NULL), "a possibly stale read was kept");
-    seat_board_put(seat_board_epoch(), 9, 1, in, 5); /* read again after it: kept */
-    cr_assert(seat_board_get(9, &v, &concert, 0, NULL, NULL, NULL));
+    cr_assert_not(seat_board_get(b, 9, &v, &concert, 0, NULL, NULL, NULL), "a possibly stale read was kept");
+    seat_board_put(b, seat_board_epoch(b), 9, 1, in, 5); /* read again after it: kept */
+    cr_assert(seat_board_get(b, 9, &v, &concert, 0, NULL, NULL, NULL));
     free(in);
 }
 
 Test(seat_board, forgetting_drops_every_schedule_and_a_change_to_an_unknown_seat_forgets_its_schedule)
 {
     struct seat *in = fresh_seats(5, 100);
-    seat_board_put(seat_board_epoch(), 10, 1, in, 5);
-    seat_board_put(seat_board_epoch(), 11, 1, in, 5);
+    seat_board_put(b, seat_board_epoch(b), 10, 1, in, 5);
+    seat_board_put(b, seat_board_epoch(b), 11, 1, in, 5);
     free(in);
     uint64_t v;
     int64_t concert;
-    seat_board_forget_all();
-    cr_assert_not(seat_board_get(10, &v, &concert, 0, NULL, NULL, NULL));
-    cr_assert_not(seat_board_get(11, &v, &concert, 0, NULL, NULL, NULL));
+    seat_board_forget_all(b);
+    cr_assert_not(seat_board_get(b, 10, &v, &concert, 0, NULL, NULL, NULL));
+    cr_assert_not(seat_board_get(b, 11, &v, &concert, 0, NULL, NULL, NULL));
     in = fresh_seats(5, 100);
-    seat_board_put(seat_board_epoch(), 10, 1, in, 5);
+    seat_board_put(b, seat_board_epoch(b), 10, 1, in, 5);
     free(in);
-    seat_board_set(10, 6, SEAT_HELD, T0 + 1000); /* the store has a seat 6 the board never saw */
-    cr_assert_not(seat_board_get(10, &v, &concert, 0, NULL, NULL, NULL));
+    seat_board_set(b, 10, 6, SEAT_HELD, T0 + 1000); /* the store has a seat 6 the board never saw */
+    cr_assert_not(seat_board_get(b, 10, &v, &concert, 0, NULL, NULL, NULL));
 }
 
 Test(seat_board, versions_never_repeat_across_schedules_and_reloads)
 {
     struct seat *in = fresh_seats(3, 100);
-    uint64_t a, b, c;
+    uint64_t a, a2, c;
     int64_t concert;
-    seat_board_put(seat_board_epoch(), 12, 1, in, 3);
-    seat_board_put(seat_board_epoch(), 13, 1, in, 3);
-    cr_assert(seat_board_get(12, &a, &concert, 0, NULL, NULL, NULL));
-    cr_assert(seat_board_get(13, &b, &concert, 0, NULL, NULL, NULL));
-    cr_assert_neq(a, b);
-    seat_board_forget_all();
-    seat_board_put(seat_board_epoch(), 12, 1, in, 3);
-    cr_assert(seat_board_get(12, &c, &concert, 0, NULL, NULL, NULL));
+    seat_board_put(b, seat_board_epoch(b), 12, 1, in, 3);
+    seat_board_put(b, seat_board_epoch(b), 13, 1, in, 3);
+    cr_assert(seat_board_get(b, 12, &a, &concert, 0, NULL, NULL, NULL));
+    cr_assert(seat_board_get(b, 13, &a2, &concert, 0, NULL, NULL, NULL));
+    cr_assert_neq(a, a2);
+    seat_board_forget_all(b);
+    seat_board_put(b, seat_board_epoch(b), 12, 1, in, 3);
+    cr_assert(seat_board_get(b, 12, &c, &concert, 0, NULL, NULL, NULL));
     cr_assert_neq(c, a, "a reloaded schedule must not match a map cached before");
     free(in);
 }
@@ -149,12 +157,12 @@ Test(seat_board, many_schedules_stay_findable_as_the_table_grows)
 {
     struct seat *in = fresh_seats(2, 100);
     for (int64_t id = 1; id <= 300; id++)
-        seat_board_put(seat_board_epoch(), id * 7, id, in, 2);
+        seat_board_put(b, seat_board_epoch(b), id * 7, id, in, 2);
     free(in);
     for (int64_t id = 1; id <= 300; id++) {
         uint64_t v;
         int64_t concert = 0;
-        cr_assert(seat_board_get(id * 7, &v, &concert, 0, NULL, NULL, NULL), "schedule %lld lost", (long long)id * 7);
+        cr_assert(seat_board_get(b, id * 7, &v, &concert, 0, NULL, NULL, NULL), "schedule %lld lost", (long long)id * 7);
         cr_assert_eq(concert, id);
     }
 }

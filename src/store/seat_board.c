@@ -1,7 +1,7 @@
 /* seat_board.c — see seat_board.h. Schedules by id in an open-addressing table
  * that only grows; forgetting empties it. Bounded: past MAX_SEATS seats in all it
  * forgets everything rather than grow further. */
-#include "api/seat_board.h"
+#include "store/seat_board.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,66 +19,89 @@ struct board_entry {
     int64_t first_end; /* no hold ends before this (INT64_MAX: none held) */
 };
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct board_entry *slots;
-static size_t nslots, used, seats_held;
-static uint64_t epoch = 1, last_version;
+struct seat_board {
+    pthread_mutex_t mu;
+    struct board_entry *slots;
+    size_t nslots, used, seats_held;
+    uint64_t epoch, last_version;
+};
 
-static size_t home(int64_t schedule_id)
+struct seat_board *seat_board_new(void)
 {
-    return (size_t)(((uint64_t)schedule_id * 0x9E3779B97F4A7C15ull) >> 32) & (nslots - 1);
+    struct seat_board *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    pthread_mutex_init(&b->mu, NULL);
+    b->epoch = 1;
+    return b;
 }
 
-static struct board_entry *find(int64_t schedule_id)
+void seat_board_free(struct seat_board *b)
 {
-    if (nslots == 0)
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->nslots; i++)
+        free(b->slots[i].seats);
+    free(b->slots);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+static size_t home(const struct seat_board *b, int64_t schedule_id)
+{
+    return (size_t)(((uint64_t)schedule_id * 0x9E3779B97F4A7C15ull) >> 32) & (b->nslots - 1);
+}
+
+static struct board_entry *find(const struct seat_board *b, int64_t schedule_id)
+{
+    if (b->nslots == 0)
         return NULL;
-    for (size_t i = home(schedule_id);; i = (i + 1) & (nslots - 1)) {
-        if (slots[i].schedule_id == schedule_id)
-            return &slots[i];
-        if (slots[i].schedule_id == 0)
+    for (size_t i = home(b, schedule_id);; i = (i + 1) & (b->nslots - 1)) {
+        if (b->slots[i].schedule_id == schedule_id)
+            return &b->slots[i];
+        if (b->slots[i].schedule_id == 0)
             return NULL;
     }
 }
 
-static void forget_locked(void)
+static void forget_locked(struct seat_board *b)
 {
-    for (size_t i = 0; i < nslots; i++)
-        free(slots[i].seats);
-    if (nslots)
-        memset(slots, 0, nslots * sizeof *slots);
-    used = 0;
-    seats_held = 0;
-    epoch++;
+    for (size_t i = 0; i < b->nslots; i++)
+        free(b->slots[i].seats);
+    if (b->nslots)
+        memset(b->slots, 0, b->nslots * sizeof *b->slots);
+    b->used = 0;
+    b->seats_held = 0;
+    b->epoch++;
 }
 
 /* The empty slot where schedule_id (not present) goes, in a table with room. */
-static struct board_entry *empty_slot(int64_t schedule_id)
+static struct board_entry *empty_slot(struct seat_board *b, int64_t schedule_id)
 {
-    size_t j = home(schedule_id);
-    while (slots[j].schedule_id != 0)
-        j = (j + 1) & (nslots - 1);
-    return &slots[j];
+    size_t j = home(b, schedule_id);
+    while (b->slots[j].schedule_id != 0)
+        j = (j + 1) & (b->nslots - 1);
+    return &b->slots[j];
 }
 
 /* A free slot for schedule_id (not present), growing the table at half load. */
-static struct board_entry *slot_for(int64_t schedule_id)
+static struct board_entry *slot_for(struct seat_board *b, int64_t schedule_id)
 {
-    if (2 * (used + 1) > nslots) {
-        size_t grown = nslots ? 2 * nslots : 64;
+    if (2 * (b->used + 1) > b->nslots) {
+        size_t grown = b->nslots ? 2 * b->nslots : 64;
         struct board_entry *fresh = calloc(grown, sizeof *fresh);
         if (fresh == NULL)
             return NULL;
-        struct board_entry *old = slots;
-        size_t old_n = nslots;
-        slots = fresh;
-        nslots = grown;
+        struct board_entry *old = b->slots;
+        size_t old_n = b->nslots;
+        b->slots = fresh;
+        b->nslots = grown;
         for (size_t i = 0; i < old_n; i++)
             if (old[i].schedule_id != 0)
-                *empty_slot(old[i].schedule_id) = old[i];
+                *empty_slot(b, old[i].schedule_id) = old[i];
         free(old);
     }
-    return empty_slot(schedule_id);
+    return empty_slot(b, schedule_id);
 }
 
 /* Counts of a fresh entry. */
@@ -111,12 +134,12 @@ static void drop_ended_holds(struct board_entry *x, int64_t now)
     count_seats(x);
 }
 
-int seat_board_get(int64_t schedule_id, uint64_t *version, int64_t *concert_id, int want_seats, struct seat **buf,
+int seat_board_get(struct seat_board *b, int64_t schedule_id, uint64_t *version, int64_t *concert_id, int want_seats, struct seat **buf,
                    size_t *cap, size_t *n)
 {
     int found = 0;
-    pthread_mutex_lock(&mu);
-    const struct board_entry *x = find(schedule_id);
+    pthread_mutex_lock(&b->mu);
+    const struct board_entry *x = find(b, schedule_id);
     if (x != NULL && want_seats && *cap < x->n) {
         struct seat *grown = realloc(*buf, x->n * sizeof *grown);
         if (grown == NULL)
@@ -136,52 +159,52 @@ int seat_board_get(int64_t schedule_id, uint64_t *version, int64_t *concert_id, 
         }
         found = 1;
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&b->mu);
     return found;
 }
 
-int seat_board_available(int64_t schedule_id, int64_t now, int32_t *available)
+int seat_board_available(struct seat_board *b, int64_t schedule_id, int64_t now, int32_t *available)
 {
-    pthread_mutex_lock(&mu);
-    struct board_entry *x = find(schedule_id);
+    pthread_mutex_lock(&b->mu);
+    struct board_entry *x = find(b, schedule_id);
     if (x != NULL) {
         drop_ended_holds(x, now);
         *available = (int32_t)(x->n - x->sold - x->held);
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&b->mu);
     return x != NULL;
 }
 
-uint64_t seat_board_epoch(void)
+uint64_t seat_board_epoch(struct seat_board *b)
 {
-    pthread_mutex_lock(&mu);
-    uint64_t e = epoch;
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_lock(&b->mu);
+    uint64_t e = b->epoch;
+    pthread_mutex_unlock(&b->mu);
     return e;
 }
 
-void seat_board_put(uint64_t read_epoch, int64_t schedule_id, int64_t concert_id, const struct seat *seats, size_t n)
+void seat_board_put(struct seat_board *b, uint64_t read_epoch, int64_t schedule_id, int64_t concert_id, const struct seat *seats, size_t n)
 {
     struct seat *copy = n ? malloc(n * sizeof *copy) : NULL;
     if (n && copy == NULL)
         return;
     if (n)
         memcpy(copy, seats, n * sizeof *copy);
-    pthread_mutex_lock(&mu);
-    if (read_epoch == epoch && find(schedule_id) == NULL) {
-        if (seats_held + n > MAX_SEATS)
-            forget_locked(); /* and keep this one: it is the one in use */
-        struct board_entry *x = slot_for(schedule_id);
+    pthread_mutex_lock(&b->mu);
+    if (read_epoch == b->epoch && find(b, schedule_id) == NULL) {
+        if (b->seats_held + n > MAX_SEATS)
+            forget_locked(b); /* and keep this one: it is the one in use */
+        struct board_entry *x = slot_for(b, schedule_id);
         if (x != NULL) {
             *x = (struct board_entry){.schedule_id = schedule_id, .concert_id = concert_id,
-                                      .version = ++last_version, .seats = copy, .n = n};
+                                      .version = ++b->last_version, .seats = copy, .n = n};
             count_seats(x);
-            used++;
-            seats_held += n;
+            b->used++;
+            b->seats_held += n;
             copy = NULL;
         }
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&b->mu);
     free(copy);
 }
 
@@ -200,11 +223,11 @@ static struct seat *seat_of(struct board_entry *x, int32_t seat_no)
     return lo < x->n && x->seats[lo].seat_no == seat_no ? &x->seats[lo] : NULL;
 }
 
-void seat_board_set(int64_t schedule_id, int32_t seat_no, enum seat_status status, int64_t hold_ends_at)
+void seat_board_set(struct seat_board *b, int64_t schedule_id, int32_t seat_no, enum seat_status status, int64_t hold_ends_at)
 {
-    pthread_mutex_lock(&mu);
-    epoch++;
-    struct board_entry *x = find(schedule_id);
+    pthread_mutex_lock(&b->mu);
+    b->epoch++;
+    struct board_entry *x = find(b, schedule_id);
     struct seat *s = x != NULL ? seat_of(x, seat_no) : NULL;
     if (s != NULL) {
         x->sold -= s->status == SEAT_SOLD;
@@ -216,15 +239,15 @@ void seat_board_set(int64_t schedule_id, int32_t seat_no, enum seat_status statu
         x->held += status == SEAT_HELD;
         if (status == SEAT_HELD && hold_ends_at < x->first_end)
             x->first_end = hold_ends_at;
-        x->version = ++last_version;
+        x->version = ++b->last_version;
     } else if (x != NULL)
-        forget_locked(); /* a seat the store has and the board does not: start again */
-    pthread_mutex_unlock(&mu);
+        forget_locked(b); /* a seat the store has and the board does not: start again */
+    pthread_mutex_unlock(&b->mu);
 }
 
-void seat_board_forget_all(void)
+void seat_board_forget_all(struct seat_board *b)
 {
-    pthread_mutex_lock(&mu);
-    forget_locked();
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_lock(&b->mu);
+    forget_locked(b);
+    pthread_mutex_unlock(&b->mu);
 }
