@@ -30,7 +30,9 @@
 #include "queue/redis_conn.h"
 #include "queue/waitroom_redis.h"
 #include <hiredis/hiredis.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #endif
 
@@ -60,26 +62,26 @@ struct room {
 
 #define ANSWER_WAIT_S 30 /* an answer that never comes aborts the test instead of hanging it */
 
-/* Runs the loop until `until(r)`. Any thread (no Criterion assert). */
-static void room_run(struct room *r, bool (*until)(struct room *r, void *arg), void *arg)
+/* Runs the loop until until(arg). Any thread (no Criterion assert). */
+static void loop_run(h2o_evloop_t *loop, bool (*until)(void *arg), void *arg)
 {
     time_t t0 = time(NULL);
-    while (!until(r, arg)) {
+    while (!until(arg)) {
         if (time(NULL) - t0 > ANSWER_WAIT_S) {
-            fprintf(stderr, "no answer from the waiting room in %d s\n", ANSWER_WAIT_S);
+            fprintf(stderr, "no answer in %d s\n", ANSWER_WAIT_S);
             abort();
         }
-        h2o_evloop_run(r->loop, 10);
+        h2o_evloop_run(loop, 10);
     }
 }
 
 /* A server's loop never stops; the tests' loop runs only inside their calls. So
  * that a command sent last (the set-up, the SADD behind an issue) does not sit on
  * a stopped loop past its deadline, each call ends with the port idle. */
-static bool port_idle(struct room *r, void *arg)
+static bool port_idle(void *arg)
 {
 #ifdef BX_TEST_REDIS
-    return redis_conn_pending(waitroom_redis_conn(r->p)) == 0;
+    return redis_conn_pending(waitroom_redis_conn(((struct room *)arg)->p)) == 0;
 #else
     return true;
 #endif
@@ -97,7 +99,7 @@ static struct room *room_port(struct waitroom *w, bool owner)
     r->p = waitroom_port_open(w, r->loop, r->queue);
     if (r->p == NULL)
         abort();
-    room_run(r, port_idle, NULL);
+    loop_run(r->loop, port_idle, r);
     return r;
 }
 
@@ -133,7 +135,7 @@ static void room_ready(struct room *r, int64_t now)
     h2o_evloop_run(r->loop, 0);
 }
 
-static bool has_answer(struct room *r, void *arg)
+static bool has_answer(void *arg)
 {
     return ((struct answer *)arg)->fired;
 }
@@ -141,13 +143,12 @@ static bool has_answer(struct room *r, void *arg)
 /* Runs the loop until the operation answered and the port is idle. */
 static bx_err await(struct room *r, struct answer *a)
 {
-    room_run(r, has_answer, a);
-    room_run(r, port_idle, NULL);
+    loop_run(r->loop, has_answer, a);
+    loop_run(r->loop, port_idle, r);
     return a->e;
 }
 
-static bx_err q_issue(struct room *r, int64_t user, int64_t concert, int64_t now, struct queue_ticket *t,
-                      bool *created)
+static bx_err q_issue(struct room *r, int64_t user, int64_t concert, int64_t now, struct queue_ticket *t, bool *created)
 {
     struct answer a = {0};
     room_ready(r, now);
@@ -1189,8 +1190,8 @@ Test(waitroom, idle_expiry_matches_a_model_under_random_polls_and_ticks)
             u[k].live = 0;
         } else {
             struct queue_ticket out;
-            cr_assert_eq(q_status(w, u[k].t.token, k + 1, now, &out), BX_OK, "op %d user %d idle %lld ms", op,
-                         k, (long long)(now - u[k].seen));
+            cr_assert_eq(q_status(w, u[k].t.token, k + 1, now, &out), BX_OK, "op %d user %d idle %lld ms", op, k,
+                         (long long)(now - u[k].seen));
             u[k].seen = now;
         }
     }
@@ -1722,6 +1723,487 @@ Test(waitroom_redis, an_empty_concert_leaves_the_housekeeping_an_hour_after_its_
     struct waitroom_concert_stats s3 = stats_of(w, 3);
     cr_assert_eq(s3.active, 1);
     cr_assert_eq(s3.admitted_total, 2, "its figures kept");
+    room_close(w);
+}
+
+/* ---- Redis only: the connection (queue/redis_conn.c) ---- */
+
+/* A redis-server of the test's own, for tests that restart or freeze it (the
+ * shared one serves the other tests running at the same time). */
+struct own_redis {
+    pid_t pid;
+    int port;
+};
+
+static bool own_redis_answers(int port)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    redisContext *rc = redisConnectWithTimeout("127.0.0.1", port, tv);
+    bool ok = false;
+    if (rc != NULL && !rc->err) {
+        redisReply *r = redisCommand(rc, "PING");
+        ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (rc)
+        redisFree(rc);
+    return ok;
+}
+
+/* Starts it on s->port, or on a free random port when s->port is 0. It dies with
+ * the test process, even one that crashed. */
+static void own_redis_start(struct own_redis *s)
+{
+    bool fixed = s->port != 0;
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));
+    for (int attempt = 0; attempt < 8; attempt++) {
+        if (!fixed)
+            s->port = 20000 + rand() % 40000;
+        if (own_redis_answers(s->port)) {
+            usleep(100000); /* someone else's: another port, or wait for ours to go */
+            continue;
+        }
+        char port[16];
+        snprintf(port, sizeof port, "%d", s->port);
+        s->pid = fork();
+        cr_assert(s->pid >= 0, "fork");
+        if (s->pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, 1);
+            dup2(null, 2);
+            execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly",
+                   "no", "--dir", "/tmp", (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 100; i++) {
+            if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
+                break; /* could not bind: another port */
+            if (own_redis_answers(s->port))
+                return;
+            usleep(20000);
+        }
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    cr_assert_fail("could not start a redis-server of its own");
+}
+
+static void own_redis_stop(struct own_redis *s)
+{
+    kill(s->pid, SIGCONT);
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+}
+
+static void own_redis_command(const struct own_redis *s, const char *command)
+{
+    redisContext *rc = redisConnect("127.0.0.1", s->port);
+    cr_assert(rc && !rc->err, "cannot reach the test's own redis");
+    freeReplyObject(redisCommand(rc, command));
+    redisFree(rc);
+}
+
+/* One command's answers, counted. */
+struct rc_answer {
+    int calls;
+    bx_err e;
+    int type;
+    char str[64];
+};
+
+static void rc_answered(void *arg, bx_err e, const redisReply *r)
+{
+    struct rc_answer *a = arg;
+    a->calls++;
+    a->e = e;
+    a->type = r ? r->type : -1;
+    snprintf(a->str, sizeof a->str, "%s", r && r->str ? r->str : "");
+}
+
+static bool rc_has_answer(void *arg)
+{
+    return ((struct rc_answer *)arg)->calls > 0;
+}
+
+/* A connection on a private loop. */
+struct rc_fixture {
+    h2o_evloop_t *loop;
+    struct redis_conn_config cfg;
+    struct redis_conn *c;
+};
+
+static void rc_open(struct rc_fixture *f, int port, int64_t reply_wait_ms)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the server: a write to a connection the server closed */
+    f->loop = h2o_evloop_create();
+    f->cfg = (struct redis_conn_config){.host = "127.0.0.1",
+                                        .port = port,
+                                        .name = "boxoffice-rc-test",
+                                        .reply_wait_ms = reply_wait_ms,
+                                        .retry_ms = 200,
+                                        .max_queued = 4};
+    f->c = redis_conn_open(f->loop, &f->cfg);
+    cr_assert_not_null(f->c);
+}
+
+static void rc_close(struct rc_fixture *f)
+{
+    redis_conn_close(f->c);
+    h2o_evloop_run(f->loop, 0);
+    h2o_evloop_destroy(f->loop);
+}
+
+/* PING; -1 when refused at once, else the answer. */
+static int rc_ping(struct rc_fixture *f, struct rc_answer *a)
+{
+    static const char *const ping[1] = {"PING"};
+    *a = (struct rc_answer){0};
+    h2o_evloop_run(f->loop, 0);
+    if (redis_conn_command(f->c, 1, ping, NULL, rc_answered, a) != 0)
+        return -1;
+    cr_assert_eq(a->calls, 0, "never answered from inside the send");
+    loop_run(f->loop, rc_has_answer, a);
+    return 0;
+}
+
+/* PINGs until one is answered PONG (the connection came back), within 5 s. */
+static void rc_until_pong(struct rc_fixture *f)
+{
+    for (int i = 0; i < 100; i++) {
+        struct rc_answer a;
+        if (rc_ping(f, &a) == 0 && a.e == BX_OK && strcmp(a.str, "PONG") == 0)
+            return;
+        h2o_evloop_run(f->loop, 50);
+    }
+    cr_assert_fail("the connection did not come back");
+}
+
+static bool rc_is_down(void *arg)
+{
+    return !redis_conn_is_up(arg);
+}
+
+Test(redis_conn, comes_back_after_client_kill_and_after_a_server_restart, .timeout = 60)
+{
+    struct own_redis s = {0};
+    struct rc_fixture f;
+    struct redis_conn_counters n;
+    struct rc_answer a;
+    own_redis_start(&s);
+    rc_open(&f, s.port, 2000);
+    rc_until_pong(&f);
+    own_redis_command(&s, "CLIENT KILL TYPE normal SKIPME yes");
+    loop_run(f.loop, rc_is_down, f.c);
+    rc_until_pong(&f);
+    redis_conn_counters(f.c, &n);
+    cr_assert_eq(n.lost, 1);
+    cr_assert_eq(n.connects, 2, "a connection that worked is replaced at once");
+
+    own_redis_stop(&s);
+    loop_run(f.loop, rc_is_down, f.c);
+    for (int i = 0; i < 20 && rc_ping(&f, &a) == 0; i++)
+        cr_assert_eq(a.e, BX_ERR_UNAVAILABLE); /* the first attempt fails; then refused at once */
+    cr_assert_eq(rc_ping(&f, &a), -1, "refused at once while Redis is away");
+    own_redis_start(&s); /* the same port */
+    rc_until_pong(&f);
+    redis_conn_counters(f.c, &n);
+    cr_assert_gt(n.refused, 0);
+    cr_assert_geq(n.connects, 4);
+    rc_close(&f);
+    own_redis_stop(&s);
+}
+
+struct timer_count {
+    h2o_timeout_t timeout;
+    h2o_timeout_entry_t entry;
+    h2o_evloop_t *loop;
+    int fired;
+};
+
+static void timer_fired(h2o_timeout_entry_t *entry)
+{
+    struct timer_count *t = H2O_STRUCT_FROM_MEMBER(struct timer_count, entry, entry);
+    t->fired++;
+    h2o_timeout_link(t->loop, &t->timeout, &t->entry);
+}
+
+static double mono_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+Test(redis_conn, a_frozen_server_fails_commands_at_their_deadline_while_the_loop_keeps_serving, .timeout = 60)
+{
+    struct own_redis s = {0};
+    struct rc_fixture f;
+    struct rc_answer stuck, refused;
+    struct redis_conn_counters n;
+    own_redis_start(&s);
+    rc_open(&f, s.port, 300);
+    rc_until_pong(&f);
+    struct timer_count t = {.loop = f.loop, .entry = {.cb = timer_fired}};
+    h2o_timeout_init(f.loop, &t.timeout, 20);
+    h2o_timeout_link(f.loop, &t.timeout, &t.entry);
+
+    kill(s.pid, SIGSTOP);
+    double t0 = mono_seconds();
+    cr_assert_eq(rc_ping(&f, &stuck), 0);
+    double waited = mono_seconds() - t0;
+    cr_assert_eq(stuck.e, BX_ERR_UNAVAILABLE);
+    cr_assert(waited >= 0.29 && waited < 1.5, "answered after %.3f s, the deadline is 0.3 s", waited);
+    cr_assert_geq(t.fired, 8, "the loop served its timers meanwhile (%d)", t.fired);
+    redis_conn_counters(f.c, &n);
+    cr_assert_eq(n.stuck, 1);
+    cr_assert_eq(rc_ping(&f, &refused), -1, "refused at once after a stuck connection");
+
+    struct rc_answer late = {0};
+    static const char *const ping[1] = {"PING"};
+    h2o_evloop_run(f.loop, 300); /* the retry: connects (the kernel accepts), set-up unanswered */
+    int queued = redis_conn_command(f.c, 1, ping, NULL, rc_answered, &late);
+    cr_assert_eq(queued, -1, "refused until a connection answers its set-up");
+    kill(s.pid, SIGCONT);
+    rc_until_pong(&f);
+    for (int i = 0; i < 20; i++)
+        h2o_evloop_run(f.loop, 10); /* a late PONG of the old connection would come now */
+    cr_assert_eq(stuck.calls, 1, "answered exactly once: the late PONG was never read");
+    cr_assert_eq(refused.calls + late.calls, 0, "a refused command is never answered");
+    h2o_timeout_unlink(&t.entry);
+    h2o_timeout_dispose(f.loop, &t.timeout);
+    rc_close(&f);
+    own_redis_stop(&s);
+}
+
+Test(redis_conn, evalsha_falls_back_to_eval_after_script_flush)
+{
+    struct rc_fixture f;
+    struct redis_conn_counters n;
+    const char *url = getenv("BOXOFFICE_TEST_REDIS_URL");
+    int port = 0;
+    cr_assert(url && sscanf(url, "redis://%*[^:]:%d", &port) == 1);
+    rc_open(&f, port, 2000);
+    struct redis_script script = {.source = "return 'echo:' .. ARGV[1]"};
+    redisContext *rc = test_redis();
+    redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", script.source);
+    cr_assert(r && r->type == REDIS_REPLY_STRING && r->len == 40);
+    memcpy(script.sha, r->str, 40);
+    freeReplyObject(r);
+    const char *argv[2] = {"0", "hi"};
+    for (int round = 0; round < 3; round++) {
+        if (round == 1)
+            freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+        struct rc_answer a = {0};
+        h2o_evloop_run(f.loop, 0);
+        cr_assert_eq(redis_conn_eval(f.c, &script, 2, argv, NULL, rc_answered, &a), 0);
+        loop_run(f.loop, rc_has_answer, &a);
+        cr_assert_eq(a.e, BX_OK, "round %d", round);
+        cr_assert_str_eq(a.str, "echo:hi");
+        cr_assert_eq(a.calls, 1);
+        redis_conn_counters(f.c, &n);
+        cr_assert_eq(n.noscript, round == 0 ? 0 : 1, "EVAL cached it again");
+    }
+    redisFree(rc);
+    rc_close(&f);
+}
+
+Test(redis_conn, close_answers_every_command_in_flight_and_a_full_queue_refuses)
+{
+    struct rc_fixture f;
+    const char *url = getenv("BOXOFFICE_TEST_REDIS_URL");
+    int port = 0;
+    cr_assert(url && sscanf(url, "redis://%*[^:]:%d", &port) == 1);
+    rc_open(&f, port, 2000); /* max_queued 4 */
+    struct rc_answer a = {0};
+    rc_until_pong(&f);
+    static const char *const ping[1] = {"PING"};
+    struct rc_answer q[5] = {{0}};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(redis_conn_command(f.c, 1, ping, NULL, rc_answered, &q[i]), 0);
+    cr_assert_eq(redis_conn_command(f.c, 1, ping, NULL, rc_answered, &q[4]), -1, "max_queued reached");
+    redis_conn_close(f.c);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(q[i].calls, 1, "answered before close returned");
+        cr_assert_eq(q[i].e, BX_ERR_UNAVAILABLE);
+    }
+    cr_assert_eq(q[4].calls, 0, "a refused command is never answered");
+    (void)a;
+    h2o_evloop_run(f.loop, 0);
+    h2o_evloop_destroy(f.loop);
+}
+
+/* ---- Redis only: polls answered from the instance's view ---- */
+
+/* Deep polls (past position 2) may be answered locally; nobody is admitted unless
+ * active_max says so. */
+static struct waitroom_config local_config(int64_t active_max, int64_t waiting_idle_ms)
+{
+    struct waitroom_config c = config(active_max);
+    c.exact_poll_depth = 2;
+    c.waiting_idle_ms = waiting_idle_ms;
+    return c;
+}
+
+static uint64_t commands_sent(struct room *r)
+{
+    struct redis_conn_counters n;
+    redis_conn_counters(waitroom_redis_conn(r->p), &n);
+    return n.commands;
+}
+
+static struct waitroom_redis_counters counters_of(struct room *r)
+{
+    struct waitroom_redis_counters n;
+    waitroom_redis_counters(r->w, &n);
+    return n;
+}
+
+/* A poll answered without a round trip: its position. */
+static int64_t local_position(struct room *w, const struct queue_ticket *t, int64_t now)
+{
+    uint64_t before = commands_sent(w), local = counters_of(w).polls_local;
+    struct queue_ticket s = status_ok(w, t, now);
+    cr_assert_eq(commands_sent(w), before, "user %lld: a round trip", (long long)t->user_id);
+    cr_assert_eq(counters_of(w).polls_local, local + 1);
+    cr_assert_eq(s.status, QUEUE_WAITING);
+    return s.position;
+}
+
+/* A poll that went to Redis: its position. */
+static int64_t exact_position(struct room *w, const struct queue_ticket *t, int64_t now)
+{
+    uint64_t local = counters_of(w).polls_local;
+    struct queue_ticket s = status_ok(w, t, now);
+    cr_assert_eq(counters_of(w).polls_local, local, "user %lld: answered locally", (long long)t->user_id);
+    cr_assert_eq(s.status, QUEUE_WAITING);
+    return s.position;
+}
+
+Test(waitroom_local, a_deep_poll_is_answered_from_the_view_without_a_round_trip)
+{
+    struct waitroom_config c = local_config(0, 120000);
+    struct room *w = open_instance(&c);
+    struct queue_ticket t[20];
+    for (int i = 0; i < 20; i++)
+        t[i] = issue(w, 1 + i, 7, 0);
+    cr_assert_eq(exact_position(w, &t[9], 1000), 10, "no view before the first tick");
+    cr_assert_eq(q_tick(w, 1000), BX_OK);
+    cr_assert_eq(local_position(w, &t[9], 1100), 10);
+    struct queue_ticket s = status_ok(w, &t[9], 1100);
+    cr_assert_eq(s.eta_seconds, queue_eta_seconds(10, stats_of(w, 7).admit_rate_avg, &c));
+    cr_assert_eq(s.poll_after_ms, queue_poll_after_ms(0, s.eta_seconds, &c));
+    cr_assert_eq(exact_position(w, &t[1], 1100), 2, "near the head every answer is exact");
+    cr_assert_eq(status_err(w, t[9].token, 99, 1100), BX_ERR_TOKEN_NOT_YOURS, "another user asks Redis");
+    cr_assert_eq(q_tick(w, 1000), BX_OK); /* the view as of 1000 again */
+    cr_assert_eq(exact_position(w, &t[9], 1301), 10, "a view older than 300 ms answers nothing");
+    room_close(w);
+}
+
+/* Admissions since a token's exact read were all ahead of it (FIFO), so the
+ * estimate never runs ahead of the true place; departures ahead make it lag,
+ * by at most their count, and only while they stay under 1/16 of the position. */
+Test(waitroom_local, local_positions_count_admissions_and_lag_departures_within_their_bound)
+{
+    struct waitroom_config c = local_config(1, 120000);
+    struct room *a = open_instance(&c), *b = open_instance(&c);
+    struct queue_ticket t[60];
+    for (int i = 0; i < 60; i++) /* t[0] ACTIVE, t[i] at position i */
+        t[i] = issue(a, 1 + i, 8, 0);
+    cr_assert_eq(q_complete(b, t[0].token, 1, 10), BX_OK); /* through another instance: t[1] admitted */
+    cr_assert_eq(q_tick(a, 20), BX_OK);
+    cr_assert_eq(local_position(a, &t[50], 30), 49, "the admission is counted");
+    cr_assert_eq(q_leave(b, t[3].token, 4, 40), BX_OK);
+    cr_assert_eq(q_tick(a, 50), BX_OK);
+    cr_assert_eq(local_position(a, &t[50], 60), 49, "one place behind (true: 48), within the bound of 1");
+    for (int i = 4; i <= 6; i++)
+        cr_assert_eq(q_leave(b, t[i].token, 1 + i, 70), BX_OK);
+    cr_assert_eq(q_tick(a, 80), BX_OK);
+    cr_assert_eq(exact_position(a, &t[50], 90), 45, "4 departures > 49 / 16: read again");
+    cr_assert_eq(local_position(a, &t[50], 100), 45);
+    room_close(a);
+    room_close(b);
+}
+
+/* waiting_idle 1 s: the write-back runs every 250 ms. Everybody polls every 300 ms
+ * (a third of waiting_idle, as pollAfterMs says), mostly answered locally, for
+ * three idle periods: nobody expires. One token stops polling: it expires on time,
+ * and its next poll is told so at once (silent for half of waiting_idle: exact). */
+Test(waitroom_local, write_back_keeps_locally_polled_tokens_alive_and_idle_expiry_exact)
+{
+    struct waitroom_config c = local_config(0, 1000);
+    struct room *w = open_instance(&c);
+    struct queue_ticket t[10], quiet;
+    for (int i = 0; i < 10; i++)
+        t[i] = issue(w, 1 + i, 9, 0);
+    quiet = issue(w, 100, 9, 0);
+    for (int64_t now = 100; now <= 3000; now += 100) {
+        cr_assert_eq(q_tick(w, now), BX_OK);
+        for (int i = 0; i < 10 && now % 300 == 0; i++)
+            cr_assert_eq(status_ok(w, &t[i], now).position, i + 1, "at %lld", (long long)now);
+        if (now == 300)
+            (void)status_ok(w, &quiet, now);
+        if (now == 1200)
+            cr_assert_eq(stats_of(w, 9).waiting, 11, "quiet, last seen at 300, still waits at 1200");
+        if (now == 1300)
+            cr_assert_eq(stats_of(w, 9).waiting, 10, "quiet expired idle at 1300");
+    }
+    struct waitroom_redis_counters n = counters_of(w);
+    /* 100 polls, 80 of them past position 2; those right after quiet expired are read again */
+    cr_assert_gt(n.polls_local, 60, "most polls answered locally (%llu)", (unsigned long long)n.polls_local);
+    cr_assert_gt(n.written_back, 0);
+    cr_assert_eq(status_err(w, quiet.token, 100, 3000), BX_ERR_TOKEN_EXPIRED);
+    for (int i = 0; i < 10; i++) /* the view of 3000 is stale at 3400: Redis answers */
+        cr_assert_eq(exact_position(w, &t[i], 3400), i + 1, "alive in Redis past three idle periods");
+    room_close(w);
+}
+
+/* A token that left through another instance may still be answered WAITING by one
+ * that answers it locally, until that one's next write-back (every second here):
+ * the write-back finds it gone, and its next poll asks Redis. */
+Test(waitroom_local, a_token_that_left_elsewhere_stops_being_answered_within_the_write_back_period)
+{
+    struct waitroom_config c = local_config(0, 4000);
+    struct room *a = open_instance(&c), *b = open_instance(&c);
+    struct queue_ticket t[40];
+    for (int i = 0; i < 40; i++)
+        t[i] = issue(a, 1 + i, 11, 0);
+    cr_assert_eq(q_tick(a, 100), BX_OK);
+    cr_assert_eq(local_position(a, &t[35], 150), 36);
+    cr_assert_eq(q_leave(b, t[35].token, 36, 200), BX_OK);
+    int64_t now = 200;
+    for (; counters_of(a).gone == 0; now += 100) {
+        cr_assert_leq(now, 1300, "not found gone within the write-back period");
+        cr_assert_eq(q_tick(a, now), BX_OK);
+        if (counters_of(a).gone == 0)
+            cr_assert_eq(local_position(a, &t[35], now + 50), 36, "stale, within the bound");
+    }
+    cr_assert_eq(status_err(a, t[35].token, 36, now), BX_ERR_TOKEN_EXPIRED);
+    room_close(a);
+    room_close(b);
+}
+
+Test(waitroom_local, a_tick_never_overlaps_the_one_in_flight)
+{
+    struct waitroom_config c = config(1);
+    struct room *w = open_instance(&c), *other = room_port(w->w, false);
+    (void)issue(w, 1, 12, 0);
+    struct answer first = {0}, second = {0}, third = {0};
+    room_ready(w, 10);
+    waitroom_tick(w->p, 10, answered, &first);
+    cr_assert_not(first.fired, "a tick needs Redis");
+    waitroom_tick(w->p, 20, answered, &second);
+    cr_assert(second.fired && second.e == BX_OK, "skipped at once");
+    waitroom_tick(other->p, 20, answered, &third);
+    cr_assert(third.fired && third.e == BX_OK, "from another loop too");
+    cr_assert_eq(await(w, &first), BX_OK);
+    struct waitroom_redis_counters n = counters_of(w);
+    cr_assert_eq(n.ticks, 1);
+    cr_assert_eq(n.ticks_skipped, 2);
+    cr_assert_eq(q_tick(other, 30), BX_OK);
+    cr_assert_eq(counters_of(w).ticks, 2, "the next one runs");
+    room_close(other);
     room_close(w);
 }
 #endif
