@@ -55,14 +55,17 @@ static void conn_connect(struct redis_conn *c, bool accepting);
 
 /* ---- the adapter: hiredis' event hooks on h2o's evloop ---- */
 
+/* With DONT_READ, h2o reads nothing: err is always NULL; hiredis finds the errors. */
 static void on_readable(h2o_socket_t *sock, const char *err)
 {
+    (void)err;
     struct redis_conn *c = sock->data;
     redisAsyncHandleRead(c->ac);
 }
 
 static void on_writable(h2o_socket_t *sock, const char *err)
 {
+    (void)err;
     struct redis_conn *c = sock->data;
     c->write_armed = false;
     if (c->want_write)
@@ -275,7 +278,8 @@ static void on_retry(h2o_timeout_entry_t *entry)
  * with UNAVAILABLE, and frees the context unless hiredis is doing so. A connection
  * that worked is replaced at once; when the server may not answer (`suspect`: an
  * attempt failed, the set-up was refused, a deadline passed) the next attempt
- * waits retry_ms. */
+ * waits retry_ms. conn_connect calls back here only as suspect, which never
+ * connects at once: the recursion stops there. NOLINTNEXTLINE(misc-no-recursion) */
 static void conn_lost(struct redis_conn *c, const char *why, bool hiredis_frees, bool suspect)
 {
     bool worked = c->state == UP && !suspect;
@@ -309,12 +313,14 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
+    (void)status;
     conn_lost(ac->data, ac->errstr ? ac->errstr : "connection closed", true, false);
 }
 
 /* AUTH or SELECT answered: an error reply makes the connection useless. */
 static void on_setup_step(void *arg, bx_err e, const redisReply *r)
 {
+    (void)e;
     struct redis_conn *c = arg;
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         log_error("redis %s:%d: set-up refused: %s", c->cfg->host, c->cfg->port, r->str);
@@ -325,6 +331,7 @@ static void on_setup_step(void *arg, bx_err e, const redisReply *r)
 /* The last set-up command answered (CLIENT SETNAME may fail harmlessly): up. */
 static void on_setup_done(void *arg, bx_err e, const redisReply *r)
 {
+    (void)e;
     struct redis_conn *c = arg;
     if (r != NULL)
         c->state = UP;
@@ -367,7 +374,8 @@ static int conn_setup(struct redis_conn *c)
     return g->name != NULL ? setup_command(c, 3, setname, on_setup_done) : setup_command(c, 1, ping, on_setup_done);
 }
 
-/* A non-blocking connect; `accepting`: commands queue while it is under way. */
+/* A non-blocking connect; `accepting`: commands queue while it is under way.
+ * NOLINTNEXTLINE(misc-no-recursion): see conn_lost */
 static void conn_connect(struct redis_conn *c, bool accepting)
 {
     c->counters.connects++;

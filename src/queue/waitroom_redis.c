@@ -294,6 +294,7 @@ static void op_token_script(struct op *o, enum script s, const char *flag, redis
 
 static void on_pong(void *arg, bx_err e, const redisReply *r)
 {
+    (void)r;
     op_finish(arg, e);
 }
 
@@ -307,6 +308,8 @@ static void wr_ping(struct waitroom_port *p, waitroom_done_fn done, void *arg)
 
 static void on_listed(void *arg, bx_err e, const redisReply *r)
 {
+    (void)arg;
+    (void)r;
     if (e != BX_OK)
         log_warn("waiting room: a concert may be missing from the housekeeping set: %s", bx_err_info(e)->code);
 }
@@ -910,6 +913,7 @@ static bx_err wr_stats(struct waitroom *base, struct waitroom_concert_stats *out
 
 static struct waitroom_port *wr_port_open(struct waitroom *base, h2o_evloop_t *loop, h2o_multithread_queue_t *queue)
 {
+    (void)queue; /* every answer comes from the port's own connection, on its loop */
     struct wr_port *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
@@ -945,16 +949,16 @@ struct redis_conn *waitroom_redis_conn(struct waitroom_port *p)
     return port_of(p)->conn;
 }
 
-void waitroom_redis_counters(struct waitroom *base, struct waitroom_redis_counters *out)
+void waitroom_redis_counters(struct waitroom *w, struct waitroom_redis_counters *out)
 {
-    struct wr *w = wr_of(base);
+    struct wr *r = wr_of(w);
     *out = (struct waitroom_redis_counters){
-        .polls_local = atomic_load(&w->polls_local),
-        .polls_exact = atomic_load(&w->polls_exact),
-        .ticks = atomic_load(&w->ticks),
-        .ticks_skipped = atomic_load(&w->ticks_skipped),
-        .written_back = atomic_load(&w->written_back),
-        .gone = atomic_load(&w->gone),
+        .polls_local = atomic_load(&r->polls_local),
+        .polls_exact = atomic_load(&r->polls_exact),
+        .ticks = atomic_load(&r->ticks),
+        .ticks_skipped = atomic_load(&r->ticks_skipped),
+        .written_back = atomic_load(&r->written_back),
+        .gone = atomic_load(&r->gone),
     };
 }
 

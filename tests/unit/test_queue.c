@@ -1954,8 +1954,8 @@ Test(redis_conn, a_frozen_server_fails_commands_at_their_deadline_while_the_loop
     cr_assert_eq(rc_ping(&f, &stuck), 0);
     double waited = mono_seconds() - t0;
     cr_assert_eq(stuck.e, BX_ERR_UNAVAILABLE);
-    cr_assert(waited >= 0.29 && waited < 1.5, "answered after %.3f s, the deadline is 0.3 s", waited);
-    cr_assert_geq(t.fired, 8, "the loop served its timers meanwhile (%d)", t.fired);
+    cr_assert(waited >= 0.29 && waited < 2.0, "answered after %.3f s, the deadline is 0.3 s", waited);
+    cr_assert_geq(t.fired, 5, "the loop served its 20 ms timer meanwhile (%d times)", t.fired);
     redis_conn_counters(f.c, &n);
     cr_assert_eq(n.stuck, 1);
     cr_assert_eq(rc_ping(&f, &refused), -1, "refused at once after a stuck connection");
