@@ -10,6 +10,9 @@ struct waitroom_config {
     double admit_rate;       /* admissions per second per concert; 0 = no limit */
     int64_t waiting_idle_ms; /* WAITING token without a poll this long → EXPIRED */
     int64_t active_idle_ms;  /* ACTIVE token without a request this long → EXPIRED */
+    /* Redis: a poll of a WAITING token up to this position always asks Redis; deeper
+     * ones may be answered from the instance's view (DESIGN). 0 means 64. */
+    int64_t exact_poll_depth;
 };
 
 /* Estimated seconds until `position` is admitted. measured_rate is the moving

@@ -12,7 +12,8 @@
  *   KEYS[4] {NS:C}:al     ZSET    ACTIVE tokens scored by last_seen (ZCARD = active)
  *   KEYS[5] {NS:C}:users  HASH    user id -> live token (re-issue)
  *   KEYS[6] {NS:C}:st     HASH    budget, refill_at, rate, rate_at, admitted_total,
- *                                 admitted_since, issued_at (last issue)
+ *                                 admitted_since, departed_total (WAITING tokens
+ *                                 that left or expired), issued_at (last issue)
  *   KEYS[7] {NS:C}:t:TOK  HASH    one token: u user, s W|A|E, q seq, i issued_at,
  *                                 a activated_at, e expired_at; TTL once EXPIRED
  * Other tokens' hashes ({NS:C}:t:* promoted or expired by a script) are derived
@@ -25,8 +26,13 @@
  *
  * Replies start with a code: 0 ok, 1 unknown token, 2 another user's, 3 expired,
  * 4 not active, 5 token already exists (issue: draw another). A ticket reply is
- * {0, status "W"|"A", position, measured rate as "%.17g"}; ETA and pollAfterMs are
- * computed by the caller with domain/queue_rules.c.
+ * {0, status "W"|"A", position, measured rate as "%.17g", admitted_total,
+ * departed_total}: the counters read with the position let the caller estimate
+ * the position later without a round trip (redis_view.h). ETA and pollAfterMs are
+ * computed by the caller with domain/queue_rules.c. The concert's figures, as
+ * the tick and the view refresh reply them, are {waiting, active, 1 when an
+ * expiry batch was full, 1 when the concert may be forgotten, admitted_total,
+ * departed_total, rate}.
  *
  * rate_update() and admissible() mirror queue_rate_update() and queue_admissible()
  * of domain/queue_rules.c operation for operation (both are IEEE doubles; the unit
@@ -96,7 +102,9 @@
     "end\n"                                                                                                            \
     "-- A live token becomes EXPIRED: out of its sets, remembered for a while.\n"                                      \
     "local function expire(tok, user, s)\n"                                                                            \
-    "  if s == 'W' then redis.call('ZREM', K_WQ, tok); redis.call('ZREM', K_WL, tok)\n"                                \
+    "  if s == 'W' then\n"                                                                                             \
+    "    redis.call('ZREM', K_WQ, tok); redis.call('ZREM', K_WL, tok)\n"                                               \
+    "    redis.call('HINCRBY', K_ST, 'departed_total', 1)\n"                                                           \
     "  else redis.call('ZREM', K_AL, tok) end\n"                                                                       \
     "  redis.call('HSET', PFX .. tok, 's', 'E', 'e', NOW_S)\n"                                                         \
     "  redis.call('EXPIRE', PFX .. tok, ARGV[7])\n"                                                                    \
@@ -116,7 +124,13 @@
     "local function ticket(tok, s)\n"                                                                                  \
     "  local pos = 0\n"                                                                                                \
     "  if s == 'W' then pos = redis.call('ZRANK', K_WQ, tok) + 1 end\n"                                                \
-    "  return {0, s, pos, redis.call('HGET', K_ST, 'rate') or '0'}\n"                                                  \
+    "  local st = redis.call('HMGET', K_ST, 'rate', 'admitted_total', 'departed_total')\n"                             \
+    "  return {0, s, pos, st[1] or '0', num(st[2]), num(st[3])}\n"                                                     \
+    "end\n"                                                                                                            \
+    "local function figures(full, forget)\n"                                                                           \
+    "  local st = redis.call('HMGET', K_ST, 'admitted_total', 'departed_total', 'rate')\n"                             \
+    "  return {redis.call('ZCARD', K_WQ), redis.call('ZCARD', K_AL), full, forget, num(st[1]), num(st[2]),\n"          \
+    "          st[3] or '0'}\n"                                                                                        \
     "end\n"
 
 /* ARGV[8] user, ARGV[9] a fresh token (KEYS[7] its hash). Returns the user's live
@@ -131,7 +145,7 @@
     "  local s = redis.call('HGET', PFX .. cur, 's')\n"                                                                \
     "  if s == 'W' or s == 'A' then\n"                                                                                 \
     "    touch(cur, s)\n"                                                                                              \
-    "    local r = ticket(cur, s); r[5] = cur; r[6] = 0; return r\n"                                                   \
+    "    local r = ticket(cur, s); r[7] = cur; r[8] = 0; return r\n"                                                   \
     "  end\n"                                                                                                          \
     "  redis.call('HDEL', K_USERS, user)\n"                                                                            \
     "end\n"                                                                                                            \
@@ -150,7 +164,7 @@
     "redis.call('HSET', K_USERS, user, tok)\n"                                                                         \
     "redis.call('HSET', K_ST, 'issued_at', NOW_S)\n"                                                                   \
     "admit_run()\n"                                                                                                    \
-    "local r = ticket(tok, redis.call('HGET', KEYS[7], 's')); r[5] = tok; r[6] = 1; return r\n"
+    "local r = ticket(tok, redis.call('HGET', KEYS[7], 's')); r[7] = tok; r[8] = 1; return r\n"
 
 /* ARGV[8] user, ARGV[9] token. Touches a live token; reply: a ticket. */
 #define RS_STATUS                                                                                                      \
@@ -185,7 +199,7 @@
  * empty concert may be forgotten by the housekeeping. Expires idle tokens, admits,
  * folds the admissions since the last call into the measured rate (only while
  * somebody waits or was admitted: an idle concert keeps its last measurement).
- * Reply {waiting, active, 1 when a batch was full, 1 when the concert may be forgotten}. */
+ * Reply: the concert's figures. */
 #define RS_TICK                                                                                                        \
     RS_PRELUDE                                                                                                         \
     "local batch = tonumber(ARGV[8])\n"                                                                                \
@@ -197,9 +211,7 @@
     "local full = 0\n"                                                                                                 \
     "if expire_idle(K_WL, WAIT_IDLE, 'W') >= batch then full = 1 end\n"                                                \
     "if expire_idle(K_AL, ACT_IDLE, 'A') >= batch then full = 1 end\n"                                                 \
-    "if redis.call('EXISTS', K_ST) == 0 then\n"                                                                        \
-    "  return {redis.call('ZCARD', K_WQ), redis.call('ZCARD', K_AL), full, 0}\n"                                       \
-    "end\n"                                                                                                            \
+    "if redis.call('EXISTS', K_ST) == 0 then return figures(full, 0) end\n"                                            \
     "admit_run()\n"                                                                                                    \
     "local st = redis.call('HMGET', K_ST, 'rate', 'rate_at', 'admitted_since', 'issued_at', 'rate_w')\n"               \
     "local waiting, rate_at = redis.call('ZCARD', K_WQ), num(st[2])\n"                                                 \
@@ -211,9 +223,27 @@
     "  end\n"                                                                                                          \
     "  redis.call('HSET', K_ST, 'admitted_since', 0, 'rate_at', NOW_S)\n"                                              \
     "end\n"                                                                                                            \
-    "local active = redis.call('ZCARD', K_AL)\n"                                                                       \
     "local forget = 0\n"                                                                                               \
-    "if waiting == 0 and active == 0 and NOW - num(st[4]) >= tonumber(ARGV[9]) then forget = 1 end\n"                  \
-    "return {waiting, active, full, forget}\n"
+    "if waiting == 0 and redis.call('ZCARD', K_AL) == 0 and NOW - num(st[4]) >= tonumber(ARGV[9]) then forget = 1 "    \
+    "end\n"                                                                                                            \
+    "return figures(full, forget)\n"
+
+/* The write-back of polls answered without Redis (redis_view.h): ARGV[8..] pairs of
+ * token and the time it was last polled. Moves each token's idle clock forward to
+ * that time (never back) if it still waits. Reply {0, the tokens that no longer
+ * wait (admitted, left, expired)...}. */
+#define RS_TOUCH                                                                                                       \
+    RS_PRELUDE                                                                                                         \
+    "local gone = {0}\n"                                                                                               \
+    "for i = 8, #ARGV - 1, 2 do\n"                                                                                     \
+    "  if redis.call('ZSCORE', K_WL, ARGV[i]) then redis.call('ZADD', K_WL, 'XX', 'GT', ARGV[i + 1], ARGV[i])\n"       \
+    "  else gone[#gone + 1] = ARGV[i] end\n"                                                                           \
+    "end\n"                                                                                                            \
+    "return gone\n"
+
+/* Reads the concert's figures, changing nothing (a view refresh). */
+#define RS_FIGURES                                                                                                     \
+    RS_PRELUDE                                                                                                         \
+    "return figures(0, 0)\n"
 
 #endif

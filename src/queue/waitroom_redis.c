@@ -1,36 +1,44 @@
 /* waitroom_redis.c — the scale-out waiting room (SPEC §2, §4; DESIGN "Waiting room
  * (Redis)"): the queues live in Redis, so any number of boxoffice instances share
- * them. Every operation on a concert is one atomic Lua script (redis_scripts.h) run
- * with one EVALSHA round trip; this file only builds keys, moves arguments and
- * replies, and computes ETA / pollAfterMs with domain/queue_rules.c. It keeps no
- * queue state of its own and must not do queue arithmetic in C that a script
- * would need to see atomically.
+ * them. Every operation on a concert is one atomic Lua script (redis_scripts.h);
+ * this file builds keys, moves arguments and replies, and computes ETA /
+ * pollAfterMs with domain/queue_rules.c. It must not do queue arithmetic in C that
+ * a script would need to see atomically.
  *
  * Keys (see redis_scripts.h): per concert C, "{NS:C}:..." — one hash tag, so one
  * Redis Cluster slot per concert; plus one set "NS:concerts" of concerts that may
- * have live tokens, read only by tick and stats. NS is "bx" unless the URL says
+ * have live tokens, read only by the tick. NS is "bx" unless the URL says
  * ?prefix=NAME (several deployments, or parallel tests, on one Redis).
  *
- * Threads: one struct waitroom is shared by all event loops; each calling thread
- * gets its own redisContext (a pthread key, connected lazily), so calls never share
- * a connection and take no lock. Blocking I/O with 2 s timeouts: a call never hangs;
- * on an I/O error the thread's connection is dropped and re-made on a later call. */
-#include "queue/waitroom.h"
+ * Loops: each loop's port has its own connection (redis_conn.h); an operation sends
+ * its script there and finishes in the reply's callback, so no loop waits on Redis.
+ * What the ports share (struct wr) is fixed at open, but for the view (redis_view.h,
+ * its own locks) and the tick's flag and clock.
+ *
+ * Polls without a round trip: the tick keeps a view of every concert's figures;
+ * a poll of a WAITING token far back in the line, read exactly not long ago, is
+ * answered from the view (redis_view.h states when and how stale it can be).
+ * Such polls are written back to Redis in batches by the tick, at least every
+ * quarter of waiting_idle, which also finds the tokens that stopped waiting. */
+#include "queue/waitroom_redis.h"
 #include "queue/redis_scripts.h"
+#include "queue/redis_view.h"
 #include "util/log.h"
 #include "util/token.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
-#include <pthread.h>
+#include <netdb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#define IO_TIMEOUT_MS 2000      /* connect and per-command timeout */
-#define RECONNECT_AFTER_MS 1000 /* a thread whose connect failed waits this long before trying again */
+#define REPLY_WAIT_MS 2000      /* a command's deadline (redis_conn.h) */
+#define RETRY_MS 1000           /* between connection attempts while Redis stays away */
+#define MAX_QUEUED 4096         /* commands in flight per port */
+#define TICK_WINDOW 256         /* the tick's commands in flight at once, so requests queue beside it */
 #define EXPIRED_TTL_S "86400"   /* an EXPIRED token answers TOKEN_EXPIRED / NOT_YOURS for a day */
 #define EXPIRE_BATCH 1000       /* idle expiries per list per script call */
 #define EXPIRE_ROUNDS 16        /* script calls per concert per tick while batches come back full */
@@ -38,45 +46,55 @@
 #define NS_MAX 64
 #define KEY_MAX (NS_MAX + 64)
 #define ISSUE_TRIES 3
+/* Polls answered from the view (redis_view.h) */
+#define VIEW_FRESH_MS 300     /* the concert's figures are at most this old: about three ticks */
+#define EXACT_DEPTH 64        /* default of waitroom_config.exact_poll_depth */
+#define READ_MAX_MS 60000     /* a token's exact read is reused this long at most */
+#define DRIFT_DIV 16          /* departures since the read stay under 1/16 of the position */
+#define TOKEN_SLOTS 65536     /* tokens cached per process */
+#define WRITEBACK_MAX_MS 1000 /* local polls reach Redis at least this often (and every waiting_idle / 4) */
+#define TOUCH_BATCH 512       /* tokens per write-back script */
 
-enum script { S_ISSUE, S_STATUS, S_REQUIRE_ACTIVE, S_END, S_TICK, S_COUNT };
+enum script { S_ISSUE, S_STATUS, S_REQUIRE_ACTIVE, S_END, S_TICK, S_TOUCH, S_FIGURES, S_COUNT };
 
 static const char *const script_src[S_COUNT] = {
-    [S_ISSUE] = RS_ISSUE, [S_STATUS] = RS_STATUS, [S_REQUIRE_ACTIVE] = RS_REQUIRE_ACTIVE,
-    [S_END] = RS_END,     [S_TICK] = RS_TICK,
+    [S_ISSUE] = RS_ISSUE,     [S_STATUS] = RS_STATUS, [S_REQUIRE_ACTIVE] = RS_REQUIRE_ACTIVE,
+    [S_END] = RS_END,         [S_TICK] = RS_TICK,     [S_TOUCH] = RS_TOUCH,
+    [S_FIGURES] = RS_FIGURES,
 };
 
 /* Reply codes of the scripts (redis_scripts.h). */
 enum { RC_OK = 0, RC_INVALID = 1, RC_NOT_YOURS = 2, RC_EXPIRED = 3, RC_NOT_ACTIVE = 4, RC_EXISTS = 5 };
 
-struct wr;
-
-/* One thread's connection; owned by struct wr (on its list), used only by that
- * thread. rc is NULL while disconnected. */
-struct conn {
-    redisContext *rc;
-    int64_t retry_at; /* monotonic ms before which no reconnect is tried */
-    struct wr *owner;
-    struct conn *prev, *next;
-};
-
-/* The waiting room. Everything but `mu` and the conn list is immutable after open,
- * so threads read it without a lock; mu guards only the list of connections. */
+/* The waiting room, one per process. Immutable after open but for view (its own
+ * locks), the counters (atomic) and the tick's state (ticking guards it: only the
+ * tick in flight touches written_back_at). */
 struct wr {
     struct waitroom base;
     struct waitroom_config cfg;
-    char host[256];
+    char host[256]; /* as the URL says it, for messages */
+    char addr[64];  /* host resolved once at open */
     int port;
     int db;
     char user[128];
     char password[256];
+    char client_name[NS_MAX + 16];
+    struct redis_conn_config conn_cfg;
     char ns[NS_MAX + 1];
     char concerts_key[NS_MAX + 16];
-    char sha[S_COUNT][41];
+    struct redis_script scripts[S_COUNT];
     char cfg_arg[4][32]; /* active_max, admit_rate, waiting_idle_ms, active_idle_ms as script arguments */
-    pthread_key_t key;
-    pthread_mutex_t mu;
-    struct conn *conns;
+    struct redis_view *view;
+    int64_t writeback_ms;
+    atomic_bool ticking;
+    int64_t written_back_at;
+    _Atomic uint64_t polls_local, polls_exact, ticks, ticks_skipped, written_back, gone;
+};
+
+/* One loop's port: its connection. */
+struct wr_port {
+    struct waitroom_port base;
+    struct redis_conn *conn;
 };
 
 /* The keys of one concert, in the order of the scripts' KEYS, then the token prefix. */
@@ -91,11 +109,9 @@ static struct wr *wr_of(struct waitroom *w)
     return (struct wr *)w;
 }
 
-static int64_t mono_ms(void)
+static struct wr_port *port_of(struct waitroom_port *p)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (struct wr_port *)p;
 }
 
 static void concert_keys(const struct wr *w, int64_t concert_id, const char *token, struct ckeys *k)
@@ -107,176 +123,34 @@ static void concert_keys(const struct wr *w, int64_t concert_id, const char *tok
     snprintf(k->k[K_TOKEN], sizeof k->k[K_TOKEN], "%s%s", k->prefix, token ? token : "");
 }
 
-/* ---- connections ---- */
-
-static void conn_drop(struct conn *c)
+static void count(_Atomic uint64_t *c)
 {
-    if (c->rc) {
-        redisFree(c->rc);
-        c->rc = NULL;
-    }
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
-/* pthread key destructor: the thread exits, its connection goes. */
-static void conn_release(void *arg)
-{
-    struct conn *c = arg;
-    struct wr *w = c->owner;
-    pthread_mutex_lock(&w->mu);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    pthread_mutex_unlock(&w->mu);
-    conn_drop(c);
-    free(c);
-}
-
-/* Runs one command that must not fail on a fresh connection; 0 on success. */
-static int setup_command(redisContext *rc, const char *what, char *err, size_t errlen, int argc, const char **argv)
-{
-    redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
-    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errlen, "redis %s failed: %s", what, r ? r->str : rc->errstr);
-        if (r)
-            freeReplyObject(r);
-        return -1;
-    }
-    freeReplyObject(r);
-    return 0;
-}
-
-/* A new connection, authenticated and on the right db; NULL and err on failure. */
-static redisContext *connect_new(const struct wr *w, char *err, size_t errlen)
-{
-    struct timeval tv = {.tv_sec = IO_TIMEOUT_MS / 1000, .tv_usec = (IO_TIMEOUT_MS % 1000) * 1000};
-    redisContext *rc = redisConnectWithTimeout(w->host, w->port, tv);
-    if (rc == NULL) {
-        snprintf(err, errlen, "redis %s:%d: out of memory", w->host, w->port);
-        return NULL;
-    }
-    if (rc->err) {
-        snprintf(err, errlen, "redis %s:%d: %s", w->host, w->port, rc->errstr);
-        goto fail;
-    }
-    if (redisSetTimeout(rc, tv) != REDIS_OK || redisEnableKeepAlive(rc) != REDIS_OK) {
-        snprintf(err, errlen, "redis %s:%d: cannot set socket options", w->host, w->port);
-        goto fail;
-    }
-    if (w->password[0]) {
-        const char *argv[3] = {"AUTH", w->user[0] ? w->user : w->password, w->password};
-        if (setup_command(rc, "AUTH", err, errlen, w->user[0] ? 3 : 2, argv) != 0)
-            goto fail;
-    }
-    if (w->db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", w->db);
-        const char *argv[2] = {"SELECT", db};
-        if (setup_command(rc, "SELECT", err, errlen, 2, argv) != 0)
-            goto fail;
-    }
-    char name[NS_MAX + 16];
-    snprintf(name, sizeof name, "boxoffice-%s", w->ns);
-    const char *argv[3] = {"CLIENT", "SETNAME", name}; /* shows in CLIENT LIST; failure is harmless */
-    redisReply *r = redisCommandArgv(rc, 3, argv, NULL);
-    if (r == NULL) {
-        snprintf(err, errlen, "redis %s:%d: %s", w->host, w->port, rc->errstr);
-        goto fail;
-    }
-    freeReplyObject(r);
-    return rc;
-fail:
-    redisFree(rc);
-    return NULL;
-}
-
-/* The calling thread's connected context; NULL (BX_ERR_UNAVAILABLE for the caller)
- * when Redis cannot be reached — then no new attempt for RECONNECT_AFTER_MS. */
-static struct conn *conn_get(struct wr *w)
-{
-    struct conn *c = pthread_getspecific(w->key);
-    if (c == NULL) {
-        c = calloc(1, sizeof *c);
-        if (c == NULL)
-            return NULL;
-        c->owner = w;
-        if (pthread_setspecific(w->key, c) != 0) {
-            free(c);
-            return NULL;
-        }
-        pthread_mutex_lock(&w->mu);
-        c->next = w->conns;
-        if (w->conns)
-            w->conns->prev = c;
-        w->conns = c;
-        pthread_mutex_unlock(&w->mu);
-    }
-    if (c->rc)
-        return c;
-    int64_t t = mono_ms();
-    if (t < c->retry_at)
-        return NULL;
-    char err[512];
-    c->rc = connect_new(w, err, sizeof err);
-    if (c->rc == NULL) {
-        c->retry_at = t + RECONNECT_AFTER_MS;
-        log_warn("waiting room: %s", err);
-        return NULL;
-    }
-    return c;
-}
-
-/* ---- one script call ---- */
-
-/* Maps an error reply: transient server states are UNAVAILABLE, anything else
- * (a script error is a bug) INTERNAL. */
-static bx_err reply_error(const redisReply *r)
-{
-    static const char *const transient[] = {"LOADING",  "BUSY",  "READONLY", "MASTERDOWN", "OOM",    "CLUSTERDOWN",
-                                            "TRYAGAIN", "MOVED", "ASK",      "NOAUTH",     "MISCONF"};
-    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++) {
-        size_t n = strlen(transient[i]);
-        if (strncmp(r->str, transient[i], n) == 0 && (r->str[n] == ' ' || r->str[n] == '\0')) {
-            log_warn("waiting room: redis: %s", r->str);
-            return BX_ERR_UNAVAILABLE;
-        }
-    }
-    log_error("waiting room: redis: %s", r->str);
-    return BX_ERR_INTERNAL;
-}
-
-/* An I/O or protocol error: the connection is dropped, the caller gets UNAVAILABLE. */
-static bx_err io_error(struct conn *c)
-{
-    log_warn("waiting room: redis connection lost: %s", c->rc ? c->rc->errstr : "?");
-    conn_drop(c);
-    return BX_ERR_UNAVAILABLE;
-}
+/* ---- script calls ---- */
 
 #define ARGS_MAX 24
 
-/* A script call under construction: EVALSHA sha numkeys keys... args... */
+/* A script's arguments after EVALSHA sha: numkeys, keys, common ARGV, own ARGV. */
 struct call {
     const char *argv[ARGS_MAX];
-    size_t len[ARGS_MAX];
     int argc;
     char nkeys[8];
     char now[24];
+    struct ckeys keys;
 };
 
-static void call_init(struct wr *w, struct call *k, enum script s, const struct ckeys *keys, int nkeys, int64_t now)
+static void call_init(const struct wr *w, struct call *k, int64_t concert_id, const char *token, int nkeys, int64_t now)
 {
+    concert_keys(w, concert_id, token, &k->keys);
     k->argc = 0;
-    k->argv[k->argc++] = "EVALSHA";
-    k->argv[k->argc++] = w->sha[s];
     snprintf(k->nkeys, sizeof k->nkeys, "%d", nkeys);
     k->argv[k->argc++] = k->nkeys;
     for (int i = 0; i < nkeys; i++)
-        k->argv[k->argc++] = keys->k[i];
+        k->argv[k->argc++] = k->keys.k[i];
     snprintf(k->now, sizeof k->now, "%" PRId64, now);
-    k->argv[k->argc++] = keys->prefix;
+    k->argv[k->argc++] = k->keys.prefix;
     k->argv[k->argc++] = k->now;
     for (int i = 0; i < 4; i++)
         k->argv[k->argc++] = w->cfg_arg[i];
@@ -288,72 +162,17 @@ static void call_arg(struct call *k, const char *a)
     k->argv[k->argc++] = a;
 }
 
-static void call_lengths(struct call *k)
+/* The reply of a per-token script: an array led by its code. */
+static bx_err coded_reply(bx_err e, const redisReply *r, long long *code)
 {
-    for (int i = 0; i < k->argc; i++)
-        k->len[i] = strlen(k->argv[i]);
-}
-
-/* Appends the call to the connection's output buffer; EVAL with the source when
- * `source` (the server lost its script cache). */
-static int call_append(struct conn *c, struct call *k, enum script s, int source)
-{
-    k->argv[0] = source ? "EVAL" : "EVALSHA";
-    k->argv[1] = source ? script_src[s] : c->owner->sha[s];
-    k->len[0] = strlen(k->argv[0]);
-    k->len[1] = strlen(k->argv[1]);
-    return redisAppendCommandArgv(c->rc, k->argc, k->argv, k->len);
-}
-
-static int is_noscript(const redisReply *r)
-{
-    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
-}
-
-/* Runs script s with one round trip (two when the server's script cache was
- * flushed: then once more with EVAL and the source, which caches it again).
- * `after`, when not NULL, is a command of argc_after arguments pipelined right
- * behind the script on the same connection, so Redis runs it after the script;
- * its reply is discarded. *out is an array reply the caller frees. */
-static bx_err call_run(struct wr *w, struct call *k, enum script s, int argc_after, const char **after,
-                       redisReply **out)
-{
-    struct conn *c = conn_get(w);
-    *out = NULL;
-    if (c == NULL)
-        return BX_ERR_UNAVAILABLE;
-    call_lengths(k);
-    for (int source = 0; source < 2; source++) {
-        redisReply *r = NULL, *r2 = NULL;
-        if (call_append(c, k, s, source) != REDIS_OK ||
-            (after && redisAppendCommandArgv(c->rc, argc_after, after, NULL) != REDIS_OK))
-            return io_error(c);
-        if (redisGetReply(c->rc, (void **)&r) != REDIS_OK)
-            return io_error(c);
-        if (after && redisGetReply(c->rc, (void **)&r2) != REDIS_OK) {
-            freeReplyObject(r);
-            return io_error(c);
-        }
-        if (r2)
-            freeReplyObject(r2);
-        if (is_noscript(r) && source == 0) {
-            freeReplyObject(r);
-            continue;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-            bx_err e = reply_error(r);
-            freeReplyObject(r);
-            return e;
-        }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER) {
-            log_error("waiting room: unexpected reply from redis script %d", (int)s);
-            freeReplyObject(r);
-            return BX_ERR_INTERNAL;
-        }
-        *out = r;
-        return BX_OK;
+    if (e != BX_OK)
+        return e;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_INTEGER) {
+        log_error("waiting room: unexpected reply from a redis script");
+        return BX_ERR_INTERNAL;
     }
-    return BX_ERR_INTERNAL; /* not reached */
+    *code = r->element[0]->integer;
+    return BX_OK;
 }
 
 static bx_err code_error(long long code)
@@ -374,25 +193,39 @@ static bx_err code_error(long long code)
     }
 }
 
-/* Fills a ticket from a script's ticket reply {0, "W"|"A", position, rate}. */
-static bx_err ticket_from(const struct wr *w, const redisReply *r, struct queue_ticket *t)
+/* What a ticket reply {0, "W"|"A", position, rate, admitted_total, departed_total}
+ * says; false when it is malformed. */
+struct ticket_reply {
+    bool waiting;
+    int64_t position, admitted_total, departed_total;
+    double rate;
+};
+
+static bool ticket_parse(const redisReply *r, struct ticket_reply *t)
 {
-    if (r->elements < 4 || r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_INTEGER ||
-        r->element[3]->type != REDIS_REPLY_STRING)
-        return BX_ERR_INTERNAL;
-    double rate = strtod(r->element[3]->str, NULL);
-    if (r->element[1]->str[0] == 'A') {
-        t->status = QUEUE_ACTIVE;
-        t->position = 0;
-        t->eta_seconds = 0;
-        t->poll_after_ms = queue_poll_after_ms(1, 0, &w->cfg);
-    } else {
-        t->status = QUEUE_WAITING;
-        t->position = r->element[2]->integer;
-        t->eta_seconds = queue_eta_seconds(t->position, rate, &w->cfg);
-        t->poll_after_ms = queue_poll_after_ms(0, t->eta_seconds, &w->cfg);
-    }
-    return BX_OK;
+    if (r->elements < 6 || r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_INTEGER ||
+        r->element[3]->type != REDIS_REPLY_STRING || r->element[4]->type != REDIS_REPLY_INTEGER ||
+        r->element[5]->type != REDIS_REPLY_INTEGER)
+        return false;
+    t->waiting = r->element[1]->str[0] != 'A';
+    t->position = r->element[2]->integer;
+    t->rate = strtod(r->element[3]->str, NULL);
+    t->admitted_total = r->element[4]->integer;
+    t->departed_total = r->element[5]->integer;
+    return true;
+}
+
+static void ticket_fill(const struct wr *w, const char *token, int64_t user_id, int64_t concert_id, bool waiting,
+                        int64_t position, double rate, struct queue_ticket *t)
+{
+    memset(t, 0, sizeof *t);
+    memcpy(t->token, token, BX_QUEUE_TOKEN_LEN);
+    t->user_id = user_id;
+    t->concert_id = concert_id;
+    t->status = waiting ? QUEUE_WAITING : QUEUE_ACTIVE;
+    t->position = waiting ? position : 0;
+    t->eta_seconds = waiting ? queue_eta_seconds(position, rate, &w->cfg) : 0;
+    t->poll_after_ms = queue_poll_after_ms(!waiting, t->eta_seconds, &w->cfg);
 }
 
 /* A client's token → its concert, or QUEUE_TOKEN_INVALID without a round trip. */
@@ -406,475 +239,741 @@ static bx_err token_concert(const char *token, int64_t *concert_id)
     return BX_OK;
 }
 
-/* ---- the ops ---- */
+/* ---- operations: each one script on the port's connection ---- */
 
-/* Frees every thread's connection. No other thread may be inside the waiting room,
- * nor exit concurrently (its key destructor would race with this). */
+/* An operation in flight: what its reply needs. */
+struct op {
+    struct wr *w;
+    struct wr_port *port;
+    waitroom_done_fn done;
+    void *arg;
+    struct queue_ticket *out;
+    bool *created;
+    char token[BX_QUEUE_TOKEN_LEN + 1];
+    int64_t user_id, concert_id, now;
+    int tries;
+};
+
+static struct op *op_new(struct waitroom_port *p, waitroom_done_fn done, void *arg)
+{
+    struct op *o = calloc(1, sizeof *o);
+    if (o == NULL) {
+        done(arg, BX_ERR_UNAVAILABLE);
+        return NULL;
+    }
+    *o = (struct op){.w = wr_of(p->room), .port = port_of(p), .done = done, .arg = arg};
+    return o;
+}
+
+static void op_finish(struct op *o, bx_err e)
+{
+    o->done(o->arg, e);
+    free(o);
+}
+
+/* Sends script s; on refusal (Redis down, too much in flight) the op ends UNAVAILABLE. */
+static void op_eval(struct op *o, enum script s, const struct call *k, redis_done_fn on_reply)
+{
+    if (redis_conn_eval(o->port->conn, &o->w->scripts[s], k->argc, k->argv, NULL, on_reply, o) != 0)
+        op_finish(o, BX_ERR_UNAVAILABLE);
+}
+
+/* A per-token script (status, require_active, end) on the token's concert. */
+static void op_token_script(struct op *o, enum script s, const char *flag, redis_done_fn on_reply)
+{
+    char user[24];
+    struct call k;
+    snprintf(user, sizeof user, "%" PRId64, o->user_id);
+    call_init(o->w, &k, o->concert_id, o->token, K_COUNT, o->now);
+    call_arg(&k, user);
+    call_arg(&k, o->token);
+    if (flag)
+        call_arg(&k, flag);
+    op_eval(o, s, &k, on_reply);
+}
+
+static void on_pong(void *arg, bx_err e, const redisReply *r)
+{
+    (void)r;
+    op_finish(arg, e);
+}
+
+static void wr_ping(struct waitroom_port *p, waitroom_done_fn done, void *arg)
+{
+    static const char *const ping[1] = {"PING"};
+    struct op *o = op_new(p, done, arg);
+    if (o != NULL && redis_conn_command(o->port->conn, 1, ping, NULL, on_pong, o) != 0)
+        op_finish(o, BX_ERR_UNAVAILABLE);
+}
+
+static void on_listed(void *arg, bx_err e, const redisReply *r)
+{
+    (void)arg;
+    (void)r;
+    if (e != BX_OK)
+        log_warn("waiting room: a concert may be missing from the housekeeping set: %s", bx_err_info(e)->code);
+}
+
+/* Names the concert in the tick set, once the issue script has run (see
+ * forget_send: a tick that found the concert empty before the token existed must
+ * see this SADD after its SREM). Its answer is not waited for. */
+static void list_concert(struct op *o)
+{
+    char concert[24];
+    snprintf(concert, sizeof concert, "%" PRId64, o->concert_id);
+    const char *sadd[3] = {"SADD", o->w->concerts_key, concert};
+    if (redis_conn_command(o->port->conn, 3, sadd, NULL, on_listed, NULL) != 0)
+        log_warn("waiting room: concert %" PRId64 " may be missing from the housekeeping set", o->concert_id);
+}
+
+static void issue_send(struct op *o);
+
+/* Issue reply: a ticket, then the token and 1 when created. */
+static bx_err issued(struct op *o, const redisReply *r)
+{
+    struct ticket_reply t;
+    if (!ticket_parse(r, &t) || r->elements < 8 || r->element[6]->type != REDIS_REPLY_STRING ||
+        r->element[6]->len != BX_QUEUE_TOKEN_LEN || r->element[7]->type != REDIS_REPLY_INTEGER)
+        return BX_ERR_INTERNAL;
+    const char *token = r->element[6]->str;
+    ticket_fill(o->w, token, o->user_id, o->concert_id, t.waiting, t.position, t.rate, o->out);
+    *o->created = r->element[7]->integer != 0;
+    if (t.waiting)
+        redis_view_token_read(o->w->view, token, o->user_id, o->concert_id, t.position, t.admitted_total,
+                              t.departed_total, o->now);
+    list_concert(o);
+    return BX_OK;
+}
+
+static void on_issue_reply(void *arg, bx_err e, const redisReply *r)
+{
+    struct op *o = arg;
+    long long code = RC_OK;
+    e = coded_reply(e, r, &code);
+    if (e == BX_OK && code == RC_EXISTS && ++o->tries < ISSUE_TRIES) {
+        issue_send(o); /* 2^-128: draw another token */
+        return;
+    }
+    if (e == BX_OK)
+        e = code_error(code);
+    if (e == BX_OK)
+        e = issued(o, r);
+    op_finish(o, e);
+}
+
+static void issue_send(struct op *o)
+{
+    char user[24];
+    struct call k;
+    token_queue_new_for(o->concert_id, o->token);
+    snprintf(user, sizeof user, "%" PRId64, o->user_id);
+    call_init(o->w, &k, o->concert_id, o->token, K_COUNT, o->now);
+    call_arg(&k, user);
+    call_arg(&k, o->token);
+    op_eval(o, S_ISSUE, &k, on_issue_reply);
+}
+
+/* See waitroom.h. One script; then the concert is named in the tick set. */
+static void wr_issue(struct waitroom_port *p, int64_t user_id, int64_t concert_id, int64_t now,
+                     struct queue_ticket *out, bool *created, waitroom_done_fn done, void *arg)
+{
+    if (concert_id <= 0) {
+        done(arg, BX_ERR_CONCERT_NOT_FOUND); /* no token can name it */
+        return;
+    }
+    struct op *o = op_new(p, done, arg);
+    if (o == NULL)
+        return;
+    o->user_id = user_id;
+    o->concert_id = concert_id;
+    o->now = now;
+    o->out = out;
+    o->created = created;
+    issue_send(o);
+}
+
+static void on_status_reply(void *arg, bx_err e, const redisReply *r)
+{
+    struct op *o = arg;
+    long long code = RC_OK;
+    struct ticket_reply t = {0};
+    e = coded_reply(e, r, &code);
+    if (e == BX_OK)
+        e = code_error(code);
+    if (e == BX_OK && !ticket_parse(r, &t))
+        e = BX_ERR_INTERNAL;
+    if (e == BX_OK)
+        ticket_fill(o->w, o->token, o->user_id, o->concert_id, t.waiting, t.position, t.rate, o->out);
+    if (e == BX_OK && t.waiting)
+        redis_view_token_read(o->w->view, o->token, o->user_id, o->concert_id, t.position, t.admitted_total,
+                              t.departed_total, o->now);
+    else if (e != BX_ERR_UNAVAILABLE)
+        redis_view_token_forget(o->w->view, o->token);
+    op_finish(o, e);
+}
+
+/* See waitroom.h. From the view when it allows (redis_view.h), else one script,
+ * which touches the token. */
+static void wr_status(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
+                      struct queue_ticket *out, waitroom_done_fn done, void *arg)
+{
+    struct wr *w = wr_of(p->room);
+    int64_t concert_id, position;
+    double rate;
+    bx_err e = token_concert(token, &concert_id);
+    if (e != BX_OK) {
+        done(arg, e);
+        return;
+    }
+    if (redis_view_poll(w->view, token, user_id, concert_id, now, &position, &rate)) {
+        count(&w->polls_local);
+        ticket_fill(w, token, user_id, concert_id, true, position, rate, out);
+        done(arg, BX_OK);
+        return;
+    }
+    count(&w->polls_exact);
+    struct op *o = op_new(p, done, arg);
+    if (o == NULL)
+        return;
+    memcpy(o->token, token, BX_QUEUE_TOKEN_LEN);
+    o->user_id = user_id;
+    o->concert_id = concert_id;
+    o->now = now;
+    o->out = out;
+    op_token_script(o, S_STATUS, NULL, on_status_reply);
+}
+
+static void on_coded_reply(void *arg, bx_err e, const redisReply *r)
+{
+    long long code = RC_OK;
+    e = coded_reply(e, r, &code);
+    op_finish(arg, e == BX_OK ? code_error(code) : e);
+}
+
+/* A per-token op answered by its code alone; `forget`: the token stops waiting
+ * whatever the answer, so the view drops it. */
+static void token_op(struct waitroom_port *p, enum script s, const char *token, int64_t user_id, int64_t now,
+                     const char *flag, bool forget, waitroom_done_fn done, void *arg)
+{
+    int64_t concert_id;
+    bx_err e = token_concert(token, &concert_id);
+    if (e != BX_OK) {
+        done(arg, e);
+        return;
+    }
+    if (forget)
+        redis_view_token_forget(wr_of(p->room)->view, token);
+    struct op *o = op_new(p, done, arg);
+    if (o == NULL)
+        return;
+    memcpy(o->token, token, BX_QUEUE_TOKEN_LEN);
+    o->user_id = user_id;
+    o->concert_id = concert_id;
+    o->now = now;
+    op_token_script(o, s, flag, on_coded_reply);
+}
+
+/* See waitroom.h. Always Redis; a token of another concert still goes to its own
+ * concert's script, so unknown / not yours / expired win over NOT_ACTIVE. */
+static void wr_require_active(struct waitroom_port *p, const char *token, int64_t user_id, int64_t concert_id,
+                              int64_t now, waitroom_done_fn done, void *arg)
+{
+    int64_t tok_concert = 0;
+    (void)token_concert(token, &tok_concert); /* a malformed token is refused by token_op */
+    token_op(p, S_REQUIRE_ACTIVE, token, user_id, now, tok_concert == concert_id ? "1" : "0", false, done, arg);
+}
+
+/* See waitroom.h: expire, then admit the next in line — one script. */
+static void wr_leave(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now, waitroom_done_fn done,
+                     void *arg)
+{
+    token_op(p, S_END, token, user_id, now, "0", true, done, arg);
+}
+
+static void wr_complete(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now, waitroom_done_fn done,
+                        void *arg)
+{
+    token_op(p, S_END, token, user_id, now, "1", true, done, arg);
+}
+
+/* ---- the tick: write-back of local polls, every concert's script, forgetting ---- */
+
+/* A concert of the tick set, or a write-back batch: its callbacks' argument. */
+struct tick_item {
+    struct tick *t;
+    size_t i;
+    bool ok;        /* its figures were read */
+    bool again;     /* an expiry batch came back full: another round */
+    bool forget;    /* empty long enough to leave the tick set */
+    int replies;    /* forgetting: replies still to come, */
+    int seen;       /* replies come so far */
+    long long live; /* tokens found (or cannot tell: 1) */
+};
+
+/* One tick (or view refresh) in flight: phases run one after the other, each
+ * sending at most TICK_WINDOW commands at a time (fan_*). */
+struct tick {
+    struct wr *w;
+    struct wr_port *port;
+    int64_t now;
+    bool refresh; /* figures only (waitroom_redis_refresh) */
+    waitroom_done_fn done;
+    void *arg;
+    bx_err e; /* the first error */
+    struct redis_view_polled *polled;
+    size_t *batch; /* write-back batch b is polled[batch[b] .. batch[b + 1]) */
+    struct tick_item *wb_items;
+    int64_t *ids; /* the tick set */
+    size_t n;
+    struct redis_view_concert *fig;
+    struct tick_item *items;
+    size_t *todo; /* concerts of the current round */
+    size_t ntodo;
+    int round;
+    size_t fan_n, fan_next, fan_inflight;
+    int (*fan_send)(struct tick *t, size_t j);
+    void (*fan_after)(struct tick *t);
+};
+
+static void tick_error(struct tick *t, bx_err e)
+{
+    if (t->e == BX_OK)
+        t->e = e;
+}
+
+static void tick_finish(struct tick *t)
+{
+    waitroom_done_fn done = t->done;
+    void *arg = t->arg;
+    bx_err e = t->e;
+    if (!t->refresh)
+        atomic_store(&t->w->ticking, false);
+    free(t->polled);
+    free(t->batch);
+    free(t->wb_items);
+    free(t->ids);
+    free(t->fig);
+    free(t->items);
+    free(t->todo);
+    free(t);
+    done(arg, e);
+}
+
+/* Sends the phase's items while fewer than TICK_WINDOW are in flight; when every
+ * one has answered, the next phase. That call is the last use of t here: it may
+ * finish (free) the tick. Sends never answer from inside, so this never nests. */
+static void fan_pump(struct tick *t)
+{
+    while (t->fan_inflight < TICK_WINDOW && t->fan_next < t->fan_n) {
+        size_t j = t->fan_next++;
+        t->fan_inflight++;
+        if (t->fan_send(t, j) != 0) {
+            tick_error(t, BX_ERR_UNAVAILABLE);
+            t->fan_inflight--;
+        }
+    }
+    if (t->fan_inflight == 0 && t->fan_next == t->fan_n)
+        t->fan_after(t);
+}
+
+static void fan_start(struct tick *t, size_t n, int (*send)(struct tick *, size_t), void (*after)(struct tick *))
+{
+    t->fan_n = n;
+    t->fan_next = t->fan_inflight = 0;
+    t->fan_send = send;
+    t->fan_after = after;
+    fan_pump(t);
+}
+
+/* One item answered. */
+static void fan_done(struct tick *t)
+{
+    t->fan_inflight--;
+    fan_pump(t);
+}
+
+static void tick_list(struct tick *t);
+
+/* Write-back reply {0, tokens no longer waiting...}: they leave the cache, so their
+ * next poll asks Redis. */
+static void on_touched(void *arg, bx_err e, const redisReply *r)
+{
+    struct tick_item *it = arg;
+    struct tick *t = it->t;
+    long long code = RC_OK;
+    e = coded_reply(e, r, &code);
+    for (size_t j = 1; e == BX_OK && j < r->elements; j++) {
+        if (r->element[j]->type == REDIS_REPLY_STRING && r->element[j]->len == BX_QUEUE_TOKEN_LEN) {
+            redis_view_token_forget(t->w->view, r->element[j]->str);
+            count(&t->w->gone);
+        }
+    }
+    if (e != BX_OK)
+        tick_error(t, e);
+    fan_done(t);
+}
+
+/* One write-back script: the batch's tokens and when each was last polled. */
+static int touch_send(struct tick *t, size_t b)
+{
+    size_t from = t->batch[b], cnt = t->batch[b + 1] - from;
+    struct call k;
+    call_init(t->w, &k, t->polled[from].concert_id, NULL, K_TOKEN, t->now);
+    const char **argv = malloc(((size_t)k.argc + 2 * cnt) * sizeof *argv);
+    char(*at)[24] = malloc(cnt * sizeof *at);
+    int rc = -1;
+    if (argv != NULL && at != NULL) {
+        memcpy(argv, k.argv, (size_t)k.argc * sizeof *argv);
+        for (size_t j = 0; j < cnt; j++) {
+            snprintf(at[j], sizeof at[j], "%" PRId64, t->polled[from + j].polled_at);
+            argv[k.argc + 2 * j] = t->polled[from + j].token;
+            argv[k.argc + 2 * j + 1] = at[j];
+        }
+        rc = redis_conn_eval(t->port->conn, &t->w->scripts[S_TOUCH], k.argc + 2 * (int)cnt, argv, NULL, on_touched,
+                             &t->wb_items[b]);
+    }
+    free(argv);
+    free(at);
+    return rc;
+}
+
+/* The polls answered locally since the last write-back, in batches of one concert
+ * each; the tick's scripts wait for them (an expiry must not overtake a poll). */
+static void tick_write_back(struct tick *t)
+{
+    long n = redis_view_take_polled(t->w->view, &t->polled);
+    size_t nb = 0;
+    if (n > 0) {
+        t->batch = malloc(((size_t)n + 1) * sizeof *t->batch);
+        t->wb_items = calloc((size_t)n, sizeof *t->wb_items);
+    }
+    if (n < 0 || (n > 0 && (t->batch == NULL || t->wb_items == NULL))) {
+        tick_error(t, BX_ERR_INTERNAL); /* those polls are lost: their next ones count again */
+        n = 0;
+    }
+    for (size_t i = 0; i < (size_t)n; i++) {
+        if (i == 0 || t->polled[i].concert_id != t->polled[i - 1].concert_id || i - t->batch[nb - 1] == TOUCH_BATCH) {
+            t->wb_items[nb] = (struct tick_item){.t = t, .i = nb};
+            t->batch[nb++] = i;
+        }
+    }
+    if (n > 0) {
+        t->batch[nb] = (size_t)n;
+        atomic_fetch_add_explicit(&t->w->written_back, (uint64_t)n, memory_order_relaxed);
+    }
+    fan_start(t, nb, touch_send, tick_list);
+}
+
+/* The figures {waiting, active, full, forget, admitted_total, departed_total, rate}. */
+static bool figures_parse(const redisReply *r, struct redis_view_concert *c, struct tick_item *it)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 7 || r->element[6]->type != REDIS_REPLY_STRING)
+        return false;
+    for (size_t j = 0; j < 6; j++)
+        if (r->element[j]->type != REDIS_REPLY_INTEGER)
+            return false;
+    c->waiting = r->element[0]->integer;
+    c->active = r->element[1]->integer;
+    it->again = r->element[2]->integer != 0;
+    it->forget = r->element[3]->integer != 0;
+    c->admitted_total = r->element[4]->integer;
+    c->departed_total = r->element[5]->integer;
+    c->rate = strtod(r->element[6]->str, NULL);
+    return true;
+}
+
+static void on_figures(void *arg, bx_err e, const redisReply *r)
+{
+    struct tick_item *it = arg;
+    struct tick *t = it->t;
+    it->ok = e == BX_OK && figures_parse(r, &t->fig[it->i], it);
+    if (!it->ok) {
+        it->again = false;
+        tick_error(t, e != BX_OK ? e : BX_ERR_INTERNAL);
+        if (e == BX_OK)
+            log_error("waiting room: unexpected reply from the redis tick script");
+    }
+    fan_done(t);
+}
+
+static int figures_send(struct tick *t, size_t j)
+{
+    size_t i = t->todo[j];
+    char batch[16], forget_ms[24];
+    struct call k;
+    call_init(t->w, &k, t->ids[i], NULL, K_TOKEN, t->now);
+    snprintf(batch, sizeof batch, "%d", EXPIRE_BATCH);
+    snprintf(forget_ms, sizeof forget_ms, "%d", FORGET_AFTER_MS);
+    call_arg(&k, batch);
+    call_arg(&k, forget_ms);
+    const struct redis_script *s = &t->w->scripts[t->refresh ? S_FIGURES : S_TICK];
+    return redis_conn_eval(t->port->conn, s, k.argc, k.argv, NULL, on_figures, &t->items[i]);
+}
+
+static void tick_forget(struct tick *t);
+
+/* The concerts whose expiry batch came back full go round again. */
+static void tick_round_end(struct tick *t)
+{
+    size_t m = 0;
+    for (size_t j = 0; j < t->ntodo; j++)
+        if (t->items[t->todo[j]].again)
+            t->todo[m++] = t->todo[j];
+    t->ntodo = m;
+    if (m > 0 && ++t->round < EXPIRE_ROUNDS)
+        fan_start(t, m, figures_send, tick_round_end);
+    else
+        tick_forget(t);
+}
+
+/* SMEMBERS reply: the concerts to visit. */
+static bx_err concerts_parse(struct tick *t, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return BX_ERR_INTERNAL;
+    size_t cap = r->elements ? r->elements : 1;
+    t->ids = malloc(cap * sizeof *t->ids);
+    t->fig = calloc(cap, sizeof *t->fig);
+    t->items = calloc(cap, sizeof *t->items);
+    t->todo = malloc(cap * sizeof *t->todo);
+    if (t->ids == NULL || t->fig == NULL || t->items == NULL || t->todo == NULL)
+        return BX_ERR_INTERNAL;
+    for (size_t j = 0; j < r->elements; j++) {
+        const redisReply *m = r->element[j];
+        char *end;
+        errno = 0;
+        long long v = m->type == REDIS_REPLY_STRING ? strtoll(m->str, &end, 10) : 0;
+        if (m->type != REDIS_REPLY_STRING || errno != 0 || *end != '\0' || v <= 0)
+            continue;
+        t->ids[t->n] = v;
+        t->fig[t->n].concert_id = v;
+        t->items[t->n] = (struct tick_item){.t = t, .i = t->n};
+        t->todo[t->n] = t->n;
+        t->n++;
+    }
+    t->ntodo = t->n;
+    return BX_OK;
+}
+
+static void on_concerts(void *arg, bx_err e, const redisReply *r)
+{
+    struct tick *t = arg;
+    if (e == BX_OK)
+        e = concerts_parse(t, r);
+    if (e != BX_OK) {
+        tick_error(t, e); /* the view keeps its old figures, which age out */
+        tick_finish(t);
+        return;
+    }
+    fan_start(t, t->ntodo, figures_send, tick_round_end);
+}
+
+static void tick_list(struct tick *t)
+{
+    const char *argv[2] = {"SMEMBERS", t->w->concerts_key};
+    if (redis_conn_command(t->port->conn, 2, argv, NULL, on_concerts, t) != 0) {
+        tick_error(t, BX_ERR_UNAVAILABLE);
+        tick_finish(t);
+    }
+}
+
+static void tick_publish(struct tick *t);
+
+/* SREM, ZCARD wq, ZCARD al, in that order: a token issued after the tick script
+ * found the concert empty is either counted here (and the concert put back) or
+ * issued after the look, and then its issue's SADD (list_concert) comes after the
+ * SREM. A reply that cannot be read counts as live: put back. */
+static void on_forget_reply(void *arg, bx_err e, const redisReply *r)
+{
+    struct tick_item *it = arg;
+    struct tick *t = it->t;
+    bool srem = ++it->seen == 1;
+    if (e != BX_OK || r->type != REDIS_REPLY_INTEGER)
+        it->live++;
+    else if (!srem)
+        it->live += r->integer;
+    if (--it->replies > 0)
+        return;
+    if (it->live > 0) {
+        char id[24];
+        snprintf(id, sizeof id, "%" PRId64, t->ids[it->i]);
+        const char *sadd[3] = {"SADD", t->w->concerts_key, id};
+        if (redis_conn_command(t->port->conn, 3, sadd, NULL, on_listed, NULL) != 0)
+            log_warn("waiting room: concert %" PRId64 " may be missing from the housekeeping set", t->ids[it->i]);
+        it->forget = false;
+    }
+    fan_done(t);
+}
+
+/* Queues one of the looks; one that cannot be sent counts as live (put back). */
+static void forget_look(struct tick *t, struct tick_item *it, const char *key)
+{
+    const char *zcard[2] = {"ZCARD", key};
+    if (redis_conn_command(t->port->conn, 2, zcard, NULL, on_forget_reply, it) == 0)
+        it->replies++;
+    else
+        it->live++;
+}
+
+static int forget_send(struct tick *t, size_t j)
+{
+    struct tick_item *it = &t->items[t->todo[j]];
+    struct ckeys keys;
+    char id[24];
+    concert_keys(t->w, t->ids[it->i], NULL, &keys);
+    snprintf(id, sizeof id, "%" PRId64, t->ids[it->i]);
+    const char *srem[3] = {"SREM", t->w->concerts_key, id};
+    it->replies = it->seen = 0;
+    it->live = 0;
+    if (redis_conn_command(t->port->conn, 3, srem, NULL, on_forget_reply, it) != 0)
+        return -1;
+    it->replies++;
+    forget_look(t, it, keys.k[K_WQ]);
+    forget_look(t, it, keys.k[K_AL]);
+    return 0;
+}
+
+/* Drops the concerts that stayed empty from the tick set. */
+static void tick_forget(struct tick *t)
+{
+    t->ntodo = 0;
+    for (size_t i = 0; i < t->n && !t->refresh; i++)
+        if (t->items[i].ok && t->items[i].forget)
+            t->todo[t->ntodo++] = i;
+    fan_start(t, t->ntodo, forget_send, tick_publish);
+}
+
+/* The view becomes what this tick read: the concerts still listed whose figures it
+ * has, as of the tick's start. */
+static void tick_publish(struct tick *t)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->items[i].ok && !t->items[i].forget)
+            t->fig[m++] = t->fig[i];
+    if (redis_view_publish(t->w->view, t->fig, m, t->now) != 0)
+        tick_error(t, BX_ERR_INTERNAL);
+    tick_finish(t);
+}
+
+static struct tick *tick_new(struct waitroom_port *p, int64_t now, bool refresh, waitroom_done_fn done, void *arg)
+{
+    struct tick *t = calloc(1, sizeof *t);
+    if (t != NULL)
+        *t = (struct tick){
+            .w = wr_of(p->room), .port = port_of(p), .now = now, .refresh = refresh, .done = done, .arg = arg};
+    return t;
+}
+
+/* See waitroom.h. Skipped (BX_OK at once) while the previous tick is in flight.
+ * Each script is atomic, so any number of instances may tick at once: no token is
+ * admitted twice, no concert exceeds active_max. Visits every concert even after
+ * an error, and reports the first. */
+static void wr_tick(struct waitroom_port *p, int64_t now, waitroom_done_fn done, void *arg)
+{
+    struct wr *w = wr_of(p->room);
+    bool idle = false;
+    if (!atomic_compare_exchange_strong(&w->ticking, &idle, true)) {
+        count(&w->ticks_skipped);
+        done(arg, BX_OK);
+        return;
+    }
+    count(&w->ticks);
+    struct tick *t = tick_new(p, now, false, done, arg);
+    if (t == NULL) {
+        atomic_store(&w->ticking, false);
+        done(arg, BX_ERR_UNAVAILABLE);
+        return;
+    }
+    if (now - w->written_back_at >= w->writeback_ms || now < w->written_back_at) {
+        w->written_back_at = now;
+        tick_write_back(t);
+    } else {
+        tick_list(t);
+    }
+}
+
+void waitroom_redis_refresh(struct waitroom_port *p, int64_t now, waitroom_done_fn done, void *arg)
+{
+    struct tick *t = tick_new(p, now, true, done, arg);
+    if (t == NULL)
+        done(arg, BX_ERR_UNAVAILABLE);
+    else
+        tick_list(t);
+}
+
+/* See waitroom.h: the view's figures, as of the last tick. */
+static bx_err wr_stats(struct waitroom *base, struct waitroom_concert_stats *out, size_t cap, size_t *n)
+{
+    *n = redis_view_stats(wr_of(base)->view, out, cap);
+    return BX_OK;
+}
+
+/* ---- ports and the room ---- */
+
+static struct waitroom_port *wr_port_open(struct waitroom *base, h2o_evloop_t *loop, h2o_multithread_queue_t *queue)
+{
+    (void)queue; /* every answer comes from the port's own connection, on its loop */
+    struct wr_port *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->base = (struct waitroom_port){.room = base, .loop = loop};
+    p->conn = redis_conn_open(loop, &wr_of(base)->conn_cfg);
+    if (p->conn == NULL) {
+        free(p);
+        return NULL;
+    }
+    return &p->base;
+}
+
+/* Every op in flight answers UNAVAILABLE (redis_conn_close) before this returns. */
+static void wr_port_close(struct waitroom_port *base)
+{
+    struct wr_port *p = port_of(base);
+    redis_conn_close(p->conn);
+    free(p);
+}
+
+/* Every port is closed first. */
 static void wr_close(struct waitroom *base)
 {
     struct wr *w = wr_of(base);
     if (w == NULL)
         return;
-    pthread_key_delete(w->key); /* no destructor runs after this */
-    for (struct conn *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        conn_drop(c);
-        free(c);
-    }
-    pthread_mutex_destroy(&w->mu);
+    redis_view_free(w->view);
     free(w);
 }
 
-static bx_err wr_ping(struct waitroom *base)
+struct redis_conn *waitroom_redis_conn(struct waitroom_port *p)
 {
-    struct wr *w = wr_of(base);
-    struct conn *c = conn_get(w);
-    if (c == NULL)
-        return BX_ERR_UNAVAILABLE;
-    redisReply *r = redisCommand(c->rc, "PING");
-    if (r == NULL)
-        return io_error(c);
-    bx_err e = BX_OK;
-    if (r->type == REDIS_REPLY_ERROR)
-        e = reply_error(r);
-    freeReplyObject(r);
-    return e;
+    return port_of(p)->conn;
 }
 
-/* See waitroom.h. One round trip: the issue script, then SADD of the concert to the
- * tick set pipelined behind it (so the set names the concert after any tick that
- * could have missed the new token: see forget_concert). */
-static bx_err wr_issue(struct waitroom *base, int64_t user_id, int64_t concert_id, int64_t now,
-                       struct queue_ticket *out, bool *created)
+void waitroom_redis_counters(struct waitroom *w, struct waitroom_redis_counters *out)
 {
-    struct wr *w = wr_of(base);
-    if (concert_id <= 0)
-        return BX_ERR_CONCERT_NOT_FOUND; /* no token can name it */
-    char user[24], concert[24], token[BX_QUEUE_TOKEN_LEN + 1];
-    snprintf(user, sizeof user, "%" PRId64, user_id);
-    snprintf(concert, sizeof concert, "%" PRId64, concert_id);
-    const char *sadd[3] = {"SADD", w->concerts_key, concert};
-    for (int tries = 0; tries < ISSUE_TRIES; tries++) {
-        struct ckeys keys;
-        struct call k;
-        redisReply *r;
-        token_queue_new_for(concert_id, token);
-        concert_keys(w, concert_id, token, &keys);
-        call_init(w, &k, S_ISSUE, &keys, K_COUNT, now);
-        call_arg(&k, user);
-        call_arg(&k, token);
-        bx_err e = call_run(w, &k, S_ISSUE, 3, sadd, &r);
-        if (e != BX_OK)
-            return e;
-        long long code = r->element[0]->integer;
-        if (code == RC_EXISTS) { /* 2^-128: draw another token */
-            freeReplyObject(r);
-            continue;
-        }
-        e = code_error(code);
-        if (e == BX_OK && (r->elements < 6 || r->element[4]->type != REDIS_REPLY_STRING ||
-                           r->element[4]->len != BX_QUEUE_TOKEN_LEN || r->element[5]->type != REDIS_REPLY_INTEGER))
-            e = BX_ERR_INTERNAL;
-        if (e == BX_OK) {
-            memset(out, 0, sizeof *out);
-            e = ticket_from(w, r, out);
-            memcpy(out->token, r->element[4]->str, BX_QUEUE_TOKEN_LEN);
-            out->token[BX_QUEUE_TOKEN_LEN] = '\0';
-            out->user_id = user_id;
-            out->concert_id = concert_id;
-            *created = r->element[5]->integer != 0;
-        }
-        freeReplyObject(r);
-        return e;
-    }
-    return BX_ERR_INTERNAL;
-}
-
-/* Runs a per-token script (status, require_active, end) on the token's concert. */
-static bx_err token_call(struct wr *w, enum script s, const char *token, int64_t user_id, int64_t now, const char *flag,
-                         redisReply **out, int64_t *concert_id)
-{
-    bx_err e = token_concert(token, concert_id);
-    if (e != BX_OK)
-        return e;
-    char user[24];
-    snprintf(user, sizeof user, "%" PRId64, user_id);
-    struct ckeys keys;
-    struct call k;
-    concert_keys(w, *concert_id, token, &keys);
-    call_init(w, &k, s, &keys, K_COUNT, now);
-    call_arg(&k, user);
-    call_arg(&k, token);
-    if (flag)
-        call_arg(&k, flag);
-    e = call_run(w, &k, s, 0, NULL, out);
-    if (e != BX_OK)
-        return e;
-    e = code_error((*out)->element[0]->integer);
-    if (e != BX_OK) {
-        freeReplyObject(*out);
-        *out = NULL;
-    }
-    return e;
-}
-
-/* See waitroom.h. One round trip; touches the token. */
-static bx_err wr_status(struct waitroom *base, const char *token, int64_t user_id, int64_t now,
-                        struct queue_ticket *out)
-{
-    struct wr *w = wr_of(base);
-    redisReply *r;
-    int64_t concert_id;
-    bx_err e = token_call(w, S_STATUS, token, user_id, now, NULL, &r, &concert_id);
-    if (e != BX_OK)
-        return e;
-    memset(out, 0, sizeof *out);
-    e = ticket_from(w, r, out);
-    memcpy(out->token, token, BX_QUEUE_TOKEN_LEN);
-    out->user_id = user_id;
-    out->concert_id = concert_id;
-    freeReplyObject(r);
-    return e;
-}
-
-/* See waitroom.h. One round trip; a token of another concert still goes to its own
- * concert's script, so unknown / not yours / expired win over NOT_ACTIVE. */
-static bx_err wr_require_active(struct waitroom *base, const char *token, int64_t user_id, int64_t concert_id,
-                                int64_t now)
-{
-    struct wr *w = wr_of(base);
-    redisReply *r;
-    int64_t tok_concert;
-    bx_err e = token_concert(token, &tok_concert);
-    if (e != BX_OK)
-        return e;
-    e = token_call(w, S_REQUIRE_ACTIVE, token, user_id, now, tok_concert == concert_id ? "1" : "0", &r, &tok_concert);
-    if (e == BX_OK)
-        freeReplyObject(r);
-    return e;
-}
-
-static bx_err end_token(struct waitroom *base, const char *token, int64_t user_id, int64_t now, bool active_only)
-{
-    struct wr *w = wr_of(base);
-    redisReply *r;
-    int64_t concert_id;
-    bx_err e = token_call(w, S_END, token, user_id, now, active_only ? "1" : "0", &r, &concert_id);
-    if (e == BX_OK)
-        freeReplyObject(r);
-    return e;
-}
-
-/* See waitroom.h: expire, then admit the next in line — one script. */
-static bx_err wr_leave(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
-{
-    return end_token(base, token, user_id, now, false);
-}
-
-static bx_err wr_complete(struct waitroom *base, const char *token, int64_t user_id, int64_t now)
-{
-    return end_token(base, token, user_id, now, true);
-}
-
-/* The concert ids of the tick set; *ids is malloc'd (caller frees), sorted. */
-static bx_err concert_list(struct wr *w, int64_t **ids, size_t *n)
-{
-    *ids = NULL;
-    *n = 0;
-    struct conn *c = conn_get(w);
-    if (c == NULL)
-        return BX_ERR_UNAVAILABLE;
-    redisReply *r = redisCommand(c->rc, "SMEMBERS %s", w->concerts_key);
-    if (r == NULL)
-        return io_error(c);
-    bx_err e = BX_OK;
-    if (r->type == REDIS_REPLY_ERROR) {
-        e = reply_error(r);
-    } else if (r->type != REDIS_REPLY_ARRAY) {
-        e = BX_ERR_INTERNAL;
-    } else if (r->elements > 0) {
-        *ids = malloc(r->elements * sizeof **ids);
-        if (*ids == NULL) {
-            e = BX_ERR_INTERNAL;
-        } else {
-            for (size_t i = 0; i < r->elements; i++) {
-                const redisReply *m = r->element[i];
-                char *end;
-                errno = 0;
-                long long v = m->type == REDIS_REPLY_STRING ? strtoll(m->str, &end, 10) : 0;
-                if (m->type == REDIS_REPLY_STRING && errno == 0 && *end == '\0' && v > 0)
-                    (*ids)[(*n)++] = v;
-            }
-        }
-    }
-    freeReplyObject(r);
-    if (e != BX_OK) {
-        free(*ids);
-        *ids = NULL;
-        *n = 0;
-    }
-    return e;
-}
-
-static int cmp_id(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Drops a concert that stayed empty from the tick set. SREM, then (same connection,
- * so in this order) a look at its sets: a token issued after the script that found
- * it empty is either seen here and the concert put back, or issued after this look,
- * and then its issue's SADD (pipelined behind the issue script) comes after our SREM. */
-static bx_err forget_concert(struct wr *w, int64_t concert_id)
-{
-    struct conn *c = conn_get(w);
-    if (c == NULL)
-        return BX_ERR_UNAVAILABLE;
-    struct ckeys keys;
-    char id[24];
-    concert_keys(w, concert_id, NULL, &keys);
-    snprintf(id, sizeof id, "%" PRId64, concert_id);
-    redisReply *r[3] = {NULL, NULL, NULL};
-    bx_err e = BX_OK;
-    if (redisAppendCommand(c->rc, "SREM %s %s", w->concerts_key, id) != REDIS_OK ||
-        redisAppendCommand(c->rc, "ZCARD %s", keys.k[K_WQ]) != REDIS_OK ||
-        redisAppendCommand(c->rc, "ZCARD %s", keys.k[K_AL]) != REDIS_OK)
-        return io_error(c);
-    for (int i = 0; i < 3; i++)
-        if (redisGetReply(c->rc, (void **)&r[i]) != REDIS_OK) {
-            e = io_error(c);
-            break;
-        }
-    long long live = 0;
-    for (int i = 1; i < 3 && e == BX_OK; i++)
-        live += r[i]->type == REDIS_REPLY_INTEGER ? r[i]->integer : 1;
-    for (int i = 0; i < 3; i++)
-        if (r[i])
-            freeReplyObject(r[i]);
-    if (e == BX_OK && live > 0) {
-        redisReply *back = redisCommand(c->rc, "SADD %s %s", w->concerts_key, id);
-        if (back == NULL)
-            return io_error(c);
-        freeReplyObject(back);
-    }
-    return e;
-}
-
-/* See waitroom.h. Visits every concert of the tick set: all tick scripts pipelined
- * in one round trip, repeated (up to EXPIRE_ROUNDS) for the concerts whose expiry
- * batch came back full. Each script is atomic, so any number of instances may tick
- * at once: no token is admitted twice, no concert exceeds active_max. Returns the
- * first error but visits every concert. */
-static bx_err wr_tick(struct waitroom *base, int64_t now)
-{
-    struct wr *w = wr_of(base);
-    int64_t *ids, *gone = NULL;
-    size_t n, ngone = 0;
-    bx_err e = concert_list(w, &ids, &n);
-    if (e != BX_OK || n == 0)
-        return e;
-    gone = malloc(n * sizeof *gone);
-    if (gone == NULL) {
-        free(ids);
-        return BX_ERR_INTERNAL;
-    }
-    char batch[16], forget_ms[24];
-    snprintf(batch, sizeof batch, "%d", EXPIRE_BATCH);
-    snprintf(forget_ms, sizeof forget_ms, "%d", FORGET_AFTER_MS);
-    int source = 0; /* the server lost its script cache: send the source this round */
-    for (int round = 0; round < EXPIRE_ROUNDS && n > 0; round++) {
-        struct conn *c = conn_get(w);
-        if (c == NULL) {
-            e = BX_ERR_UNAVAILABLE;
-            break;
-        }
-        for (size_t i = 0; i < n; i++) {
-            struct call k;
-            struct ckeys keys;
-            concert_keys(w, ids[i], NULL, &keys);
-            call_init(w, &k, S_TICK, &keys, K_TOKEN, now);
-            call_arg(&k, batch);
-            call_arg(&k, forget_ms);
-            call_lengths(&k);
-            if (call_append(c, &k, S_TICK, source) != REDIS_OK) {
-                e = io_error(c);
-                goto out;
-            }
-        }
-        size_t again = 0;
-        source = 0;
-        for (size_t i = 0; i < n; i++) {
-            redisReply *r = NULL;
-            if (redisGetReply(c->rc, (void **)&r) != REDIS_OK) {
-                e = io_error(c);
-                goto out;
-            }
-            int redo = 0;
-            if (is_noscript(r)) {
-                redo = source = 1;
-            } else if (r->type == REDIS_REPLY_ERROR) {
-                if (e == BX_OK)
-                    e = reply_error(r);
-            } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 && r->element[2]->type == REDIS_REPLY_INTEGER &&
-                       r->element[3]->type == REDIS_REPLY_INTEGER) {
-                if (r->element[3]->integer != 0) /* empty: nothing left to expire either */
-                    gone[ngone++] = ids[i];
-                else
-                    redo = r->element[2]->integer != 0;
-            } else if (e == BX_OK) {
-                e = BX_ERR_INTERNAL;
-            }
-            freeReplyObject(r);
-            if (redo)
-                ids[again++] = ids[i];
-        }
-        n = again;
-    }
-    for (size_t i = 0; i < ngone; i++) { /* the pipeline is drained: the connection is free */
-        bx_err fe = forget_concert(w, gone[i]);
-        if (e == BX_OK)
-            e = fe;
-    }
-out:
-    free(ids);
-    free(gone);
-    return e;
-}
-
-/* See waitroom.h; concerts of the tick set in id order, one pipelined round trip. */
-static bx_err wr_stats(struct waitroom *base, struct waitroom_concert_stats *out, size_t cap, size_t *n)
-{
-    struct wr *w = wr_of(base);
-    int64_t *ids;
-    size_t m;
-    *n = 0;
-    bx_err e = concert_list(w, &ids, &m);
-    if (e != BX_OK)
-        return e;
-    if (m > 0) /* ids is NULL when the set is empty: qsort's pointer is nonnull */
-        qsort(ids, m, sizeof *ids, cmp_id);
-    if (m > cap)
-        m = cap;
-    struct conn *c = m ? conn_get(w) : NULL;
-    if (m && c == NULL)
-        e = BX_ERR_UNAVAILABLE;
-    for (size_t i = 0; i < m && e == BX_OK; i++) {
-        struct ckeys keys;
-        concert_keys(w, ids[i], NULL, &keys);
-        if (redisAppendCommand(c->rc, "ZCARD %s", keys.k[K_WQ]) != REDIS_OK ||
-            redisAppendCommand(c->rc, "ZCARD %s", keys.k[K_AL]) != REDIS_OK ||
-            redisAppendCommand(c->rc, "HMGET %s admitted_total rate", keys.k[K_ST]) != REDIS_OK)
-            e = io_error(c);
-    }
-    for (size_t i = 0; i < m && e == BX_OK; i++) {
-        redisReply *r[3] = {NULL, NULL, NULL};
-        for (int j = 0; j < 3 && e == BX_OK; j++)
-            if (redisGetReply(c->rc, (void **)&r[j]) != REDIS_OK)
-                e = io_error(c);
-        if (e == BX_OK) {
-            if (r[0]->type != REDIS_REPLY_INTEGER || r[1]->type != REDIS_REPLY_INTEGER ||
-                r[2]->type != REDIS_REPLY_ARRAY || r[2]->elements != 2) {
-                e = BX_ERR_INTERNAL; /* the rest of the pipeline is read below */
-            } else {
-                const redisReply *tot = r[2]->element[0], *rate = r[2]->element[1];
-                out[*n] = (struct waitroom_concert_stats){
-                    .concert_id = ids[i],
-                    .waiting = r[0]->integer,
-                    .active = r[1]->integer,
-                    .admitted_total = tot->type == REDIS_REPLY_STRING ? strtoll(tot->str, NULL, 10) : 0,
-                    .admit_rate_avg = rate->type == REDIS_REPLY_STRING ? strtod(rate->str, NULL) : 0};
-                (*n)++;
-            }
-        }
-        for (int j = 0; j < 3; j++)
-            if (r[j])
-                freeReplyObject(r[j]);
-        if (e == BX_ERR_INTERNAL) { /* drain the replies still queued, keep the connection usable */
-            for (size_t rest = (m - i - 1) * 3; rest > 0; rest--) {
-                redisReply *x;
-                if (redisGetReply(c->rc, (void **)&x) != REDIS_OK) {
-                    io_error(c);
-                    break;
-                }
-                freeReplyObject(x);
-            }
-            break;
-        }
-    }
-    free(ids);
-    return e;
-}
-
-/* ---- ports (TRANSITIONAL: the blocking calls above, answered at once; replaced
- * by the asynchronous connection of the redis branch) ---- */
-
-static struct waitroom_port *sync_port_open(struct waitroom *w, h2o_evloop_t *loop, h2o_multithread_queue_t *queue)
-{
-    (void)queue;
-    struct waitroom_port *p = calloc(1, sizeof *p);
-    if (p != NULL)
-        *p = (struct waitroom_port){.room = w, .loop = loop};
-    return p;
-}
-
-static void sync_port_close(struct waitroom_port *p)
-{
-    free(p);
-}
-
-static void sync_ping(struct waitroom_port *p, waitroom_done_fn done, void *arg)
-{
-    done(arg, wr_ping(p->room));
-}
-
-static void sync_issue(struct waitroom_port *p, int64_t user_id, int64_t concert_id, int64_t now,
-                       struct queue_ticket *out, bool *created, waitroom_done_fn done, void *arg)
-{
-    done(arg, wr_issue(p->room, user_id, concert_id, now, out, created));
-}
-
-static void sync_status(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
-                        struct queue_ticket *out, waitroom_done_fn done, void *arg)
-{
-    done(arg, wr_status(p->room, token, user_id, now, out));
-}
-
-static void sync_require_active(struct waitroom_port *p, const char *token, int64_t user_id, int64_t concert_id,
-                                int64_t now, waitroom_done_fn done, void *arg)
-{
-    done(arg, wr_require_active(p->room, token, user_id, concert_id, now));
-}
-
-static void sync_leave(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
-                       waitroom_done_fn done, void *arg)
-{
-    done(arg, wr_leave(p->room, token, user_id, now));
-}
-
-static void sync_complete(struct waitroom_port *p, const char *token, int64_t user_id, int64_t now,
-                          waitroom_done_fn done, void *arg)
-{
-    done(arg, wr_complete(p->room, token, user_id, now));
-}
-
-static void sync_tick(struct waitroom_port *p, int64_t now, waitroom_done_fn done, void *arg)
-{
-    done(arg, wr_tick(p->room, now));
+    struct wr *r = wr_of(w);
+    *out = (struct waitroom_redis_counters){
+        .polls_local = atomic_load(&r->polls_local),
+        .polls_exact = atomic_load(&r->polls_exact),
+        .ticks = atomic_load(&r->ticks),
+        .ticks_skipped = atomic_load(&r->ticks_skipped),
+        .written_back = atomic_load(&r->written_back),
+        .gone = atomic_load(&r->gone),
+    };
 }
 
 static const struct waitroom_ops wr_ops = {
     .name = "redis",
     .close = wr_close,
-    .port_open = sync_port_open,
-    .port_close = sync_port_close,
-    .ping = sync_ping,
-    .issue = sync_issue,
-    .status = sync_status,
-    .require_active = sync_require_active,
-    .leave = sync_leave,
-    .complete = sync_complete,
-    .tick = sync_tick,
+    .port_open = wr_port_open,
+    .port_close = wr_port_close,
+    .ping = wr_ping,
+    .issue = wr_issue,
+    .status = wr_status,
+    .require_active = wr_require_active,
+    .leave = wr_leave,
+    .complete = wr_complete,
+    .tick = wr_tick,
     .stats = wr_stats,
 };
 
@@ -977,9 +1076,128 @@ static int parse_url(struct wr *w, const char *url, char *err, size_t errlen)
     return 0;
 }
 
-/* See waitroom.h. Connects once on the calling thread to check the URL, loads the
- * scripts (their SHA1s are then fixed for the object's life) and keeps that
- * connection as this thread's. */
+/* The address to connect to. A name is resolved once, here, before any loop runs:
+ * hiredis would resolve it (blocking) at every reconnect. IPv4 first, as hiredis
+ * tries. 0, or -1 with the reason in err. */
+static int resolve_host(struct wr *w, char *err, size_t errlen)
+{
+    static const int families[2] = {AF_INET, AF_INET6};
+    int rc = EAI_NONAME;
+    for (int f = 0; f < 2; f++) {
+        struct addrinfo hints = {.ai_family = families[f], .ai_socktype = SOCK_STREAM}, *res;
+        rc = getaddrinfo(w->host, NULL, &hints, &res);
+        if (rc != 0)
+            continue;
+        rc = getnameinfo(res->ai_addr, res->ai_addrlen, w->addr, sizeof w->addr, NULL, 0, NI_NUMERICHOST);
+        freeaddrinfo(res);
+        if (rc == 0)
+            return 0;
+    }
+    snprintf(err, errlen, "redis %s:%d: %s", w->host, w->port, gai_strerror(rc));
+    return -1;
+}
+
+/* Runs one command that must not fail on the start-up connection; 0 on success. */
+static int setup_command(redisContext *rc, const char *what, char *err, size_t errlen, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "redis %s failed: %s", what, r ? r->str : rc->errstr);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* The start-up connection (blocking: no loop runs yet), authenticated; NULL and err
+ * on failure. */
+static redisContext *connect_blocking(const struct wr *w, char *err, size_t errlen)
+{
+    struct timeval tv = {.tv_sec = REPLY_WAIT_MS / 1000, .tv_usec = (REPLY_WAIT_MS % 1000) * 1000};
+    redisContext *rc = redisConnectWithTimeout(w->addr, w->port, tv);
+    if (rc == NULL) {
+        snprintf(err, errlen, "redis %s:%d: out of memory", w->host, w->port);
+        return NULL;
+    }
+    if (rc->err || redisSetTimeout(rc, tv) != REDIS_OK) {
+        snprintf(err, errlen, "redis %s:%d: %s", w->host, w->port, rc->err ? rc->errstr : "cannot set the timeout");
+        redisFree(rc);
+        return NULL;
+    }
+    if (w->password[0]) {
+        const char *argv[3] = {"AUTH", w->user[0] ? w->user : w->password, w->password};
+        if (setup_command(rc, "AUTH", err, errlen, w->user[0] ? 3 : 2, argv) != 0) {
+            redisFree(rc);
+            return NULL;
+        }
+    }
+    return rc;
+}
+
+/* SCRIPT LOAD of every script: their SHA1s are then fixed for the room's life
+ * (a server that loses them answers NOSCRIPT, and redis_conn sends the source). */
+static int load_scripts(struct wr *w, char *err, size_t errlen)
+{
+    char why[512];
+    redisContext *rc = connect_blocking(w, why, sizeof why);
+    if (rc == NULL) {
+        snprintf(err, errlen, "waiting room: %s", why);
+        return -1;
+    }
+    for (int s = 0; s < S_COUNT; s++) {
+        redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", script_src[s]);
+        if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
+            snprintf(err, errlen, "waiting room: redis SCRIPT LOAD failed: %s",
+                     r == NULL                      ? rc->errstr
+                     : r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
+            if (r)
+                freeReplyObject(r);
+            redisFree(rc);
+            return -1;
+        }
+        w->scripts[s].source = script_src[s];
+        memcpy(w->scripts[s].sha, r->str, 40);
+        freeReplyObject(r);
+    }
+    redisFree(rc);
+    return 0;
+}
+
+/* What the ports' connections and the view are made with. */
+static int configure(struct wr *w, const struct waitroom_config *cfg)
+{
+    snprintf(w->concerts_key, sizeof w->concerts_key, "%s:concerts", w->ns);
+    snprintf(w->client_name, sizeof w->client_name, "boxoffice-%s", w->ns);
+    snprintf(w->cfg_arg[0], sizeof w->cfg_arg[0], "%" PRId64, cfg->active_max);
+    snprintf(w->cfg_arg[1], sizeof w->cfg_arg[1], "%.17g", cfg->admit_rate);
+    snprintf(w->cfg_arg[2], sizeof w->cfg_arg[2], "%" PRId64, cfg->waiting_idle_ms);
+    snprintf(w->cfg_arg[3], sizeof w->cfg_arg[3], "%" PRId64, cfg->active_idle_ms);
+    w->conn_cfg = (struct redis_conn_config){.host = w->addr,
+                                             .port = w->port,
+                                             .db = w->db,
+                                             .user = w->user,
+                                             .password = w->password,
+                                             .name = w->client_name,
+                                             .reply_wait_ms = REPLY_WAIT_MS,
+                                             .retry_ms = RETRY_MS,
+                                             .max_queued = MAX_QUEUED};
+    /* a quarter of waiting_idle: a client polling on time (a third of it) is
+     * written back well before its idle clock in Redis runs out */
+    w->writeback_ms = cfg->waiting_idle_ms / 4 < WRITEBACK_MAX_MS ? cfg->waiting_idle_ms / 4 : WRITEBACK_MAX_MS;
+    struct redis_view_rules rules = {.fresh_ms = VIEW_FRESH_MS,
+                                     .exact_depth = cfg->exact_poll_depth ? cfg->exact_poll_depth : EXACT_DEPTH,
+                                     .read_max_ms = READ_MAX_MS,
+                                     .drift_div = DRIFT_DIV,
+                                     .silent_ms = cfg->waiting_idle_ms / 2};
+    w->view = redis_view_new(&rules, TOKEN_SLOTS);
+    return w->view ? 0 : -1;
+}
+
+/* See waitroom.h. Checks the URL and loads the scripts with one blocking
+ * connection (before any loop runs); each port then makes its own. */
 struct waitroom *waitroom_redis_open(const char *url, const struct waitroom_config *cfg, char *err, size_t errlen)
 {
     if (cfg->active_max < 0 || !(cfg->admit_rate >= 0) || cfg->waiting_idle_ms <= 0 || cfg->active_idle_ms <= 0) {
@@ -997,61 +1215,14 @@ struct waitroom *waitroom_redis_open(const char *url, const struct waitroom_conf
     }
     w->base.ops = &wr_ops;
     w->cfg = *cfg;
-    if (parse_url(w, url, err, errlen) != 0) {
-        free(w);
-        return NULL;
-    }
-    snprintf(w->concerts_key, sizeof w->concerts_key, "%s:concerts", w->ns);
-    snprintf(w->cfg_arg[0], sizeof w->cfg_arg[0], "%" PRId64, cfg->active_max);
-    snprintf(w->cfg_arg[1], sizeof w->cfg_arg[1], "%.17g", cfg->admit_rate);
-    snprintf(w->cfg_arg[2], sizeof w->cfg_arg[2], "%" PRId64, cfg->waiting_idle_ms);
-    snprintf(w->cfg_arg[3], sizeof w->cfg_arg[3], "%" PRId64, cfg->active_idle_ms);
-    if (pthread_mutex_init(&w->mu, NULL) != 0) {
-        snprintf(err, errlen, "waiting room: cannot create its mutex");
-        free(w);
-        return NULL;
-    }
-    if (pthread_key_create(&w->key, conn_release) != 0) {
-        snprintf(err, errlen, "waiting room: no thread-specific key left");
-        pthread_mutex_destroy(&w->mu);
-        free(w);
-        return NULL;
-    }
-    char why[512];
-    redisContext *rc = connect_new(w, why, sizeof why);
-    if (rc == NULL) {
-        snprintf(err, errlen, "waiting room: %s", why);
+    if (parse_url(w, url, err, errlen) != 0 || resolve_host(w, err, errlen) != 0 || load_scripts(w, err, errlen) != 0)
         goto fail;
-    }
-    for (int s = 0; s < S_COUNT; s++) {
-        redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", script_src[s]);
-        if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
-            snprintf(err, errlen, "waiting room: redis SCRIPT LOAD failed: %s",
-                     r == NULL                      ? rc->errstr
-                     : r->type == REDIS_REPLY_ERROR ? r->str
-                                                    : "unexpected reply");
-            if (r)
-                freeReplyObject(r);
-            redisFree(rc);
-            goto fail;
-        }
-        memcpy(w->sha[s], r->str, 40);
-        freeReplyObject(r);
-    }
-    struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL || pthread_setspecific(w->key, c) != 0) {
-        free(c);
-        redisFree(rc);
+    if (configure(w, cfg) != 0) {
         snprintf(err, errlen, "waiting room: out of memory");
         goto fail;
     }
-    c->rc = rc;
-    c->owner = w;
-    w->conns = c;
     return &w->base;
 fail:
-    pthread_key_delete(w->key);
-    pthread_mutex_destroy(&w->mu);
-    free(w);
+    wr_close(&w->base);
     return NULL;
 }

@@ -1,12 +1,18 @@
 /* test_queue.c — unit tests of the waiting room (SPEC §4): domain/queue_rules.c and a
- * backend driven through struct waitroom_ops with explicit clocks. Built twice
+ * backend driven through its ports (waitroom.h) with explicit clocks. Built twice
  * (tests/unit/meson.build): `test_queue` runs the behavioural tests against the
  * embedded backend queue/waitroom_mem.c (persistence to a fake store below);
  * `test_queue_redis` (-DBX_TEST_REDIS) runs the same tests against
  * queue/waitroom_redis.c on the Redis at BOXOFFICE_TEST_REDIS_URL (from
- * tests/harness/redis.sh), plus tests only several instances sharing one Redis have.
- * Criterion runs tests in parallel processes, so each test process works in its own
- * key namespace (?prefix=t<pid>), wiped when it starts, instead of FLUSHDB. */
+ * tests/harness/redis.sh), plus tests only several instances sharing one Redis
+ * have, and the tests of its connection (queue/redis_conn.c) and of the polls it
+ * answers without Redis. Criterion runs tests in parallel processes, so each test
+ * process works in its own key namespace (?prefix=t<pid>), wiped when it starts,
+ * instead of FLUSHDB; tests that restart or freeze a server start their own.
+ *
+ * The interface answers through callbacks on a loop; the tests drive it through
+ * struct room: a port on a private event loop, each call starting the operation
+ * and running the loop until its answer came. */
 #include "domain/queue_rules.h"
 #include "queue/waitroom.h"
 #include "util/token.h"
@@ -21,15 +27,195 @@
 #include <time.h>
 #include <unistd.h>
 #ifdef BX_TEST_REDIS
+#include "queue/redis_conn.h"
+#include "queue/waitroom_redis.h"
 #include <hiredis/hiredis.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #endif
 
 /* ---- helpers ---- */
 
+/* The behavioural tests hold every answer to be exact: deep polls too go to Redis. */
 static struct waitroom_config config(int64_t active_max)
 {
-    return (struct waitroom_config){
-        .active_max = active_max, .admit_rate = 0, .waiting_idle_ms = 120000, .active_idle_ms = 300000};
+    return (struct waitroom_config){.active_max = active_max,
+                                    .admit_rate = 0,
+                                    .waiting_idle_ms = 120000,
+                                    .active_idle_ms = 300000,
+                                    .exact_poll_depth = INT64_MAX};
+}
+
+/* A waiting room as the tests drive it: a port on a private event loop of the
+ * thread that made it (h2o's socket buffers belong to their thread). The owner
+ * room closes the waiting room too; other threads make their own rooms on it. */
+struct room {
+    struct waitroom *w;
+    h2o_evloop_t *loop;
+    h2o_multithread_queue_t *queue;
+    struct waitroom_port *p;
+    bool owner;
+    int64_t last_now; /* the latest clock an operation was given */
+};
+
+#define ANSWER_WAIT_S 30 /* an answer that never comes aborts the test instead of hanging it */
+
+/* Runs the loop until until(arg). Any thread (no Criterion assert). */
+static void loop_run(h2o_evloop_t *loop, bool (*until)(void *arg), void *arg)
+{
+    time_t t0 = time(NULL);
+    while (!until(arg)) {
+        if (time(NULL) - t0 > ANSWER_WAIT_S) {
+            fprintf(stderr, "no answer in %d s\n", ANSWER_WAIT_S);
+            abort();
+        }
+        h2o_evloop_run(loop, 10);
+    }
+}
+
+/* A server's loop never stops; the tests' loop runs only inside their calls. So
+ * that a command sent last (the set-up, the SADD behind an issue) does not sit on
+ * a stopped loop past its deadline, each call ends with the port idle. */
+static bool port_idle(void *arg)
+{
+#ifdef BX_TEST_REDIS
+    return redis_conn_pending(waitroom_redis_conn(((struct room *)arg)->p)) == 0;
+#else
+    return true;
+#endif
+}
+
+static struct room *room_port(struct waitroom *w, bool owner)
+{
+    struct room *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        abort();
+    r->w = w;
+    r->owner = owner;
+    r->loop = h2o_evloop_create();
+    r->queue = h2o_multithread_create_queue(r->loop);
+    r->p = waitroom_port_open(w, r->loop, r->queue);
+    if (r->p == NULL)
+        abort();
+    loop_run(r->loop, port_idle, r);
+    return r;
+}
+
+static void room_close(struct room *r)
+{
+    struct waitroom *w = r->owner ? r->w : NULL;
+    waitroom_port_close(r->p);
+    h2o_multithread_destroy_queue(r->queue);
+    h2o_evloop_run(r->loop, 0); /* frees the sockets closed above */
+    h2o_evloop_destroy(r->loop);
+    free(r);
+    if (w != NULL)
+        w->ops->close(w);
+}
+
+struct answer {
+    bool fired;
+    bx_err e;
+};
+
+static void answered(void *arg, bx_err e)
+{
+    struct answer *a = arg;
+    a->fired = true;
+    a->e = e;
+}
+
+/* Before an operation: the loop's clock catches up (deadlines count from it) and
+ * what happened meanwhile (a connection closed) is seen. */
+static void room_ready(struct room *r, int64_t now)
+{
+    r->last_now = now;
+    h2o_evloop_run(r->loop, 0);
+}
+
+static bool has_answer(void *arg)
+{
+    return ((struct answer *)arg)->fired;
+}
+
+/* Runs the loop until the operation answered and the port is idle. */
+static bx_err await(struct room *r, struct answer *a)
+{
+    loop_run(r->loop, has_answer, a);
+    loop_run(r->loop, port_idle, r);
+    return a->e;
+}
+
+static bx_err q_issue(struct room *r, int64_t user, int64_t concert, int64_t now, struct queue_ticket *t, bool *created)
+{
+    struct answer a = {0};
+    room_ready(r, now);
+    waitroom_issue(r->p, user, concert, now, t, created, answered, &a);
+    return await(r, &a);
+}
+
+static bx_err q_status(struct room *r, const char *token, int64_t user, int64_t now, struct queue_ticket *t)
+{
+    struct answer a = {0};
+    room_ready(r, now);
+    waitroom_status(r->p, token, user, now, t, answered, &a);
+    return await(r, &a);
+}
+
+static bx_err q_require_active(struct room *r, const char *token, int64_t user, int64_t concert, int64_t now)
+{
+    struct answer a = {0};
+    room_ready(r, now);
+    waitroom_require_active(r->p, token, user, concert, now, answered, &a);
+    return await(r, &a);
+}
+
+static bx_err q_leave(struct room *r, const char *token, int64_t user, int64_t now)
+{
+    struct answer a = {0};
+    room_ready(r, now);
+    waitroom_leave(r->p, token, user, now, answered, &a);
+    return await(r, &a);
+}
+
+static bx_err q_complete(struct room *r, const char *token, int64_t user, int64_t now)
+{
+    struct answer a = {0};
+    room_ready(r, now);
+    waitroom_complete(r->p, token, user, now, answered, &a);
+    return await(r, &a);
+}
+
+static bx_err q_tick(struct room *r, int64_t now)
+{
+    struct answer a = {0};
+    room_ready(r, now);
+    waitroom_tick(r->p, now, answered, &a);
+    return await(r, &a);
+}
+
+static bx_err q_ping(struct room *r)
+{
+    struct answer a = {0};
+    room_ready(r, r->last_now);
+    waitroom_ping(r->p, answered, &a);
+    return await(r, &a);
+}
+
+/* The room's figures as of now: the Redis room keeps them from its last tick, so
+ * they are read again first. */
+static bx_err q_stats(struct room *r, struct waitroom_concert_stats *out, size_t cap, size_t *n)
+{
+#ifdef BX_TEST_REDIS
+    struct answer a = {0};
+    room_ready(r, r->last_now);
+    waitroom_redis_refresh(r->p, r->last_now, answered, &a);
+    if (await(r, &a) != BX_OK)
+        return a.e;
+#endif
+    return r->w->ops->stats(r->w, out, cap, n);
 }
 
 #ifdef BX_TEST_REDIS
@@ -119,15 +305,15 @@ static const char *test_url(void)
     return url;
 }
 
-static struct waitroom *open_instance(const struct waitroom_config *cfg)
+static struct room *open_instance(const struct waitroom_config *cfg)
 {
     char err[256] = "";
     struct waitroom *w = waitroom_redis_open(test_url(), cfg, err, sizeof err);
     cr_assert_not_null(w, "waitroom_redis_open(%s): %s", test_url(), err);
-    return w;
+    return room_port(w, true);
 }
 
-static struct waitroom *open_room(const struct waitroom_config *cfg, struct store *persist)
+static struct room *open_room(const struct waitroom_config *cfg, struct store *persist)
 {
     cr_assert_null(persist, "the Redis backend persists itself");
     return open_instance(cfg);
@@ -135,39 +321,39 @@ static struct waitroom *open_room(const struct waitroom_config *cfg, struct stor
 #else
 #define BACKEND "memory"
 
-static struct waitroom *open_room(const struct waitroom_config *cfg, struct store *persist)
+static struct room *open_room(const struct waitroom_config *cfg, struct store *persist)
 {
     char err[256] = "";
     struct waitroom *w = waitroom_mem_open(cfg, persist, 0, err, sizeof err);
     cr_assert_not_null(w, "waitroom_mem_open: %s", err);
-    return w;
+    return room_port(w, true);
 }
 #endif
 
-static struct queue_ticket issue(struct waitroom *w, int64_t user, int64_t concert, int64_t now)
+static struct queue_ticket issue(struct room *w, int64_t user, int64_t concert, int64_t now)
 {
     struct queue_ticket t;
     bool created = false;
-    bx_err e = w->ops->issue(w, user, concert, now, &t, &created);
+    bx_err e = q_issue(w, user, concert, now, &t, &created);
     cr_assert_eq(e, BX_OK, "issue(user %lld) = %d", (long long)user, e);
     return t;
 }
 
-static struct queue_ticket status_ok(struct waitroom *w, const struct queue_ticket *t, int64_t now)
+static struct queue_ticket status_ok(struct room *w, const struct queue_ticket *t, int64_t now)
 {
     struct queue_ticket out;
-    bx_err e = w->ops->status(w, t->token, t->user_id, now, &out);
+    bx_err e = q_status(w, t->token, t->user_id, now, &out);
     cr_assert_eq(e, BX_OK, "status(user %lld) = %d", (long long)t->user_id, e);
     return out;
 }
 
-static bx_err status_err(struct waitroom *w, const char *token, int64_t user, int64_t now)
+static bx_err status_err(struct room *w, const char *token, int64_t user, int64_t now)
 {
     struct queue_ticket out;
-    return w->ops->status(w, token, user, now, &out);
+    return q_status(w, token, user, now, &out);
 }
 
-static void assert_active(struct waitroom *w, const struct queue_ticket *t, int64_t now)
+static void assert_active(struct room *w, const struct queue_ticket *t, int64_t now)
 {
     struct queue_ticket s = status_ok(w, t, now);
     cr_assert_eq(s.status, QUEUE_ACTIVE, "user %lld should be ACTIVE", (long long)t->user_id);
@@ -175,7 +361,7 @@ static void assert_active(struct waitroom *w, const struct queue_ticket *t, int6
     cr_assert_eq(s.eta_seconds, 0);
 }
 
-static void assert_position(struct waitroom *w, const struct queue_ticket *t, int64_t now, int64_t pos)
+static void assert_position(struct room *w, const struct queue_ticket *t, int64_t now, int64_t pos)
 {
     struct queue_ticket s = status_ok(w, t, now);
     cr_assert_eq(s.status, QUEUE_WAITING, "user %lld should be WAITING", (long long)t->user_id);
@@ -183,11 +369,11 @@ static void assert_position(struct waitroom *w, const struct queue_ticket *t, in
                  (long long)s.position, (long long)pos);
 }
 
-static struct waitroom_concert_stats stats_of(struct waitroom *w, int64_t concert)
+static struct waitroom_concert_stats stats_of(struct room *w, int64_t concert)
 {
     struct waitroom_concert_stats st[16];
     size_t n = 0;
-    cr_assert_eq(w->ops->stats(w, st, 16, &n), BX_OK);
+    cr_assert_eq(q_stats(w, st, 16, &n), BX_OK);
     for (size_t i = 0; i < n; i++)
         if (st[i].concert_id == concert)
             return st[i];
@@ -265,37 +451,15 @@ static const struct store_ops fake_ops = {
     .name = "fake", .close = fake_close, .queue_save = fake_save, .queue_load = fake_load, .queue_find = fake_find};
 
 /* Waits until every change so far is durable (the journal thread wrote it);
- * returns what the waiting room said: BX_OK, or why the write failed. */
-struct durable_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-    bx_err e;
-};
-
-static void durable_reached(void *arg, bx_err e)
+ * returns what the waiting room said: BX_OK, or why the write failed. A re-issue
+ * answers only then, and changes nothing: `live` is a live token's ticket. */
+static bx_err wait_durable(struct room *w, const struct queue_ticket *live)
 {
-    struct durable_wait *d = arg;
-    pthread_mutex_lock(&d->mu);
-    d->done = 1;
-    d->e = e;
-    pthread_cond_signal(&d->cv);
-    pthread_mutex_unlock(&d->mu);
-}
-
-static bx_err wait_durable(struct waitroom *w)
-{
-    struct durable_wait d = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    cr_assert_not_null(w->ops->when_durable, "the embedded waiting room journals its changes");
-    int r = w->ops->when_durable(w, durable_reached, &d);
-    cr_assert(r == 0 || r == 1);
-    if (r == 0)
-        return BX_OK;
-    pthread_mutex_lock(&d.mu);
-    while (!d.done)
-        pthread_cond_wait(&d.cv, &d.mu);
-    pthread_mutex_unlock(&d.mu);
-    return d.e;
+    struct queue_ticket again;
+    bool created = true;
+    bx_err e = q_issue(w, live->user_id, live->concert_id, w->last_now, &again, &created);
+    cr_assert_not(created, "a re-issue of a live token");
+    return e;
 }
 
 /* The arena slot a ticket's token names (util/token.h). */
@@ -437,7 +601,7 @@ Test(queue_rules, admissible_is_limited_by_a_token_bucket_refilled_at_admit_rate
 Test(waitroom, admission_is_strictly_fifo_in_issue_order)
 {
     struct waitroom_config c = config(2);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket t[5];
     for (int i = 0; i < 5; i++)
         t[i] = issue(w, 100 + i, 7, i);
@@ -447,76 +611,76 @@ Test(waitroom, admission_is_strictly_fifo_in_issue_order)
         cr_assert_eq(t[i].status, QUEUE_WAITING);
         cr_assert_eq(t[i].position, i - 1);
     }
-    cr_assert_eq(w->ops->complete(w, t[0].token, t[0].user_id, 10), BX_OK);
+    cr_assert_eq(q_complete(w, t[0].token, t[0].user_id, 10), BX_OK);
     assert_active(w, &t[2], 11);
     assert_position(w, &t[3], 11, 1);
     assert_position(w, &t[4], 11, 2);
-    cr_assert_eq(w->ops->leave(w, t[1].token, t[1].user_id, 12), BX_OK);
+    cr_assert_eq(q_leave(w, t[1].token, t[1].user_id, 12), BX_OK);
     assert_active(w, &t[3], 13);
     assert_position(w, &t[4], 13, 1);
-    cr_assert_eq(w->ops->complete(w, t[2].token, t[2].user_id, 14), BX_OK);
+    cr_assert_eq(q_complete(w, t[2].token, t[2].user_id, 14), BX_OK);
     assert_active(w, &t[4], 15);
     struct waitroom_concert_stats st = stats_of(w, 7);
     cr_assert_eq(st.waiting, 0);
     cr_assert_eq(st.active, 2);
     cr_assert_eq(st.admitted_total, 5);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom, reissue_returns_the_same_live_token)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a, b, again, other;
     bool created;
-    cr_assert_eq(w->ops->issue(w, 1, 7, 0, &a, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 1, 7, 0, &a, &created), BX_OK);
     cr_assert(created);
     cr_assert_eq(strlen(a.token), BX_QUEUE_TOKEN_LEN);
-    cr_assert_eq(w->ops->issue(w, 2, 7, 0, &b, &created), BX_OK);
-    cr_assert_eq(w->ops->issue(w, 2, 7, 5, &again, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 2, 7, 0, &b, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 2, 7, 5, &again, &created), BX_OK);
     cr_assert_not(created);
     cr_assert_str_eq(again.token, b.token);
     cr_assert_eq(again.status, QUEUE_WAITING);
     cr_assert_eq(again.position, 1, "no line-jumping, no duplicate");
-    cr_assert_eq(w->ops->issue(w, 2, 8, 5, &other, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 2, 8, 5, &other, &created), BX_OK);
     cr_assert(created, "another concert is another queue");
     cr_assert_str_neq(other.token, b.token);
     cr_assert_eq(other.status, QUEUE_ACTIVE);
     cr_assert_eq(stats_of(w, 7).waiting, 1);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom, positions_shrink_as_tokens_ahead_leave_expire_or_are_admitted)
 {
     struct waitroom_config c = config(1);
     c.waiting_idle_ms = 10000;
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket t[12];
     for (int i = 0; i < 12; i++)
         t[i] = issue(w, 1 + i, 3, 0);
     /* t[0] ACTIVE, t[1..11] WAITING at positions 1..11 */
     assert_position(w, &t[6], 5000, 6);
-    cr_assert_eq(w->ops->leave(w, t[2].token, t[2].user_id, 5000), BX_OK);
-    cr_assert_eq(w->ops->leave(w, t[4].token, t[4].user_id, 5000), BX_OK);
+    cr_assert_eq(q_leave(w, t[2].token, t[2].user_id, 5000), BX_OK);
+    cr_assert_eq(q_leave(w, t[4].token, t[4].user_id, 5000), BX_OK);
     assert_position(w, &t[6], 5000, 4);
-    cr_assert_eq(w->ops->leave(w, t[9].token, t[9].user_id, 5000), BX_OK);
+    cr_assert_eq(q_leave(w, t[9].token, t[9].user_id, 5000), BX_OK);
     assert_position(w, &t[6], 5000, 4); /* leaving behind changes nothing */
     /* keep everybody but t[3] and t[5] alive, then let the idle clock run */
     int keep[] = {0, 1, 6, 7, 8, 10, 11};
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         (void)status_ok(w, &t[keep[i]], 9000);
-    cr_assert_eq(w->ops->tick(w, 10000), BX_OK);
+    cr_assert_eq(q_tick(w, 10000), BX_OK);
     cr_assert_eq(status_err(w, t[3].token, t[3].user_id, 10001), BX_ERR_TOKEN_EXPIRED);
     cr_assert_eq(status_err(w, t[5].token, t[5].user_id, 10001), BX_ERR_TOKEN_EXPIRED);
     assert_position(w, &t[1], 10001, 1);
     assert_position(w, &t[6], 10001, 2);
     assert_position(w, &t[7], 10001, 3);
     assert_position(w, &t[11], 10001, 6);
-    cr_assert_eq(w->ops->complete(w, t[0].token, t[0].user_id, 10002), BX_OK);
+    cr_assert_eq(q_complete(w, t[0].token, t[0].user_id, 10002), BX_OK);
     assert_active(w, &t[1], 10003);
     assert_position(w, &t[6], 10003, 1);
     assert_position(w, &t[11], 10003, 5);
-    w->ops->close(w);
+    room_close(w);
 }
 
 /* User ids past 32 bits (the embedded room keeps those apart) behave like others,
@@ -524,7 +688,7 @@ Test(waitroom, positions_shrink_as_tokens_ahead_leave_expire_or_are_admitted)
 Test(waitroom, users_with_ids_past_32_bits_queue_like_any_other)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     int64_t big = 1ll << 33, twin = (1ll << 33) + 1; /* twin's low 32 bits are user 1's */
     struct queue_ticket t0 = issue(w, 7, 3, 0), tb = issue(w, big, 3, 1), t1 = issue(w, 1, 3, 2),
                         tt = issue(w, twin, 3, 3), tm = issue(w, INT64_MAX, 3, 4);
@@ -538,23 +702,23 @@ Test(waitroom, users_with_ids_past_32_bits_queue_like_any_other)
     cr_assert_eq(status_err(w, t1.token, twin, 5), BX_ERR_TOKEN_NOT_YOURS);
     bool created = true;
     struct queue_ticket again;
-    cr_assert_eq(w->ops->issue(w, twin, 3, 6, &again, &created), BX_OK);
+    cr_assert_eq(q_issue(w, twin, 3, 6, &again, &created), BX_OK);
     cr_assert_not(created);
     cr_assert_str_eq(again.token, tt.token);
     cr_assert_eq(again.user_id, twin);
-    cr_assert_eq(w->ops->leave(w, tb.token, big, 7), BX_OK); /* the first of them goes */
+    cr_assert_eq(q_leave(w, tb.token, big, 7), BX_OK); /* the first of them goes */
     assert_position(w, &tt, 8, 2);
     assert_position(w, &tm, 8, 3);
-    cr_assert_eq(w->ops->complete(w, t0.token, 7, 9), BX_OK);
+    cr_assert_eq(q_complete(w, t0.token, 7, 9), BX_OK);
     assert_active(w, &t1, 10);
-    cr_assert_eq(w->ops->complete(w, t1.token, 1, 11), BX_OK);
+    cr_assert_eq(q_complete(w, t1.token, 1, 11), BX_OK);
     assert_active(w, &tt, 12);
-    cr_assert_eq(w->ops->require_active(w, tt.token, twin, 3, 12), BX_OK);
-    cr_assert_eq(w->ops->require_active(w, tt.token, 1, 3, 12), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(q_require_active(w, tt.token, twin, 3, 12), BX_OK);
+    cr_assert_eq(q_require_active(w, tt.token, 1, 3, 12), BX_ERR_TOKEN_NOT_YOURS);
     struct queue_ticket tb2 = issue(w, big, 3, 13);
     cr_assert_str_neq(tb2.token, tb.token);
     assert_position(w, &tb2, 14, 2);
-    w->ops->close(w);
+    room_close(w);
 }
 
 #ifndef BX_TEST_REDIS /* the embedded room keeps last_seen in 32 bits of ms (a round trip per poll with Redis) */
@@ -563,36 +727,36 @@ Test(waitroom, idle_expiry_stays_exact_after_the_server_ran_for_months)
     struct waitroom_config c = config(1);
     c.waiting_idle_ms = 10000;
     c.active_idle_ms = 20000;
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
     int64_t now = 0, day = 86400000;
     for (; now < 120 * day; now += 9000) { /* both poll every 9 s for 120 days */
         (void)status_ok(w, &a, now);
         (void)status_ok(w, &b, now);
-        cr_assert_eq(w->ops->tick(w, now + 1), BX_OK);
+        cr_assert_eq(q_tick(w, now + 1), BX_OK);
     }
     (void)status_ok(w, &a, now);
     (void)status_ok(w, &b, now);
     /* tokens issued 120 days ago are still the same text */
     bool created = true;
     struct queue_ticket again;
-    cr_assert_eq(w->ops->issue(w, 2, 5, now, &again, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 2, 5, now, &again, &created), BX_OK);
     cr_assert_not(created);
     cr_assert_str_eq(again.token, b.token);
     cr_assert_eq(again.position, 1);
     struct queue_ticket late = issue(w, 3, 5, now); /* a newcomer after 120 days */
-    cr_assert_eq(w->ops->tick(w, now + 9999), BX_OK);
+    cr_assert_eq(q_tick(w, now + 9999), BX_OK);
     assert_position(w, &late, now + 9999, 2); /* late polls at now + 9999, b at now */
-    cr_assert_eq(w->ops->tick(w, now + 10000), BX_OK);
+    cr_assert_eq(q_tick(w, now + 10000), BX_OK);
     cr_assert_eq(status_err(w, b.token, 2, now + 10000), BX_ERR_TOKEN_EXPIRED, "idle for exactly 10 s");
     assert_position(w, &late, now + 10000, 1);
-    cr_assert_eq(w->ops->tick(w, now + 19999), BX_OK);
+    cr_assert_eq(q_tick(w, now + 19999), BX_OK);
     assert_active(w, &a, now + 19999); /* a, ACTIVE since 0, was last seen at now */
-    cr_assert_eq(w->ops->tick(w, now + 19999 + 19999), BX_OK);
+    cr_assert_eq(q_tick(w, now + 19999 + 19999), BX_OK);
     cr_assert_eq(status_err(w, late.token, 3, now + 19999 + 19999), BX_ERR_TOKEN_EXPIRED);
-    cr_assert_eq(w->ops->tick(w, now + 19999 + 20000), BX_OK);
+    cr_assert_eq(q_tick(w, now + 19999 + 20000), BX_OK);
     cr_assert_eq(status_err(w, a.token, 1, now + 19999 + 20000), BX_ERR_TOKEN_EXPIRED, "ACTIVE idle for 20 s");
-    w->ops->close(w);
+    room_close(w);
 }
 #endif
 
@@ -600,83 +764,83 @@ Test(waitroom, idle_waiting_token_expires_and_its_user_reissues_at_the_back)
 {
     struct waitroom_config c = config(1);
     c.waiting_idle_ms = 10000;
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0), d = issue(w, 3, 5, 0);
     cr_assert_eq(a.status, QUEUE_ACTIVE);
     (void)status_ok(w, &d, 9000); /* d polls, b does not */
-    cr_assert_eq(w->ops->tick(w, 9999), BX_OK);
+    cr_assert_eq(q_tick(w, 9999), BX_OK);
     cr_assert_eq(stats_of(w, 5).waiting, 2, "not yet idle for 10 s");
-    cr_assert_eq(w->ops->tick(w, 10000), BX_OK);
+    cr_assert_eq(q_tick(w, 10000), BX_OK);
     cr_assert_eq(status_err(w, b.token, 2, 10001), BX_ERR_TOKEN_EXPIRED);
     assert_position(w, &d, 10001, 1);
     bool created;
     struct queue_ticket b2;
-    cr_assert_eq(w->ops->issue(w, 2, 5, 10002, &b2, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 2, 5, 10002, &b2, &created), BX_OK);
     cr_assert(created);
     cr_assert_str_neq(b2.token, b.token);
     cr_assert_eq(b2.position, 2, "a new token goes to the back of the line");
-    cr_assert_eq(w->ops->leave(w, b.token, 2, 10003), BX_ERR_TOKEN_EXPIRED);
-    w->ops->close(w);
+    cr_assert_eq(q_leave(w, b.token, 2, 10003), BX_ERR_TOKEN_EXPIRED);
+    room_close(w);
 }
 
 Test(waitroom, idle_active_token_expires_and_the_next_one_is_admitted)
 {
     struct waitroom_config c = config(1);
     c.active_idle_ms = 5000;
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
-    cr_assert_eq(w->ops->require_active(w, a.token, 1, 5, 4000), BX_OK, "a request keeps it alive");
-    cr_assert_eq(w->ops->tick(w, 8999), BX_OK);
+    cr_assert_eq(q_require_active(w, a.token, 1, 5, 4000), BX_OK, "a request keeps it alive");
+    cr_assert_eq(q_tick(w, 8999), BX_OK);
     assert_active(w, &a, 8999);
     assert_position(w, &b, 8999, 1);
-    cr_assert_eq(w->ops->tick(w, 14000), BX_OK);
+    cr_assert_eq(q_tick(w, 14000), BX_OK);
     cr_assert_eq(status_err(w, a.token, 1, 14000), BX_ERR_TOKEN_EXPIRED);
-    cr_assert_eq(w->ops->require_active(w, a.token, 1, 5, 14000), BX_ERR_TOKEN_EXPIRED);
+    cr_assert_eq(q_require_active(w, a.token, 1, 5, 14000), BX_ERR_TOKEN_EXPIRED);
     assert_active(w, &b, 14000);
     struct waitroom_concert_stats st = stats_of(w, 5);
     cr_assert_eq(st.active, 1);
     cr_assert_eq(st.waiting, 0);
     cr_assert_eq(st.admitted_total, 2);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom, admit_rate_limits_admissions_per_tick_interval)
 {
     struct waitroom_config c = config(1000);
     c.admit_rate = 10;
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket t[50];
     for (int i = 0; i < 50; i++)
         t[i] = issue(w, 1 + i, 9, 0);
     cr_assert_eq(stats_of(w, 9).active, 10, "the bucket starts full: one second's worth");
     cr_assert_eq(t[9].status, QUEUE_ACTIVE);
     cr_assert_eq(t[10].position, 1);
-    cr_assert_eq(w->ops->tick(w, 100), BX_OK);
+    cr_assert_eq(q_tick(w, 100), BX_OK);
     cr_assert_eq(stats_of(w, 9).active, 11);
-    cr_assert_eq(w->ops->tick(w, 1100), BX_OK);
+    cr_assert_eq(q_tick(w, 1100), BX_OK);
     cr_assert_eq(stats_of(w, 9).active, 21);
     for (int i = 21; i < 50; i++)
         (void)status_ok(w, &t[i], 100000); /* stay alive */
-    cr_assert_eq(w->ops->tick(w, 100000), BX_OK);
+    cr_assert_eq(q_tick(w, 100000), BX_OK);
     cr_assert_eq(stats_of(w, 9).active, 31, "an idle bucket holds no more than admit_rate");
     assert_active(w, &t[30], 100000);
     assert_position(w, &t[31], 100000, 1);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom, eta_comes_from_the_measured_admission_rate)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a = issue(w, 1, 4, 0), b = issue(w, 2, 4, 0), d = issue(w, 3, 4, 0);
     (void)b;
     /* nothing measured yet: 1 slot per 300 s, position 2 → 600 s */
     struct queue_ticket s = status_ok(w, &d, 0);
     cr_assert_eq(s.eta_seconds, 600);
     cr_assert_eq(s.poll_after_ms, 30000);
-    cr_assert_eq(w->ops->tick(w, 1), BX_OK);
-    cr_assert_eq(w->ops->complete(w, a.token, 1, 1000), BX_OK); /* b admitted */
-    cr_assert_eq(w->ops->tick(w, 1001), BX_OK);
+    cr_assert_eq(q_tick(w, 1), BX_OK);
+    cr_assert_eq(q_complete(w, a.token, 1, 1000), BX_OK); /* b admitted */
+    cr_assert_eq(q_tick(w, 1001), BX_OK);
     double rate = stats_of(w, 4).admit_rate_avg;
     /* a's admission at issue was folded in at the first tick, b's over the next second */
     double weight = 0, expect = queue_rate_update(0, &weight, 1, 1);
@@ -689,43 +853,43 @@ Test(waitroom, eta_comes_from_the_measured_admission_rate)
     cr_assert_eq(s.poll_after_ms, queue_poll_after_ms(0, s.eta_seconds, &c));
     struct queue_ticket act = status_ok(w, &b, 1002);
     cr_assert_eq(act.poll_after_ms, 60000);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom, another_users_token_is_not_yours)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
     cr_assert_eq(status_err(w, a.token, 2, 1), BX_ERR_TOKEN_NOT_YOURS);
     cr_assert_eq(status_err(w, b.token, 1, 1), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(w->ops->require_active(w, a.token, 2, 5, 1), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(w->ops->leave(w, b.token, 1, 1), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(w->ops->complete(w, a.token, 2, 1), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(q_require_active(w, a.token, 2, 5, 1), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(q_leave(w, b.token, 1, 1), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(q_complete(w, a.token, 2, 1), BX_ERR_TOKEN_NOT_YOURS);
     assert_active(w, &a, 2);
     assert_position(w, &b, 2, 1);
-    cr_assert_eq(w->ops->leave(w, b.token, 2, 3), BX_OK);
+    cr_assert_eq(q_leave(w, b.token, 2, 3), BX_OK);
     cr_assert_eq(status_err(w, b.token, 1, 4), BX_ERR_TOKEN_NOT_YOURS, "even once expired");
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom, waiting_token_or_another_concert_is_not_active)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
-    cr_assert_eq(w->ops->require_active(w, a.token, 1, 5, 1), BX_OK);
-    cr_assert_eq(w->ops->require_active(w, a.token, 1, 6, 1), BX_ERR_QUEUE_NOT_ACTIVE);
-    cr_assert_eq(w->ops->require_active(w, b.token, 2, 5, 1), BX_ERR_QUEUE_NOT_ACTIVE);
-    cr_assert_eq(w->ops->complete(w, b.token, 2, 1), BX_ERR_QUEUE_NOT_ACTIVE, "paying needs an ACTIVE token");
+    cr_assert_eq(q_require_active(w, a.token, 1, 5, 1), BX_OK);
+    cr_assert_eq(q_require_active(w, a.token, 1, 6, 1), BX_ERR_QUEUE_NOT_ACTIVE);
+    cr_assert_eq(q_require_active(w, b.token, 2, 5, 1), BX_ERR_QUEUE_NOT_ACTIVE);
+    cr_assert_eq(q_complete(w, b.token, 2, 1), BX_ERR_QUEUE_NOT_ACTIVE, "paying needs an ACTIVE token");
     assert_position(w, &b, 2, 1);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom, malformed_or_unknown_token_is_invalid)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct queue_ticket a = issue(w, 1, 5, 0);
     char bad[BX_QUEUE_TOKEN_LEN + 2];
     memcpy(bad, a.token, sizeof a.token);
@@ -741,13 +905,13 @@ Test(waitroom, malformed_or_unknown_token_is_invalid)
     char unknown[BX_QUEUE_TOKEN_LEN + 1];
     token_queue_new_for(5, unknown); /* well formed, names concert 5, never issued */
     cr_assert_eq(status_err(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->require_active(w, unknown, 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->leave(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->require_active(w, "nope", 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->complete(w, "", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
-    cr_assert_eq(w->ops->ping(w), BX_OK);
-    w->ops->close(w);
+    cr_assert_eq(q_require_active(w, unknown, 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(q_leave(w, unknown, 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(q_require_active(w, "nope", 1, 5, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(q_leave(w, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(q_complete(w, "", 1, 1), BX_ERR_QUEUE_TOKEN_INVALID);
+    cr_assert_eq(q_ping(w), BX_OK);
+    room_close(w);
 }
 
 #ifndef BX_TEST_REDIS /* the fake store is the embedded backend's persistence */
@@ -755,13 +919,13 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
 {
     struct fake_store f = {.base = {.ops = &fake_ops}};
     struct waitroom_config c = config(2);
-    struct waitroom *w = open_room(&c, &f.base);
+    struct room *w = open_room(&c, &f.base);
     struct queue_ticket t[6], o = issue(w, 50, 2, 0), big = issue(w, 1ll << 40, 2, 0); /* a user id past 32 bits */
     for (int i = 0; i < 6; i++)
         t[i] = issue(w, 1 + i, 1, i);
-    cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK);    /* a hole in the line */
-    cr_assert_eq(w->ops->complete(w, t[0].token, 1, 11), BX_OK); /* t[2] admitted */
-    cr_assert_eq(wait_durable(w), BX_OK);
+    cr_assert_eq(q_leave(w, t[3].token, 4, 10), BX_OK);    /* a hole in the line */
+    cr_assert_eq(q_complete(w, t[0].token, 1, 11), BX_OK); /* t[2] admitted */
+    cr_assert_eq(wait_durable(w, &o), BX_OK);
     const struct queue_record *r = fake_get(&f, t[2].token);
     cr_assert_not_null(r);
     cr_assert_eq(r->status, QUEUE_ACTIVE);
@@ -770,7 +934,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_eq(fake_get(&f, t[0].token)->expires_at, 11);
     assert_position(w, &t[4], 12, 1);
     assert_position(w, &t[5], 12, 2);
-    w->ops->close(w);
+    room_close(w);
     cr_assert_eq(f.closes, 1, "the waiting room closes the store it owns");
 
     w = open_room(&c, &f.base); /* restart at now = 0 */
@@ -788,7 +952,7 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_eq(st.waiting, 2);
     bool created;
     struct queue_ticket again, n;
-    cr_assert_eq(w->ops->issue(w, 5, 1, 21, &again, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 5, 1, 21, &again, &created), BX_OK);
     cr_assert_not(created);
     cr_assert_str_eq(again.token, t[4].token);
     n = issue(w, 9, 1, 22);
@@ -799,21 +963,22 @@ Test(waitroom, restart_from_the_store_keeps_tokens_positions_and_active_slots)
     cr_assert_eq(token_slot(&n), token_slot(&t[0]));
     cr_assert_eq(status_err(w, t[0].token, 1, 22), BX_ERR_TOKEN_EXPIRED);
     assert_position(w, &t[5], 22, 2);
-    cr_assert_eq(wait_durable(w), BX_OK);
+    cr_assert_eq(wait_durable(w, &o), BX_OK);
     cr_assert_eq(fake_get(&f, n.token)->seq, fake_get(&f, t[5].token)->seq + 1, "sequence continues");
-    cr_assert_eq(w->ops->complete(w, t[1].token, 2, 23), BX_OK);
+    cr_assert_eq(q_complete(w, t[1].token, 2, 23), BX_OK);
     assert_active(w, &t[4], 24);
     assert_position(w, &t[5], 24, 1);
     assert_position(w, &n, 24, 2);
-    w->ops->close(w);
+    room_close(w);
 
     /* idle clocks restart at load time: reopen at 1,000,000 and tick just before the limit */
     char err[128];
-    w = waitroom_mem_open(&c, &f.base, 1000000, err, sizeof err);
-    cr_assert_not_null(w, "%s", err);
-    cr_assert_eq(w->ops->tick(w, 1000000 + c.waiting_idle_ms - 1), BX_OK);
+    struct waitroom *reopened = waitroom_mem_open(&c, &f.base, 1000000, err, sizeof err);
+    cr_assert_not_null(reopened, "%s", err);
+    w = room_port(reopened, true);
+    cr_assert_eq(q_tick(w, 1000000 + c.waiting_idle_ms - 1), BX_OK);
     assert_position(w, &t[5], 1000000 + c.waiting_idle_ms - 1, 1);
-    w->ops->close(w);
+    room_close(w);
     free(f.rec);
 }
 #endif
@@ -823,21 +988,21 @@ Test(waitroom, a_reused_slot_refuses_the_token_that_held_it_before)
 {
     struct fake_store f = {.base = {.ops = &fake_ops}};
     struct waitroom_config c = config(0);
-    struct waitroom *w = open_room(&c, &f.base);
+    struct room *w = open_room(&c, &f.base);
     struct queue_ticket a = issue(w, 1, 1, 0), keep = issue(w, 2, 1, 0);
-    cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
-    cr_assert_eq(wait_durable(w), BX_OK);
+    cr_assert_eq(q_leave(w, a.token, 1, 1), BX_OK);
+    cr_assert_eq(wait_durable(w, &keep), BX_OK);
     /* a's slot is free once its expiry is durable and the idle sweep went past it */
     (void)status_ok(w, &keep, 100000);
-    cr_assert_eq(w->ops->tick(w, c.waiting_idle_ms), BX_OK);
+    cr_assert_eq(q_tick(w, c.waiting_idle_ms), BX_OK);
     int64_t t = c.waiting_idle_ms + 1;
     struct queue_ticket b = issue(w, 3, 1, t);
     cr_assert_eq(token_slot(&b), token_slot(&a), "the freed slot is taken again");
     cr_assert_str_neq(b.token, a.token);
     cr_assert_eq(status_err(w, a.token, 1, t), BX_ERR_TOKEN_EXPIRED, "the old token is not the slot's new one");
     cr_assert_eq(status_err(w, a.token, 3, t), BX_ERR_TOKEN_NOT_YOURS, "nor does it become the new holder's");
-    cr_assert_eq(w->ops->require_active(w, a.token, 3, 1, t), BX_ERR_TOKEN_NOT_YOURS);
-    cr_assert_eq(w->ops->leave(w, a.token, 3, t), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(q_require_active(w, a.token, 3, 1, t), BX_ERR_TOKEN_NOT_YOURS);
+    cr_assert_eq(q_leave(w, a.token, 3, t), BX_ERR_TOKEN_NOT_YOURS);
     /* a token naming b's slot with the time of b but other random bytes is unknown */
     char forged[BX_QUEUE_TOKEN_LEN + 1];
     token_queue_new(t, token_slot(&b), forged);
@@ -845,7 +1010,7 @@ Test(waitroom, a_reused_slot_refuses_the_token_that_held_it_before)
     /* b itself, and the token that kept its slot, work */
     assert_position(w, &keep, t + 1, 1);
     assert_position(w, &b, t + 1, 2);
-    w->ops->close(w);
+    room_close(w);
     free(f.rec);
 }
 
@@ -867,7 +1032,7 @@ Test(waitroom, tokens_the_room_cannot_hold_are_expired_at_load)
         cr_assert_eq(fake_save(&f.base, &r[i]), BX_OK);
     }
     struct waitroom_config c = config(0);
-    struct waitroom *w = open_room(&c, &f.base);
+    struct room *w = open_room(&c, &f.base);
     cr_assert_eq(fake_get(&f, r[0].token)->status, QUEUE_EXPIRED, "a token of the old layout");
     cr_assert_eq(fake_get(&f, r[2].token)->status, QUEUE_EXPIRED, "a token naming a slot already held");
     cr_assert_eq(fake_get(&f, r[1].token)->status, QUEUE_WAITING);
@@ -877,11 +1042,11 @@ Test(waitroom, tokens_the_room_cannot_hold_are_expired_at_load)
     cr_assert_eq(status_err(w, r[2].token, 9, 1), BX_ERR_TOKEN_EXPIRED);
     bool created = false;
     struct queue_ticket again;
-    cr_assert_eq(w->ops->issue(w, 9, 1, 2, &again, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 9, 1, 2, &again, &created), BX_OK);
     cr_assert(created, "its holder issues anew");
     cr_assert_eq(again.position, 2);
     cr_assert_neq(token_slot(&again), 3);
-    w->ops->close(w);
+    room_close(w);
     free(f.rec);
 }
 #endif
@@ -891,26 +1056,29 @@ Test(waitroom, a_failed_store_write_is_reported_to_waiters_and_retried_in_order)
 {
     struct fake_store f = {.base = {.ops = &fake_ops}};
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_room(&c, &f.base);
+    struct room *w = open_room(&c, &f.base);
     struct queue_ticket a = issue(w, 1, 1, 0), b = issue(w, 2, 1, 0);
-    cr_assert_eq(wait_durable(w), BX_OK);
+    cr_assert_eq(wait_durable(w, &a), BX_OK);
     atomic_store(&f.fail_saves, 1);
-    /* memory changes at once; whoever waits for durability hears of the failure */
-    struct queue_ticket x = issue(w, 3, 1, 1);
+    /* memory changes at once; whoever waits for durability hears of the failure:
+     * a new token and a leave are answered only once durable */
+    struct queue_ticket x;
+    bool created;
+    cr_assert_eq(q_issue(w, 3, 1, 1, &x, &created), BX_ERR_UNAVAILABLE);
     cr_assert_eq(x.position, 2);
-    cr_assert_eq(w->ops->leave(w, b.token, 2, 2), BX_OK);
-    cr_assert_eq(wait_durable(w), BX_ERR_UNAVAILABLE, "the waiter learns that nothing was written");
+    cr_assert_eq(q_leave(w, b.token, 2, 2), BX_ERR_UNAVAILABLE);
+    cr_assert_eq(wait_durable(w, &a), BX_ERR_UNAVAILABLE, "the waiter learns that nothing was written");
     assert_position(w, &x, 3, 1);
     /* the store comes back: the same changes land, in the order they were made */
     atomic_store(&f.fail_saves, 0);
-    cr_assert_eq(wait_durable(w), BX_OK);
+    cr_assert_eq(wait_durable(w, &a), BX_OK);
     cr_assert_not_null(fake_get(&f, x.token));
     cr_assert_eq(fake_get(&f, x.token)->status, QUEUE_WAITING);
     cr_assert_eq(fake_get(&f, b.token)->status, QUEUE_EXPIRED);
     cr_assert_eq(fake_get(&f, b.token)->expires_at, 2);
-    cr_assert_eq(w->ops->complete(w, a.token, 1, 3), BX_OK);
+    cr_assert_eq(q_complete(w, a.token, 1, 3), BX_OK);
     assert_active(w, &x, 4);
-    w->ops->close(w); /* close writes what is left */
+    room_close(w); /* close writes what is left */
     cr_assert_eq(fake_get(&f, a.token)->status, QUEUE_EXPIRED);
     cr_assert_eq(fake_get(&f, x.token)->status, QUEUE_ACTIVE);
     free(f.rec);
@@ -924,7 +1092,7 @@ Test(waitroom, random_churn_matches_a_simple_model)
 {
     enum { USERS = 400, OPS = 60000, SLOTS = 3 };
     struct waitroom_config c = config(SLOTS);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct {
         struct queue_ticket t;
         int live, active;
@@ -940,10 +1108,10 @@ Test(waitroom, random_churn_matches_a_simple_model)
             u[k].live = 1;
             u[k].order = order++;
         } else if (what == 0) {
-            cr_assert_eq(w->ops->leave(w, u[k].t.token, k + 1, op), BX_OK);
+            cr_assert_eq(q_leave(w, u[k].t.token, k + 1, op), BX_OK);
             u[k].live = 0;
         } else if (what == 1 && u[k].active) {
-            cr_assert_eq(w->ops->complete(w, u[k].t.token, k + 1, op), BX_OK);
+            cr_assert_eq(q_complete(w, u[k].t.token, k + 1, op), BX_OK);
             u[k].live = 0;
         }
         if (!u[k].live)
@@ -973,9 +1141,9 @@ Test(waitroom, random_churn_matches_a_simple_model)
             cr_assert_eq(s.position, pos, "op %d user %d", op, probe);
         }
         if (op % 5000 == 0)
-            cr_assert_eq(w->ops->tick(w, op), BX_OK);
+            cr_assert_eq(q_tick(w, op), BX_OK);
     }
-    w->ops->close(w);
+    room_close(w);
 }
 
 /* Idle expiry against a model: random polls, leaves, re-issues and ticks (some
@@ -986,7 +1154,7 @@ Test(waitroom, idle_expiry_matches_a_model_under_random_polls_and_ticks)
     enum { USERS = 300, OPS = 40000 };
     struct waitroom_config c = config(0);
     c.waiting_idle_ms = 50000;
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     struct {
         struct queue_ticket t;
         int live;
@@ -1000,7 +1168,7 @@ Test(waitroom, idle_expiry_matches_a_model_under_random_polls_and_ticks)
         now += r < 990 ? rand() % 40 : rand() % 200000; /* mostly close together, sometimes a jump */
         int k = rand() % USERS;
         if (r % 7 == 0) {
-            cr_assert_eq(w->ops->tick(w, now), BX_OK);
+            cr_assert_eq(q_tick(w, now), BX_OK);
             int64_t live = 0;
             for (int i = 0; i < USERS; i++) {
                 if (u[i].live && now - u[i].seen >= c.waiting_idle_ms)
@@ -1018,20 +1186,20 @@ Test(waitroom, idle_expiry_matches_a_model_under_random_polls_and_ticks)
             u[k].live = 1;
             u[k].seen = now;
         } else if (r % 5 == 0) {
-            cr_assert_eq(w->ops->leave(w, u[k].t.token, k + 1, now), BX_OK);
+            cr_assert_eq(q_leave(w, u[k].t.token, k + 1, now), BX_OK);
             u[k].live = 0;
         } else {
             struct queue_ticket out;
-            cr_assert_eq(w->ops->status(w, u[k].t.token, k + 1, now, &out), BX_OK, "op %d user %d idle %lld ms", op,
-                         k, (long long)(now - u[k].seen));
+            cr_assert_eq(q_status(w, u[k].t.token, k + 1, now, &out), BX_OK, "op %d user %d idle %lld ms", op, k,
+                         (long long)(now - u[k].seen));
             u[k].seen = now;
         }
     }
-    w->ops->close(w);
+    room_close(w);
 }
 
 struct worker {
-    struct waitroom *w;
+    struct room *w;
     int base;
     int errors;
 };
@@ -1039,26 +1207,28 @@ struct worker {
 static void *worker_run(void *arg)
 {
     struct worker *k = arg;
+    struct room *r = room_port(k->w->w, false); /* this thread's loop */
     for (int i = 0; i < 2000; i++) {
         struct queue_ticket t, s;
         bool created;
         int64_t user = k->base + i;
-        if (k->w->ops->issue(k->w, user, 1 + i % 3, i, &t, &created) != BX_OK || !created)
+        if (q_issue(r, user, 1 + i % 3, i, &t, &created) != BX_OK || !created)
             k->errors++;
-        else if (k->w->ops->status(k->w, t.token, user, i, &s) != BX_OK)
+        else if (q_status(r, t.token, user, i, &s) != BX_OK)
             k->errors++;
-        else if (i % 2 == 0 && k->w->ops->leave(k->w, t.token, user, i) != BX_OK)
+        else if (i % 2 == 0 && q_leave(r, t.token, user, i) != BX_OK)
             k->errors++;
         if (i % 100 == 0)
-            (void)k->w->ops->tick(k->w, i);
+            (void)q_tick(r, i);
     }
+    room_close(r);
     return NULL;
 }
 
 Test(waitroom, concurrent_callers_from_several_threads_stay_consistent)
 {
     struct waitroom_config c = config(10);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     pthread_t th[4];
     struct worker k[4];
     for (int i = 0; i < 4; i++) {
@@ -1072,14 +1242,14 @@ Test(waitroom, concurrent_callers_from_several_threads_stay_consistent)
     struct waitroom_concert_stats st[8];
     size_t n = 0;
     int64_t live = 0;
-    cr_assert_eq(w->ops->stats(w, st, 8, &n), BX_OK);
+    cr_assert_eq(q_stats(w, st, 8, &n), BX_OK);
     cr_assert_eq(n, 3);
     for (size_t i = 0; i < n; i++) {
         cr_assert_eq(st[i].active, 10);
         live += st[i].waiting + st[i].active;
     }
     cr_assert_eq(live, 4 * 1000, "every second token left");
-    w->ops->close(w);
+    room_close(w);
 }
 
 #ifdef BX_TEST_REDIS
@@ -1125,7 +1295,7 @@ Test(waitroom, many_waiting_users_have_exact_positions, .timeout = 120)
     enum { N = 1000000, MID = N / 2 };
 #endif
     struct waitroom_config c = config(0); /* nobody admitted: everyone waits */
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
 #ifdef BX_TEST_REDIS
     long long mem0 = redis_used_memory();
 #endif
@@ -1161,19 +1331,19 @@ Test(waitroom, many_waiting_users_have_exact_positions, .timeout = 120)
     cr_assert_eq(mid.position, MID + 1);
     cr_assert_eq(last.position, N);
     for (size_t i = 0; i < ngone; i++)
-        cr_assert_eq(w->ops->leave(w, gone[i].token, gone[i].user_id, 1), BX_OK);
+        cr_assert_eq(q_leave(w, gone[i].token, gone[i].user_id, 1), BX_OK);
     assert_position(w, &mid, 2, MID + 1 - (int64_t)ngone);
     assert_position(w, &last, 2, N - (int64_t)ngone);
     assert_position(w, &second, 2, 1);
     cr_assert_eq(status_err(w, gone[1].token, gone[1].user_id, 2), BX_ERR_TOKEN_EXPIRED);
     cr_assert_eq(stats_of(w, 1).waiting, N - (int64_t)ngone);
-    w->ops->close(w);
+    room_close(w);
 }
 
 /* ---- throughput (a figure, not a bound) ---- */
 
 struct bench {
-    struct waitroom *w;
+    struct room *w;
     int64_t base;
     struct queue_ticket *t;
     int n, errors;
@@ -1186,11 +1356,13 @@ static void *bench_issue(void *arg)
     struct bench *b = arg;
     bool created;
     struct timespec t0;
+    struct room *r = room_port(b->w->w, false);
     pthread_barrier_wait(b->go);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < b->n; i++)
-        b->errors += b->w->ops->issue(b->w, b->base + i, 1, i, &b->t[i], &created) != BX_OK;
+        b->errors += q_issue(r, b->base + i, 1, i, &b->t[i], &created) != BX_OK;
     b->secs = seconds_since(&t0);
+    room_close(r);
     return NULL;
 }
 
@@ -1199,11 +1371,13 @@ static void *bench_status(void *arg)
     struct bench *b = arg;
     struct queue_ticket s;
     struct timespec t0;
+    struct room *r = room_port(b->w->w, false);
     pthread_barrier_wait(b->go);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < b->n; i++)
-        b->errors += b->w->ops->status(b->w, b->t[i].token, b->t[i].user_id, i, &s) != BX_OK;
+        b->errors += q_status(r, b->t[i].token, b->t[i].user_id, i, &s) != BX_OK;
     b->secs = seconds_since(&t0);
+    room_close(r);
     return NULL;
 }
 
@@ -1231,7 +1405,7 @@ Test(waitroom, issue_and_status_throughput_from_two_threads, .timeout = 120)
 {
     enum { PER_THREAD = 10000 };
     struct waitroom_config c = config(100);
-    struct waitroom *w = open_room(&c, NULL);
+    struct room *w = open_room(&c, NULL);
     static struct queue_ticket tickets[2][PER_THREAD];
     struct bench b[2];
     for (int i = 0; i < 2; i++)
@@ -1242,7 +1416,7 @@ Test(waitroom, issue_and_status_throughput_from_two_threads, .timeout = 120)
     struct waitroom_concert_stats st = stats_of(w, 1);
     cr_assert_eq(st.active, 100);
     cr_assert_eq(st.waiting, 2 * PER_THREAD - 100);
-    w->ops->close(w);
+    room_close(w);
 }
 
 #ifdef BX_TEST_REDIS
@@ -1251,7 +1425,7 @@ Test(waitroom, issue_and_status_throughput_from_two_threads, .timeout = 120)
 Test(waitroom_redis, tokens_issued_alternately_through_two_instances_are_admitted_in_issue_order)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w[2] = {open_instance(&c), open_instance(&c)};
+    struct room *w[2] = {open_instance(&c), open_instance(&c)};
     struct queue_ticket t[10];
     for (int i = 0; i < 10; i++) {
         t[i] = issue(w[i % 2], 1 + i, 7, i);
@@ -1263,16 +1437,16 @@ Test(waitroom_redis, tokens_issued_alternately_through_two_instances_are_admitte
         assert_active(w[(i + 1) % 2], &t[i], 100 + i);
         for (int j = i + 1; j < 10; j++)
             assert_position(w[j % 2], &t[j], 100 + i, j - i);
-        cr_assert_eq(w[i % 2]->ops->complete(w[i % 2], t[i].token, t[i].user_id, 100 + i), BX_OK);
+        cr_assert_eq(q_complete(w[i % 2], t[i].token, t[i].user_id, 100 + i), BX_OK);
     }
     assert_active(w[0], &t[9], 200);
     cr_assert_eq(stats_of(w[1], 7).admitted_total, 10);
-    w[0]->ops->close(w[0]);
-    w[1]->ops->close(w[1]);
+    room_close(w[0]);
+    room_close(w[1]);
 }
 
 struct tick_ctx {
-    struct waitroom *w;
+    struct room *w;
     atomic_llong *clock;
     atomic_int *done;
     int64_t active_max;
@@ -1284,22 +1458,24 @@ struct tick_ctx {
 static void *ticker_run(void *arg)
 {
     struct tick_ctx *x = arg;
+    struct room *r = room_port(x->w->w, false);
     while (!atomic_load(x->done)) {
-        if (x->w->ops->tick(x->w, atomic_fetch_add(x->clock, 1)) != BX_OK)
+        if (q_tick(r, atomic_fetch_add(x->clock, 1)) != BX_OK)
             x->errors++;
         struct waitroom_concert_stats st[4];
         size_t n = 0;
-        if (x->w->ops->stats(x->w, st, 4, &n) != BX_OK)
+        if (q_stats(r, st, 4, &n) != BX_OK)
             x->errors++;
         for (size_t i = 0; i < n; i++)
             x->over += st[i].active > x->active_max;
         x->ticks++;
     }
+    room_close(r);
     return NULL;
 }
 
 struct payer_ctx {
-    struct waitroom *w;
+    struct room *w;
     atomic_llong *clock;
     struct queue_ticket *t;
     int first, step, n, errors;
@@ -1310,20 +1486,22 @@ struct payer_ctx {
 static void *payer_run(void *arg)
 {
     struct payer_ctx *x = arg;
-    for (int i = x->first; i < x->n; i += x->step) {
+    struct room *r = room_port(x->w->w, false);
+    for (int i = x->first; i < x->n && x->errors == 0; i += x->step) {
         for (;;) {
             struct queue_ticket s;
             int64_t now = atomic_fetch_add(x->clock, 1);
-            if (x->w->ops->status(x->w, x->t[i].token, x->t[i].user_id, now, &s) != BX_OK) {
+            if (q_status(r, x->t[i].token, x->t[i].user_id, now, &s) != BX_OK) {
                 x->errors++;
-                return NULL;
+                break;
             }
             if (s.status == QUEUE_ACTIVE)
                 break;
         }
-        if (x->w->ops->complete(x->w, x->t[i].token, x->t[i].user_id, atomic_fetch_add(x->clock, 1)) != BX_OK)
+        if (x->errors == 0 && q_complete(r, x->t[i].token, x->t[i].user_id, atomic_fetch_add(x->clock, 1)) != BX_OK)
             x->errors++;
     }
+    room_close(r);
     return NULL;
 }
 
@@ -1331,7 +1509,7 @@ Test(waitroom_redis, instances_admitting_at_once_never_admit_a_token_twice_nor_e
 {
     enum { N = 300, SLOTS = 5 };
     struct waitroom_config c = config(SLOTS);
-    struct waitroom *w[2] = {open_instance(&c), open_instance(&c)};
+    struct room *w[2] = {open_instance(&c), open_instance(&c)};
     static struct queue_ticket t[N];
     for (int i = 0; i < N; i++)
         t[i] = issue(w[i % 2], 1 + i, 1, 0);
@@ -1361,36 +1539,36 @@ Test(waitroom_redis, instances_admitting_at_once_never_admit_a_token_twice_nor_e
     cr_assert_eq(st.admitted_total, N, "every token admitted exactly once");
     cr_assert_eq(st.active, 0);
     cr_assert_eq(st.waiting, 0);
-    w[0]->ops->close(w[0]);
-    w[1]->ops->close(w[1]);
+    room_close(w[0]);
+    room_close(w[1]);
 }
 
 Test(waitroom_redis, instances_share_one_admit_rate_budget)
 {
     struct waitroom_config c = config(1000);
     c.admit_rate = 10;
-    struct waitroom *w[2] = {open_instance(&c), open_instance(&c)};
+    struct room *w[2] = {open_instance(&c), open_instance(&c)};
     for (int i = 0; i < 100; i++)
         (void)issue(w[i % 2], 1 + i, 9, 0);
     cr_assert_eq(stats_of(w[0], 9).active, 10, "the bucket starts full: one second's worth");
     for (int64_t now = 500; now <= 2000; now += 500)
         for (int i = 0; i < 2; i++)
-            cr_assert_eq(w[i]->ops->tick(w[i], now), BX_OK);
+            cr_assert_eq(q_tick(w[i], now), BX_OK);
     cr_assert_eq(stats_of(w[1], 9).active, 30, "two seconds at 10/s, however many instances tick");
-    w[0]->ops->close(w[0]);
-    w[1]->ops->close(w[1]);
+    room_close(w[0]);
+    room_close(w[1]);
 }
 
 Test(waitroom_redis, restart_keeps_tokens_positions_and_active_slots)
 {
     struct waitroom_config c = config(2);
-    struct waitroom *w = open_instance(&c);
+    struct room *w = open_instance(&c);
     struct queue_ticket t[6], o = issue(w, 50, 2, 0);
     for (int i = 0; i < 6; i++)
         t[i] = issue(w, 1 + i, 1, i);
-    cr_assert_eq(w->ops->leave(w, t[3].token, 4, 10), BX_OK);
-    cr_assert_eq(w->ops->complete(w, t[0].token, 1, 11), BX_OK); /* t[2] admitted */
-    w->ops->close(w);
+    cr_assert_eq(q_leave(w, t[3].token, 4, 10), BX_OK);
+    cr_assert_eq(q_complete(w, t[0].token, 1, 11), BX_OK); /* t[2] admitted */
+    room_close(w);
 
     w = open_instance(&c); /* the state lives in Redis */
     assert_active(w, &t[1], 20);
@@ -1402,17 +1580,17 @@ Test(waitroom_redis, restart_keeps_tokens_positions_and_active_slots)
     cr_assert_eq(status_err(w, t[3].token, 1, 20), BX_ERR_TOKEN_NOT_YOURS);
     bool created;
     struct queue_ticket again;
-    cr_assert_eq(w->ops->issue(w, 5, 1, 21, &again, &created), BX_OK);
+    cr_assert_eq(q_issue(w, 5, 1, 21, &again, &created), BX_OK);
     cr_assert_not(created);
     cr_assert_str_eq(again.token, t[4].token);
     struct queue_ticket n = issue(w, 9, 1, 22);
     cr_assert_eq(n.position, 3);
-    cr_assert_eq(w->ops->complete(w, t[1].token, 2, 23), BX_OK);
+    cr_assert_eq(q_complete(w, t[1].token, 2, 23), BX_OK);
     assert_active(w, &t[4], 24);
     assert_position(w, &n, 24, 2);
     struct waitroom_concert_stats st = stats_of(w, 1);
     cr_assert_eq(st.admitted_total, 4);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom_redis, unreachable_or_malformed_url_fails_to_open_with_the_reason)
@@ -1459,34 +1637,34 @@ static int kill_our_connections(void)
 Test(waitroom_redis, lost_connection_is_unavailable_at_most_once_then_reconnects)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_instance(&c);
+    struct room *w = open_instance(&c);
     struct queue_ticket a = issue(w, 1, 5, 0), b = issue(w, 2, 5, 0);
     cr_assert_eq(kill_our_connections(), 1);
     struct queue_ticket s;
-    bx_err e = w->ops->status(w, b.token, 2, 1, &s);
+    bx_err e = q_status(w, b.token, 2, 1, &s);
     cr_assert(e == BX_OK || e == BX_ERR_UNAVAILABLE, "got %d", e);
     assert_position(w, &b, 2, 1);
     assert_active(w, &a, 2);
-    cr_assert_eq(w->ops->ping(w), BX_OK);
-    w->ops->close(w);
+    cr_assert_eq(q_ping(w), BX_OK);
+    room_close(w);
 }
 
 Test(waitroom_redis, flushed_script_cache_is_loaded_again)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_instance(&c);
+    struct room *w = open_instance(&c);
     struct queue_ticket a = issue(w, 1, 5, 0);
     redisContext *rc = test_redis();
     freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
     struct queue_ticket b = issue(w, 2, 5, 1);
     cr_assert_eq(b.position, 1);
     freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
-    cr_assert_eq(w->ops->tick(w, 2), BX_OK);
+    cr_assert_eq(q_tick(w, 2), BX_OK);
     freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
-    cr_assert_eq(w->ops->complete(w, a.token, 1, 3), BX_OK);
+    cr_assert_eq(q_complete(w, a.token, 1, 3), BX_OK);
     assert_active(w, &b, 4);
     redisFree(rc);
-    w->ops->close(w);
+    room_close(w);
 }
 
 /* Redis Cluster maps a key to a slot by its {hash tag}: every key a script touches
@@ -1494,11 +1672,11 @@ Test(waitroom_redis, flushed_script_cache_is_loaded_again)
 Test(waitroom_redis, every_key_of_a_concert_shares_its_hash_tag_and_expired_tokens_are_forgotten_in_a_day)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_instance(&c);
+    struct room *w = open_instance(&c);
     struct queue_ticket a = issue(w, 1, 42, 0), b = issue(w, 2, 42, 0), d = issue(w, 3, 43, 0);
     (void)d;
-    cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
-    cr_assert_eq(w->ops->tick(w, 2), BX_OK);
+    cr_assert_eq(q_leave(w, a.token, 1, 1), BX_OK);
+    cr_assert_eq(q_tick(w, 2), BX_OK);
     redisContext *rc = test_redis();
     char tag42[64], tag43[64], global[64], match[64];
     snprintf(tag42, sizeof tag42, "{%s:42}:", test_ns());
@@ -1522,22 +1700,22 @@ Test(waitroom_redis, every_key_of_a_concert_shares_its_hash_tag_and_expired_toke
     cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == -1, "a live token does not expire by TTL");
     freeReplyObject(r);
     redisFree(rc);
-    w->ops->close(w);
+    room_close(w);
 }
 
 Test(waitroom_redis, an_empty_concert_leaves_the_housekeeping_an_hour_after_its_last_issue)
 {
     struct waitroom_config c = config(1);
-    struct waitroom *w = open_instance(&c);
+    struct room *w = open_instance(&c);
     struct queue_ticket a = issue(w, 1, 3, 0), b = issue(w, 1, 4, 0);
-    cr_assert_eq(w->ops->leave(w, a.token, 1, 1), BX_OK);
-    cr_assert_eq(w->ops->tick(w, 1000), BX_OK);
+    cr_assert_eq(q_leave(w, a.token, 1, 1), BX_OK);
+    cr_assert_eq(q_tick(w, 1000), BX_OK);
     cr_assert_eq(stats_of(w, 3).admitted_total, 1, "still listed while recent");
     (void)status_ok(w, &b, 3600000); /* concert 4 stays alive */
-    cr_assert_eq(w->ops->tick(w, 3600000), BX_OK);
+    cr_assert_eq(q_tick(w, 3600000), BX_OK);
     struct waitroom_concert_stats st[4];
     size_t n = 0;
-    cr_assert_eq(w->ops->stats(w, st, 4, &n), BX_OK);
+    cr_assert_eq(q_stats(w, st, 4, &n), BX_OK);
     cr_assert_eq(n, 1);
     cr_assert_eq(st[0].concert_id, 4, "a concert with a live token is never forgotten");
     struct queue_ticket a2 = issue(w, 1, 3, 3600001);
@@ -1545,6 +1723,487 @@ Test(waitroom_redis, an_empty_concert_leaves_the_housekeeping_an_hour_after_its_
     struct waitroom_concert_stats s3 = stats_of(w, 3);
     cr_assert_eq(s3.active, 1);
     cr_assert_eq(s3.admitted_total, 2, "its figures kept");
-    w->ops->close(w);
+    room_close(w);
+}
+
+/* ---- Redis only: the connection (queue/redis_conn.c) ---- */
+
+/* A redis-server of the test's own, for tests that restart or freeze it (the
+ * shared one serves the other tests running at the same time). */
+struct own_redis {
+    pid_t pid;
+    int port;
+};
+
+static bool own_redis_answers(int port)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    redisContext *rc = redisConnectWithTimeout("127.0.0.1", port, tv);
+    bool ok = false;
+    if (rc != NULL && !rc->err) {
+        redisReply *r = redisCommand(rc, "PING");
+        ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (rc)
+        redisFree(rc);
+    return ok;
+}
+
+/* Starts it on s->port, or on a free random port when s->port is 0. It dies with
+ * the test process, even one that crashed. */
+static void own_redis_start(struct own_redis *s)
+{
+    bool fixed = s->port != 0;
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));
+    for (int attempt = 0; attempt < 8; attempt++) {
+        if (!fixed)
+            s->port = 20000 + rand() % 40000;
+        if (own_redis_answers(s->port)) {
+            usleep(100000); /* someone else's: another port, or wait for ours to go */
+            continue;
+        }
+        char port[16];
+        snprintf(port, sizeof port, "%d", s->port);
+        s->pid = fork();
+        cr_assert(s->pid >= 0, "fork");
+        if (s->pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, 1);
+            dup2(null, 2);
+            execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly",
+                   "no", "--dir", "/tmp", (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 100; i++) {
+            if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
+                break; /* could not bind: another port */
+            if (own_redis_answers(s->port))
+                return;
+            usleep(20000);
+        }
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+    }
+    cr_assert_fail("could not start a redis-server of its own");
+}
+
+static void own_redis_stop(struct own_redis *s)
+{
+    kill(s->pid, SIGCONT);
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+}
+
+static void own_redis_command(const struct own_redis *s, const char *command)
+{
+    redisContext *rc = redisConnect("127.0.0.1", s->port);
+    cr_assert(rc && !rc->err, "cannot reach the test's own redis");
+    freeReplyObject(redisCommand(rc, command));
+    redisFree(rc);
+}
+
+/* One command's answers, counted. */
+struct rc_answer {
+    int calls;
+    bx_err e;
+    int type;
+    char str[64];
+};
+
+static void rc_answered(void *arg, bx_err e, const redisReply *r)
+{
+    struct rc_answer *a = arg;
+    a->calls++;
+    a->e = e;
+    a->type = r ? r->type : -1;
+    snprintf(a->str, sizeof a->str, "%s", r && r->str ? r->str : "");
+}
+
+static bool rc_has_answer(void *arg)
+{
+    return ((struct rc_answer *)arg)->calls > 0;
+}
+
+/* A connection on a private loop. */
+struct rc_fixture {
+    h2o_evloop_t *loop;
+    struct redis_conn_config cfg;
+    struct redis_conn *c;
+};
+
+static void rc_open(struct rc_fixture *f, int port, int64_t reply_wait_ms)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the server: a write to a connection the server closed */
+    f->loop = h2o_evloop_create();
+    f->cfg = (struct redis_conn_config){.host = "127.0.0.1",
+                                        .port = port,
+                                        .name = "boxoffice-rc-test",
+                                        .reply_wait_ms = reply_wait_ms,
+                                        .retry_ms = 200,
+                                        .max_queued = 4};
+    f->c = redis_conn_open(f->loop, &f->cfg);
+    cr_assert_not_null(f->c);
+}
+
+static void rc_close(struct rc_fixture *f)
+{
+    redis_conn_close(f->c);
+    h2o_evloop_run(f->loop, 0);
+    h2o_evloop_destroy(f->loop);
+}
+
+/* PING; -1 when refused at once, else the answer. */
+static int rc_ping(struct rc_fixture *f, struct rc_answer *a)
+{
+    static const char *const ping[1] = {"PING"};
+    *a = (struct rc_answer){0};
+    h2o_evloop_run(f->loop, 0);
+    if (redis_conn_command(f->c, 1, ping, NULL, rc_answered, a) != 0)
+        return -1;
+    cr_assert_eq(a->calls, 0, "never answered from inside the send");
+    loop_run(f->loop, rc_has_answer, a);
+    return 0;
+}
+
+/* PINGs until one is answered PONG (the connection came back), within 5 s. */
+static void rc_until_pong(struct rc_fixture *f)
+{
+    for (int i = 0; i < 100; i++) {
+        struct rc_answer a;
+        if (rc_ping(f, &a) == 0 && a.e == BX_OK && strcmp(a.str, "PONG") == 0)
+            return;
+        h2o_evloop_run(f->loop, 50);
+    }
+    cr_assert_fail("the connection did not come back");
+}
+
+static bool rc_is_down(void *arg)
+{
+    return !redis_conn_is_up(arg);
+}
+
+Test(redis_conn, comes_back_after_client_kill_and_after_a_server_restart, .timeout = 60)
+{
+    struct own_redis s = {0};
+    struct rc_fixture f;
+    struct redis_conn_counters n;
+    struct rc_answer a;
+    own_redis_start(&s);
+    rc_open(&f, s.port, 2000);
+    rc_until_pong(&f);
+    own_redis_command(&s, "CLIENT KILL TYPE normal SKIPME yes");
+    loop_run(f.loop, rc_is_down, f.c);
+    rc_until_pong(&f);
+    redis_conn_counters(f.c, &n);
+    cr_assert_eq(n.lost, 1);
+    cr_assert_eq(n.connects, 2, "a connection that worked is replaced at once");
+
+    own_redis_stop(&s);
+    loop_run(f.loop, rc_is_down, f.c);
+    for (int i = 0; i < 20 && rc_ping(&f, &a) == 0; i++)
+        cr_assert_eq(a.e, BX_ERR_UNAVAILABLE); /* the first attempt fails; then refused at once */
+    cr_assert_eq(rc_ping(&f, &a), -1, "refused at once while Redis is away");
+    own_redis_start(&s); /* the same port */
+    rc_until_pong(&f);
+    redis_conn_counters(f.c, &n);
+    cr_assert_gt(n.refused, 0);
+    cr_assert_geq(n.connects, 4);
+    rc_close(&f);
+    own_redis_stop(&s);
+}
+
+struct timer_count {
+    h2o_timeout_t timeout;
+    h2o_timeout_entry_t entry;
+    h2o_evloop_t *loop;
+    int fired;
+};
+
+static void timer_fired(h2o_timeout_entry_t *entry)
+{
+    struct timer_count *t = H2O_STRUCT_FROM_MEMBER(struct timer_count, entry, entry);
+    t->fired++;
+    h2o_timeout_link(t->loop, &t->timeout, &t->entry);
+}
+
+static double mono_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+Test(redis_conn, a_frozen_server_fails_commands_at_their_deadline_while_the_loop_keeps_serving, .timeout = 60)
+{
+    struct own_redis s = {0};
+    struct rc_fixture f;
+    struct rc_answer stuck, refused;
+    struct redis_conn_counters n;
+    own_redis_start(&s);
+    rc_open(&f, s.port, 300);
+    rc_until_pong(&f);
+    struct timer_count t = {.loop = f.loop, .entry = {.cb = timer_fired}};
+    h2o_timeout_init(f.loop, &t.timeout, 20);
+    h2o_timeout_link(f.loop, &t.timeout, &t.entry);
+
+    kill(s.pid, SIGSTOP);
+    double t0 = mono_seconds();
+    cr_assert_eq(rc_ping(&f, &stuck), 0);
+    double waited = mono_seconds() - t0;
+    cr_assert_eq(stuck.e, BX_ERR_UNAVAILABLE);
+    cr_assert(waited >= 0.29 && waited < 2.0, "answered after %.3f s, the deadline is 0.3 s", waited);
+    cr_assert_geq(t.fired, 5, "the loop served its 20 ms timer meanwhile (%d times)", t.fired);
+    redis_conn_counters(f.c, &n);
+    cr_assert_eq(n.stuck, 1);
+    cr_assert_eq(rc_ping(&f, &refused), -1, "refused at once after a stuck connection");
+
+    struct rc_answer late = {0};
+    static const char *const ping[1] = {"PING"};
+    h2o_evloop_run(f.loop, 300); /* the retry: connects (the kernel accepts), set-up unanswered */
+    int queued = redis_conn_command(f.c, 1, ping, NULL, rc_answered, &late);
+    cr_assert_eq(queued, -1, "refused until a connection answers its set-up");
+    kill(s.pid, SIGCONT);
+    rc_until_pong(&f);
+    for (int i = 0; i < 20; i++)
+        h2o_evloop_run(f.loop, 10); /* a late PONG of the old connection would come now */
+    cr_assert_eq(stuck.calls, 1, "answered exactly once: the late PONG was never read");
+    cr_assert_eq(refused.calls + late.calls, 0, "a refused command is never answered");
+    h2o_timeout_unlink(&t.entry);
+    h2o_timeout_dispose(f.loop, &t.timeout);
+    rc_close(&f);
+    own_redis_stop(&s);
+}
+
+Test(redis_conn, evalsha_falls_back_to_eval_after_script_flush)
+{
+    struct rc_fixture f;
+    struct redis_conn_counters n;
+    const char *url = getenv("BOXOFFICE_TEST_REDIS_URL");
+    int port = 0;
+    cr_assert(url && sscanf(url, "redis://%*[^:]:%d", &port) == 1);
+    rc_open(&f, port, 2000);
+    struct redis_script script = {.source = "return 'echo:' .. ARGV[1]"};
+    redisContext *rc = test_redis();
+    redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", script.source);
+    cr_assert(r && r->type == REDIS_REPLY_STRING && r->len == 40);
+    memcpy(script.sha, r->str, 40);
+    freeReplyObject(r);
+    const char *argv[2] = {"0", "hi"};
+    for (int round = 0; round < 3; round++) {
+        if (round == 1)
+            freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+        struct rc_answer a = {0};
+        h2o_evloop_run(f.loop, 0);
+        cr_assert_eq(redis_conn_eval(f.c, &script, 2, argv, NULL, rc_answered, &a), 0);
+        loop_run(f.loop, rc_has_answer, &a);
+        cr_assert_eq(a.e, BX_OK, "round %d", round);
+        cr_assert_str_eq(a.str, "echo:hi");
+        cr_assert_eq(a.calls, 1);
+        redis_conn_counters(f.c, &n);
+        cr_assert_eq(n.noscript, round == 0 ? 0 : 1, "EVAL cached it again");
+    }
+    redisFree(rc);
+    rc_close(&f);
+}
+
+Test(redis_conn, close_answers_every_command_in_flight_and_a_full_queue_refuses)
+{
+    struct rc_fixture f;
+    const char *url = getenv("BOXOFFICE_TEST_REDIS_URL");
+    int port = 0;
+    cr_assert(url && sscanf(url, "redis://%*[^:]:%d", &port) == 1);
+    rc_open(&f, port, 2000); /* max_queued 4 */
+    struct rc_answer a = {0};
+    rc_until_pong(&f);
+    static const char *const ping[1] = {"PING"};
+    struct rc_answer q[5] = {{0}};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(redis_conn_command(f.c, 1, ping, NULL, rc_answered, &q[i]), 0);
+    cr_assert_eq(redis_conn_command(f.c, 1, ping, NULL, rc_answered, &q[4]), -1, "max_queued reached");
+    redis_conn_close(f.c);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(q[i].calls, 1, "answered before close returned");
+        cr_assert_eq(q[i].e, BX_ERR_UNAVAILABLE);
+    }
+    cr_assert_eq(q[4].calls, 0, "a refused command is never answered");
+    (void)a;
+    h2o_evloop_run(f.loop, 0);
+    h2o_evloop_destroy(f.loop);
+}
+
+/* ---- Redis only: polls answered from the instance's view ---- */
+
+/* Deep polls (past position 2) may be answered locally; nobody is admitted unless
+ * active_max says so. */
+static struct waitroom_config local_config(int64_t active_max, int64_t waiting_idle_ms)
+{
+    struct waitroom_config c = config(active_max);
+    c.exact_poll_depth = 2;
+    c.waiting_idle_ms = waiting_idle_ms;
+    return c;
+}
+
+static uint64_t commands_sent(struct room *r)
+{
+    struct redis_conn_counters n;
+    redis_conn_counters(waitroom_redis_conn(r->p), &n);
+    return n.commands;
+}
+
+static struct waitroom_redis_counters counters_of(struct room *r)
+{
+    struct waitroom_redis_counters n;
+    waitroom_redis_counters(r->w, &n);
+    return n;
+}
+
+/* A poll answered without a round trip: its position. */
+static int64_t local_position(struct room *w, const struct queue_ticket *t, int64_t now)
+{
+    uint64_t before = commands_sent(w), local = counters_of(w).polls_local;
+    struct queue_ticket s = status_ok(w, t, now);
+    cr_assert_eq(commands_sent(w), before, "user %lld: a round trip", (long long)t->user_id);
+    cr_assert_eq(counters_of(w).polls_local, local + 1);
+    cr_assert_eq(s.status, QUEUE_WAITING);
+    return s.position;
+}
+
+/* A poll that went to Redis: its position. */
+static int64_t exact_position(struct room *w, const struct queue_ticket *t, int64_t now)
+{
+    uint64_t local = counters_of(w).polls_local;
+    struct queue_ticket s = status_ok(w, t, now);
+    cr_assert_eq(counters_of(w).polls_local, local, "user %lld: answered locally", (long long)t->user_id);
+    cr_assert_eq(s.status, QUEUE_WAITING);
+    return s.position;
+}
+
+Test(waitroom_local, a_deep_poll_is_answered_from_the_view_without_a_round_trip)
+{
+    struct waitroom_config c = local_config(0, 120000);
+    struct room *w = open_instance(&c);
+    struct queue_ticket t[20];
+    for (int i = 0; i < 20; i++)
+        t[i] = issue(w, 1 + i, 7, 0);
+    cr_assert_eq(exact_position(w, &t[9], 1000), 10, "no view before the first tick");
+    cr_assert_eq(q_tick(w, 1000), BX_OK);
+    cr_assert_eq(local_position(w, &t[9], 1100), 10);
+    struct queue_ticket s = status_ok(w, &t[9], 1100);
+    cr_assert_eq(s.eta_seconds, queue_eta_seconds(10, stats_of(w, 7).admit_rate_avg, &c));
+    cr_assert_eq(s.poll_after_ms, queue_poll_after_ms(0, s.eta_seconds, &c));
+    cr_assert_eq(exact_position(w, &t[1], 1100), 2, "near the head every answer is exact");
+    cr_assert_eq(status_err(w, t[9].token, 99, 1100), BX_ERR_TOKEN_NOT_YOURS, "another user asks Redis");
+    cr_assert_eq(q_tick(w, 1000), BX_OK); /* the view as of 1000 again */
+    cr_assert_eq(exact_position(w, &t[9], 1301), 10, "a view older than 300 ms answers nothing");
+    room_close(w);
+}
+
+/* Admissions since a token's exact read were all ahead of it (FIFO), so the
+ * estimate never runs ahead of the true place; departures ahead make it lag,
+ * by at most their count, and only while they stay under 1/16 of the position. */
+Test(waitroom_local, local_positions_count_admissions_and_lag_departures_within_their_bound)
+{
+    struct waitroom_config c = local_config(1, 120000);
+    struct room *a = open_instance(&c), *b = open_instance(&c);
+    struct queue_ticket t[60];
+    for (int i = 0; i < 60; i++) /* t[0] ACTIVE, t[i] at position i */
+        t[i] = issue(a, 1 + i, 8, 0);
+    cr_assert_eq(q_complete(b, t[0].token, 1, 10), BX_OK); /* through another instance: t[1] admitted */
+    cr_assert_eq(q_tick(a, 20), BX_OK);
+    cr_assert_eq(local_position(a, &t[50], 30), 49, "the admission is counted");
+    cr_assert_eq(q_leave(b, t[3].token, 4, 40), BX_OK);
+    cr_assert_eq(q_tick(a, 50), BX_OK);
+    cr_assert_eq(local_position(a, &t[50], 60), 49, "one place behind (true: 48), within the bound of 1");
+    for (int i = 4; i <= 6; i++)
+        cr_assert_eq(q_leave(b, t[i].token, 1 + i, 70), BX_OK);
+    cr_assert_eq(q_tick(a, 80), BX_OK);
+    cr_assert_eq(exact_position(a, &t[50], 90), 45, "4 departures > 49 / 16: read again");
+    cr_assert_eq(local_position(a, &t[50], 100), 45);
+    room_close(a);
+    room_close(b);
+}
+
+/* waiting_idle 1 s: the write-back runs every 250 ms. Everybody polls every 300 ms
+ * (a third of waiting_idle, as pollAfterMs says), mostly answered locally, for
+ * three idle periods: nobody expires. One token stops polling: it expires on time,
+ * and its next poll is told so at once (silent for half of waiting_idle: exact). */
+Test(waitroom_local, write_back_keeps_locally_polled_tokens_alive_and_idle_expiry_exact)
+{
+    struct waitroom_config c = local_config(0, 1000);
+    struct room *w = open_instance(&c);
+    struct queue_ticket t[10], quiet;
+    for (int i = 0; i < 10; i++)
+        t[i] = issue(w, 1 + i, 9, 0);
+    quiet = issue(w, 100, 9, 0);
+    for (int64_t now = 100; now <= 3000; now += 100) {
+        cr_assert_eq(q_tick(w, now), BX_OK);
+        for (int i = 0; i < 10 && now % 300 == 0; i++)
+            cr_assert_eq(status_ok(w, &t[i], now).position, i + 1, "at %lld", (long long)now);
+        if (now == 300)
+            (void)status_ok(w, &quiet, now);
+        if (now == 1200)
+            cr_assert_eq(stats_of(w, 9).waiting, 11, "quiet, last seen at 300, still waits at 1200");
+        if (now == 1300)
+            cr_assert_eq(stats_of(w, 9).waiting, 10, "quiet expired idle at 1300");
+    }
+    struct waitroom_redis_counters n = counters_of(w);
+    /* 100 polls, 80 of them past position 2; those right after quiet expired are read again */
+    cr_assert_gt(n.polls_local, 60, "most polls answered locally (%llu)", (unsigned long long)n.polls_local);
+    cr_assert_gt(n.written_back, 0);
+    cr_assert_eq(status_err(w, quiet.token, 100, 3000), BX_ERR_TOKEN_EXPIRED);
+    for (int i = 0; i < 10; i++) /* the view of 3000 is stale at 3400: Redis answers */
+        cr_assert_eq(exact_position(w, &t[i], 3400), i + 1, "alive in Redis past three idle periods");
+    room_close(w);
+}
+
+/* A token that left through another instance may still be answered WAITING by one
+ * that answers it locally, until that one's next write-back (every second here):
+ * the write-back finds it gone, and its next poll asks Redis. */
+Test(waitroom_local, a_token_that_left_elsewhere_stops_being_answered_within_the_write_back_period)
+{
+    struct waitroom_config c = local_config(0, 4000);
+    struct room *a = open_instance(&c), *b = open_instance(&c);
+    struct queue_ticket t[40];
+    for (int i = 0; i < 40; i++)
+        t[i] = issue(a, 1 + i, 11, 0);
+    cr_assert_eq(q_tick(a, 100), BX_OK);
+    cr_assert_eq(local_position(a, &t[35], 150), 36);
+    cr_assert_eq(q_leave(b, t[35].token, 36, 200), BX_OK);
+    int64_t now = 200;
+    for (; counters_of(a).gone == 0; now += 100) {
+        cr_assert_leq(now, 1300, "not found gone within the write-back period");
+        cr_assert_eq(q_tick(a, now), BX_OK);
+        if (counters_of(a).gone == 0)
+            cr_assert_eq(local_position(a, &t[35], now + 50), 36, "stale, within the bound");
+    }
+    cr_assert_eq(status_err(a, t[35].token, 36, now), BX_ERR_TOKEN_EXPIRED);
+    room_close(a);
+    room_close(b);
+}
+
+Test(waitroom_local, a_tick_never_overlaps_the_one_in_flight)
+{
+    struct waitroom_config c = config(1);
+    struct room *w = open_instance(&c), *other = room_port(w->w, false);
+    (void)issue(w, 1, 12, 0);
+    struct answer first = {0}, second = {0}, third = {0};
+    room_ready(w, 10);
+    waitroom_tick(w->p, 10, answered, &first);
+    cr_assert_not(first.fired, "a tick needs Redis");
+    waitroom_tick(w->p, 20, answered, &second);
+    cr_assert(second.fired && second.e == BX_OK, "skipped at once");
+    waitroom_tick(other->p, 20, answered, &third);
+    cr_assert(third.fired && third.e == BX_OK, "from another loop too");
+    cr_assert_eq(await(w, &first), BX_OK);
+    struct waitroom_redis_counters n = counters_of(w);
+    cr_assert_eq(n.ticks, 1);
+    cr_assert_eq(n.ticks_skipped, 2);
+    cr_assert_eq(q_tick(other, 30), BX_OK);
+    cr_assert_eq(counters_of(w).ticks, 2, "the next one runs");
+    room_close(other);
+    room_close(w);
 }
 #endif
