@@ -22,8 +22,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
 static struct job *head, *tail;
 static int stopping;
-static pthread_t *threads;
-static int nthreads;
+static pthread_t *pool;
+static int npool;
 
 static void *cpu_main(void *arg)
 {
@@ -46,15 +46,15 @@ static void *cpu_main(void *arg)
     }
 }
 
-int workers_start(int n)
+int workers_start(int threads)
 {
-    threads = calloc((size_t)n, sizeof *threads);
-    if (threads == NULL)
+    pool = calloc((size_t)threads, sizeof *pool);
+    if (pool == NULL)
         return -1;
-    for (int i = 0; i < n; i++) {
-        if (pthread_create(&threads[i], NULL, cpu_main, NULL) != 0)
+    for (int i = 0; i < threads; i++) {
+        if (pthread_create(&pool[i], NULL, cpu_main, NULL) != 0)
             return -1;
-        nthreads = i + 1;
+        npool = i + 1;
     }
     return 0;
 }
@@ -65,11 +65,11 @@ void workers_stop(void)
     stopping = 1;
     pthread_cond_broadcast(&ready);
     pthread_mutex_unlock(&lock);
-    for (int i = 0; i < nthreads; i++)
-        pthread_join(threads[i], NULL);
-    free(threads);
-    threads = NULL;
-    nthreads = 0;
+    for (int i = 0; i < npool; i++)
+        pthread_join(pool[i], NULL);
+    free(pool);
+    pool = NULL;
+    npool = 0;
 }
 
 static void guard_dispose(void *p)
