@@ -10,14 +10,18 @@
 #define RES_COLS                                                                                                       \
     "r.id, r.user_id, r.schedule_id, s.concert_id, r.seat_no, r.price, r.status, r.held_at, r.expires_at, "            \
     "r.confirmed_at FROM reservations r JOIN schedules s ON s.id = r.schedule_id "
-/* available at $2 = seats neither SOLD nor under a live hold: sold_count (kept by a
- * trigger, migration 2) and a range count of seats_held_by_schedule, so the cost is
- * the schedule's live holds, not its seats. An ended, unswept hold counts as free.
- * Only when $3 (count_available) is true; -1 otherwise (CASE skips the subquery). */
+/* available at $2 = seats neither SOLD nor under a live hold: two range counts,
+ * of seats_sold_by_schedule (migration 3) and of seats_held_by_schedule, so the
+ * cost is the schedule's sold seats and live holds, not its seats, and no write
+ * touches the schedule row (schedules.sold_count is no longer kept). An ended,
+ * unswept hold counts as free. Only when $3 (count_available) is true; -1
+ * otherwise (CASE skips the subqueries). */
 #define SCHED_COLS                                                                                                     \
     "s.id, s.concert_id, s.starts_at, s.sale_opens_at, s.sale_closes_at, s.seat_count, "                               \
-    "CASE WHEN $3 THEN s.seat_count - s.sold_count - (SELECT count(*) FROM seats t "                          \
-    "WHERE t.schedule_id = s.id AND t.status = 'HELD' AND t.hold_expires_at > $2) ELSE -1 END "\
+    "CASE WHEN $3 THEN s.seat_count "                                                                                  \
+    "- (SELECT count(*) FROM seats t WHERE t.schedule_id = s.id AND t.status = 'SOLD') "                               \
+    "- (SELECT count(*) FROM seats t WHERE t.schedule_id = s.id AND t.status = 'HELD' AND t.hold_expires_at > $2) "    \
+    "ELSE -1 END "                                                                                                     \
     "FROM schedules s "
 #define PAY_COLS "id, user_id, reservation_id, amount, balance_after, paid_at FROM payments "
 #define QUEUE_COLS "token, user_id, concert_id, seq, status, issued_at, activated_at, last_seen_at, expires_at "
@@ -57,11 +61,10 @@
     "WHERE t.status = 'HELD' AND t.hold_expires_at > $1::bigint AND (r.id IS NULL OR r.status <> 'HELD' "              \
     "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no) "                                                  \
     "UNION ALL "                                                                                                       \
-    "SELECT 1, format('schedule %s records %s seats, %s SOLD, but has %s seats, %s SOLD', s.id, s.seat_count, "        \
-    "  s.sold_count, coalesce(t.seats, 0), coalesce(t.sold, 0)) "                                                      \
-    "FROM schedules s LEFT JOIN (SELECT schedule_id, count(*) AS seats, count(*) FILTER (WHERE status = 'SOLD') "      \
-    "  AS sold FROM seats GROUP BY schedule_id) t ON t.schedule_id = s.id "                                            \
-    "WHERE s.seat_count <> coalesce(t.seats, 0) OR s.sold_count <> coalesce(t.sold, 0) "                               \
+    "SELECT 1, format('schedule %s records %s seats but has %s', s.id, s.seat_count, coalesce(t.seats, 0)) "           \
+    "FROM schedules s LEFT JOIN (SELECT schedule_id, count(*) AS seats FROM seats GROUP BY schedule_id) t "            \
+    "  ON t.schedule_id = s.id "                                                                                       \
+    "WHERE s.seat_count <> coalesce(t.seats, 0) "                                                                      \
     "UNION ALL "                                                                                                       \
     "SELECT 2, format('user %s has balance %s but the ledger sums to %s', u.id, u.balance, coalesce(l.total, 0)) "     \
     "FROM users u LEFT JOIN (SELECT user_id, sum(CASE kind WHEN 'PAYMENT' THEN -amount ELSE amount END) "              \
@@ -98,6 +101,25 @@
     "FROM reservations WHERE $2::bigint > 0 AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > $1)) "      \
     "GROUP BY user_id, schedule_id HAVING count(*) > $2::bigint"
 
+/* Many writes in one transaction (bx_write_batch, pg_schema.h migration 3): $1..$13
+ * are the arrays pg_batch_encode (pg_batch.h) makes; one row per write, in order. */
+#define WRITE_BATCH_SQL                                                                                                \
+    "SELECT o_code, o_id, o_concert, o_price, o_res, o_amount, o_balance, o_paid_at, o_live_holds "                    \
+    "FROM bx_write_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+
+/* One schedule's seats as they are stored, to load a seat board: a row per seat by
+ * seat_no — concert_id, seat_count (the schedule's, on every row), seat_no, price,
+ * status 'A' | 'H' | 'S' (the letters of the bx_seats notifications), hold end
+ * (Unix ms, 0 unless 'H'; a hold that has ended still reads 'H': compare with the
+ * clock). No row: no such schedule. One snapshot. To keep a board exact: LISTEN
+ * bx_seats first, then load, and apply every notification that arrived while the
+ * load was in flight after it: some may be older than its snapshot, and replaying
+ * whole seat states in commit order ends at the committed state, whereas one
+ * newer than the snapshot applied before the load would be overwritten. */
+#define BOARD_LOAD_SQL                                                                                                 \
+    "SELECT c.concert_id, c.seat_count, t.seat_no, t.price, left(t.status, 1), coalesce(t.hold_expires_at, 0) "        \
+    "FROM schedules c JOIN seats t ON t.schedule_id = c.id WHERE c.id = $1 ORDER BY t.seat_no"
+
 /* Every statement the backend runs (store_pg.c prepares each on first use per
  * connection), as X(name, kind, text); the prepared name is "bx_" name. RD
  * statements only read (safe to retry after a reconnect); WR may have committed. */
@@ -124,15 +146,15 @@ enum stmt_kind { RD, WR };
       "CASE WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN t.hold_expires_at ELSE 0 END "                      \
       "FROM seats t WHERE t.schedule_id = $1 ORDER BY t.seat_no")                                                      \
     X(SEAT_FLAGS, RD,                                                                                                  \
-      "SELECT (SELECT concert_id FROM schedules WHERE id = $1), count(*), min(seat_no), max(seat_no), "               \
+      "SELECT (SELECT concert_id FROM schedules WHERE id = $1), count(*), min(seat_no), max(seat_no), "                \
       "min(price), max(price), string_agg(CASE WHEN status = 'SOLD' OR (status = 'HELD' AND hold_expires_at > $2) "    \
-      "THEN '0' ELSE '1' END, '' ORDER BY seat_no) FROM seats WHERE schedule_id = $1")                                  \
+      "THEN '0' ELSE '1' END, '' ORDER BY seat_no) FROM seats WHERE schedule_id = $1")                                 \
     X(HOLD, WR, "SELECT o_code, o_id, o_concert, o_price FROM bx_hold($1, $2, $3, $4, $5, $6)")                        \
     X(RES_GET, RD, "SELECT " RES_COLS "WHERE r.id = $1 AND r.user_id = $2")                                            \
     X(RES_LIST, RD, "SELECT " RES_COLS "WHERE r.user_id = $1 ORDER BY r.id DESC")                                      \
     X(CANCEL, WR, "SELECT o_code FROM bx_cancel($1, $2, $3)")                                                          \
-    X(COUNT_LIVE_HOLDS, RD, "SELECT count(*) FROM reservations WHERE status = 'HELD' AND expires_at > $1")            \
-    X(COUNT_SOLD, RD, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")                                 \
+    X(COUNT_LIVE_HOLDS, RD, "SELECT count(*) FROM seats WHERE status = 'HELD' AND hold_expires_at > $1")               \
+    X(COUNT_SOLD, RD, "SELECT count(*) FROM seats WHERE status = 'SOLD'")                                              \
     X(LIVE_HOLDS, RD,                                                                                                  \
       "SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id "                                  \
       "WHERE r.user_id = $1 AND s.concert_id = $2 AND r.status = 'HELD' AND r.expires_at > $3")                        \
@@ -150,6 +172,8 @@ enum stmt_kind { RD, WR };
       "SELECT " QUEUE_COLS "FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') "                                  \
       "ORDER BY concert_id, seq")                                                                                      \
     X(QUEUE_FIND, RD, "SELECT " QUEUE_COLS "FROM queue_tokens WHERE token = $1")                                       \
-    X(AUDIT, RD, AUDIT_SQL)
+    X(AUDIT, RD, AUDIT_SQL)                                                                                            \
+    X(WRITE_BATCH, WR, WRITE_BATCH_SQL)                                                                                \
+    X(BOARD_LOAD, RD, BOARD_LOAD_SQL)
 
 #endif

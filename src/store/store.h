@@ -26,6 +26,43 @@ struct queue_record {
     int64_t expires_at;   /* 0 while live; set when EXPIRED */
 };
 
+/* A write the serving path makes: a hold, a cancel, a charge or a payment, as
+ * data, so that a backend can run many of them in one transaction (group commit
+ * in SQLite, one batched call in PostgreSQL). The ops behind each kind are the
+ * store_ops of the same name below; store_write_run runs one through them. */
+enum store_write_kind { STORE_WRITE_HOLD = 1, STORE_WRITE_CANCEL, STORE_WRITE_CHARGE, STORE_WRITE_PAY };
+
+struct store_write {
+    enum store_write_kind kind;
+    int64_t user_id;
+    int64_t now;
+    /* HOLD */
+    int64_t schedule_id;
+    int32_t seat_no;
+    int64_t hold_ms;
+    int max_per_user;
+    /* CANCEL, PAY */
+    int64_t reservation_id;
+    /* CHARGE: the amount (validated); PAY: the amount the client expects, -1 when not sent */
+    int64_t amount;
+    /* PAY: the reservation's concert, as the caller read it (for live_holds_left) */
+    int64_t concert_id;
+    /* CHARGE, PAY: the Idempotency-Key (has_key false: none sent) and the hash of the body */
+    bool has_key;
+    char key[BX_IDEM_KEY_MAX + 1];
+    unsigned char request_hash[32];
+
+    /* Outcome, filled by the store. */
+    bx_err result;                  /* BX_OK, BX_REPLAY or the refusal */
+    struct reservation reservation; /* HOLD: the new hold */
+    struct payment payment;         /* PAY: the payment (also on BX_REPLAY) */
+    int64_t balance;                /* CHARGE: the balance after (also on BX_REPLAY) */
+    int live_holds_left;            /* PAY, BX_OK: the user's live holds left on that concert */
+};
+
+/* Fills idem for the store ops from a write (valid while w lives). */
+void store_write_idem(const struct store_write *w, struct idem *idem);
+
 /* One finding of `boxoffice audit`: which invariant (SPEC §3, 1..5) and what. */
 typedef void (*store_audit_cb)(int invariant, const char *finding, void *arg);
 
@@ -135,5 +172,14 @@ struct store {
 struct store *store_open(const char *url, int flags, char *err, size_t errlen);
 struct store *store_sqlite_open(const char *path, int flags, char *err, size_t errlen);
 struct store *store_pg_open(const char *url, int flags, char *err, size_t errlen);
+
+/* PostgreSQL only (s from store_pg_open): runs w[0..n) in ONE transaction, in
+ * order, through bx_write_batch (pg_schema.h, migration 3), which also announces
+ * the seats they changed on channel bx_seats; each write's outcome goes to its
+ * result and outcome fields. When the server refuses the whole call (an item
+ * raised, so nothing committed), each write is run again alone. BX_OK: every
+ * write has its outcome, durable (invariant 4); otherwise that error and nothing
+ * is known of the writes (BX_ERR_UNAVAILABLE: they may have committed). */
+bx_err store_pg_write_batch(struct store *s, struct store_write *w, size_t n);
 
 #endif

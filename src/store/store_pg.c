@@ -48,12 +48,13 @@
 #include <string.h>
 
 #include "domain/money.h"
+#include "store/pg_batch.h"
 #include "store/pg_schema.h"
 #include "store/pg_statements.h"
 #include "util/clock.h"
 
 #define SWEEP_BATCH 1000
-#define MAX_PARAMS 9
+#define MAX_PARAMS PG_BATCH_PARAMS /* the most any statement takes: WRITE_BATCH */
 #define RESET_BACKOFF_MS 1000
 /* Client-side bounds: statement_timeout cannot stop a server that is frozen
  * (SIGSTOP, a partition whose kernel still ACKs), and a loop waits on its call. */
@@ -154,31 +155,6 @@ static void col_text(char *dst, size_t cap, const PGresult *r, int row, int col)
     dst[len] = '\0';
 }
 
-/* The outcome codes the PL/pgSQL functions of pg_schema.h return. */
-static const struct {
-    const char *code;
-    bx_err err;
-} outcome_codes[] = {
-    {"OK", BX_OK},
-    {"REPLAY", BX_REPLAY},
-    {"NOT_FOUND", BX_ERR_NOT_FOUND},
-    {"IDEMPOTENCY_MISMATCH", BX_ERR_IDEMPOTENCY_MISMATCH},
-    {"BALANCE_LIMIT", BX_ERR_BALANCE_LIMIT},
-    {"CONCERT_NOT_FOUND", BX_ERR_CONCERT_NOT_FOUND},
-    {"SCHEDULE_NOT_FOUND", BX_ERR_SCHEDULE_NOT_FOUND},
-    {"SALE_CLOSED", BX_ERR_SALE_CLOSED},
-    {"SEAT_NOT_FOUND", BX_ERR_SEAT_NOT_FOUND},
-    {"SEAT_LIMIT", BX_ERR_SEAT_LIMIT},
-    {"SEAT_UNAVAILABLE", BX_ERR_SEAT_UNAVAILABLE},
-    {"RESERVATION_NOT_FOUND", BX_ERR_RESERVATION_NOT_FOUND},
-    {"NOT_HELD", BX_ERR_NOT_HELD},
-    {"HOLD_EXPIRED", BX_ERR_HOLD_EXPIRED},
-    {"ALREADY_PAID", BX_ERR_ALREADY_PAID},
-    {"PRICE_MISMATCH", BX_ERR_PRICE_MISMATCH},
-    {"INSUFFICIENT_BALANCE", BX_ERR_INSUFFICIENT_BALANCE},
-    {"INTERNAL", BX_ERR_INTERNAL},
-};
-
 /* Maps column 0 of the one row a store function returns to a bx_err. */
 static bx_err outcome(const PGresult *r, enum stmt_id id)
 {
@@ -187,14 +163,14 @@ static bx_err outcome(const PGresult *r, enum stmt_id id)
         return BX_ERR_INTERNAL;
     }
     const char *code = PQgetvalue(r, 0, 0);
-    for (size_t i = 0; i < sizeof outcome_codes / sizeof outcome_codes[0]; i++)
-        if (strcmp(code, outcome_codes[i].code) == 0) {
-            if (outcome_codes[i].err == BX_ERR_INTERNAL)
-                fprintf(stderr, "store_pg: %s reported an inconsistency\n", stmt_name[id]);
-            return outcome_codes[i].err;
-        }
-    fprintf(stderr, "store_pg: %s returned unknown outcome %s\n", stmt_name[id], code);
-    return BX_ERR_INTERNAL;
+    bx_err e;
+    if (!pg_outcome_code(code, &e)) {
+        fprintf(stderr, "store_pg: %s returned unknown outcome %s\n", stmt_name[id], code);
+        return BX_ERR_INTERNAL;
+    }
+    if (e == BX_ERR_INTERNAL)
+        fprintf(stderr, "store_pg: %s reported an inconsistency\n", stmt_name[id]);
+    return e;
 }
 
 /* Grows a malloc'd array to hold at least n + 1 elements of size el. */
@@ -1118,6 +1094,57 @@ static bx_err pg_payment_list(struct store *base, int64_t user_id, int64_t befor
     PQclear(r);
     *out = arr;
     *n = (size_t)rows;
+    return BX_OK;
+}
+
+/* ---- batches of writes ---------------------------------------------------- */
+
+static const struct store_ops pg_ops;
+
+/* Runs w[0..n) as one bx_write_batch call: one round trip, one transaction.
+ * *ran says whether the server answered with rows (then the batch committed). */
+static bx_err write_batch_once(struct pg_store *s, struct store_write *w, size_t n, bool *ran)
+{
+    struct pg_batch_params pb;
+    struct params p = {0};
+    PGresult *r;
+    *ran = false;
+    if (!pg_batch_encode(w, n, MONEY_BALANCE_MAX, &pb))
+        return BX_ERR_INTERNAL;
+    for (int i = 0; i < PG_BATCH_PARAMS; i++)
+        p_text(&p, pb.values[i]);
+    bx_err e = exec(s, ST_WRITE_BATCH, &p, &r);
+    pg_batch_params_release(&pb);
+    if (e)
+        return e;
+    *ran = true;
+    e = pg_batch_decode(r, w, n);
+    PQclear(r);
+    return e;
+}
+
+/* See store.h. A server error (BX_ERR_INTERNAL from exec: the statement failed,
+ * its transaction rolled back) is the only failure after which the writes are
+ * known not to have committed, so only then is each run again alone; the one
+ * that raised gets BX_ERR_INTERNAL as its result and the others their own. */
+bx_err store_pg_write_batch(struct store *base, struct store_write *w, size_t n)
+{
+    if (base == NULL || base->ops != &pg_ops)
+        return BX_ERR_INTERNAL;
+    struct pg_store *s = to_pg(base);
+    bool ran;
+    if (n == 0)
+        return BX_OK;
+    bx_err e = write_batch_once(s, w, n, &ran);
+    if (e != BX_ERR_INTERNAL || ran || n == 1)
+        return e;
+    for (size_t i = 0; i < n; i++) {
+        e = write_batch_once(s, &w[i], 1, &ran);
+        if (e == BX_ERR_INTERNAL && !ran)
+            w[i].result = BX_ERR_INTERNAL; /* this one raised */
+        else if (e != BX_OK)
+            return e;
+    }
     return BX_OK;
 }
 
