@@ -2033,6 +2033,48 @@ Test(SUITE, batch_item_that_raises_fails_alone)
     cr_assert_eq(audit_with_limit(T0, MAX_SEATS).total, 0);
 }
 
+struct blocked_batch {
+    struct store_write w[3];
+    bx_err result;
+};
+
+static void *thread_blocked_batch(void *arg)
+{
+    struct blocked_batch *b = arg;
+    char err[256];
+    struct store *s = connect_store(err, sizeof err);
+    b->result = s ? store_pg_write_batch(s, b->w, 3) : BX_ERR_INTERNAL;
+    if (s)
+        s->ops->close(s);
+    return NULL;
+}
+
+/* Two items on one seat, whose row another transaction updates and commits while
+ * the batch waits for its lock: every item still gets its own outcome (a first
+ * version of the lock statement lost the second item in the recheck). */
+Test(SUITE, batch_waiting_for_a_seat_updated_meanwhile_keeps_every_item)
+{
+    int64_t a = make_user("a", 0), b = make_user("b", 0), sch = make_schedule(make_concert(), 10, 1000);
+    PGconn *other = raw_connect(db_url);
+    PGresult *r = PQexec(other, "BEGIN; UPDATE seats SET price = price WHERE seat_no IN (5, 6)");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    struct blocked_batch batch = {.w = {w_hold(a, sch, 5, T0), w_hold(b, sch, 5, T0), w_hold(b, sch, 6, T0)}};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, thread_blocked_batch, &batch), 0);
+    struct timespec pause = {.tv_nsec = 300 * 1000000};
+    nanosleep(&pause, NULL);
+    r = PQexec(other, "COMMIT");
+    PQclear(r);
+    pthread_join(th, NULL);
+    PQfinish(other);
+    cr_assert_eq(batch.result, BX_OK);
+    cr_assert_eq(batch.w[0].result, BX_OK);
+    cr_assert_eq(batch.w[1].result, BX_ERR_SEAT_UNAVAILABLE, "%d", batch.w[1].result);
+    cr_assert_eq(batch.w[2].result, BX_OK);
+    cr_assert_eq(audit(T0).total, 0);
+}
+
 /* Threads of its own connection sending batches over the same users and seats,
  * half of them in the opposite order. */
 struct batcher {
