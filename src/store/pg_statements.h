@@ -101,6 +101,10 @@
     "FROM reservations WHERE $2::bigint > 0 AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > $1)) "      \
     "GROUP BY user_id, schedule_id HAVING count(*) > $2::bigint"
 
+/* The channel of the seat-change notifications of bx_write_batch and bx_sweep
+ * (payload grammar: pg_schema.h, migration 3). */
+#define PG_SEATS_CHANNEL "bx_seats"
+
 /* Many writes in one transaction (bx_write_batch, pg_schema.h migration 3): $1..$13
  * are the arrays pg_batch_encode (pg_batch.h) makes; one row per write, in order. */
 #define WRITE_BATCH_SQL                                                                                                \
