@@ -48,7 +48,6 @@
 #define BATCH_MAX 256      /* writes in one bx_write_batch call */
 #define SWEEP_EVERY_MS 1000
 #define SWEEP_BATCH "1000"
-#define SEATS_CHANNEL "bx_seats"
 
 #define STMT_ENUM(name, kind, sql) ST_##name,
 #define STMT_ENTRY(name, kind, sql) [ST_##name] = {"bx_" #name, sql},
@@ -1025,7 +1024,7 @@ struct astore *astore_pg_open(const char *url, h2o_evloop_t *loop, h2o_multithre
                                         .max_queued = MAX_QUEUED,
                                         .arg = a};
     a->rd_cfg = a->wr_cfg;
-    a->rd_cfg.listen_channel = SEATS_CHANNEL;
+    a->rd_cfg.listen_channel = PG_SEATS_CHANNEL;
     a->rd_cfg.on_notify = on_seats_changed;
     a->rd_cfg.on_state = on_rd_state;
     a->rd = pg_conn_open(loop, &a->rd_cfg);

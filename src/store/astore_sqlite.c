@@ -10,14 +10,12 @@
  * commit order before the batch's answers go out, so a map read after an
  * answer shows what the answer said; a schedule nobody looked at yet is read from
  * the store once and kept.
- *
- * TRANSITIONAL: until the asynchronous PostgreSQL store lands, astore_pg_open
- * wraps the synchronous PostgreSQL store the same way, without the writer or the
- * board (every write on the loop's connection, every map read from the store). */
+ */
 #include "store/astore.h"
 #include "store/group_commit.h"
 #include "store/seat_board.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +24,6 @@ struct sq {
     struct astore base;
     struct store *s;                /* the loop's connection, owned */
     h2o_multithread_receiver_t rx;  /* answers of the group-commit writer */
-    bool writer;                    /* writes go to the group-commit writer */
 };
 
 /* The process-wide board of embedded mode, applied to by the writer thread. */
@@ -96,11 +93,6 @@ static void on_written(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
 static void sq_write(struct astore *a, struct store_write *w, astore_done_fn done, void *arg)
 {
     struct sq *q = sq_of(a);
-    if (!q->writer) { /* TRANSITIONAL (PostgreSQL): on the loop's connection */
-        store_write_run(q->s, w);
-        done(arg, w->result);
-        return;
-    }
     struct group_commit_job *j = calloc(1, sizeof *j);
     if (j == NULL) {
         done(arg, BX_ERR_UNAVAILABLE);
@@ -178,9 +170,8 @@ static void sq_schedule_get(struct astore *a, int64_t schedule_id, struct schedu
 static bx_err dates_read(struct sq *q, int64_t concert_id, int64_t now, struct schedule **out, size_t *n)
 {
     struct store *s = q->s;
-    bool counted = board == NULL;
-    bx_err e = s->ops->schedule_list_bookable(s, concert_id, now, counted, out, n);
-    for (size_t i = 0; e == BX_OK && !counted && i < *n; i++)
+    bx_err e = s->ops->schedule_list_bookable(s, concert_id, now, false, out, n);
+    for (size_t i = 0; e == BX_OK && i < *n; i++)
         if (!seat_board_available(board, (*out)[i].id, now, &(*out)[i].available)) {
             free(*out);
             *out = NULL;
@@ -203,7 +194,7 @@ static bx_err seats_read(struct sq *q, int64_t schedule_id, int64_t now, uint64_
 {
     size_t cap = 0;
     *out = (struct seat_map){0};
-    if (board != NULL && seat_board_get(board, schedule_id, &out->version, &out->concert_id, 0, NULL, NULL, NULL)) {
+    if (seat_board_get(board, schedule_id, &out->version, &out->concert_id, 0, NULL, NULL, NULL)) {
         if (known != 0 && out->version == known)
             return BX_OK;
         if (seat_board_get(board, schedule_id, &out->version, &out->concert_id, 1, &out->seats, &cap, &out->n))
@@ -211,9 +202,9 @@ static bx_err seats_read(struct sq *q, int64_t schedule_id, int64_t now, uint64_
         free(out->seats); /* forgotten in between, or out of memory: read the store */
         *out = (struct seat_map){0};
     }
-    uint64_t epoch = board != NULL ? seat_board_epoch(board) : 0;
+    uint64_t epoch = seat_board_epoch(board);
     bx_err e = q->s->ops->seat_list(q->s, schedule_id, now, &out->concert_id, &out->seats, &out->n);
-    if (e != BX_OK || board == NULL)
+    if (e != BX_OK)
         return e;
     seat_board_put(board, epoch, schedule_id, out->concert_id, out->seats, out->n);
     int64_t concert_id;
@@ -256,24 +247,17 @@ static void sq_counts(struct astore *a, int64_t now, int64_t *holds_live, int64_
     done(arg, s->ops->counts(s, now, holds_live, seats_sold));
 }
 
-/* TRANSITIONAL (PostgreSQL): without the writer, the loop sweeps once a second. */
+/* The writer sweeps between its batches. */
 static void sq_housekeeping(struct astore *a, int64_t now)
 {
-    struct sq *q = sq_of(a);
-    static __thread int64_t last_sweep;
-    if (q->writer || now - last_sweep < 1000)
-        return;
-    last_sweep = now;
-    int expired = 0;
-    bx_err e = q->s->ops->sweep_holds(q->s, now, &expired);
-    (void)e;
+    (void)a;
+    (void)now;
 }
 
 static void sq_close(struct astore *a)
 {
     struct sq *q = sq_of(a);
-    if (q->writer)
-        h2o_multithread_unregister_receiver(q->rx.queue, &q->rx);
+    h2o_multithread_unregister_receiver(q->rx.queue, &q->rx);
     q->s->ops->close(q->s);
     free(q);
 }
@@ -300,33 +284,25 @@ static const struct astore_ops sq_ops = {
     .write = sq_write,
 };
 
-static struct astore *wrap(struct store *s, bool writer, h2o_multithread_queue_t *queue)
-{
-    struct sq *q = calloc(1, sizeof *q);
-    if (q == NULL) {
-        s->ops->close(s);
-        return NULL;
-    }
-    q->base.ops = &sq_ops;
-    q->s = s;
-    q->writer = writer;
-    if (writer)
-        h2o_multithread_register_receiver(queue, &q->rx, on_written);
-    return &q->base;
-}
-
 struct astore *astore_sqlite_open(const char *path, h2o_evloop_t *loop, h2o_multithread_queue_t *queue, char *err,
                                   size_t errlen)
 {
     (void)loop;
+    if (board == NULL) {
+        snprintf(err, errlen, "the store writer is not running (astore_start)");
+        return NULL;
+    }
     struct store *s = store_sqlite_open(path, 0, err, errlen);
-    return s != NULL ? wrap(s, board != NULL, queue) : NULL;
-}
-
-struct astore *astore_pg_open(const char *url, h2o_evloop_t *loop, h2o_multithread_queue_t *queue, char *err,
-                              size_t errlen)
-{
-    (void)loop;
-    struct store *s = store_pg_open(url, 0, err, errlen);
-    return s != NULL ? wrap(s, false, queue) : NULL;
+    if (s == NULL)
+        return NULL;
+    struct sq *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        s->ops->close(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->base.ops = &sq_ops;
+    q->s = s;
+    h2o_multithread_register_receiver(queue, &q->rx, on_written);
+    return &q->base;
 }

@@ -13,7 +13,7 @@
 #include "domain/errors.h"
 #include "domain/types.h"
 
-#define PG_PARAMS_MAX 9
+#define PG_PARAMS_MAX 13 /* the most any statement takes: WRITE_BATCH (pg_batch.h) */
 
 /* Parameters of one statement, all text format except bytea (binary). A NULL
  * value is SQL NULL. Text is referenced, not copied: it must live until the

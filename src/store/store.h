@@ -180,4 +180,13 @@ struct store *store_pg_open(const char *url, int flags, char *err, size_t errlen
  * one) and keeps its outcome in w->result and the outcome fields. */
 void store_write_run(struct store *s, struct store_write *w);
 
+/* PostgreSQL only (s from store_pg_open): runs w[0..n) in ONE transaction, in
+ * order, through bx_write_batch (pg_schema.h, migration 3), which also announces
+ * the seats they changed on channel bx_seats; each write's outcome goes to its
+ * result and outcome fields. When the server refuses the whole call (an item
+ * raised, so nothing committed), each write is run again alone. BX_OK: every
+ * write has its outcome, durable (invariant 4); otherwise that error and nothing
+ * is known of the writes (BX_ERR_UNAVAILABLE: they may have committed). */
+bx_err store_pg_write_batch(struct store *s, struct store_write *w, size_t n);
+
 #endif

@@ -48,11 +48,13 @@
 #include <string.h>
 
 #include "domain/money.h"
+#include "store/pg_batch.h"
+#include "store/pg_rows.h"
 #include "store/pg_schema.h"
+#include "store/pg_statements.h"
 #include "util/clock.h"
 
 #define SWEEP_BATCH 1000
-#define MAX_PARAMS 9
 #define RESET_BACKOFF_MS 1000
 /* Client-side bounds: statement_timeout cannot stop a server that is frozen
  * (SIGSTOP, a partition whose kernel still ACKs), and a loop waits on its call. */
@@ -60,150 +62,6 @@
 #define RESET_WAIT_MS 2000 /* a reconnect, handshake included */
 /* Session settings sent in the startup packet, so PQreset keeps them. */
 #define SESSION_OPTIONS "-c statement_timeout=5000 -c client_min_messages=warning"
-
-#define RES_COLS                                                                                                       \
-    "r.id, r.user_id, r.schedule_id, s.concert_id, r.seat_no, r.price, r.status, r.held_at, r.expires_at, "            \
-    "r.confirmed_at FROM reservations r JOIN schedules s ON s.id = r.schedule_id "
-/* available at $2 = seats neither SOLD nor under a live hold: sold_count (kept by a
- * trigger, migration 2) and a range count of seats_held_by_schedule, so the cost is
- * the schedule's live holds, not its seats. An ended, unswept hold counts as free.
- * Only when $3 (count_available) is true; -1 otherwise (CASE skips the subquery). */
-#define SCHED_COLS                                                                                                     \
-    "s.id, s.concert_id, s.starts_at, s.sale_opens_at, s.sale_closes_at, s.seat_count, "                               \
-    "CASE WHEN $3 THEN s.seat_count - s.sold_count - (SELECT count(*) FROM seats t "                          \
-    "WHERE t.schedule_id = s.id AND t.status = 'HELD' AND t.hold_expires_at > $2) ELSE -1 END "\
-    "FROM schedules s "
-#define PAY_COLS "id, user_id, reservation_id, amount, balance_after, paid_at FROM payments "
-#define QUEUE_COLS "token, user_id, concert_id, seq, status, issued_at, activated_at, last_seen_at, expires_at "
-
-/* Audit (SPEC §3 invariants 1, 2, 3 and 5; 4, durability, cannot be seen after the
- * fact): the checks of store_sqlite.c as one statement, one row (invariant,
- * finding) per violation. $1 = now, $2 = seat limit (invariant 5 only when > 0). */
-#define AUDIT_SQL                                                                                                      \
-    "SELECT 1, format('schedule %s seat %s has %s CONFIRMED reservations', schedule_id, seat_no, count(*)) "           \
-    "FROM reservations WHERE status = 'CONFIRMED' GROUP BY schedule_id, seat_no HAVING count(*) > 1 "                  \
-    "UNION ALL "                                                                                                       \
-    "SELECT 1, format('schedule %s seat %s has %s live holds', schedule_id, seat_no, count(*)) "                       \
-    "FROM reservations WHERE status = 'HELD' AND expires_at > $1::bigint "                                             \
-    "GROUP BY schedule_id, seat_no HAVING count(*) > 1 "                                                               \
-    "UNION ALL "                                                                                                       \
-    "SELECT 1, format('schedule %s seat %s is SOLD but reservation %s is not CONFIRMED for it', "                      \
-    "  t.schedule_id, t.seat_no, coalesce(t.reservation_id::text, '(none)')) "                                         \
-    "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "                                                \
-    "WHERE t.status = 'SOLD' AND (r.id IS NULL OR r.status <> 'CONFIRMED' "                                            \
-    "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no) "                                                  \
-    "UNION ALL "                                                                                                       \
-    "SELECT 1, format('reservation %s is CONFIRMED but seat %s/%s is %s (reservation %s)', r.id, r.schedule_id, "      \
-    "  r.seat_no, coalesce(t.status, 'missing'), coalesce(t.reservation_id::text, '(none)')) "                         \
-    "FROM reservations r LEFT JOIN seats t ON t.schedule_id = r.schedule_id AND t.seat_no = r.seat_no "                \
-    "WHERE r.status = 'CONFIRMED' "                                                                                    \
-    "  AND (t.status IS DISTINCT FROM 'SOLD' OR t.reservation_id IS DISTINCT FROM r.id) "                              \
-    "UNION ALL "                                                                                                       \
-    "SELECT 1, format('reservation %s is a live hold but seat %s/%s is %s (reservation %s)', r.id, r.schedule_id, "    \
-    "  r.seat_no, coalesce(t.status, 'missing'), coalesce(t.reservation_id::text, '(none)')) "                         \
-    "FROM reservations r LEFT JOIN seats t ON t.schedule_id = r.schedule_id AND t.seat_no = r.seat_no "                \
-    "WHERE r.status = 'HELD' AND r.expires_at > $1::bigint "                                                           \
-    "  AND (t.status IS DISTINCT FROM 'HELD' OR t.reservation_id IS DISTINCT FROM r.id) "                              \
-    "UNION ALL "                                                                                                       \
-    "SELECT 1, format('schedule %s seat %s is held until %s by reservation %s which is %s', t.schedule_id, "           \
-    "  t.seat_no, t.hold_expires_at, t.reservation_id, coalesce(r.status, 'missing')) "                                \
-    "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "                                                \
-    "WHERE t.status = 'HELD' AND t.hold_expires_at > $1::bigint AND (r.id IS NULL OR r.status <> 'HELD' "              \
-    "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no) "                                                  \
-    "UNION ALL "                                                                                                       \
-    "SELECT 1, format('schedule %s records %s seats, %s SOLD, but has %s seats, %s SOLD', s.id, s.seat_count, "        \
-    "  s.sold_count, coalesce(t.seats, 0), coalesce(t.sold, 0)) "                                                      \
-    "FROM schedules s LEFT JOIN (SELECT schedule_id, count(*) AS seats, count(*) FILTER (WHERE status = 'SOLD') "      \
-    "  AS sold FROM seats GROUP BY schedule_id) t ON t.schedule_id = s.id "                                            \
-    "WHERE s.seat_count <> coalesce(t.seats, 0) OR s.sold_count <> coalesce(t.sold, 0) "                               \
-    "UNION ALL "                                                                                                       \
-    "SELECT 2, format('user %s has balance %s but the ledger sums to %s', u.id, u.balance, coalesce(l.total, 0)) "     \
-    "FROM users u LEFT JOIN (SELECT user_id, sum(CASE kind WHEN 'PAYMENT' THEN -amount ELSE amount END) "              \
-    "  AS total FROM ledger GROUP BY user_id) l ON l.user_id = u.id "                                                  \
-    "WHERE u.balance <> coalesce(l.total, 0) "                                                                         \
-    "UNION ALL "                                                                                                       \
-    "SELECT 2, format('user %s has negative balance %s', id, balance) FROM users WHERE balance < 0 "                   \
-    "UNION ALL "                                                                                                       \
-    "SELECT 2, format('user %s ledger entry %s: balance_after %s, expected %s', user_id, id, balance_after, "          \
-    "  prev + delta) "                                                                                                 \
-    "FROM (SELECT id, user_id, balance_after, "                                                                        \
-    "  CASE kind WHEN 'PAYMENT' THEN -amount ELSE amount END AS delta, "                                               \
-    "  coalesce(lag(balance_after) OVER (PARTITION BY user_id ORDER BY id), 0) AS prev FROM ledger) AS chain "         \
-    "WHERE balance_after <> prev + delta OR balance_after < 0 "                                                        \
-    "UNION ALL "                                                                                                       \
-    "SELECT 3, format('reservation %s is CONFIRMED with %s payments totalling %s for price %s', r.id, "                \
-    "  count(p.id), coalesce(sum(p.amount), 0), r.price) "                                                             \
-    "FROM reservations r LEFT JOIN payments p ON p.reservation_id = r.id "                                             \
-    "WHERE r.status = 'CONFIRMED' GROUP BY r.id "                                                                      \
-    "HAVING count(p.id) <> 1 OR coalesce(sum(p.amount), 0) <> r.price "                                                \
-    "UNION ALL "                                                                                                       \
-    "SELECT 3, format('payment %s is for reservation %s which is %s', p.id, p.reservation_id, "                        \
-    "  CASE WHEN r.id IS NULL THEN 'missing' WHEN r.user_id <> p.user_id THEN 'another user''s' "                      \
-    "  ELSE r.status END) "                                                                                            \
-    "FROM payments p LEFT JOIN reservations r ON r.id = p.reservation_id "                                             \
-    "WHERE r.id IS NULL OR r.status <> 'CONFIRMED' OR r.user_id <> p.user_id "                                         \
-    "UNION ALL "                                                                                                       \
-    "SELECT 3, format('payment %s of %s has no matching PAYMENT ledger entry', p.id, p.amount) FROM payments p "       \
-    "WHERE NOT EXISTS (SELECT 1 FROM ledger l WHERE l.reference = 'payment:' || p.id "                                 \
-    "  AND l.user_id = p.user_id AND l.kind = 'PAYMENT' AND l.amount = p.amount) "                                     \
-    "UNION ALL "                                                                                                       \
-    "SELECT 5, format('user %s has %s seats held or sold on schedule %s (limit %s)', user_id, count(*), "              \
-    "  schedule_id, $2::bigint) "                                                                                      \
-    "FROM reservations WHERE $2::bigint > 0 AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > $1)) "      \
-    "GROUP BY user_id, schedule_id HAVING count(*) > $2::bigint"
-
-/* Every statement the backend runs, prepared on first use per connection. RD
- * statements only read (safe to retry after a reconnect); WR may have committed. */
-enum stmt_kind { RD, WR };
-#define STMT_LIST(X)                                                                                                   \
-    X(MIG_VERSION, RD, "SELECT coalesce(max(version), 0) FROM schema_migrations")                                      \
-    X(SECRET, WR, "SELECT encode(o_value, 'hex') FROM bx_secret($1)")                                                  \
-    X(USER_INSERT, WR, "INSERT INTO users(name, pwhash) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id")   \
-    X(USER_BY_NAME, RD, "SELECT id, name, pwhash, balance FROM users WHERE name = $1")                                 \
-    X(BALANCE_GET, RD, "SELECT balance FROM users WHERE id = $1")                                                      \
-    X(CHARGE, WR, "SELECT o_code, o_balance FROM bx_charge($1, $2, $3, $4, $5, $6)")                                   \
-    X(CONCERT_INSERT, WR, "INSERT INTO concerts(title, venue) VALUES ($1, $2) RETURNING id")                           \
-    X(CONCERT_GET, RD, "SELECT id, title, venue FROM concerts WHERE id = $1")                                          \
-    X(CONCERT_LIST, RD, "SELECT id, title, venue FROM concerts ORDER BY id")                                           \
-    X(SCHEDULE_CREATE, WR, "SELECT o_code, o_id FROM bx_schedule_create($1, $2, $3, $4, $5, $6)")                      \
-    X(SCHEDULE_GET, RD, "SELECT " SCHED_COLS "WHERE s.id = $1")                                                        \
-    X(SCHEDULE_BOOKABLE, RD,                                                                                           \
-      "SELECT " SCHED_COLS "WHERE s.concert_id = $1 AND s.sale_opens_at <= $2 "                                        \
-      "AND $2 < s.sale_closes_at ORDER BY s.starts_at, s.id")                                                          \
-    X(SEAT_LIST, RD,                                                                                                   \
-      "SELECT t.seat_no, t.price, CASE WHEN t.status = 'SOLD' THEN 2 "                                                 \
-      "WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN 1 ELSE 0 END, "                                          \
-      "(SELECT concert_id FROM schedules WHERE id = $1), "                                                             \
-      "CASE WHEN t.status = 'HELD' AND t.hold_expires_at > $2 THEN t.hold_expires_at ELSE 0 END "                      \
-      "FROM seats t WHERE t.schedule_id = $1 ORDER BY t.seat_no")                                                      \
-    X(SEAT_FLAGS, RD,                                                                                                  \
-      "SELECT (SELECT concert_id FROM schedules WHERE id = $1), count(*), min(seat_no), max(seat_no), "               \
-      "min(price), max(price), string_agg(CASE WHEN status = 'SOLD' OR (status = 'HELD' AND hold_expires_at > $2) "    \
-      "THEN '0' ELSE '1' END, '' ORDER BY seat_no) FROM seats WHERE schedule_id = $1")                                  \
-    X(HOLD, WR, "SELECT o_code, o_id, o_concert, o_price FROM bx_hold($1, $2, $3, $4, $5, $6)")                        \
-    X(RES_GET, RD, "SELECT " RES_COLS "WHERE r.id = $1 AND r.user_id = $2")                                            \
-    X(RES_LIST, RD, "SELECT " RES_COLS "WHERE r.user_id = $1 ORDER BY r.id DESC")                                      \
-    X(CANCEL, WR, "SELECT o_code FROM bx_cancel($1, $2, $3)")                                                          \
-    X(COUNT_LIVE_HOLDS, RD, "SELECT count(*) FROM reservations WHERE status = 'HELD' AND expires_at > $1")            \
-    X(COUNT_SOLD, RD, "SELECT count(*) FROM reservations WHERE status = 'CONFIRMED'")                                 \
-    X(LIVE_HOLDS, RD,                                                                                                  \
-      "SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id "                                  \
-      "WHERE r.user_id = $1 AND s.concert_id = $2 AND r.status = 'HELD' AND r.expires_at > $3")                        \
-    X(PAY, WR, "SELECT o_code, o_id, o_res, o_amount, o_balance, o_paid_at FROM bx_pay($1, $2, $3, $4, $5, $6)")       \
-    X(PAYMENT_LIST, RD, "SELECT " PAY_COLS "WHERE user_id = $1 ORDER BY id DESC LIMIT $2")                             \
-    X(PAYMENT_LIST_BEFORE, RD, "SELECT " PAY_COLS "WHERE user_id = $1 AND id < $3 ORDER BY id DESC LIMIT $2")          \
-    X(SWEEP, WR, "SELECT o_locked, o_expired FROM bx_sweep($1, $2)")                                                   \
-    X(QUEUE_UPSERT, WR,                                                                                                \
-      "INSERT INTO queue_tokens(" QUEUE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "                          \
-      "ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, "                                                 \
-      "concert_id = excluded.concert_id, seq = excluded.seq, status = excluded.status, "                               \
-      "activated_at = excluded.activated_at, "                                                                         \
-      "last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at")                                        \
-    X(QUEUE_LOAD, RD,                                                                                                  \
-      "SELECT " QUEUE_COLS "FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') "                                  \
-      "ORDER BY concert_id, seq")                                                                                      \
-    X(QUEUE_FIND, RD, "SELECT " QUEUE_COLS "FROM queue_tokens WHERE token = $1")                                       \
-    X(AUDIT, RD, AUDIT_SQL)
 
 #define STMT_ENUM(name, kind, sql) ST_##name,
 #define STMT_NAME(name, kind, sql) [ST_##name] = "bx_" #name,
@@ -228,99 +86,10 @@ static struct pg_store *to_pg(struct store *s)
     return (struct pg_store *)s;
 }
 
-/* ---- parameters ---------------------------------------------------------- */
-
-/* Parameters of one call, all text format except bytea (binary). NULL = SQL NULL. */
-struct params {
-    int n;
-    const char *values[MAX_PARAMS];
-    int lengths[MAX_PARAMS];
-    int formats[MAX_PARAMS];
-    char num[MAX_PARAMS][24];
-};
-
-static void p_i64(struct params *p, int64_t v)
-{
-    snprintf(p->num[p->n], sizeof p->num[p->n], "%" PRId64, v);
-    p->values[p->n] = p->num[p->n];
-    p->lengths[p->n] = 0;
-    p->formats[p->n] = 0;
-    p->n++;
-}
-
-static void p_text(struct params *p, const char *s)
-{
-    p->values[p->n] = s;
-    p->lengths[p->n] = 0;
-    p->formats[p->n] = 0;
-    p->n++;
-}
-
-static void p_bytes(struct params *p, const void *b, int len)
-{
-    p->values[p->n] = b;
-    p->lengths[p->n] = b ? len : 0;
-    p->formats[p->n] = 1;
-    p->n++;
-}
-
-/* The key and request hash of a money-moving call, or two NULLs without a key. */
-static void p_idem(struct params *p, const struct idem *idem)
-{
-    bool keyed = idem != NULL && idem->key != NULL;
-    p_text(p, keyed ? idem->key : NULL);
-    p_bytes(p, keyed ? idem->request_hash : NULL, (int)sizeof idem->request_hash);
-}
-
 /* ---- results ------------------------------------------------------------- */
 
-static int64_t col_i64(const PGresult *r, int row, int col)
-{
-    if (PQgetisnull(r, row, col))
-        return 0;
-    return strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
 
-static bool col_is(const PGresult *r, int row, int col, const char *want)
-{
-    return !PQgetisnull(r, row, col) && strcmp(PQgetvalue(r, row, col), want) == 0;
-}
 
-static void col_text(char *dst, size_t cap, const PGresult *r, int row, int col)
-{
-    const char *t = PQgetvalue(r, row, col);
-    size_t len = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
-    if (len >= cap)
-        len = cap - 1;
-    if (len)
-        memcpy(dst, t, len);
-    dst[len] = '\0';
-}
-
-/* The outcome codes the PL/pgSQL functions of pg_schema.h return. */
-static const struct {
-    const char *code;
-    bx_err err;
-} outcome_codes[] = {
-    {"OK", BX_OK},
-    {"REPLAY", BX_REPLAY},
-    {"NOT_FOUND", BX_ERR_NOT_FOUND},
-    {"IDEMPOTENCY_MISMATCH", BX_ERR_IDEMPOTENCY_MISMATCH},
-    {"BALANCE_LIMIT", BX_ERR_BALANCE_LIMIT},
-    {"CONCERT_NOT_FOUND", BX_ERR_CONCERT_NOT_FOUND},
-    {"SCHEDULE_NOT_FOUND", BX_ERR_SCHEDULE_NOT_FOUND},
-    {"SALE_CLOSED", BX_ERR_SALE_CLOSED},
-    {"SEAT_NOT_FOUND", BX_ERR_SEAT_NOT_FOUND},
-    {"SEAT_LIMIT", BX_ERR_SEAT_LIMIT},
-    {"SEAT_UNAVAILABLE", BX_ERR_SEAT_UNAVAILABLE},
-    {"RESERVATION_NOT_FOUND", BX_ERR_RESERVATION_NOT_FOUND},
-    {"NOT_HELD", BX_ERR_NOT_HELD},
-    {"HOLD_EXPIRED", BX_ERR_HOLD_EXPIRED},
-    {"ALREADY_PAID", BX_ERR_ALREADY_PAID},
-    {"PRICE_MISMATCH", BX_ERR_PRICE_MISMATCH},
-    {"INSUFFICIENT_BALANCE", BX_ERR_INSUFFICIENT_BALANCE},
-    {"INTERNAL", BX_ERR_INTERNAL},
-};
 
 /* Maps column 0 of the one row a store function returns to a bx_err. */
 static bx_err outcome(const PGresult *r, enum stmt_id id)
@@ -330,14 +99,14 @@ static bx_err outcome(const PGresult *r, enum stmt_id id)
         return BX_ERR_INTERNAL;
     }
     const char *code = PQgetvalue(r, 0, 0);
-    for (size_t i = 0; i < sizeof outcome_codes / sizeof outcome_codes[0]; i++)
-        if (strcmp(code, outcome_codes[i].code) == 0) {
-            if (outcome_codes[i].err == BX_ERR_INTERNAL)
-                fprintf(stderr, "store_pg: %s reported an inconsistency\n", stmt_name[id]);
-            return outcome_codes[i].err;
-        }
-    fprintf(stderr, "store_pg: %s returned unknown outcome %s\n", stmt_name[id], code);
-    return BX_ERR_INTERNAL;
+    bx_err e;
+    if (!pg_outcome_code(code, &e)) {
+        fprintf(stderr, "store_pg: %s returned unknown outcome %s\n", stmt_name[id], code);
+        return BX_ERR_INTERNAL;
+    }
+    if (e == BX_ERR_INTERNAL)
+        fprintf(stderr, "store_pg: %s reported an inconsistency\n", stmt_name[id]);
+    return e;
 }
 
 /* Grows a malloc'd array to hold at least n + 1 elements of size el. */
@@ -476,7 +245,7 @@ static bx_err conn_ready(struct pg_store *s)
  * session lost its prepared statement) is retried once after a reset; a read
  * whose connection was lost is retried once after a successful reset; a write
  * never is — its commit may have happened, so the caller gets UNAVAILABLE. */
-static bx_err exec(struct pg_store *s, enum stmt_id id, const struct params *p, PGresult **out)
+static bx_err exec(struct pg_store *s, enum stmt_id id, const struct pg_params *p, PGresult **out)
 {
     *out = NULL;
     for (int attempt = 0;; attempt++) {
@@ -530,7 +299,7 @@ static bx_err exec(struct pg_store *s, enum stmt_id id, const struct params *p, 
 
 /* Runs a store function and maps its outcome; on BX_OK or BX_REPLAY *out holds
  * the row (caller PQclear()s), otherwise it is cleared. */
-static bx_err call(struct pg_store *s, enum stmt_id id, const struct params *p, PGresult **out)
+static bx_err call(struct pg_store *s, enum stmt_id id, const struct pg_params *p, PGresult **out)
 {
     bx_err e = exec(s, id, p, out);
     if (e)
@@ -544,7 +313,7 @@ static bx_err call(struct pg_store *s, enum stmt_id id, const struct params *p, 
 }
 
 /* Runs a single-value query: *found = 0 without a row, else *v = column 0. */
-static bx_err query_i64(struct pg_store *s, enum stmt_id id, const struct params *p, int64_t *v, int *found)
+static bx_err query_i64(struct pg_store *s, enum stmt_id id, const struct pg_params *p, int64_t *v, int *found)
 {
     PGresult *r;
     *v = 0;
@@ -554,7 +323,7 @@ static bx_err query_i64(struct pg_store *s, enum stmt_id id, const struct params
         return e;
     if (PQntuples(r) > 0) {
         *found = 1;
-        *v = col_i64(r, 0, 0);
+        *v = pg_col_i64(r, 0, 0);
     }
     PQclear(r);
     return BX_OK;
@@ -593,62 +362,6 @@ static void tx_abandon(struct pg_store *s)
 
 /* ---- reading rows -------------------------------------------------------- */
 
-static const char *const res_status_text[] = {
-    [RES_HELD] = "HELD", [RES_CONFIRMED] = "CONFIRMED", [RES_EXPIRED] = "EXPIRED", [RES_CANCELLED] = "CANCELLED"};
-
-/* Reads an RES_COLS row; out->status says EXPIRED for a HELD row past its expiry
- * (the API's view, SPEC §6). */
-static bx_err read_reservation(const PGresult *r, int row, int64_t now, struct reservation *out)
-{
-    int st = -1;
-    for (int i = RES_HELD; i <= RES_CANCELLED; i++)
-        if (col_is(r, row, 6, res_status_text[i]))
-            st = i;
-    if (st < 0) {
-        fprintf(stderr, "store_pg: reservation %s has an unknown status\n", PQgetvalue(r, row, 0));
-        return BX_ERR_INTERNAL;
-    }
-    out->id = col_i64(r, row, 0);
-    out->user_id = col_i64(r, row, 1);
-    out->schedule_id = col_i64(r, row, 2);
-    out->concert_id = col_i64(r, row, 3);
-    out->seat_no = (int32_t)col_i64(r, row, 4);
-    out->price = col_i64(r, row, 5);
-    out->held_at = col_i64(r, row, 7);
-    out->expires_at = col_i64(r, row, 8);
-    out->confirmed_at = col_i64(r, row, 9); /* NULL reads as 0 */
-    out->status = (st == RES_HELD && out->expires_at <= now) ? RES_EXPIRED : (enum reservation_status)st;
-    return BX_OK;
-}
-
-static void read_schedule(const PGresult *r, int row, struct schedule *out)
-{
-    out->id = col_i64(r, row, 0);
-    out->concert_id = col_i64(r, row, 1);
-    out->starts_at = col_i64(r, row, 2);
-    out->sale_opens_at = col_i64(r, row, 3);
-    out->sale_closes_at = col_i64(r, row, 4);
-    out->seat_count = (int32_t)col_i64(r, row, 5);
-    out->available = (int32_t)col_i64(r, row, 6);
-}
-
-static void read_payment(const PGresult *r, int row, int col, struct payment *out)
-{
-    out->id = col_i64(r, row, col);
-    out->user_id = col_i64(r, row, col + 1);
-    out->reservation_id = col_i64(r, row, col + 2);
-    out->amount = col_i64(r, row, col + 3);
-    out->balance_after = col_i64(r, row, col + 4);
-    out->paid_at = col_i64(r, row, col + 5);
-}
-
-static void read_concert(const PGresult *r, int row, struct concert *out)
-{
-    out->id = col_i64(r, row, 0);
-    col_text(out->title, sizeof out->title, r, row, 1);
-    col_text(out->venue, sizeof out->venue, r, row, 2);
-}
-
 static const char *const queue_status_text[] = {
     [QUEUE_WAITING] = "WAITING", [QUEUE_ACTIVE] = "ACTIVE", [QUEUE_EXPIRED] = "EXPIRED"};
 
@@ -656,19 +369,19 @@ static bx_err read_queue(const PGresult *r, int row, struct queue_record *out)
 {
     int st = -1;
     for (int i = QUEUE_WAITING; i <= QUEUE_EXPIRED; i++)
-        if (col_is(r, row, 4, queue_status_text[i]))
+        if (pg_col_is(r, row, 4, queue_status_text[i]))
             st = i;
     if (st < 0)
         return BX_ERR_INTERNAL;
-    col_text(out->token, sizeof out->token, r, row, 0);
-    out->user_id = col_i64(r, row, 1);
-    out->concert_id = col_i64(r, row, 2);
-    out->seq = col_i64(r, row, 3);
+    pg_col_text(out->token, sizeof out->token, r, row, 0);
+    out->user_id = pg_col_i64(r, row, 1);
+    out->concert_id = pg_col_i64(r, row, 2);
+    out->seq = pg_col_i64(r, row, 3);
     out->status = (enum queue_status)st;
-    out->issued_at = col_i64(r, row, 5);
-    out->activated_at = col_i64(r, row, 6);
-    out->last_seen_at = col_i64(r, row, 7);
-    out->expires_at = col_i64(r, row, 8);
+    out->issued_at = pg_col_i64(r, row, 5);
+    out->activated_at = pg_col_i64(r, row, 6);
+    out->last_seen_at = pg_col_i64(r, row, 7);
+    out->expires_at = pg_col_i64(r, row, 8);
     return BX_OK;
 }
 
@@ -778,11 +491,11 @@ static bx_err pg_secret_get_or_create(struct store *base, unsigned char secret[3
 {
     struct pg_store *s = to_pg(base);
     unsigned char fresh[32];
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     size_t got = 0;
     randombytes_buf(fresh, sizeof fresh);
-    p_bytes(&p, fresh, (int)sizeof fresh);
+    pg_param_bytes(&p, fresh, (int)sizeof fresh);
     bx_err e = exec(s, ST_SECRET, &p, &r);
     sodium_memzero(fresh, sizeof fresh);
     if (e)
@@ -804,13 +517,13 @@ static bx_err pg_secret_get_or_create(struct store *base, unsigned char secret[3
 static bx_err pg_user_create(struct store *base, const char *name, const char *pwhash, int64_t *user_id)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     int64_t id;
     int found;
     if (strlen(name) > BX_NAME_MAX || strlen(pwhash) > BX_PWHASH_MAX)
         return BX_ERR_VALIDATION;
-    p_text(&p, name);
-    p_text(&p, pwhash);
+    pg_param_text(&p, name);
+    pg_param_text(&p, pwhash);
     bx_err e = query_i64(s, ST_USER_INSERT, &p, &id, &found);
     if (e)
         return e;
@@ -824,19 +537,19 @@ static bx_err pg_user_create(struct store *base, const char *name, const char *p
 static bx_err pg_user_find_by_name(struct store *base, const char *name, struct user *out)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_text(&p, name);
+    pg_param_text(&p, name);
     bx_err e = exec(s, ST_USER_BY_NAME, &p, &r);
     if (e)
         return e;
     if (PQntuples(r) == 0) {
         e = BX_ERR_NOT_FOUND;
     } else {
-        out->id = col_i64(r, 0, 0);
-        col_text(out->name, sizeof out->name, r, 0, 1);
-        col_text(out->pwhash, sizeof out->pwhash, r, 0, 2);
-        out->balance = col_i64(r, 0, 3);
+        out->id = pg_col_i64(r, 0, 0);
+        pg_col_text(out->name, sizeof out->name, r, 0, 1);
+        pg_col_text(out->pwhash, sizeof out->pwhash, r, 0, 2);
+        out->balance = pg_col_i64(r, 0, 3);
     }
     PQclear(r);
     return e;
@@ -845,9 +558,9 @@ static bx_err pg_user_find_by_name(struct store *base, const char *name, struct 
 static bx_err pg_balance_get(struct store *base, int64_t user_id, int64_t *balance)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     int found;
-    p_i64(&p, user_id);
+    pg_param_i64(&p, user_id);
     bx_err e = query_i64(s, ST_BALANCE_GET, &p, balance, &found);
     if (e)
         return e;
@@ -860,19 +573,19 @@ static bx_err pg_balance_charge(struct store *base, int64_t user_id, int64_t amo
                                 const struct idem *idem, int64_t *balance_after)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     if (amount <= 0)
         return BX_ERR_VALIDATION;
-    p_i64(&p, user_id);
-    p_i64(&p, amount);
-    p_i64(&p, now);
-    p_idem(&p, idem);
-    p_i64(&p, MONEY_BALANCE_MAX);
+    pg_param_i64(&p, user_id);
+    pg_param_i64(&p, amount);
+    pg_param_i64(&p, now);
+    pg_param_idem(&p, idem);
+    pg_param_i64(&p, MONEY_BALANCE_MAX);
     bx_err e = call(s, ST_CHARGE, &p, &r);
     if (e != BX_OK && e != BX_REPLAY)
         return e;
-    *balance_after = col_i64(r, 0, 1);
+    *balance_after = pg_col_i64(r, 0, 1);
     PQclear(r);
     return e;
 }
@@ -882,12 +595,12 @@ static bx_err pg_balance_charge(struct store *base, int64_t user_id, int64_t amo
 static bx_err pg_concert_create(struct store *base, const char *title, const char *venue, int64_t *concert_id)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     int found;
     if (strlen(title) > BX_TEXT_MAX || strlen(venue) > BX_TEXT_MAX)
         return BX_ERR_VALIDATION;
-    p_text(&p, title);
-    p_text(&p, venue);
+    pg_param_text(&p, title);
+    pg_param_text(&p, venue);
     bx_err e = query_i64(s, ST_CONCERT_INSERT, &p, concert_id, &found);
     if (e == BX_OK && !found)
         e = BX_ERR_INTERNAL;
@@ -897,16 +610,16 @@ static bx_err pg_concert_create(struct store *base, const char *title, const cha
 static bx_err pg_concert_get(struct store *base, int64_t concert_id, struct concert *out)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, concert_id);
+    pg_param_i64(&p, concert_id);
     bx_err e = exec(s, ST_CONCERT_GET, &p, &r);
     if (e)
         return e;
     if (PQntuples(r) == 0)
         e = BX_ERR_CONCERT_NOT_FOUND;
     else
-        read_concert(r, 0, out);
+        pg_read_concert(r, 0, out);
     PQclear(r);
     return e;
 }
@@ -926,7 +639,7 @@ static bx_err pg_concert_list(struct store *base, struct concert **out, size_t *
         return BX_ERR_INTERNAL;
     }
     for (int i = 0; i < rows; i++)
-        read_concert(r, i, &arr[i]);
+        pg_read_concert(r, i, &arr[i]);
     PQclear(r);
     *out = arr;
     *n = (size_t)rows;
@@ -938,20 +651,20 @@ static bx_err pg_concert_list(struct store *base, struct concert **out, size_t *
 static bx_err pg_schedule_create(struct store *base, const struct schedule *in, int64_t price, int64_t *schedule_id)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     if (in->seat_count < 1 || price < 0)
         return BX_ERR_VALIDATION;
-    p_i64(&p, in->concert_id);
-    p_i64(&p, in->starts_at);
-    p_i64(&p, in->sale_opens_at);
-    p_i64(&p, in->sale_closes_at);
-    p_i64(&p, in->seat_count);
-    p_i64(&p, price);
+    pg_param_i64(&p, in->concert_id);
+    pg_param_i64(&p, in->starts_at);
+    pg_param_i64(&p, in->sale_opens_at);
+    pg_param_i64(&p, in->sale_closes_at);
+    pg_param_i64(&p, in->seat_count);
+    pg_param_i64(&p, price);
     bx_err e = call(s, ST_SCHEDULE_CREATE, &p, &r);
     if (e)
         return e;
-    *schedule_id = col_i64(r, 0, 1);
+    *schedule_id = pg_col_i64(r, 0, 1);
     PQclear(r);
     return BX_OK;
 }
@@ -961,18 +674,18 @@ static bx_err pg_schedule_get(struct store *base, int64_t schedule_id, int64_t n
                               struct schedule *out)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, schedule_id);
-    p_i64(&p, now);
-    p_text(&p, count_available ? "true" : "false");
+    pg_param_i64(&p, schedule_id);
+    pg_param_i64(&p, now);
+    pg_param_text(&p, count_available ? "true" : "false");
     bx_err e = exec(s, ST_SCHEDULE_GET, &p, &r);
     if (e)
         return e;
     if (PQntuples(r) == 0)
         e = BX_ERR_SCHEDULE_NOT_FOUND;
     else
-        read_schedule(r, 0, out);
+        pg_read_schedule(r, 0, out);
     PQclear(r);
     return e;
 }
@@ -982,11 +695,11 @@ static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, 
                                         struct schedule **out, size_t *n)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, concert_id);
-    p_i64(&p, now);
-    p_text(&p, count_available ? "true" : "false");
+    pg_param_i64(&p, concert_id);
+    pg_param_i64(&p, now);
+    pg_param_text(&p, count_available ? "true" : "false");
     bx_err e = exec(s, ST_SCHEDULE_BOOKABLE, &p, &r);
     if (e)
         return e;
@@ -997,7 +710,7 @@ static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, 
         return BX_ERR_INTERNAL;
     }
     for (int i = 0; i < rows; i++)
-        read_schedule(r, i, &arr[i]);
+        pg_read_schedule(r, i, &arr[i]);
     PQclear(r);
     *out = arr;
     *n = (size_t)rows;
@@ -1013,11 +726,11 @@ static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now,
                            struct seat **out, size_t *n)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     size_t cnt = 0;
-    p_i64(&p, schedule_id);
-    p_i64(&p, now);
+    pg_param_i64(&p, schedule_id);
+    pg_param_i64(&p, now);
     bx_err e = exec(s, ST_SEAT_LIST, &p, &r);
     if (e)
         return e;
@@ -1027,19 +740,19 @@ static bx_err pg_seat_list(struct store *base, int64_t schedule_id, int64_t now,
         return BX_ERR_SCHEDULE_NOT_FOUND;
     }
     if (concert_id != NULL)
-        *concert_id = col_i64(r, 0, 3);
+        *concert_id = pg_col_i64(r, 0, 3);
     struct seat *arr = calloc((size_t)rows, sizeof *arr);
     if (arr == NULL) {
         PQclear(r);
         return BX_ERR_INTERNAL;
     }
     for (int i = 0; i < rows; i++) {
-        arr[cnt].seat_no = (int32_t)col_i64(r, i, 0);
-        arr[cnt].price = col_i64(r, i, 1);
-        int64_t status = col_i64(r, i, 2);
+        arr[cnt].seat_no = (int32_t)pg_col_i64(r, i, 0);
+        arr[cnt].price = pg_col_i64(r, i, 1);
+        int64_t status = pg_col_i64(r, i, 2);
         arr[cnt].status = status == 2 ? SEAT_SOLD : status == 1 ? SEAT_HELD : SEAT_AVAILABLE;
         arr[cnt].available = arr[cnt].status == SEAT_AVAILABLE;
-        arr[cnt].hold_ends_at = col_i64(r, i, 4);
+        arr[cnt].hold_ends_at = pg_col_i64(r, i, 4);
         cnt++;
     }
     PQclear(r);
@@ -1054,24 +767,24 @@ static bx_err pg_seat_flags(struct store *base, int64_t schedule_id, int64_t now
                             int32_t *seat_count, int64_t *price, char **flags)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, schedule_id);
-    p_i64(&p, now);
+    pg_param_i64(&p, schedule_id);
+    pg_param_i64(&p, now);
     bx_err e = exec(s, ST_SEAT_FLAGS, &p, &r);
     if (e)
         return e;
-    int64_t n = col_i64(r, 0, 1);
+    int64_t n = pg_col_i64(r, 0, 1);
     if (n == 0) {
         PQclear(r);
         return BX_ERR_SCHEDULE_NOT_FOUND;
     }
-    *concert_id = col_i64(r, 0, 0);
-    *price = col_i64(r, 0, 4) == col_i64(r, 0, 5) ? col_i64(r, 0, 4) : -1;
+    *concert_id = pg_col_i64(r, 0, 0);
+    *price = pg_col_i64(r, 0, 4) == pg_col_i64(r, 0, 5) ? pg_col_i64(r, 0, 4) : -1;
     *seat_count = 0;
     *flags = NULL;
     const char *text = PQgetvalue(r, 0, 6);
-    if (col_i64(r, 0, 2) == 1 && col_i64(r, 0, 3) == n && n <= INT32_MAX && (int64_t)strlen(text) == n) {
+    if (pg_col_i64(r, 0, 2) == 1 && pg_col_i64(r, 0, 3) == n && n <= INT32_MAX && (int64_t)strlen(text) == n) {
         if ((*flags = malloc((size_t)n)) == NULL) {
             PQclear(r);
             return BX_ERR_INTERNAL;
@@ -1092,26 +805,26 @@ static bx_err pg_hold_seat(struct store *base, int64_t user_id, int64_t schedule
                            int64_t hold_ms, int max_per_user, struct reservation *out)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     int64_t expires_at;
     if (hold_ms <= 0 || __builtin_add_overflow(now, hold_ms, &expires_at))
         return BX_ERR_VALIDATION;
-    p_i64(&p, user_id);
-    p_i64(&p, schedule_id);
-    p_i64(&p, seat_no);
-    p_i64(&p, now);
-    p_i64(&p, expires_at);
-    p_i64(&p, max_per_user);
+    pg_param_i64(&p, user_id);
+    pg_param_i64(&p, schedule_id);
+    pg_param_i64(&p, seat_no);
+    pg_param_i64(&p, now);
+    pg_param_i64(&p, expires_at);
+    pg_param_i64(&p, max_per_user);
     bx_err e = call(s, ST_HOLD, &p, &r);
     if (e)
         return e;
-    out->id = col_i64(r, 0, 1);
+    out->id = pg_col_i64(r, 0, 1);
     out->user_id = user_id;
     out->schedule_id = schedule_id;
-    out->concert_id = col_i64(r, 0, 2);
+    out->concert_id = pg_col_i64(r, 0, 2);
     out->seat_no = seat_no;
-    out->price = col_i64(r, 0, 3);
+    out->price = pg_col_i64(r, 0, 3);
     out->status = RES_HELD;
     out->held_at = now;
     out->expires_at = expires_at;
@@ -1125,14 +838,14 @@ static bx_err pg_reservation_get(struct store *base, int64_t user_id, int64_t re
                                  struct reservation *out)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, reservation_id);
-    p_i64(&p, user_id);
+    pg_param_i64(&p, reservation_id);
+    pg_param_i64(&p, user_id);
     bx_err e = exec(s, ST_RES_GET, &p, &r);
     if (e)
         return e;
-    e = PQntuples(r) == 0 ? BX_ERR_RESERVATION_NOT_FOUND : read_reservation(r, 0, now, out);
+    e = PQntuples(r) == 0 ? BX_ERR_RESERVATION_NOT_FOUND : pg_read_reservation(r, 0, now, out);
     PQclear(r);
     return e;
 }
@@ -1141,9 +854,9 @@ static bx_err pg_reservation_get(struct store *base, int64_t user_id, int64_t re
 static bx_err pg_reservation_list(struct store *base, int64_t user_id, int64_t now, struct reservation **out, size_t *n)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, user_id);
+    pg_param_i64(&p, user_id);
     bx_err e = exec(s, ST_RES_LIST, &p, &r);
     if (e)
         return e;
@@ -1152,7 +865,7 @@ static bx_err pg_reservation_list(struct store *base, int64_t user_id, int64_t n
     if (arr == NULL)
         e = BX_ERR_INTERNAL;
     for (int i = 0; i < rows && e == BX_OK; i++)
-        e = read_reservation(r, i, now, &arr[i]);
+        e = pg_read_reservation(r, i, now, &arr[i]);
     PQclear(r);
     if (e) {
         free(arr);
@@ -1168,11 +881,11 @@ static bx_err pg_reservation_list(struct store *base, int64_t user_id, int64_t n
 static bx_err pg_reservation_cancel(struct store *base, int64_t user_id, int64_t reservation_id, int64_t now)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, user_id);
-    p_i64(&p, reservation_id);
-    p_i64(&p, now);
+    pg_param_i64(&p, user_id);
+    pg_param_i64(&p, reservation_id);
+    pg_param_i64(&p, now);
     bx_err e = call(s, ST_CANCEL, &p, &r);
     if (e == BX_OK)
         PQclear(r);
@@ -1182,12 +895,12 @@ static bx_err pg_reservation_cancel(struct store *base, int64_t user_id, int64_t
 static bx_err pg_live_holds_on_concert(struct store *base, int64_t user_id, int64_t concert_id, int64_t now, int *count)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     int64_t v;
     int found;
-    p_i64(&p, user_id);
-    p_i64(&p, concert_id);
-    p_i64(&p, now);
+    pg_param_i64(&p, user_id);
+    pg_param_i64(&p, concert_id);
+    pg_param_i64(&p, now);
     bx_err e = query_i64(s, ST_LIVE_HOLDS, &p, &v, &found);
     if (e)
         return e;
@@ -1199,9 +912,9 @@ static bx_err pg_live_holds_on_concert(struct store *base, int64_t user_id, int6
 static bx_err pg_counts(struct store *base, int64_t now, int64_t *holds_live, int64_t *seats_sold)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0}, none = {0};
+    struct pg_params p = {0}, none = {0};
     int found;
-    p_i64(&p, now);
+    pg_param_i64(&p, now);
     bx_err e = query_i64(s, ST_COUNT_LIVE_HOLDS, &p, holds_live, &found);
     return e ? e : query_i64(s, ST_COUNT_SOLD, &none, seats_sold, &found);
 }
@@ -1216,22 +929,22 @@ static bx_err pg_pay(struct store *base, int64_t user_id, int64_t reservation_id
                      const struct idem *idem, struct payment *out)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, user_id);
-    p_i64(&p, reservation_id);
-    p_i64(&p, expected_amount < 0 ? -1 : expected_amount);
-    p_i64(&p, now);
-    p_idem(&p, idem);
+    pg_param_i64(&p, user_id);
+    pg_param_i64(&p, reservation_id);
+    pg_param_i64(&p, expected_amount < 0 ? -1 : expected_amount);
+    pg_param_i64(&p, now);
+    pg_param_idem(&p, idem);
     bx_err e = call(s, ST_PAY, &p, &r);
     if (e != BX_OK && e != BX_REPLAY)
         return e;
-    out->id = col_i64(r, 0, 1);
+    out->id = pg_col_i64(r, 0, 1);
     out->user_id = user_id;
-    out->reservation_id = col_i64(r, 0, 2);
-    out->amount = col_i64(r, 0, 3);
-    out->balance_after = col_i64(r, 0, 4);
-    out->paid_at = col_i64(r, 0, 5);
+    out->reservation_id = pg_col_i64(r, 0, 2);
+    out->amount = pg_col_i64(r, 0, 3);
+    out->balance_after = pg_col_i64(r, 0, 4);
+    out->paid_at = pg_col_i64(r, 0, 5);
     PQclear(r);
     return e;
 }
@@ -1241,12 +954,12 @@ static bx_err pg_payment_list(struct store *base, int64_t user_id, int64_t befor
                               size_t *n)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_i64(&p, user_id);
-    p_i64(&p, limit > 0 ? limit : 0);
+    pg_param_i64(&p, user_id);
+    pg_param_i64(&p, limit > 0 ? limit : 0);
     if (before_id > 0)
-        p_i64(&p, before_id);
+        pg_param_i64(&p, before_id);
     bx_err e = exec(s, before_id > 0 ? ST_PAYMENT_LIST_BEFORE : ST_PAYMENT_LIST, &p, &r);
     if (e)
         return e;
@@ -1257,10 +970,61 @@ static bx_err pg_payment_list(struct store *base, int64_t user_id, int64_t befor
         return BX_ERR_INTERNAL;
     }
     for (int i = 0; i < rows; i++)
-        read_payment(r, i, 0, &arr[i]);
+        pg_read_payment(r, i, 0, &arr[i]);
     PQclear(r);
     *out = arr;
     *n = (size_t)rows;
+    return BX_OK;
+}
+
+/* ---- batches of writes ---------------------------------------------------- */
+
+static const struct store_ops pg_ops;
+
+/* Runs w[0..n) as one bx_write_batch call: one round trip, one transaction.
+ * *ran says whether the server answered with rows (then the batch committed). */
+static bx_err write_batch_once(struct pg_store *s, struct store_write *w, size_t n, bool *ran)
+{
+    struct pg_batch_params pb;
+    struct pg_params p = {0};
+    PGresult *r;
+    *ran = false;
+    if (!pg_batch_encode(w, n, MONEY_BALANCE_MAX, &pb))
+        return BX_ERR_INTERNAL;
+    for (int i = 0; i < PG_BATCH_PARAMS; i++)
+        pg_param_text(&p, pb.values[i]);
+    bx_err e = exec(s, ST_WRITE_BATCH, &p, &r);
+    pg_batch_params_release(&pb);
+    if (e)
+        return e;
+    *ran = true;
+    e = pg_batch_decode(r, w, n);
+    PQclear(r);
+    return e;
+}
+
+/* See store.h. A server error (BX_ERR_INTERNAL from exec: the statement failed,
+ * its transaction rolled back) is the only failure after which the writes are
+ * known not to have committed, so only then is each run again alone; the one
+ * that raised gets BX_ERR_INTERNAL as its result and the others their own. */
+bx_err store_pg_write_batch(struct store *base, struct store_write *w, size_t n)
+{
+    if (base == NULL || base->ops != &pg_ops)
+        return BX_ERR_INTERNAL;
+    struct pg_store *s = to_pg(base);
+    bool ran;
+    if (n == 0)
+        return BX_OK;
+    bx_err e = write_batch_once(s, w, n, &ran);
+    if (e != BX_ERR_INTERNAL || ran || n == 1)
+        return e;
+    for (size_t i = 0; i < n; i++) {
+        e = write_batch_once(s, &w[i], 1, &ran);
+        if (e == BX_ERR_INTERNAL && !ran)
+            w[i].result = BX_ERR_INTERNAL; /* this one raised */
+        else if (e != BX_OK)
+            return e;
+    }
     return BX_OK;
 }
 
@@ -1278,14 +1042,14 @@ static bx_err pg_sweep_holds(struct store *base, int64_t now, int *expired)
     int64_t locked, changed;
     bx_err e;
     do {
-        struct params p = {0};
+        struct pg_params p = {0};
         PGresult *r;
-        p_i64(&p, now);
-        p_i64(&p, SWEEP_BATCH);
+        pg_param_i64(&p, now);
+        pg_param_i64(&p, SWEEP_BATCH);
         if ((e = exec(s, ST_SWEEP, &p, &r)))
             break;
-        locked = col_i64(r, 0, 0);
-        changed = col_i64(r, 0, 1);
+        locked = pg_col_i64(r, 0, 0);
+        changed = pg_col_i64(r, 0, 1);
         PQclear(r);
         total += (int)changed;
     } while (locked == SWEEP_BATCH && changed > 0);
@@ -1300,19 +1064,19 @@ static bx_err pg_sweep_holds(struct store *base, int64_t now, int *expired)
 static bx_err pg_queue_save(struct store *base, const struct queue_record *rec)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
     if ((int)rec->status < QUEUE_WAITING || rec->status > QUEUE_EXPIRED)
         return BX_ERR_VALIDATION;
-    p_text(&p, rec->token);
-    p_i64(&p, rec->user_id);
-    p_i64(&p, rec->concert_id);
-    p_i64(&p, rec->seq);
-    p_text(&p, queue_status_text[rec->status]);
-    p_i64(&p, rec->issued_at);
-    p_i64(&p, rec->activated_at);
-    p_i64(&p, rec->last_seen_at);
-    p_i64(&p, rec->expires_at);
+    pg_param_text(&p, rec->token);
+    pg_param_i64(&p, rec->user_id);
+    pg_param_i64(&p, rec->concert_id);
+    pg_param_i64(&p, rec->seq);
+    pg_param_text(&p, queue_status_text[rec->status]);
+    pg_param_i64(&p, rec->issued_at);
+    pg_param_i64(&p, rec->activated_at);
+    pg_param_i64(&p, rec->last_seen_at);
+    pg_param_i64(&p, rec->expires_at);
     bx_err e = exec(s, ST_QUEUE_UPSERT, &p, &r);
     if (e == BX_OK)
         PQclear(r);
@@ -1347,9 +1111,9 @@ static bx_err pg_queue_load(struct store *base, int (*cb)(const struct queue_rec
 static bx_err pg_queue_find(struct store *base, const char *token, struct queue_record *out)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r;
-    p_text(&p, token);
+    pg_param_text(&p, token);
     bx_err e = exec(s, ST_QUEUE_FIND, &p, &r);
     if (e)
         return e;
@@ -1366,7 +1130,7 @@ static bx_err pg_queue_find(struct store *base, const char *token, struct queue_
 static bx_err pg_audit(struct store *base, int64_t now, int max_per_user, store_audit_cb cb, void *arg, int *violations)
 {
     struct pg_store *s = to_pg(base);
-    struct params p = {0};
+    struct pg_params p = {0};
     PGresult *r = NULL;
     int count = 0;
     bx_err e = exec_plain(s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = 0",
@@ -1375,13 +1139,13 @@ static bx_err pg_audit(struct store *base, int64_t now, int max_per_user, store_
         tx_abandon(s);
         return e;
     }
-    p_i64(&p, now);
-    p_i64(&p, max_per_user > 0 ? max_per_user : -1);
+    pg_param_i64(&p, now);
+    pg_param_i64(&p, max_per_user > 0 ? max_per_user : -1);
     if ((e = exec(s, ST_AUDIT, &p, &r)) == BX_OK) {
         for (int i = 0; i < PQntuples(r); i++) {
             count++;
             if (cb)
-                cb((int)col_i64(r, i, 0), PQgetisnull(r, i, 1) ? "(no text)" : PQgetvalue(r, i, 1), arg);
+                cb((int)pg_col_i64(r, i, 0), PQgetisnull(r, i, 1) ? "(no text)" : PQgetvalue(r, i, 1), arg);
         }
         PQclear(r);
     }

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +22,20 @@
 
 #ifdef BX_TEST_PG
 #include <libpq-fe.h>
+#include <poll.h>
+
+#include "store/pg_schema.h"
+#include "store/pg_statements.h"
 #define SUITE store_pg
+#define SCHEMA_VERSION 3 /* migrations in this build */
+/* Sold seats of a schedule (migration 3 stopped keeping schedules.sold_count). */
+#define SOLD_OF(id) "SELECT count(*) FROM seats WHERE status = 'SOLD' AND schedule_id = " #id
 #else
 #include <sqlite3.h>
 #define SUITE store_sqlite
+#define SCHEMA_VERSION 2 /* migrations in this build */
+#define SOLD_OF(id) "SELECT sold_count FROM schedules WHERE id = " #id
 #endif
-
-#define SCHEMA_VERSION 2   /* migrations in this build */
 #define T0 1000000000000LL /* "now" of every test, Unix ms */
 #define HOLD_MS 300000LL
 #define MAX_SEATS 4
@@ -112,12 +120,6 @@ static struct store *connect_store(char *err, size_t errlen)
 {
     return store_pg_open(db_url, 0, err, errlen);
 }
-
-/* Undoes migration 2 by hand: the database an older binary left behind. */
-#define SCHEMA_BACK_TO_1                                                                                               \
-    "DROP TRIGGER seats_sold_count ON seats; DROP FUNCTION bx_seats_sold_count(); "                                    \
-    "DROP INDEX seats_held_by_schedule; ALTER TABLE schedules DROP COLUMN sold_count; "                                \
-    "DELETE FROM schema_migrations WHERE version = 2"
 
 /* Runs SQL text (several statements allowed) on a direct connection. */
 static void raw_sql(const char *sql)
@@ -1201,8 +1203,8 @@ Test(SUITE, available_seats_follow_holds_expiry_sweep_and_payment)
     cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r2), BX_OK);
     cr_assert_eq(st->ops->pay(st, u, r2.id, -1, T0 + 1, &none, &p), BX_OK);
     cr_assert_eq(available_at(c, sch, T0 + 1), 48, "one held, one sold");
-    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 1);
-    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 2"), 0);
+    cr_assert_eq(raw_int(SOLD_OF(1)), 1);
+    cr_assert_eq(raw_int(SOLD_OF(2)), 0);
 
     cr_assert_eq(available_at(c, sch, T0 + HOLD_MS - 1), 48, "the hold is live until its last ms");
     cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 49, "an ended hold counts as free before any sweep");
@@ -1220,19 +1222,31 @@ Test(SUITE, available_seats_follow_holds_expiry_sweep_and_payment)
     cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 48, "a refused payment sells nothing");
     cr_assert_eq(st->ops->pay(st, u, r3.id, 1000, T0 + HOLD_MS + 1, &none, &p), BX_OK);
     cr_assert_eq(available_at(c, sch, T0 + HOLD_MS + 1), 48);
-    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 2);
+    cr_assert_eq(raw_int(SOLD_OF(1)), 2);
 
-    /* the count is stored, not derived per connection: a new connection reads it */
+    /* a new connection reads the same count */
     st->ops->close(st);
     st = open_store();
     cr_assert_eq(available_at(c, sch, 3 * HOLD_MS + T0), 48);
-    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 2);
+    cr_assert_eq(raw_int(SOLD_OF(1)), 2);
     struct schedule g;
     cr_assert_eq(st->ops->schedule_get(st, other, T0 + HOLD_MS, true, &g), BX_OK);
     cr_assert_eq(g.available, 50);
     cr_assert_eq(audit(T0 + HOLD_MS + 1).total, 0);
 }
 
+Test(SUITE, audit_reports_seat_count_drift)
+{
+    int64_t a;
+    busy_day(&a);
+    cr_assert_eq(audit(T0 + 3 * HOLD_MS).total, 0);
+    raw_sql("UPDATE schedules SET seat_count = seat_count + 1 WHERE id = 1");
+    struct findings f = audit(T0 + 3 * HOLD_MS);
+    cr_assert_eq(f.per_invariant[1], 1);
+    cr_assert_eq(f.total, 1);
+}
+
+#ifndef BX_TEST_PG
 Test(SUITE, audit_reports_sold_count_drift)
 {
     int64_t a;
@@ -1274,6 +1288,78 @@ Test(SUITE, upgrade_backfills_sold_count_from_sold_seats)
     cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 2"), 2);
     cr_assert_eq(audit(T0).total, 0);
 }
+#else
+/* Points the test at a new database with the schema of the first `version`
+ * migrations only, as a binary of that version left it (migrations are
+ * append-only: this binary's texts of them are the ones that shipped). */
+static void database_at_version(int version)
+{
+    char sql[128];
+    fresh_database();
+    raw_sql(pg_schema_bootstrap);
+    for (int v = 1; v <= version; v++) {
+        raw_sql(pg_migrations[v - 1]);
+        snprintf(sql, sizeof sql, "INSERT INTO schema_migrations(version, applied_at) VALUES (%d, 0)", v);
+        raw_sql(sql);
+    }
+}
+
+/* A store on a database of an older schema, not migrated: what an instance of
+ * this binary sees before its migration runs. */
+static void reopen_unmigrated(void)
+{
+    char err[256] = "";
+    st = connect_store(err, sizeof err);
+    cr_assert_not_null(st, "open: %s", err);
+}
+
+Test(SUITE, upgrade_from_2_stops_writing_the_schedule_row_and_keeps_counts)
+{
+    st->ops->close(st);
+    database_at_version(2);
+    reopen_unmigrated();
+    int64_t u = make_user("early", 100000), c = make_concert(), sch = make_schedule(c, 10, 1000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 4, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 5, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(raw_int("SELECT sold_count FROM schedules WHERE id = 1"), 1, "migration 2's trigger counted it");
+    cr_assert_eq(available_at(c, sch, T0), 8, "the counts of this binary need no migration 3");
+
+    cr_assert_eq(st->ops->migrate(st), BX_OK);
+    cr_assert_eq(raw_int("SELECT max(version) FROM schema_migrations"), SCHEMA_VERSION);
+    cr_assert_eq(raw_int("SELECT count(*) FROM pg_trigger WHERE tgname = 'seats_sold_count'"), 0);
+    cr_assert_eq(available_at(c, sch, T0), 8);
+    cr_assert_eq(available_at(c, sch, T0 + HOLD_MS), 9);
+    int64_t version = raw_int("SELECT xmin::text::bigint FROM schedules WHERE id = 1");
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 6, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_OK);
+    cr_assert_eq(raw_int("SELECT xmin::text::bigint FROM schedules WHERE id = 1"), version,
+                 "a sale no longer writes its schedule's row");
+    cr_assert_eq(available_at(c, sch, T0), 7);
+    cr_assert_eq(raw_int(SOLD_OF(1)), 2);
+    cr_assert_eq(audit(T0).total, 0);
+}
+
+Test(SUITE, upgrade_from_1_runs_migrations_2_and_3)
+{
+    st->ops->close(st);
+    database_at_version(1);
+    reopen_unmigrated();
+    int64_t u = make_user("first", 100000), c = make_concert(), sch = make_schedule(c, 10, 1000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 1, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->migrate(st), BX_OK);
+    cr_assert_eq(raw_int("SELECT count(*) FROM schema_migrations"), SCHEMA_VERSION);
+    cr_assert_eq(available_at(c, sch, T0), 9);
+    cr_assert_eq(audit(T0).total, 0);
+}
+#endif
 
 /* ---- many connections at once (N instances share one database) ------------ */
 
@@ -1593,5 +1679,510 @@ Test(SUITE, relaxed_connection_works_for_queue_persistence)
     cr_assert_eq(st->ops->queue_find(st, r.token, &found), BX_OK);
     cr_assert_eq(found.seq, 1);
     s->ops->close(s);
+}
+/* ---- PostgreSQL only: batches of writes (bx_write_batch, migration 3) ------- */
+
+static struct store_write w_hold(int64_t user, int64_t schedule, int32_t seat, int64_t now)
+{
+    return (struct store_write){.kind = STORE_WRITE_HOLD,
+                                .user_id = user,
+                                .schedule_id = schedule,
+                                .seat_no = seat,
+                                .now = now,
+                                .hold_ms = HOLD_MS,
+                                .max_per_user = MAX_SEATS};
+}
+
+static struct store_write w_pay(int64_t user, int64_t reservation, int64_t concert, int64_t now)
+{
+    return (struct store_write){.kind = STORE_WRITE_PAY,
+                                .user_id = user,
+                                .reservation_id = reservation,
+                                .amount = -1,
+                                .concert_id = concert,
+                                .now = now};
+}
+
+static struct store_write w_cancel(int64_t user, int64_t reservation, int64_t now)
+{
+    return (struct store_write){.kind = STORE_WRITE_CANCEL, .user_id = user, .reservation_id = reservation, .now = now};
+}
+
+static struct store_write w_charge(int64_t user, int64_t amount, int64_t now)
+{
+    return (struct store_write){.kind = STORE_WRITE_CHARGE, .user_id = user, .amount = amount, .now = now};
+}
+
+static struct store_write keyed(struct store_write w, const char *k, unsigned char fill)
+{
+    w.has_key = true;
+    snprintf(w.key, sizeof w.key, "%s", k);
+    memset(w.request_hash, fill, sizeof w.request_hash);
+    return w;
+}
+
+#define RUN_BATCH(w) cr_assert_eq(store_pg_write_batch(st, (w), sizeof(w) / sizeof(w)[0]), BX_OK)
+
+/* A connection listening on bx_seats. */
+static PGconn *listen_seats(void)
+{
+    PGconn *c = raw_connect(db_url);
+    PGresult *r = PQexec(c, "LISTEN bx_seats");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    return c;
+}
+
+/* Every payload on bx_seats committed before now, in delivery order, joined by
+ * '|' into out; returns how many. A marker notified last ends the wait:
+ * notifications arrive in commit order. */
+static int seat_changes(PGconn *c, char *out, size_t cap)
+{
+    int count = 0;
+    size_t len = 0;
+    out[0] = '\0';
+    raw_sql("SELECT pg_notify('bx_seats', 'end-of-test-marker')");
+    int64_t deadline = clock_mono_ms() + 10000;
+    for (;;) {
+        cr_assert_eq(PQconsumeInput(c), 1, "%s", PQerrorMessage(c));
+        PGnotify *n;
+        while ((n = PQnotifies(c)) != NULL) {
+            bool end = strcmp(n->extra, "end-of-test-marker") == 0;
+            if (!end) {
+                cr_assert_leq(strlen(n->extra), 7900, "a notification stays under the limit");
+                int w = snprintf(out + len, cap - len, "%s%s", count ? "|" : "", n->extra);
+                cr_assert(w >= 0 && (size_t)w < cap - len, "payloads longer than the test's buffer");
+                len += (size_t)w;
+                count++;
+            }
+            PQfreemem(n);
+            if (end)
+                return count;
+        }
+        int64_t left = deadline - clock_mono_ms();
+        cr_assert_gt(left, 0, "the marker notification never came");
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        poll(&pfd, 1, (int)left);
+    }
+}
+
+Test(SUITE, batch_runs_mixed_kinds_each_with_its_own_outcome)
+{
+    int64_t a = make_user("a", 100000), b = make_user("b", 0), c = make_concert(), sch = make_schedule(c, 10, 1000);
+    struct reservation held;
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 3, T0, HOLD_MS, MAX_SEATS, &held), BX_OK);
+    int64_t ledger = raw_int("SELECT count(*) FROM ledger");
+    struct store_write w[] = {
+        w_hold(a, sch, 1, T0),        /* OK */
+        w_hold(b, sch, 1, T0),        /* the item before holds it */
+        w_hold(b, sch, 99, T0),       /* no such seat */
+        w_pay(a, held.id, c, T0 + 1), /* OK */
+        w_charge(b, 5000, T0),        /* OK */
+        w_pay(b, held.id, c, T0),     /* a's reservation */
+        w_cancel(a, held.id, T0 + 2), /* paid by item 3 */
+        w_charge(b, 0, T0),           /* never sent as a charge */
+        w_hold(999999, sch, 2, T0),   /* no such user */
+        w_pay(b, 987654, c, T0),      /* no such reservation */
+    };
+    RUN_BATCH(w);
+    bx_err want[] = {BX_OK,
+                     BX_ERR_SEAT_UNAVAILABLE,
+                     BX_ERR_SEAT_NOT_FOUND,
+                     BX_OK,
+                     BX_OK,
+                     BX_ERR_RESERVATION_NOT_FOUND,
+                     BX_ERR_NOT_HELD,
+                     BX_ERR_VALIDATION,
+                     BX_ERR_NOT_FOUND,
+                     BX_ERR_RESERVATION_NOT_FOUND};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_eq(w[i].result, want[i], "item %zu: %d, expected %d", i, w[i].result, want[i]);
+    cr_assert_gt(w[0].reservation.id, held.id);
+    cr_assert_eq(w[0].reservation.concert_id, c);
+    cr_assert_eq(w[0].reservation.schedule_id, sch);
+    cr_assert_eq(w[0].reservation.seat_no, 1);
+    cr_assert_eq(w[0].reservation.price, 1000);
+    cr_assert_eq(w[0].reservation.status, RES_HELD);
+    cr_assert_eq(w[0].reservation.held_at, T0);
+    cr_assert_eq(w[0].reservation.expires_at, T0 + HOLD_MS);
+    cr_assert_gt(w[3].payment.id, 0);
+    cr_assert_eq(w[3].payment.reservation_id, held.id);
+    cr_assert_eq(w[3].payment.amount, 1000);
+    cr_assert_eq(w[3].payment.balance_after, 99000);
+    cr_assert_eq(w[3].payment.paid_at, T0 + 1);
+    cr_assert_eq(w[3].live_holds_left, 1, "item 0's hold is still live");
+    cr_assert_eq(w[4].balance, 5000);
+
+    /* refused items changed nothing */
+    cr_assert_eq(balance_of(a), 99000);
+    cr_assert_eq(balance_of(b), 5000);
+    cr_assert_eq(raw_int("SELECT count(*) FROM ledger"), ledger + 2);
+    cr_assert_eq(raw_int("SELECT count(*) FROM reservations"), 2);
+    cr_assert(seat_available(sch, 2, T0));
+    cr_assert_not(seat_available(sch, 1, T0));
+    cr_assert_eq(audit_with_limit(T0 + 2, MAX_SEATS).total, 0);
+}
+
+Test(SUITE, batch_replays_keys_within_and_across_batches)
+{
+    const char *k = "k\"1\\,{} x"; /* quotes, backslash, comma, braces: array literal escaping */
+    int64_t a = make_user("a", 0), c = make_concert(), sch = make_schedule(c, 10, 1000);
+    struct store_write w1[] = {
+        keyed(w_charge(a, 3000, T0), k, 1),
+        keyed(w_charge(a, 3000, T0 + 1), k, 1),
+        keyed(w_charge(a, 3000, T0 + 1), k, 2),
+        w_hold(a, sch, 1, T0),
+    };
+    RUN_BATCH(w1);
+    cr_assert_eq(w1[0].result, BX_OK);
+    cr_assert_eq(w1[1].result, BX_REPLAY, "a replay inside the batch that made it");
+    cr_assert_eq(w1[1].balance, 3000);
+    cr_assert_eq(w1[2].result, BX_ERR_IDEMPOTENCY_MISMATCH);
+    cr_assert_eq(w1[3].result, BX_OK);
+
+    struct store_write w2[] = {
+        keyed(w_pay(a, w1[3].reservation.id, c, T0 + 2), "pay-1", 7),
+        keyed(w_pay(a, w1[3].reservation.id, c, T0 + 3), "pay-1", 7),
+        keyed(w_charge(a, 3000, T0 + 3), k, 1),
+    };
+    RUN_BATCH(w2);
+    cr_assert_eq(w2[0].result, BX_OK);
+    cr_assert_eq(w2[0].payment.balance_after, 2000);
+    cr_assert_eq(w2[1].result, BX_REPLAY);
+    cr_assert_eq(w2[1].payment.id, w2[0].payment.id);
+    cr_assert_eq(w2[1].payment.paid_at, T0 + 2, "the first payment, not a second one");
+    cr_assert_eq(w2[2].result, BX_REPLAY, "a replay across batches");
+    cr_assert_eq(w2[2].balance, 3000);
+
+    struct store_write w3[] = {
+        keyed(w_pay(a, w1[3].reservation.id, c, T0 + 4), "pay-1", 7),
+        keyed(w_pay(a, w1[3].reservation.id, c, T0 + 4), "pay-1", 8),
+    };
+    RUN_BATCH(w3);
+    cr_assert_eq(w3[0].result, BX_REPLAY);
+    cr_assert_eq(w3[0].payment.id, w2[0].payment.id);
+    cr_assert_eq(w3[1].result, BX_ERR_IDEMPOTENCY_MISMATCH);
+
+    /* the keys were stored as sent: the single calls see the same records */
+    int64_t after;
+    struct idem same = key(k, 1);
+    cr_assert_eq(st->ops->balance_charge(st, a, 3000, T0 + 5, &same, &after), BX_REPLAY);
+    cr_assert_eq(after, 3000);
+    cr_assert_eq(balance_of(a), 2000);
+    cr_assert_eq(raw_int("SELECT count(*) FROM payments"), 1);
+    cr_assert_eq(raw_int("SELECT count(*) FROM ledger"), 2);
+    cr_assert_eq(audit_with_limit(T0 + 5, MAX_SEATS).total, 0);
+}
+
+Test(SUITE, batch_items_of_one_user_share_balance_and_seat_limit)
+{
+    int64_t u = make_user("u", 1500), c = make_concert(), sch = make_schedule(c, 10, 1000);
+    struct store_write holds[] = {w_hold(u, sch, 1, T0), w_hold(u, sch, 2, T0), w_hold(u, sch, 3, T0)};
+    for (int i = 0; i < 3; i++)
+        holds[i].max_per_user = 2;
+    RUN_BATCH(holds);
+    cr_assert_eq(holds[0].result, BX_OK);
+    cr_assert_eq(holds[1].result, BX_OK);
+    cr_assert_eq(holds[2].result, BX_ERR_SEAT_LIMIT, "the two holds before it count");
+    int64_t r1 = holds[0].reservation.id, r2 = holds[1].reservation.id;
+    struct store_write pays[] = {
+        w_pay(u, r1, c, T0 + 1),
+        w_pay(u, r2, c, T0 + 1),
+        w_charge(u, 600, T0 + 1),
+        w_pay(u, r2, c, T0 + 1),
+    };
+    RUN_BATCH(pays);
+    cr_assert_eq(pays[0].result, BX_OK);
+    cr_assert_eq(pays[0].payment.balance_after, 500);
+    cr_assert_eq(pays[1].result, BX_ERR_INSUFFICIENT_BALANCE, "the pay before it spent the balance");
+    cr_assert_eq(pays[2].result, BX_OK);
+    cr_assert_eq(pays[2].balance, 1100);
+    cr_assert_eq(pays[3].result, BX_OK);
+    cr_assert_eq(pays[3].payment.balance_after, 100);
+    cr_assert_eq(pays[0].live_holds_left, 0, "counted when the batch commits: both holds are paid");
+    cr_assert_eq(balance_of(u), 100);
+    cr_assert_eq(audit_with_limit(T0 + 1, 2).total, 0);
+}
+
+Test(SUITE, pay_reports_live_holds_left_on_its_concert)
+{
+    int64_t u = make_user("u", 100000), c1 = make_concert(), c2 = make_concert();
+    int64_t s1 = make_schedule(c1, 10, 1000), s2 = make_schedule(c1, 10, 1000), s3 = make_schedule(c2, 10, 1000);
+    struct reservation h1, h2, h3, h4, h5;
+    cr_assert_eq(st->ops->hold_seat(st, u, s1, 1, T0, HOLD_MS, MAX_SEATS, &h1), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, s1, 2, T0, HOLD_MS, MAX_SEATS, &h2), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, s2, 1, T0, HOLD_MS, MAX_SEATS, &h3), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, s3, 1, T0, HOLD_MS, MAX_SEATS, &h4), BX_OK); /* other concert */
+    cr_assert_eq(st->ops->hold_seat(st, u, s2, 2, T0 - HOLD_MS + 10, HOLD_MS, MAX_SEATS, &h5),
+                 BX_OK); /* ends at T0+10 */
+    struct store_write w[] = {w_pay(u, h1.id, c1, T0 + 20), w_pay(u, h2.id, c1, T0 + 20)};
+    RUN_BATCH(w);
+    cr_assert_eq(w[0].result, BX_OK);
+    cr_assert_eq(w[1].result, BX_OK);
+    cr_assert_eq(w[0].live_holds_left, 1, "h3 only: h2 is paid by the batch, h4 is another concert's, h5 ended");
+    cr_assert_eq(w[1].live_holds_left, 1);
+    struct store_write last[] = {w_pay(u, h3.id, c1, T0 + 20)};
+    RUN_BATCH(last);
+    cr_assert_eq(last[0].result, BX_OK);
+    cr_assert_eq(last[0].live_holds_left, 0, "the queue token may go");
+}
+
+Test(SUITE, batch_announces_exactly_the_seats_it_changed)
+{
+    int64_t a = make_user("a", 100000), b = make_user("b", 100000), c = make_concert(),
+            sch = make_schedule(c, 10, 1000);
+    struct reservation r3, r4, r5, r7, r8;
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 3, T0, HOLD_MS, MAX_SEATS, &r3), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 4, T0, HOLD_MS, MAX_SEATS, &r4), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 5, T0 - HOLD_MS, HOLD_MS, MAX_SEATS, &r5), BX_OK); /* ended */
+    cr_assert_eq(st->ops->hold_seat(st, a, sch, 7, T0 - HOLD_MS, HOLD_MS, MAX_SEATS, &r7), BX_OK); /* ended */
+    cr_assert_eq(st->ops->hold_seat(st, b, sch, 8, T0 - HOLD_MS, HOLD_MS, MAX_SEATS, &r8), BX_OK); /* ended */
+    char got[16384], want[512];
+    PGconn *l = listen_seats();
+    cr_assert_eq(seat_changes(l, got, sizeof got), 0, "the single functions do not notify");
+
+    struct store_write w[] = {
+        w_hold(a, sch, 1, T0 + 1),  /* H */
+        w_pay(a, r3.id, c, T0 + 1), /* S */
+        w_cancel(a, r4.id, T0 + 1), /* A */
+        w_hold(a, sch, 5, T0 + 1),  /* taken over: H, new end */
+        w_hold(b, sch, 3, T0 + 1),  /* refused: sold by item 1 */
+        w_pay(a, r7.id, c, T0 + 1), /* HOLD_EXPIRED, and the seat freed: A */
+        w_cancel(b, r4.id, T0 + 1), /* refused: not b's */
+        w_charge(b, 10, T0 + 1),    /* no seat */
+    };
+    RUN_BATCH(w);
+    cr_assert_eq(w[3].result, BX_OK);
+    cr_assert_eq(w[4].result, BX_ERR_SEAT_UNAVAILABLE);
+    cr_assert_eq(w[5].result, BX_ERR_HOLD_EXPIRED);
+    cr_assert_eq(w[6].result, BX_ERR_RESERVATION_NOT_FOUND);
+    snprintf(want, sizeof want,
+             "%" PRId64 ",1,H,%" PRId64 ";%" PRId64 ",3,S,0;%" PRId64 ",4,A,0;%" PRId64 ",5,H,%" PRId64 ";%" PRId64
+             ",7,A,0",
+             sch, (int64_t)(T0 + 1 + HOLD_MS), sch, sch, sch, (int64_t)(T0 + 1 + HOLD_MS), sch);
+    cr_assert_eq(seat_changes(l, got, sizeof got), 1, "one notification for the batch");
+    cr_assert_str_eq(got, want);
+
+    struct store_write refused[] = {w_hold(b, sch, 1, T0 + 2), w_cancel(a, r3.id, T0 + 2)};
+    RUN_BATCH(refused);
+    cr_assert_eq(refused[0].result, BX_ERR_SEAT_UNAVAILABLE);
+    cr_assert_eq(refused[1].result, BX_ERR_NOT_HELD);
+    cr_assert_eq(seat_changes(l, got, sizeof got), 0, "a batch that changed no seat says nothing");
+
+    int expired = -1;
+    cr_assert_eq(st->ops->sweep_holds(st, T0 + 2, &expired), BX_OK);
+    cr_assert_eq(expired, 1);
+    snprintf(want, sizeof want, "%" PRId64 ",8,A,0", sch);
+    cr_assert_eq(seat_changes(l, got, sizeof got), 1, "the sweeper announces what it freed");
+    cr_assert_str_eq(got, want);
+    PQfinish(l);
+    cr_assert_eq(audit_with_limit(T0 + 2, MAX_SEATS).total, 0);
+}
+
+Test(SUITE, big_batch_splits_its_announcement_under_the_payload_limit)
+{
+    enum { USERS = 100, SEATS = 4 * USERS };
+    int64_t sch = make_schedule(make_concert(), SEATS, 1000), users[USERS];
+    char name[32];
+    for (int i = 0; i < USERS; i++) {
+        snprintf(name, sizeof name, "u%d", i);
+        users[i] = make_user(name, 0);
+    }
+    static struct store_write w[SEATS];
+    for (int i = 0; i < SEATS; i++)
+        w[i] = w_hold(users[i / 4], sch, i + 1, T0);
+    PGconn *l = listen_seats();
+    RUN_BATCH(w);
+    for (int i = 0; i < SEATS; i++)
+        cr_assert_eq(w[i].result, BX_OK, "item %d: %d", i, w[i].result);
+    static char got[65536];
+    int count = seat_changes(l, got, sizeof got);
+    cr_assert_geq(count, 2, "%d bytes of changes need more than one notification", (int)strlen(got));
+    static int seen[SEATS + 1];
+    int changes = 0;
+    for (char *save = NULL, *e = strtok_r(got, ";|", &save); e != NULL; e = strtok_r(NULL, ";|", &save)) {
+        long long s_id, seat, end;
+        char status;
+        cr_assert_eq(sscanf(e, "%lld,%lld,%c,%lld", &s_id, &seat, &status, &end), 4, "%s", e);
+        cr_assert_eq(s_id, sch);
+        cr_assert(seat >= 1 && seat <= SEATS);
+        cr_assert_eq(status, 'H');
+        cr_assert_eq(end, T0 + HOLD_MS);
+        seen[seat]++;
+        changes++;
+    }
+    cr_assert_eq(changes, SEATS);
+    for (int i = 1; i <= SEATS; i++)
+        cr_assert_eq(seen[i], 1, "seat %d announced %d times", i, seen[i]);
+    PQfinish(l);
+}
+
+Test(SUITE, batch_item_that_raises_fails_alone)
+{
+    int64_t a = make_user("a", 0), sch = make_schedule(make_concert(), 10, 1000);
+    raw_sql("CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN "
+            "IF NEW.amount = 4242 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END$$; "
+            "CREATE TRIGGER test_refuse BEFORE INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION test_refuse()");
+    struct store_write w[] = {w_charge(a, 100, T0), w_charge(a, 4242, T0), w_hold(a, sch, 1, T0)};
+    RUN_BATCH(w);
+    cr_assert_eq(w[0].result, BX_OK);
+    cr_assert_eq(w[0].balance, 100);
+    cr_assert_eq(w[1].result, BX_ERR_INTERNAL, "the raising item alone fails");
+    cr_assert_eq(w[2].result, BX_OK);
+    cr_assert_eq(balance_of(a), 100);
+    cr_assert_eq(audit_with_limit(T0, MAX_SEATS).total, 0);
+}
+
+struct blocked_batch {
+    struct store_write w[3];
+    bx_err result;
+};
+
+static void *thread_blocked_batch(void *arg)
+{
+    struct blocked_batch *b = arg;
+    char err[256];
+    struct store *s = connect_store(err, sizeof err);
+    b->result = s ? store_pg_write_batch(s, b->w, 3) : BX_ERR_INTERNAL;
+    if (s)
+        s->ops->close(s);
+    return NULL;
+}
+
+/* Two items on one seat, whose row another transaction updates and commits while
+ * the batch waits for its lock: every item still gets its own outcome (a first
+ * version of the lock statement lost the second item in the recheck). */
+Test(SUITE, batch_waiting_for_a_seat_updated_meanwhile_keeps_every_item)
+{
+    int64_t a = make_user("a", 0), b = make_user("b", 0), sch = make_schedule(make_concert(), 10, 1000);
+    PGconn *other = raw_connect(db_url);
+    PGresult *r = PQexec(other, "BEGIN; UPDATE seats SET price = price WHERE seat_no IN (5, 6)");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    struct blocked_batch batch = {.w = {w_hold(a, sch, 5, T0), w_hold(b, sch, 5, T0), w_hold(b, sch, 6, T0)}};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, thread_blocked_batch, &batch), 0);
+    struct timespec pause = {.tv_nsec = 300 * 1000000};
+    nanosleep(&pause, NULL);
+    r = PQexec(other, "COMMIT");
+    PQclear(r);
+    pthread_join(th, NULL);
+    PQfinish(other);
+    cr_assert_eq(batch.result, BX_OK);
+    cr_assert_eq(batch.w[0].result, BX_OK);
+    cr_assert_eq(batch.w[1].result, BX_ERR_SEAT_UNAVAILABLE, "%d", batch.w[1].result);
+    cr_assert_eq(batch.w[2].result, BX_OK);
+    cr_assert_eq(audit(T0).total, 0);
+}
+
+/* Threads of its own connection sending batches over the same users and seats,
+ * half of them in the opposite order. */
+struct batcher {
+    int64_t users[4], schedule;
+    int id, rounds, seats;
+    bx_err result;
+    int held, paid;
+    pthread_barrier_t *start;
+};
+
+static void *thread_batches(void *arg)
+{
+    struct batcher *b = arg;
+    char err[256];
+    struct store *s = connect_store(err, sizeof err);
+    pthread_barrier_wait(b->start);
+    b->result = s ? BX_OK : BX_ERR_INTERNAL;
+    struct store_write w[64];
+    for (int round = 0; round < b->rounds && b->result == BX_OK; round++) {
+        int64_t now = T0 + round * (HOLD_MS + 1); /* every round's holds end before the next */
+        for (int k = 0; k < b->seats; k++) {
+            int seat = b->id % 2 ? b->seats - k : k + 1;
+            w[k] = w_hold(b->users[(seat + b->id) % 4], b->schedule, seat, now);
+            w[k].max_per_user = b->seats;
+        }
+        b->result = store_pg_write_batch(s, w, (size_t)b->seats);
+        int n = 0;
+        for (int k = b->seats - 1; k >= 0 && b->result == BX_OK; k--)
+            if (w[k].result == BX_OK) {
+                b->held++;
+                w[n] = w_pay(w[k].user_id, w[k].reservation.id, 0, now + 1);
+                n++;
+            }
+        if (b->result == BX_OK && n > 0 && round % 2 == 0) {
+            b->result = store_pg_write_batch(s, w, (size_t)n);
+            for (int k = 0; k < n; k++)
+                b->paid += w[k].result == BX_OK;
+        }
+    }
+    if (s)
+        s->ops->close(s);
+    return NULL;
+}
+
+Test(SUITE, concurrent_batches_in_opposite_orders_do_not_deadlock)
+{
+    enum { N = 6 };
+    struct batcher b[N];
+    pthread_t th[N];
+    pthread_barrier_t start;
+    int64_t users[4], sch = make_schedule(make_concert(), 40, 1000);
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "u%d", i);
+        users[i] = make_user(name, 10000000);
+    }
+    cr_assert_eq(pthread_barrier_init(&start, NULL, N), 0);
+    for (int i = 0; i < N; i++) {
+        b[i] = (struct batcher){.schedule = sch, .id = i, .rounds = 6, .seats = 40, .start = &start};
+        memcpy(b[i].users, users, sizeof users);
+        cr_assert_eq(pthread_create(&th[i], NULL, thread_batches, &b[i]), 0);
+    }
+    int held = 0, paid = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(b[i].result, BX_OK, "batcher %d: %d (a deadlock is UNAVAILABLE)", i, b[i].result);
+        held += b[i].held;
+        paid += b[i].paid;
+    }
+    pthread_barrier_destroy(&start);
+    cr_assert_gt(held, 0);
+    cr_assert_eq(raw_int("SELECT count(*) FROM seats WHERE status = 'SOLD'"), paid);
+    cr_assert_eq(audit(T0 + 10 * HOLD_MS).total, 0);
+}
+
+Test(SUITE, board_load_reads_a_schedule_as_stored)
+{
+    int64_t u = make_user("u", 100000), c = make_concert(), sch = make_schedule(c, 5, 1000);
+    struct reservation r;
+    struct payment p;
+    struct idem none = {.key = NULL};
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 2, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 3, T0, HOLD_MS, MAX_SEATS, &r), BX_OK);
+    cr_assert_eq(st->ops->pay(st, u, r.id, -1, T0, &none, &p), BX_OK);
+    cr_assert_eq(st->ops->hold_seat(st, u, sch, 4, T0 - HOLD_MS, HOLD_MS, MAX_SEATS, &r), BX_OK); /* ended */
+    char id[24], rows[512] = "";
+    size_t len = 0;
+    snprintf(id, sizeof id, "%" PRId64, sch);
+    const char *values[1] = {id};
+    PGconn *conn = raw_connect(db_url);
+    PGresult *res = PQexecParams(conn, BOARD_LOAD_SQL, 1, NULL, values, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(res));
+    cr_assert_eq(PQnfields(res), 6);
+    for (int i = 0; i < PQntuples(res); i++)
+        len += (size_t)snprintf(rows + len, sizeof rows - len, "%s%s %s %s %s %s %s", i ? "|" : "",
+                                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                                PQgetvalue(res, i, 3), PQgetvalue(res, i, 4), PQgetvalue(res, i, 5));
+    PQclear(res);
+    char want[512];
+    snprintf(want, sizeof want,
+             "%1$" PRId64 " 5 1 1000 A 0|%1$" PRId64 " 5 2 1000 H %2$" PRId64 "|%1$" PRId64 " 5 3 1000 S 0|"
+             "%1$" PRId64 " 5 4 1000 H %3$" PRId64 "|%1$" PRId64 " 5 5 1000 A 0",
+             c, (int64_t)(T0 + HOLD_MS), (int64_t)T0);
+    cr_assert_str_eq(rows, want);
+    values[0] = "987654";
+    res = PQexecParams(conn, BOARD_LOAD_SQL, 1, NULL, values, NULL, NULL, 0);
+    cr_assert_eq(PQntuples(res), 0, "no such schedule: no row");
+    PQclear(res);
+    PQfinish(conn);
 }
 #endif
