@@ -154,7 +154,7 @@ bool pg_batch_encode(const struct store_write *w, size_t n, int64_t balance_max,
     if (n > (SIZE_MAX - 128) / ITEM_TEXT_MAX)
         return false;
     struct item *items = malloc((n ? n : 1) * sizeof *items);
-    char *buf = malloc(n * ITEM_TEXT_MAX + 3 * P_BALANCE_MAX + 32);
+    char *buf = malloc(n * ITEM_TEXT_MAX + (size_t)3 * P_BALANCE_MAX + 32);
     if (items == NULL || buf == NULL) {
         free(items);
         free(buf);

@@ -1007,19 +1007,19 @@ static bx_err write_batch_once(struct pg_store *s, struct store_write *w, size_t
  * its transaction rolled back) is the only failure after which the writes are
  * known not to have committed, so only then is each run again alone; the one
  * that raised gets BX_ERR_INTERNAL as its result and the others their own. */
-bx_err store_pg_write_batch(struct store *base, struct store_write *w, size_t n)
+bx_err store_pg_write_batch(struct store *s, struct store_write *w, size_t n)
 {
-    if (base == NULL || base->ops != &pg_ops)
+    if (s == NULL || s->ops != &pg_ops)
         return BX_ERR_INTERNAL;
-    struct pg_store *s = to_pg(base);
+    struct pg_store *ps = to_pg(s);
     bool ran;
     if (n == 0)
         return BX_OK;
-    bx_err e = write_batch_once(s, w, n, &ran);
+    bx_err e = write_batch_once(ps, w, n, &ran);
     if (e != BX_ERR_INTERNAL || ran || n == 1)
         return e;
     for (size_t i = 0; i < n; i++) {
-        e = write_batch_once(s, &w[i], 1, &ran);
+        e = write_batch_once(ps, &w[i], 1, &ran);
         if (e == BX_ERR_INTERNAL && !ran)
             w[i].result = BX_ERR_INTERNAL; /* this one raised */
         else if (e != BX_OK)
