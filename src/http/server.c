@@ -1,13 +1,14 @@
 /* server.c — h2o 2.2 glue: one event loop per thread, each with its own
  * SO_REUSEPORT listener, its own store (store/astore.h) and its own port on the
  * waiting room; HTTP/1.1 only (no h2: Debian's h2o 2.2.5 lacks the Rapid Reset
- * fix). API paths go through the router; other paths fall through to the static
- * web page. Must not hold domain logic. */
+ * fix). API paths go through the router; other paths go to the web page
+ * (http/webpage.c). Must not hold domain logic. */
 #include "http/server.h"
 #include "api/api.h"
 #include "app.h"
 #include "http/metrics.h"
 #include "http/router.h"
+#include "http/webpage.h"
 #include "http/workers.h"
 #include "store/astore.h"
 #include "util/clock.h"
@@ -25,7 +26,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,15 +51,16 @@ void server_call_finished(struct call *c)
 {
     int64_t us = (mono_ns() - c->started_ns) / 1000;
     size_t ri = c->route ? (size_t)(c->route - api_routes) : api_route_count;
-    metrics_observe_request(ri, c->status, us);
+    if (!c->web) /* the metrics are the API's; the page's files are not counted */
+        metrics_observe_request(ri, c->status, us);
     if (log_threshold <= LOG_INFO) {
+        const char *label = c->route ? c->route->path : c->web ? "web page" : "unmatched";
         char line[512], ts[32];
         int n = snprintf(line, sizeof line,
                          "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"%.*s\",\"path\":\"%s\","
                          "\"status\":%d,\"us\":%lld,\"user\":%lld,\"rid\":\"%s\"}",
-                         clock_format_rfc3339(c->now, ts, sizeof ts), (int)c->req->method.len, c->req->method.base,
-                         c->route ? c->route->path : "unmatched", c->status, (long long)us, (long long)c->user_id,
-                         c->request_id);
+                         clock_format_rfc3339(c->now, ts, sizeof ts), (int)c->req->method.len,
+                         c->req->method.base, label, c->status, (long long)us, (long long)c->user_id, c->request_id);
         log_line(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
     }
 }
@@ -107,15 +108,13 @@ static void close_after_unclear_framing(h2o_req_t *req)
         req->http1_is_persistent = 0;
 }
 
-/* The one h2o handler for the API: route, authenticate, dispatch. */
+/* The one h2o handler: route, authenticate, dispatch; paths outside the API go
+ * to the web page when there is one. */
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     h2o_iovec_t path = h2o_iovec_init(req->path.base, path_len);
-    int has_web = app.cfg.web_root[0] != '\0';
-    if (!is_api_path(path) && has_web)
-        return -1; /* the static file handler answers */
 
     close_after_unclear_framing(req);
     struct call *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
@@ -125,6 +124,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     c->started_ns = mono_ns();
     c->now = clock_now_ms();
     request_id_new(c->request_id);
+    if (!is_api_path(path) && app.cfg.web_root[0] != '\0') {
+        webpage_serve(c);
+        return 0;
+    }
 
     const struct route *route = NULL;
     char allow[64];
@@ -259,13 +262,8 @@ static void configure_h2o(void)
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof *handler);
     handler->on_req = on_req;
-    struct stat st;
-    if (app.cfg.web_root[0] != '\0' && stat(app.cfg.web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
-        static const char *index_files[] = {"index.html", NULL};
-        h2o_file_register(pathconf, app.cfg.web_root, index_files, NULL, 0);
-    } else {
-        if (app.cfg.web_root[0] != '\0')
-            log_warn("web root %s not found: serving the API only", app.cfg.web_root);
+    if (app.cfg.web_root[0] != '\0' && webpage_open(app.cfg.web_root) != 0) {
+        log_warn("web root %s not found: serving the API only", app.cfg.web_root);
         app.cfg.web_root[0] = '\0';
     }
     for (size_t i = 0; i < api_route_count && i < 64; i++) {

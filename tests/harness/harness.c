@@ -1209,6 +1209,7 @@ void bx_client_release(struct bx_client *c)
     while (r != NULL) {
         struct bx_resp *next = r->next_owned;
         free(r->body);
+        free(r->headers);
         json_decref(r->json);
         free(r);
         r = next;
@@ -1283,6 +1284,13 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct bx_resp *r = ud;
     size_t n = size * nmemb;
+    size_t had = r->headers ? strlen(r->headers) : 0;
+    char *nh = realloc(r->headers, had + n + 1);
+    if (nh != NULL) {
+        memcpy(nh + had, ptr, n);
+        nh[had + n] = '\0';
+        r->headers = nh;
+    }
     header_value(ptr, n, "X-Request-Id", r->request_id, sizeof r->request_id);
     header_value(ptr, n, "Allow", r->allow, sizeof r->allow);
     header_value(ptr, n, "Content-Type", r->content_type, sizeof r->content_type);
@@ -1355,6 +1363,8 @@ struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *pat
         snprintf(line, sizeof line, "X-Admin-Key: %s", req->admin_key);
         hd = curl_slist_append(hd, line);
     }
+    if (req->header)
+        hd = curl_slist_append(hd, req->header);
     if (req->body) {
         snprintf(line, sizeof line, "Content-Type: %s", req->content_type ? req->content_type : "application/json");
         hd = curl_slist_append(hd, line);
@@ -1428,6 +1438,23 @@ int64_t bx_jint(const json_t *j, const char *key)
 bool bx_jnull(const json_t *j, const char *key)
 {
     return json_is_null(json_object_get(j, key));
+}
+
+const char *bx_header(const struct bx_resp *r, const char *name, char *out, size_t len)
+{
+    const char *found = NULL;
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; p != NULL && *p != '\0';) {
+        const char *eol = strchr(p, '\n');
+        size_t linelen = eol ? (size_t)(eol - p + 1) : strlen(p);
+        if (linelen > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            out[0] = '\0';
+            header_value(p, linelen, name, out, len);
+            found = out;
+        }
+        p += linelen;
+    }
+    return found;
 }
 
 const char *bx_err_code(const struct bx_resp *r)

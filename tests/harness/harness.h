@@ -146,6 +146,7 @@ struct bx_req {
     const char *queue_token;  /* X-Queue-Token */
     const char *idem_key;     /* Idempotency-Key */
     const char *admin_key;    /* X-Admin-Key */
+    const char *header;       /* one more header line, "Name: value" */
     const char *body;         /* raw body */
     const char *content_type; /* default for a body: application/json */
     size_t body_len;          /* 0: strlen(body) */
@@ -163,6 +164,7 @@ struct bx_resp {
     char content_type[128];
     char upstream[128]; /* X-Upstream from nginx: the instance(s) tried ("" without nginx) */
     char retry_after[32]; /* Retry-After ("" if absent) */
+    char *headers;        /* every header line as received ("Name: value\r\n"...), NUL-terminated */
     char error[CURL_ERROR_SIZE];
     char what[320]; /* "POST /api/v1/..." for failure messages */
     struct bx_resp *next_owned;
@@ -200,6 +202,9 @@ int64_t bx_jint(const json_t *j, const char *key);
  * (schedule, seat), or 0: finds a hold whose own answer was lost (crash, failover). */
 int64_t bx_find_held(const json_t *reservations_answer, int64_t schedule_id, int seat_no);
 bool bx_jnull(const json_t *j, const char *key); /* key present with null */
+/* The value of response header `name` (any case; the last one when repeated),
+ * copied into out; NULL when the response has no such header. */
+const char *bx_header(const struct bx_resp *r, const char *name, char *out, size_t len);
 /* error.code of an error body, "" when the body has no error object. */
 const char *bx_err_code(const struct bx_resp *r);
 const char *bx_err_field(const struct bx_resp *r);
