@@ -40,6 +40,9 @@ static int lock_embedded_db(const struct config *cfg)
 
 static int cmd_serve(const struct config *cfg)
 {
+    /* the port first: a start that cannot serve must not migrate or open anything */
+    if (server_listen(cfg) != 0)
+        return 1;
     /* app_init creates the database directory and file before we lock beside it */
     if (app_init(cfg) != 0)
         return 1;

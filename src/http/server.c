@@ -1,6 +1,6 @@
-/* server.c — h2o 2.2 glue: one event loop per thread, each with its own
- * SO_REUSEPORT listener, its own store (store/astore.h) and its own port on the
- * waiting room; HTTP/1.1 only (no h2: Debian's h2o 2.2.5 lacks the Rapid Reset
+/* server.c — h2o 2.2 glue: one event loop per thread, all accepting from one
+ * listening socket that this process alone holds, each with its own store
+ * (store/astore.h) and its own port on the waiting room; HTTP/1.1 only (no h2: Debian's h2o 2.2.5 lacks the Rapid Reset
  * fix). API paths go through the router; other paths go to the web page
  * (http/webpage.c). Must not hold domain logic. */
 #include "http/server.h"
@@ -233,21 +233,45 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static int open_listener(struct sockaddr_in *addr)
+static int listen_fd = -1;             /* the process's one listening socket (server_listen) */
+static struct sockaddr_in listen_addr; /* its address, with the port the kernel chose for port 0 */
+
+/* One listening socket for the whole process, without SO_REUSEPORT: the kernel
+ * then refuses the port to anyone else who listens on it, whoever they are, and
+ * a second boxoffice fails here instead of silently sharing the port (with
+ * SO_REUSEPORT every process of the same user could join the group and take a
+ * share of the connections). The loops share this one socket: each accepts from
+ * its own duplicate of the descriptor. SO_REUSEADDR only lets a restart bind
+ * over connections of the previous run still in TIME_WAIT; it never lets two
+ * listeners share a port. */
+int server_listen(const struct config *cfg)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-    if (fd < 0)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
-        bind(fd, (struct sockaddr *)addr, sizeof *addr) != 0 || listen(fd, SOMAXCONN) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
+    memset(&listen_addr, 0, sizeof listen_addr);
+    listen_addr.sin_family = AF_INET;
+    listen_addr.sin_port = htons((uint16_t)cfg->listen_port);
+    if (inet_pton(AF_INET, cfg->listen_host, &listen_addr.sin_addr) != 1) {
+        log_error("--listen host must be an IPv4 address, got %s", cfg->listen_host);
         return -1;
     }
-    return fd;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        bind(fd, (struct sockaddr *)&listen_addr, sizeof listen_addr) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int saved = errno;
+        if (saved == EADDRINUSE)
+            log_error("cannot listen on %s:%d: the port is in use by another process (another boxoffice, or any "
+                      "other server); stop it or choose another --listen",
+                      cfg->listen_host, cfg->listen_port);
+        else
+            log_error("cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, strerror(saved));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    socklen_t alen = sizeof listen_addr;
+    getsockname(fd, (struct sockaddr *)&listen_addr, &alen); /* port 0: the port the kernel chose */
+    listen_fd = fd;
+    return 0;
 }
 
 static void configure_h2o(void)
@@ -311,12 +335,8 @@ const char *const *server_route_labels(void)
 int server_run(void)
 {
     int n = app.cfg.threads;
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)app.cfg.listen_port);
-    if (inet_pton(AF_INET, app.cfg.listen_host, &addr.sin_addr) != 1) {
-        log_error("--listen host must be an IPv4 address, got %s", app.cfg.listen_host);
+    if (listen_fd < 0) {
+        log_error("server_run without server_listen");
         return 1;
     }
     sigset_t sigs;
@@ -353,15 +373,11 @@ int server_run(void)
     }
     int rc = 0, started = 0;
     for (int i = 0; i < n; i++) {
-        int fd = open_listener(&addr);
+        int fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0); /* the loop owns (and closes) its duplicate */
         if (fd < 0) {
-            log_error("cannot listen on %s:%d: %s", app.cfg.listen_host, ntohs(addr.sin_port), strerror(errno));
+            log_error("cannot duplicate the listening socket: %s", strerror(errno));
             rc = 1;
             break;
-        }
-        if (i == 0 && addr.sin_port == 0) { /* port 0: every loop shares the port the kernel chose */
-            socklen_t alen = sizeof addr;
-            getsockname(fd, (struct sockaddr *)&addr, &alen);
         }
         loops[i].index = i;
         loops[i].listen_fd = fd;
@@ -378,9 +394,11 @@ int server_run(void)
             ;
     for (int i = 0; i < started; i++)
         rc |= loops[i].init_failed;
+    close(listen_fd); /* every loop holds its own duplicate now */
+    listen_fd = -1;
     if (rc == 0) {
         log_info("boxoffice serving on http://%s:%d/ (%d loops, db %s, queue %s)", app.cfg.listen_host,
-                 ntohs(addr.sin_port), n, app.cfg.db, app.cfg.queue);
+                 ntohs(listen_addr.sin_port), n, app.cfg.db, app.cfg.queue);
         int sig = 0;
         sigwait(&sigs, &sig);
         log_info("signal %d: draining and shutting down", sig);

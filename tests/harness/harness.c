@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <ftw.h>
@@ -970,6 +971,74 @@ int bx_audit(const struct bx_server *s, char **out)
     if (out != NULL)
         *out = read_file_tail(path, 1000);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out)
+{
+    const char *bin = server_bin();
+    if (bin == NULL)
+        return -1;
+    char path[] = "/tmp/bx-run-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    chmod(path, 0666); /* written by the child, which may run as another user */
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)bin;
+    for (int i = 0; args[i] != NULL && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    char **env = scrubbed_env();
+    if (env == NULL) {
+        unlink(path);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int in = open("/dev/null", O_RDONLY), o = open(path, O_WRONLY | O_APPEND);
+        if (in < 0 || o < 0)
+            _exit(127);
+        dup2(in, 0);
+        dup2(o, 1);
+        dup2(o, 2);
+        if (uid > 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0)) {
+            dprintf(2, "harness: cannot become uid %d: %s\n", uid, strerror(errno));
+            _exit(127);
+        }
+        execve(argv[0], argv, env);
+        dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    free(env);
+    if (pid < 0) {
+        unlink(path);
+        return -1;
+    }
+    int st = 0, rc = -1;
+    int64_t deadline = bx_now_ms() + timeout_ms;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid) {
+            rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        if (w < 0 && errno != EINTR)
+            break;
+        if (bx_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            rc = 128 + SIGKILL;
+            break;
+        }
+        bx_sleep_ms(10);
+    }
+    if (out != NULL)
+        *out = read_file_tail(path, 1000);
+    unlink(path);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- private PostgreSQL / Redis */

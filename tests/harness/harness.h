@@ -108,6 +108,14 @@ void bx_wait_balanced(struct bx_server *s, int timeout_ms);
  * out is not NULL, a malloc'd copy of its stdout+stderr (caller frees). */
 int bx_audit(const struct bx_server *s, char **out);
 
+/* Runs the boxoffice binary with args (NULL-terminated, after the program
+ * name) in a scrubbed environment (no BOXOFFICE_* variable), stdin /dev/null;
+ * with uid > 0 as that user (and its group, uid == gid for nobody), which needs
+ * root. Kills it after timeout_ms. Returns its exit code, 128 + the signal if
+ * it was killed, -1 if it could not run; *out (may be NULL) gets a malloc'd copy
+ * of its stdout+stderr (caller frees). */
+int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out);
+
 /* ---- private PostgreSQL / Redis (tests that stop a dependency under load) ----
  * The shared servers of BOXOFFICE_TEST_PG_URL / BOXOFFICE_TEST_REDIS_URL serve
  * every test of the run at once; a test that stops one starts its own with these
