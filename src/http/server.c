@@ -47,19 +47,30 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The level of a request's log line: a server fault (500) is an error, an
+ * unavailable dependency (503) a warning, anything a client caused is info. */
+static enum log_level request_level(int status)
+{
+    if (status >= 500)
+        return status == 503 ? LOG_WARN : LOG_ERROR;
+    return LOG_INFO;
+}
+
 void server_call_finished(struct call *c)
 {
+    static const char *const level_names[] = {"debug", "info", "warn", "error"};
     int64_t us = (mono_ns() - c->started_ns) / 1000;
     size_t ri = c->route ? (size_t)(c->route - api_routes) : api_route_count;
     if (!c->web) /* the metrics are the API's; the page's files are not counted */
         metrics_observe_request(ri, c->status, us);
-    if (log_threshold <= LOG_INFO) {
+    enum log_level level = request_level(c->status);
+    if (log_threshold <= level) {
         const char *label = c->route ? c->route->path : c->web ? "web page" : "unmatched";
         char line[512], ts[32];
         int n = snprintf(line, sizeof line,
-                         "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"%.*s\",\"path\":\"%s\","
+                         "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"request\",\"method\":\"%.*s\",\"path\":\"%s\","
                          "\"status\":%d,\"us\":%lld,\"user\":%lld,\"rid\":\"%s\"}",
-                         clock_format_rfc3339(c->now, ts, sizeof ts), (int)c->req->method.len,
+                         clock_format_rfc3339(c->now, ts, sizeof ts), level_names[level], (int)c->req->method.len,
                          c->req->method.base, label, c->status, (long long)us, (long long)c->user_id, c->request_id);
         log_line(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
     }

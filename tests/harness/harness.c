@@ -975,9 +975,19 @@ int bx_audit(const struct bx_server *s, char **out)
 
 int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out)
 {
-    const char *bin = server_bin();
-    if (bin == NULL)
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = server_bin();
+    if (argv[0] == NULL)
         return -1;
+    for (int i = 0; args[i] != NULL && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return bx_run(argv, timeout_ms, uid, out);
+}
+
+int bx_run(const char *const *args, int timeout_ms, int uid, char **out)
+{
     char path[] = "/tmp/bx-run-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0)
@@ -986,7 +996,6 @@ int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out)
     chmod(path, 0666); /* written by the child, which may run as another user */
     char *argv[64];
     int n = 0;
-    argv[n++] = (char *)bin;
     for (int i = 0; args[i] != NULL && n < 63; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
@@ -998,6 +1007,7 @@ int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out)
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        setpgid(0, 0); /* a group of its own: a timeout kills what it started too */
         int in = open("/dev/null", O_RDONLY), o = open(path, O_WRONLY | O_APPEND);
         if (in < 0 || o < 0)
             _exit(127);
@@ -1028,7 +1038,7 @@ int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out)
         if (w < 0 && errno != EINTR)
             break;
         if (bx_now_ms() > deadline) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL);
             waitpid(pid, &st, 0);
             rc = 128 + SIGKILL;
             break;

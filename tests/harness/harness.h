@@ -115,6 +115,9 @@ int bx_audit(const struct bx_server *s, char **out);
  * it was killed, -1 if it could not run; *out (may be NULL) gets a malloc'd copy
  * of its stdout+stderr (caller frees). */
 int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out);
+/* The same for any program: argv[0] is its path. It runs in a process group of
+ * its own, which the timeout kills whole. */
+int bx_run(const char *const *argv, int timeout_ms, int uid, char **out);
 
 /* ---- private PostgreSQL / Redis (tests that stop a dependency under load) ----
  * The shared servers of BOXOFFICE_TEST_PG_URL / BOXOFFICE_TEST_REDIS_URL serve
