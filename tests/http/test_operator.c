@@ -209,6 +209,43 @@ Test(operator, an_unwritable_data_directory_is_named_with_the_permission_problem
     }
 }
 
+/* ------------------------------------------------------------ make run */
+
+static int run_demo(const char *listen, int timeout_ms, char **out)
+{
+    const char *args[] = {
+        BX_SOURCE_ROOT "/scripts/run-demo.sh", getenv("BOXOFFICE_BIN"), in_dir("data"), listen, "demo-key", NULL};
+    return bx_run(args, timeout_ms, 0, out);
+}
+
+Test(operator, make_run_prints_the_walkthrough_only_once_the_server_listens)
+{
+    scratch();
+    /* a busy port: the error, no walkthrough, a failing exit */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 4) == 0 &&
+              getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
+    char listen_on[64];
+    snprintf(listen_on, sizeof listen_on, "127.0.0.1:%d", ntohs(a.sin_port));
+    char *out = NULL;
+    int rc = run_demo(listen_on, 30000, &out);
+    close(fd);
+    cr_assert(rc != 0 && rc != 137, "make run on a busy port: exit %d: %s", rc, out);
+    cr_assert(strstr(out, "in use by another process") != NULL, "%s", out);
+    cr_assert(strstr(out, "Walk the whole flow") == NULL, "the walkthrough was printed for a failed start: %s", out);
+    free(out);
+    /* a free port: the walkthrough comes after the line that says it serves */
+    rc = run_demo("127.0.0.1:0", 8000, &out); /* serves until the timeout kills it */
+    cr_assert_eq(rc, 137, "exit %d: %s", rc, out);
+    const char *serving = strstr(out, "boxoffice serving on");
+    const char *walk = strstr(out, "Walk the whole flow");
+    cr_assert(serving != NULL && walk != NULL && walk > serving, "walkthrough missing or before the bind: %s", out);
+    free(out);
+}
+
 /* ------------------------------------------------------------ request logs */
 
 /* The request line the server logged for rid, or NULL. */
