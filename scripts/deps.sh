@@ -20,6 +20,7 @@ TEST_PKGS=(
     redis-server postgresql "nginx-light|nginx"
     chromium chromium-driver
     wrk valgrind cppcheck clang clang-tidy libclang-rt-14-dev sqlite3 gnuplot-nox python3
+    strace systemd
 )
 
 usage() {

@@ -131,6 +131,7 @@ if (($# > 0)); then
   run_summary fuzz tests/fuzz/run.sh 5 build-fuzz
   run_summary lint scripts/lint.sh "$1"
   run_summary valgrind scripts/valgrind-http.sh "$1"
+  run_summary deploy scripts/check-deploy.sh "$1"
 fi
 
 if ((${#broken[@]})); then
