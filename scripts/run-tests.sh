@@ -91,7 +91,7 @@ for dir in "$@"; do
   for exe in "$dir"/tests/unit/test_*; do
     [[ -x $exe && -f $exe ]] && run_criterion "$dir" "$exe"
   done
-  # Every HTTP suite runs in both modes (SPEC §2): one process on SQLite, then two
+  # Every HTTP suite runs in both modes (CONTRACT §2): one process on SQLite, then two
   # instances on PostgreSQL + Redis behind nginx. test_scaleout is scale-out only.
   for mode in embedded scaleout; do
     for exe in "$dir"/tests/http/http_test_*; do
