@@ -1,4 +1,4 @@
-/* config.c — flags, BOXOFFICE_* environment and defaults (SPEC §7). One table
+/* config.c — flags, BOXOFFICE_* environment and defaults (CONTRACT §7). One table
  * drives parsing, the environment lookup and --help, so they cannot disagree. */
 #include "config.h"
 #include "util/log.h"

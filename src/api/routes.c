@@ -1,4 +1,4 @@
-/* routes.c — the route table: every endpoint of SPEC §5, its auth, and the
+/* routes.c — the route table: every endpoint of CONTRACT §5, its auth, and the
  * answer when its {id} is malformed. The order only matters for 405's Allow. */
 #include "api/api.h"
 

@@ -185,7 +185,7 @@ static void on_room_ticked(void *arg, bx_err e)
 
 /* Housekeeping, every TICK_MS on every loop. Loop 0 also drives the waiting
  * room (idle expiry, admission; one tick at a time) and the store's own
- * periodic work (the hold sweeper, SPEC §4, §6). */
+ * periodic work (the hold sweeper, CONTRACT §4, §6). */
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     struct loop_ctx *loop = H2O_STRUCT_FROM_MEMBER(struct loop_ctx, tick_entry, entry);

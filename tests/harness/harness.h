@@ -3,7 +3,7 @@
  * jansson, and always cleans up (kill + rm -rf, and in scale-out mode DROP DATABASE
  * and the Redis keys).
  *
- * Two modes (SPEC §2), chosen by BOXOFFICE_TEST_MODE (or bx_server.mode):
+ * Two modes (CONTRACT §2), chosen by BOXOFFICE_TEST_MODE (or bx_server.mode):
  *  - embedded (default): one `boxoffice serve` on a free loopback port, SQLite file
  *    in the temp dir, in-process waiting room;
  *  - scaleout: a fresh database on the PostgreSQL of BOXOFFICE_TEST_PG_URL, a fresh

@@ -1,4 +1,4 @@
-/* test_errors.c — every error a client can meet (SPEC §5, DESIGN.md "API details"),
+/* test_errors.c — every error a client can meet (CONTRACT §5, DESIGN.md "API details"),
  * over real HTTP: the status, the error code, the body shape, X-Request-Id, and that
  * the refused request changed nothing. */
 #include "harness.h"
@@ -918,7 +918,7 @@ Test(errors, health_readiness_and_metrics_answer)
               "no Prometheus counter in /metrics:\n%.2000s", r->body);
     cr_assert(strstr(r->body, " histogram\n") != NULL, "no latency histogram in /metrics:\n%.2000s", r->body);
     cr_assert(strstr(r->body, " gauge\n") != NULL, "no gauge (queue lengths) in /metrics:\n%.2000s", r->body);
-    /* SPEC §7: payment failures by reason. Metrics are per process: in scale-out
+    /* CONTRACT §7: payment failures by reason. Metrics are per process: in scale-out
      * mode Prometheus scrapes each instance, and the failure was counted by the
      * instance nginx sent the payment to, so look at all of them. */
     bool reason_seen = false;
