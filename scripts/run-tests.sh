@@ -132,6 +132,7 @@ if (($# > 0)); then
   run_summary lint scripts/lint.sh "$1"
   run_summary valgrind scripts/valgrind-http.sh "$1"
   run_summary deploy scripts/check-deploy.sh "$1"
+  run_summary docs scripts/check-docs.sh
 fi
 
 if ((${#broken[@]})); then
