@@ -18,7 +18,8 @@ struct route {
     const char *path; /* template, also the metrics label */
     void (*handler)(struct call *c);
     enum route_auth auth;
-    bx_err bad_id; /* answer when {id} is not a positive integer */
+    const char *id_name; /* the API's name of {id} ("concertId"), named by the 400 when it is
+                          * not a positive int64; NULL when the template has no {id} */
 };
 
 enum router_result { ROUTER_FOUND, ROUTER_NO_PATH, ROUTER_BAD_METHOD, ROUTER_BAD_ID };

@@ -151,10 +151,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
         call_reply_error(c, BX_ERR_METHOD_NOT_ALLOWED, NULL, NULL);
         return 0;
-    case ROUTER_BAD_ID:
+    case ROUTER_BAD_ID: { /* not an id at all: a malformed request, not a missing object */
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s must be a positive integer (1 to 9223372036854775807)", route->id_name);
         c->route = route;
-        call_reply_error(c, route->bad_id, NULL, NULL);
+        call_reply_error(c, BX_ERR_VALIDATION, route->id_name, msg);
         return 0;
+    }
     case ROUTER_FOUND:
         break;
     }
