@@ -60,6 +60,11 @@ done
 if [[ $profile == test ]] && ! command -v node >/dev/null 2>&1; then
     missing+=(nodejs)
 fi
+# The OpenAPI check (tests/openapi) installs its pinned packages with npm ci;
+# Debian ships npm apart from nodejs.
+if [[ $profile == test ]] && ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 
 if ((${#missing[@]} == 0)); then
     echo "deps: all ${#wanted[@]} packages present"

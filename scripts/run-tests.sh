@@ -16,6 +16,9 @@ export ASAN_OPTIONS="detect_leaks=1"
 out_dir=${BOXOFFICE_TEST_OUTPUT:-$repo/test-output}
 mkdir -p "$out_dir"
 export BOXOFFICE_TEST_OUTPUT=$out_dir
+# Every response of the HTTP suites, for the OpenAPI check at the end.
+export BOXOFFICE_TEST_OPENAPI_LOG=$out_dir/openapi-responses.jsonl
+rm -f "$BOXOFFICE_TEST_OPENAPI_LOG"
 passed=0 failed=0 broken=()
 # What failed, repeated just above the summary (CI shows the tail of the output).
 details=$(mktemp /tmp/boxoffice-failures.XXXXXX)
@@ -128,6 +131,8 @@ run_summary() { # name command...  (the command's last line: "<name>: N passed, 
   fi
 }
 if (($# > 0)); then
+  # every response recorded above against docs/openapi.yaml
+  run_summary openapi tests/openapi/run.sh "$BOXOFFICE_TEST_OPENAPI_LOG"
   run_summary fuzz tests/fuzz/run.sh 5 build-fuzz
   run_summary lint scripts/lint.sh "$1"
   run_summary valgrind scripts/valgrind-http.sh "$1"

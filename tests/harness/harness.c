@@ -1398,6 +1398,43 @@ static size_t on_upload(char *buf, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* With BOXOFFICE_TEST_OPENAPI_LOG set, appends one JSON line per answered
+ * request to that file (method, path, status, content type, the headers the API
+ * documents, body) for tests/openapi/validate.mjs to check against
+ * docs/openapi.yaml after the suites. One write(2) per line with O_APPEND: the
+ * lines of parallel tests and threads never interleave. */
+static void record_for_openapi(const char *method, const char *path, const struct bx_resp *r)
+{
+    static const char *const kept[] = {"X-Request-Id", "Allow", "Retry-After", "Content-Length"};
+    const char *file = getenv("BOXOFFICE_TEST_OPENAPI_LOG");
+    if (file == NULL || *file == '\0' || r->status <= 0)
+        return;
+    json_t *headers = json_object();
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        char v[256];
+        if (bx_header(r, kept[i], v, sizeof v) != NULL)
+            json_object_set_new(headers, kept[i], json_string(v));
+    }
+    const char *test = criterion_current_test && criterion_current_test->name ? criterion_current_test->name : "";
+    json_t *line =
+        json_pack("{s:s,s:s,s:i,s:s,s:o,s:s%,s:s,s:s}", "method", method, "path", path, "status", (int)r->status,
+                  "contentType", r->content_type, "headers", headers, "body", r->body, r->len, "test", test, "mode",
+                  getenv("BOXOFFICE_TEST_MODE") ? getenv("BOXOFFICE_TEST_MODE") : "");
+    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    if (text == NULL)
+        return; /* a body that is not UTF-8 (json_pack refuses it): nothing to check against a JSON schema */
+    size_t n = strlen(text);
+    text[n] = '\n';
+    int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        ssize_t w = write(fd, text, n + 1);
+        (void)w;
+        close(fd);
+    }
+    free(text);
+}
+
 struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *path, const struct bx_req *req)
 {
     struct upload up = {0};
@@ -1483,6 +1520,7 @@ struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *pat
             snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(rc));
     }
     curl_slist_free_all(hd);
+    record_for_openapi(method, path, r);
     return r;
 }
 
