@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHUNK (64 * 1024)
+#define CHUNK ((size_t)64 * 1024)
 
 /* The page loads only its own script and stylesheet and talks only to its own
  * origin; nothing may frame it (clickjacking). */
