@@ -30,12 +30,11 @@ $(ASAN_BUILD)/build.ninja:
 asan: $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
+# Migrates and seeds $(DATA)/boxoffice.db, serves it on $(LISTEN), and prints the
+# curl walkthrough once the server listens. Override: make run LISTEN=127.0.0.1:9090
+# DATA=/tmp/bx ADMIN_KEY=secret
 run: build
-	mkdir -p $(DATA)
-	$(BUILD)/boxoffice migrate --db sqlite:$(DATA)/boxoffice.db
-	$(BUILD)/boxoffice seed --db sqlite:$(DATA)/boxoffice.db
-	@scripts/walkthrough.sh $(LISTEN)
-	exec $(BUILD)/boxoffice serve --listen $(LISTEN) --db sqlite:$(DATA)/boxoffice.db --admin-key $(ADMIN_KEY)
+	@scripts/run-demo.sh $(BUILD)/boxoffice $(DATA) $(LISTEN) $(ADMIN_KEY)
 
 # Every suite, then all of them again under ASan+UBSan; the last line is the summary.
 test: deps-test build asan

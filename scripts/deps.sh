@@ -20,6 +20,7 @@ TEST_PKGS=(
     redis-server postgresql "nginx-light|nginx"
     chromium chromium-driver
     wrk valgrind cppcheck clang clang-tidy libclang-rt-14-dev sqlite3 gnuplot-nox python3
+    strace systemd
 )
 
 usage() {
@@ -58,6 +59,11 @@ done
 # its own node, else Debian's nodejs package is enough.
 if [[ $profile == test ]] && ! command -v node >/dev/null 2>&1; then
     missing+=(nodejs)
+fi
+# The OpenAPI check (tests/openapi) installs its pinned packages with npm ci;
+# Debian ships npm apart from nodejs.
+if [[ $profile == test ]] && ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
 fi
 
 if ((${#missing[@]} == 0)); then

@@ -16,6 +16,9 @@ export ASAN_OPTIONS="detect_leaks=1"
 out_dir=${BOXOFFICE_TEST_OUTPUT:-$repo/test-output}
 mkdir -p "$out_dir"
 export BOXOFFICE_TEST_OUTPUT=$out_dir
+# Every response of the HTTP suites, for the OpenAPI check at the end.
+export BOXOFFICE_TEST_OPENAPI_LOG=$out_dir/openapi-responses.jsonl
+rm -f "$BOXOFFICE_TEST_OPENAPI_LOG"
 passed=0 failed=0 broken=()
 # What failed, repeated just above the summary (CI shows the tail of the output).
 details=$(mktemp /tmp/boxoffice-failures.XXXXXX)
@@ -91,7 +94,7 @@ for dir in "$@"; do
   for exe in "$dir"/tests/unit/test_*; do
     [[ -x $exe && -f $exe ]] && run_criterion "$dir" "$exe"
   done
-  # Every HTTP suite runs in both modes (SPEC §2): one process on SQLite, then two
+  # Every HTTP suite runs in both modes (CONTRACT §2): one process on SQLite, then two
   # instances on PostgreSQL + Redis behind nginx. test_scaleout is scale-out only.
   for mode in embedded scaleout; do
     for exe in "$dir"/tests/http/http_test_*; do
@@ -128,9 +131,13 @@ run_summary() { # name command...  (the command's last line: "<name>: N passed, 
   fi
 }
 if (($# > 0)); then
+  # every response recorded above against docs/openapi.yaml
+  run_summary openapi tests/openapi/run.sh "$BOXOFFICE_TEST_OPENAPI_LOG"
   run_summary fuzz tests/fuzz/run.sh 5 build-fuzz
   run_summary lint scripts/lint.sh "$1"
   run_summary valgrind scripts/valgrind-http.sh "$1"
+  run_summary deploy scripts/check-deploy.sh "$1"
+  run_summary docs scripts/check-docs.sh
 fi
 
 if ((${#broken[@]})); then

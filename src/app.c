@@ -3,19 +3,106 @@
 #include "util/clock.h"
 #include "util/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct app app;
+
+/* After a SQLite database could not be opened or written: when permissions are
+ * the likely cause, says which directory or file this user cannot write and
+ * what to do. SQLite creates the file, and its -wal and -shm files beside it, so
+ * the directory must be writable, not only the file. */
+static void hint_sqlite_access(const char *db)
+{
+    if (strncmp(db, "sqlite:", 7) != 0 || strcmp(db + 7, ":memory:") == 0)
+        return;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", db + 7);
+    const char *file = db + 7, *what = NULL;
+    struct stat st;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    while (stat(dir, &st) != 0) { /* the nearest directory that exists */
+        slash = strrchr(dir, '/');
+        if (slash == NULL) {
+            snprintf(dir, sizeof dir, ".");
+            break;
+        }
+        if (slash == dir) {
+            dir[1] = '\0';
+            break;
+        }
+        *slash = '\0';
+    }
+    if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0 && (errno == EACCES || errno == EROFS))
+        what = dir;
+    else if (stat(file, &st) == 0 && faccessat(AT_FDCWD, file, R_OK | W_OK, AT_EACCESS) != 0 &&
+             (errno == EACCES || errno == EROFS))
+        what = file;
+    if (what == NULL)
+        return;
+    uid_t uid = geteuid();
+    struct passwd *pw = getpwuid(uid);
+    const char *user = pw != NULL ? pw->pw_name : "this user";
+    if (errno == EROFS)
+        log_error("%s is on a read-only file system: boxoffice needs to write its database there; choose another "
+                  "--db path",
+                  what);
+    else
+        log_error("permission denied: %s is not writable by user %s (uid %u), and boxoffice must create and write its "
+                  "database files there (the file, and its -wal and -shm beside it); give that user the directory "
+                  "(e.g. chown -R %s %s) or choose another --db path",
+                  what, user, (unsigned)uid, user, what == dir ? dir : file);
+}
 
 struct store *app_store_open(const struct config *cfg, int flags)
 {
     char err[256];
     struct store *s = store_open(cfg->db, flags, err, sizeof err);
-    if (s == NULL)
+    if (s == NULL) {
         log_error("cannot open database %s: %s", cfg->db, err);
+        hint_sqlite_access(cfg->db);
+    }
     return s;
+}
+
+bx_err app_store_migrate(const struct config *cfg, struct store *s)
+{
+    bx_err e = s->ops->migrate(s);
+    if (e != BX_OK) {
+        log_error("migration of %s failed: %s", cfg->db, bx_err_info(e)->code);
+        hint_sqlite_access(cfg->db);
+    }
+    return e;
+}
+
+int app_store_is_migrated(struct store *s)
+{
+    /* the store reports a missing table as a raw SQL error on stderr: keep it
+     * out of sight for this one question (single-threaded subcommands only) */
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (saved >= 0 && null >= 0)
+        dup2(null, STDERR_FILENO);
+    bx_err e = s->ops->ping(s);
+    if (saved >= 0) {
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+    }
+    if (null >= 0)
+        close(null);
+    return e == BX_OK;
 }
 
 /* --secret given: the HMAC key is a hash of it (any length in, 32 bytes out);
@@ -23,8 +110,8 @@ struct store *app_store_open(const struct config *cfg, int flags)
 static int load_secret(struct store *s)
 {
     if (app.cfg.secret[0] != '\0') {
-        crypto_generichash(app.secret, sizeof app.secret, (const unsigned char *)app.cfg.secret,
-                           strlen(app.cfg.secret), NULL, 0);
+        crypto_generichash(app.secret, sizeof app.secret, (const unsigned char *)app.cfg.secret, strlen(app.cfg.secret),
+                           NULL, 0);
         return 0;
     }
     bx_err e = s->ops->secret_get_or_create(s, app.secret);
@@ -45,9 +132,7 @@ int app_init(const struct config *cfg)
     struct store *s = app_store_open(cfg, 0);
     if (s == NULL)
         return -1;
-    bx_err e = s->ops->migrate(s);
-    if (e != BX_OK) {
-        log_error("migration failed: %s", bx_err_info(e)->code);
+    if (app_store_migrate(cfg, s) != BX_OK) {
         s->ops->close(s);
         return -1;
     }

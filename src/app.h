@@ -29,7 +29,13 @@ extern struct app app;
 int app_init(const struct config *cfg);
 void app_release(void);
 
-/* Opens a store for the configured --db, printing the reason on failure. */
+/* Opens a store for the configured --db, printing the reason on failure (and,
+ * for a SQLite file, which directory or file this user cannot write). */
 struct store *app_store_open(const struct config *cfg, int flags);
+/* Migrates s, printing the reason (and the permission hint) on failure. */
+bx_err app_store_migrate(const struct config *cfg, struct store *s);
+/* 1 when s holds boxoffice's schema, without the store's raw error on stderr
+ * when it does not. For the single-threaded subcommands (migrate, audit). */
+int app_store_is_migrated(struct store *s);
 
 #endif

@@ -1,4 +1,4 @@
-/* config.c — flags, BOXOFFICE_* environment and defaults (SPEC §7). One table
+/* config.c — flags, BOXOFFICE_* environment and defaults (CONTRACT §7). One table
  * drives parsing, the environment lookup and --help, so they cannot disagree. */
 #include "config.h"
 #include "util/log.h"
@@ -115,13 +115,15 @@ static int set_opt(struct config *cfg, const struct opt *o, const char *val, con
 
 void config_print_help(const char *prog)
 {
-    printf("usage: %s <serve|migrate|seed|audit> [flags]\n\n"
+    printf("usage: %s <serve|migrate|seed|audit> [flags]\n"
+           "       %s --version | --help\n\n"
            "  serve    migrate, then serve the API and web page\n"
            "  migrate  create or upgrade the database schema\n"
-           "  seed     add the demo concert (idempotent)\n"
-           "  audit    check the invariants of SPEC section 3; exit 1 on any violation\n\n"
+           "  seed     add the demo concert and users (idempotent)\n"
+           "  audit    check invariants 1-5 of docs/CONTRACT.md (section 3) against the database;\n"
+           "           exit 1 on any violation, 2 when it cannot check\n\n"
            "flags (each also read from the environment variable shown):\n",
-           prog);
+           prog, prog);
     for (size_t i = 0; i < NOPTS; i++) {
         char env[64];
         env_name(opts[i].flag, env, sizeof env);

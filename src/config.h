@@ -1,5 +1,5 @@
 /* config.h — every setting of boxoffice: a flag, its BOXOFFICE_* environment
- * variable and its default (SPEC §7). Flags win over the environment. */
+ * variable and its default (CONTRACT §7). Flags win over the environment. */
 #ifndef BX_CONFIG_H
 #define BX_CONFIG_H
 

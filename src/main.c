@@ -1,5 +1,5 @@
 /* main.c — the boxoffice binary: subcommands serve, migrate, seed, audit
- * (SPEC §7). Start-up and shut-down only; no request handling here. */
+ * (docs/CONTRACT.md §7). Start-up and shut-down only; no request handling here. */
 #include "app.h"
 #include "config.h"
 #include "http/server.h"
@@ -8,11 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <h2o/version.h>
 #include <sodium.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define DEMO_TITLE "boxoffice Live 2027"
@@ -40,6 +43,9 @@ static int lock_embedded_db(const struct config *cfg)
 
 static int cmd_serve(const struct config *cfg)
 {
+    /* the port first: a start that cannot serve must not migrate or open anything */
+    if (server_listen(cfg) != 0)
+        return 1;
     /* app_init creates the database directory and file before we lock beside it */
     if (app_init(cfg) != 0)
         return 1;
@@ -52,18 +58,22 @@ static int cmd_serve(const struct config *cfg)
     return rc;
 }
 
+/* Creates the schema in a new database, or applies the migrations an existing
+ * one lacks, and says which of the two it did. */
 static int cmd_migrate(const struct config *cfg)
 {
     struct store *s = app_store_open(cfg, 0);
     if (s == NULL)
         return 1;
-    bx_err e = s->ops->migrate(s);
+    int existed = app_store_is_migrated(s);
+    bx_err e = app_store_migrate(cfg, s);
     s->ops->close(s);
-    if (e != BX_OK) {
-        log_error("migration failed: %s", bx_err_info(e)->code);
+    if (e != BX_OK)
         return 1;
-    }
-    printf("database %s is up to date\n", cfg->db);
+    if (existed)
+        printf("database %s was already migrated; its schema is up to date\n", cfg->db);
+    else
+        printf("database %s: schema created\n", cfg->db);
     return 0;
 }
 
@@ -139,11 +149,31 @@ static void print_finding(int invariant, const char *finding, void *arg)
     printf("VIOLATION invariant %d: %s\n", invariant, finding);
 }
 
+/* Checks invariants 1-5 (docs/CONTRACT.md §3) against an existing database:
+ * exit 0 clean, 1 on any violation, 2 when it could not check (no database,
+ * no schema, unreachable). Never creates a database. */
 static int cmd_audit(const struct config *cfg)
 {
+    struct stat st;
+    if (strncmp(cfg->db, "sqlite:", 7) == 0) {
+        const char *why = stat(cfg->db + 7, &st) != 0 ? strerror(errno) : st.st_size == 0 ? "an empty file" : NULL;
+        if (why != NULL) {
+            log_error("no database at %s (%s): nothing to audit; check --db (the servers' value), or create it "
+                      "with `boxoffice migrate`",
+                      cfg->db + 7, why);
+            return 2;
+        }
+    }
     struct store *s = app_store_open(cfg, 0);
     if (s == NULL)
         return 2;
+    if (!app_store_is_migrated(s)) {
+        log_error("%s is not a boxoffice database (no schema): nothing to audit; check --db, or run `boxoffice "
+                  "migrate` first",
+                  cfg->db);
+        s->ops->close(s);
+        return 2;
+    }
     int violations = 0;
     bx_err e = s->ops->audit(s, clock_now_ms(), cfg->max_seats_per_user, print_finding, NULL, &violations);
     s->ops->close(s);
@@ -155,7 +185,7 @@ static int cmd_audit(const struct config *cfg)
         printf("audit: %d violation(s)\n", violations);
         return 1;
     }
-    printf("audit: clean (invariants 1-5 hold)\n");
+    printf("audit: clean (invariants 1-5 of docs/CONTRACT.md hold)\n");
     return 0;
 }
 
@@ -169,6 +199,11 @@ int main(int argc, char **argv)
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         config_print_help(prog);
         return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("boxoffice %s (h2o %s, SQLite %s, libsodium %s)\n", BX_VERSION, H2O_VERSION, sqlite3_libversion(),
+               sodium_version_string());
+        return 0;
     }
     static const struct {
         const char *name;

@@ -1,4 +1,4 @@
-/* admin.c — catalogue management behind X-Admin-Key (SPEC §7): create concerts
+/* admin.c — catalogue management behind X-Admin-Key (CONTRACT §7): create concerts
  * and their dates with seats. */
 #include "api/api.h"
 #include "app.h"

@@ -1,4 +1,4 @@
-/* api.h — the HTTP API of SPEC §5: one handler per endpoint, grouped one file
+/* api.h — the HTTP API of CONTRACT §5: one handler per endpoint, grouped one file
  * per resource, all listed in the route table of routes.c. Handlers check the
  * input, call the store / waitroom, and answer through call.h; no SQL here. */
 #ifndef BX_API_API_H
@@ -22,12 +22,12 @@ int api_authenticate(struct call *c, enum route_auth auth);
  * deleted, so each loop remembers the ones it found (api/known_concerts.c) and
  * the hot paths (queue tokens, dates) skip that read. */
 void api_require_concert(struct call *c, int64_t concert_id, astore_done_fn done, void *state);
-/* Booking gate (SPEC §4): the caller's X-Queue-Token must be ACTIVE for
+/* Booking gate (CONTRACT §4): the caller's X-Queue-Token must be ACTIVE for
  * concert_id. e != BX_OK: answer with api_gate_fail. */
 void api_require_active(struct call *c, int64_t concert_id, waitroom_done_fn done, void *state);
 /* Answers a refused gate: 403/410 (an unknown token is simply "not admitted"). */
 void api_gate_fail(struct call *c, bx_err e);
-/* Per-user limits (SPEC: scalping): one token of the user's bucket for action;
+/* Per-user limits (DESIGN "API details": anti-scalping): one token of the user's bucket for action;
  * -1 after answering 429 RATE_LIMITED with Retry-After. */
 enum rate_action { RATE_QUEUE_TOKEN = 1, RATE_HOLD, RATE_CHARGE, RATE_LOGIN };
 int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject);

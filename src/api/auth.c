@@ -1,5 +1,5 @@
 /* auth.c — who is calling: access tokens (signed, no lookup), the admin key,
- * and the queue-token gate of the booking endpoints (SPEC §4, §5). */
+ * and the queue-token gate of the booking endpoints (CONTRACT §4, §5). */
 #include "api/api.h"
 #include "api/verified_tokens.h"
 #include "app.h"

@@ -1,4 +1,4 @@
-/* balance.c — the prepaid balance: read and charge (SPEC §3: int64 won, ledger
+/* balance.c — the prepaid balance: read and charge (CONTRACT §3: int64 won, ledger
  * entry per change, Idempotency-Key honoured). */
 #include "api/api.h"
 #include "app.h"

@@ -1,5 +1,5 @@
 /* concerts.c — the catalogue: concert list (public), bookable dates and the
- * seat map (both behind an ACTIVE queue token, SPEC §4). These are the hottest
+ * seat map (both behind an ACTIVE queue token, CONTRACT §4). These are the hottest
  * reads, so they are written with jsonout rather than jansson trees. */
 #include "api/api.h"
 #include "api/seatmap_cache.h"
@@ -126,7 +126,7 @@ void schedules_list(struct call *c)
     api_require_concert(c, c->id, dates_concert_found, st);
 }
 
-/* The status a seat shows at `now`: a hold that has ended is AVAILABLE (SPEC §6,
+/* The status a seat shows at `now`: a hold that has ended is AVAILABLE (CONTRACT §6,
  * before any sweep). */
 static enum seat_status status_at(const struct seat *x, int64_t now)
 {

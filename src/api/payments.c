@@ -1,4 +1,4 @@
-/* payments.c — pay for a hold from the balance, and the pay history (SPEC §3,
+/* payments.c — pay for a hold from the balance, and the pay history (CONTRACT §3,
  * §5, §6). The store does the whole payment in one durable transaction; the
  * queue token is expired afterwards when no other live hold needs it. */
 #include "api/api.h"
@@ -34,7 +34,7 @@ static void pay_answer(void *arg, bx_err e)
     call_reply_json(c, 201, api_payment_json(c, &st->w.payment));
 }
 
-/* Paying ends the queue visit (SPEC §4) unless the user still holds other seats
+/* Paying ends the queue visit (CONTRACT §4) unless the user still holds other seats
  * of this concert that need the same token to be paid. The answer waits for it,
  * so a client that paid never finds its token still ACTIVE. */
 static void pay_written(void *arg, bx_err e)

@@ -1,4 +1,4 @@
-/* queue.c — the waiting room over HTTP (SPEC §4): issue a token, poll it, leave. */
+/* queue.c — the waiting room over HTTP (CONTRACT §4): issue a token, poll it, leave. */
 #include "api/api.h"
 #include "app.h"
 

@@ -1,4 +1,4 @@
-/* reservations.c — seat holds (SPEC §3, §6): hold, read, list, release.
+/* reservations.c — seat holds (CONTRACT §3, §6): hold, read, list, release.
  * Holding needs an ACTIVE queue token for the schedule's concert. */
 #include "api/api.h"
 #include "app.h"

@@ -1,4 +1,4 @@
-/* errors.c — maps each bx_err to its HTTP status and API code (SPEC §5). */
+/* errors.c — maps each bx_err to its HTTP status and API code (CONTRACT §5). */
 #include "domain/errors.h"
 
 static const struct bx_err_info table[BX_ERR__COUNT] = {

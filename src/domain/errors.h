@@ -42,7 +42,7 @@ typedef enum {
 
 struct bx_err_info {
     int status;          /* HTTP status */
-    const char *code;    /* API error code, SPEC §5 */
+    const char *code;    /* API error code, CONTRACT §5 */
     const char *message; /* default human message */
 };
 

@@ -1,4 +1,4 @@
-/* money.h — won arithmetic (SPEC §3): int64, checked, never floating point. */
+/* money.h — won arithmetic (CONTRACT §3): int64, checked, never floating point. */
 #ifndef BX_DOMAIN_MONEY_H
 #define BX_DOMAIN_MONEY_H
 

@@ -1,4 +1,4 @@
-/* queue_rules.c — the waiting room's arithmetic (SPEC §4, DESIGN "Waiting room"):
+/* queue_rules.c — the waiting room's arithmetic (CONTRACT §4, DESIGN "Waiting room"):
  * estimated wait, poll interval, measured admission rate, admission budget.
  * Pure functions: no I/O, no locks, no state; every result saturates instead of
  * overflowing and is never negative. */

@@ -1,4 +1,4 @@
-/* queue_rules.h — pure waiting-room arithmetic (SPEC §4): estimated wait, poll
+/* queue_rules.h — pure waiting-room arithmetic (CONTRACT §4): estimated wait, poll
  * interval, measured admission rate. No I/O, no locks; shared by every queue backend. */
 #ifndef BX_DOMAIN_QUEUE_RULES_H
 #define BX_DOMAIN_QUEUE_RULES_H

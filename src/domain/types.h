@@ -1,4 +1,4 @@
-/* types.h — the domain records of SPEC §3, shared by api/, store/ and queue/.
+/* types.h — the domain records of CONTRACT §3, shared by api/, store/ and queue/.
  * Plain data only. Times are Unix milliseconds (UTC); money is int64 won. */
 #ifndef BX_DOMAIN_TYPES_H
 #define BX_DOMAIN_TYPES_H
@@ -36,7 +36,7 @@ struct schedule {
     int32_t available; /* seats neither SOLD nor under a live hold, at the time of reading */
 };
 
-/* A HELD seat whose hold expired reads AVAILABLE (SPEC §6). */
+/* A HELD seat whose hold expired reads AVAILABLE (CONTRACT §6). */
 enum seat_status { SEAT_AVAILABLE = 0, SEAT_HELD, SEAT_SOLD };
 
 struct seat {

@@ -56,6 +56,7 @@ struct call {
     void *state;     /* call_state, once asked for */
     char request_id[24];
     int status;      /* set when answered */
+    int web;         /* answered by the web page (http/webpage.c), not the API */
 };
 
 /* Asynchronous steps. A handler that waits on the store or the waiting room keeps

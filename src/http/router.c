@@ -35,12 +35,28 @@ static int match_path(const char *tmpl, const char *path, size_t path_len, const
     return p == end;
 }
 
+/* Appends ", method" (or "method" first) to allow when it fits. */
+static void allow_add(char *allow, size_t allow_len, size_t *used, const char *method)
+{
+    size_t mlen = strlen(method);
+    if (*used + mlen + 3 >= allow_len)
+        return;
+    if (*used > 0) {
+        memcpy(allow + *used, ", ", 2);
+        *used += 2;
+    }
+    memcpy(allow + *used, method, mlen);
+    *used += mlen;
+    allow[*used] = '\0';
+}
+
 enum router_result router_match(const struct route *routes, size_t n, const char *method, size_t method_len,
                                 const char *path, size_t path_len, const struct route **route, int64_t *id,
                                 char *allow, size_t allow_len)
 {
     size_t allow_used = 0;
     int path_known = 0;
+    int head = method_len == 4 && memcmp(method, "HEAD", 4) == 0;
     allow[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         const char *seg;
@@ -48,17 +64,12 @@ enum router_result router_match(const struct route *routes, size_t n, const char
         if (!match_path(routes[i].path, path, path_len, &seg, &seg_len))
             continue;
         size_t mlen = strlen(routes[i].method);
-        if (mlen != method_len || memcmp(routes[i].method, method, mlen) != 0) {
+        int get = strcmp(routes[i].method, "GET") == 0;
+        if (!(head && get) && (mlen != method_len || memcmp(routes[i].method, method, mlen) != 0)) {
             path_known = 1;
-            if (allow_used + mlen + 3 < allow_len) {
-                if (allow_used > 0) {
-                    memcpy(allow + allow_used, ", ", 2);
-                    allow_used += 2;
-                }
-                memcpy(allow + allow_used, routes[i].method, mlen);
-                allow_used += mlen;
-                allow[allow_used] = '\0';
-            }
+            allow_add(allow, allow_len, &allow_used, routes[i].method);
+            if (get)
+                allow_add(allow, allow_len, &allow_used, "HEAD");
             continue;
         }
         *route = &routes[i];

@@ -18,12 +18,14 @@ struct route {
     const char *path; /* template, also the metrics label */
     void (*handler)(struct call *c);
     enum route_auth auth;
-    bx_err bad_id; /* answer when {id} is not a positive integer */
+    const char *id_name; /* the API's name of {id} ("concertId"), named by the 400 when it is
+                          * not a positive int64; NULL when the template has no {id} */
 };
 
 enum router_result { ROUTER_FOUND, ROUTER_NO_PATH, ROUTER_BAD_METHOD, ROUTER_BAD_ID };
 
-/* Finds the route of (method, path) — path without the query string. On
+/* Finds the route of (method, path) — path without the query string; HEAD
+ * matches a GET route (answered as GET without a body, RFC 9110 §9.3.2). On
  * ROUTER_FOUND *route and *id are set; on ROUTER_BAD_ID *route is the route whose
  * {id} failed; on ROUTER_BAD_METHOD allow lists the methods of that path. */
 enum router_result router_match(const struct route *routes, size_t n, const char *method, size_t method_len,

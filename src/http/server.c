@@ -1,13 +1,14 @@
-/* server.c — h2o 2.2 glue: one event loop per thread, each with its own
- * SO_REUSEPORT listener, its own store (store/astore.h) and its own port on the
- * waiting room; HTTP/1.1 only (no h2: Debian's h2o 2.2.5 lacks the Rapid Reset
- * fix). API paths go through the router; other paths fall through to the static
- * web page. Must not hold domain logic. */
+/* server.c — h2o 2.2 glue: one event loop per thread, all accepting from one
+ * listening socket that this process alone holds, each with its own store
+ * (store/astore.h) and its own port on the waiting room; HTTP/1.1 only (no h2: Debian's h2o 2.2.5 lacks the Rapid Reset
+ * fix). API paths go through the router; other paths go to the web page
+ * (http/webpage.c). Must not hold domain logic. */
 #include "http/server.h"
 #include "api/api.h"
 #include "app.h"
 #include "http/metrics.h"
 #include "http/router.h"
+#include "http/webpage.h"
 #include "http/workers.h"
 #include "store/astore.h"
 #include "util/clock.h"
@@ -25,7 +26,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,19 +47,31 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The level of a request's log line: a server fault (500) is an error, an
+ * unavailable dependency (503) a warning, anything a client caused is info. */
+static enum log_level request_level(int status)
+{
+    if (status >= 500)
+        return status == 503 ? LOG_WARN : LOG_ERROR;
+    return LOG_INFO;
+}
+
 void server_call_finished(struct call *c)
 {
+    static const char *const level_names[] = {"debug", "info", "warn", "error"};
     int64_t us = (mono_ns() - c->started_ns) / 1000;
     size_t ri = c->route ? (size_t)(c->route - api_routes) : api_route_count;
-    metrics_observe_request(ri, c->status, us);
-    if (log_threshold <= LOG_INFO) {
+    if (!c->web) /* the metrics are the API's; the page's files are not counted */
+        metrics_observe_request(ri, c->status, us);
+    enum log_level level = request_level(c->status);
+    if (log_threshold <= level) {
+        const char *label = c->route ? c->route->path : c->web ? "web page" : "unmatched";
         char line[512], ts[32];
         int n = snprintf(line, sizeof line,
-                         "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"%.*s\",\"path\":\"%s\","
+                         "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"request\",\"method\":\"%.*s\",\"path\":\"%s\","
                          "\"status\":%d,\"us\":%lld,\"user\":%lld,\"rid\":\"%s\"}",
-                         clock_format_rfc3339(c->now, ts, sizeof ts), (int)c->req->method.len, c->req->method.base,
-                         c->route ? c->route->path : "unmatched", c->status, (long long)us, (long long)c->user_id,
-                         c->request_id);
+                         clock_format_rfc3339(c->now, ts, sizeof ts), level_names[level], (int)c->req->method.len,
+                         c->req->method.base, label, c->status, (long long)us, (long long)c->user_id, c->request_id);
         log_line(line, n < (int)sizeof line ? n : (int)sizeof line - 1);
     }
 }
@@ -107,15 +119,13 @@ static void close_after_unclear_framing(h2o_req_t *req)
         req->http1_is_persistent = 0;
 }
 
-/* The one h2o handler for the API: route, authenticate, dispatch. */
+/* The one h2o handler: route, authenticate, dispatch; paths outside the API go
+ * to the web page when there is one. */
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     h2o_iovec_t path = h2o_iovec_init(req->path.base, path_len);
-    int has_web = app.cfg.web_root[0] != '\0';
-    if (!is_api_path(path) && has_web)
-        return -1; /* the static file handler answers */
 
     close_after_unclear_framing(req);
     struct call *c = h2o_mem_alloc_pool(&req->pool, sizeof *c);
@@ -125,6 +135,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     c->started_ns = mono_ns();
     c->now = clock_now_ms();
     request_id_new(c->request_id);
+    if (!is_api_path(path) && app.cfg.web_root[0] != '\0') {
+        webpage_serve(c);
+        return 0;
+    }
 
     const struct route *route = NULL;
     char allow[64];
@@ -137,10 +151,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
         call_reply_error(c, BX_ERR_METHOD_NOT_ALLOWED, NULL, NULL);
         return 0;
-    case ROUTER_BAD_ID:
+    case ROUTER_BAD_ID: { /* not an id at all: a malformed request, not a missing object */
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s must be a positive integer (1 to 9223372036854775807)", route->id_name);
         c->route = route;
-        call_reply_error(c, route->bad_id, NULL, NULL);
+        call_reply_error(c, BX_ERR_VALIDATION, route->id_name, msg);
         return 0;
+    }
     case ROUTER_FOUND:
         break;
     }
@@ -171,7 +188,7 @@ static void on_room_ticked(void *arg, bx_err e)
 
 /* Housekeeping, every TICK_MS on every loop. Loop 0 also drives the waiting
  * room (idle expiry, admission; one tick at a time) and the store's own
- * periodic work (the hold sweeper, SPEC §4, §6). */
+ * periodic work (the hold sweeper, CONTRACT §4, §6). */
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     struct loop_ctx *loop = H2O_STRUCT_FROM_MEMBER(struct loop_ctx, tick_entry, entry);
@@ -230,21 +247,45 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static int open_listener(struct sockaddr_in *addr)
+static int listen_fd = -1;             /* the process's one listening socket (server_listen) */
+static struct sockaddr_in listen_addr; /* its address, with the port the kernel chose for port 0 */
+
+/* One listening socket for the whole process, without SO_REUSEPORT: the kernel
+ * then refuses the port to anyone else who listens on it, whoever they are, and
+ * a second boxoffice fails here instead of silently sharing the port (with
+ * SO_REUSEPORT every process of the same user could join the group and take a
+ * share of the connections). The loops share this one socket: each accepts from
+ * its own duplicate of the descriptor. SO_REUSEADDR only lets a restart bind
+ * over connections of the previous run still in TIME_WAIT; it never lets two
+ * listeners share a port. */
+int server_listen(const struct config *cfg)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
-    if (fd < 0)
-        return -1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
-        bind(fd, (struct sockaddr *)addr, sizeof *addr) != 0 || listen(fd, SOMAXCONN) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
+    memset(&listen_addr, 0, sizeof listen_addr);
+    listen_addr.sin_family = AF_INET;
+    listen_addr.sin_port = htons((uint16_t)cfg->listen_port);
+    if (inet_pton(AF_INET, cfg->listen_host, &listen_addr.sin_addr) != 1) {
+        log_error("--listen host must be an IPv4 address, got %s", cfg->listen_host);
         return -1;
     }
-    return fd;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        bind(fd, (struct sockaddr *)&listen_addr, sizeof listen_addr) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int saved = errno;
+        if (saved == EADDRINUSE)
+            log_error("cannot listen on %s:%d: the port is in use by another process (another boxoffice, or any "
+                      "other server); stop it or choose another --listen",
+                      cfg->listen_host, cfg->listen_port);
+        else
+            log_error("cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port, strerror(saved));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    socklen_t alen = sizeof listen_addr;
+    getsockname(fd, (struct sockaddr *)&listen_addr, &alen); /* port 0: the port the kernel chose */
+    listen_fd = fd;
+    return 0;
 }
 
 static void configure_h2o(void)
@@ -259,13 +300,8 @@ static void configure_h2o(void)
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(pathconf, sizeof *handler);
     handler->on_req = on_req;
-    struct stat st;
-    if (app.cfg.web_root[0] != '\0' && stat(app.cfg.web_root, &st) == 0 && S_ISDIR(st.st_mode)) {
-        static const char *index_files[] = {"index.html", NULL};
-        h2o_file_register(pathconf, app.cfg.web_root, index_files, NULL, 0);
-    } else {
-        if (app.cfg.web_root[0] != '\0')
-            log_warn("web root %s not found: serving the API only", app.cfg.web_root);
+    if (app.cfg.web_root[0] != '\0' && webpage_open(app.cfg.web_root) != 0) {
+        log_warn("web root %s not found: serving the API only", app.cfg.web_root);
         app.cfg.web_root[0] = '\0';
     }
     for (size_t i = 0; i < api_route_count && i < 64; i++) {
@@ -313,12 +349,8 @@ const char *const *server_route_labels(void)
 int server_run(void)
 {
     int n = app.cfg.threads;
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)app.cfg.listen_port);
-    if (inet_pton(AF_INET, app.cfg.listen_host, &addr.sin_addr) != 1) {
-        log_error("--listen host must be an IPv4 address, got %s", app.cfg.listen_host);
+    if (listen_fd < 0) {
+        log_error("server_run without server_listen");
         return 1;
     }
     sigset_t sigs;
@@ -355,15 +387,11 @@ int server_run(void)
     }
     int rc = 0, started = 0;
     for (int i = 0; i < n; i++) {
-        int fd = open_listener(&addr);
+        int fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0); /* the loop owns (and closes) its duplicate */
         if (fd < 0) {
-            log_error("cannot listen on %s:%d: %s", app.cfg.listen_host, ntohs(addr.sin_port), strerror(errno));
+            log_error("cannot duplicate the listening socket: %s", strerror(errno));
             rc = 1;
             break;
-        }
-        if (i == 0 && addr.sin_port == 0) { /* port 0: every loop shares the port the kernel chose */
-            socklen_t alen = sizeof addr;
-            getsockname(fd, (struct sockaddr *)&addr, &alen);
         }
         loops[i].index = i;
         loops[i].listen_fd = fd;
@@ -380,9 +408,11 @@ int server_run(void)
             ;
     for (int i = 0; i < started; i++)
         rc |= loops[i].init_failed;
+    close(listen_fd); /* every loop holds its own duplicate now */
+    listen_fd = -1;
     if (rc == 0) {
         log_info("boxoffice serving on http://%s:%d/ (%d loops, db %s, queue %s)", app.cfg.listen_host,
-                 ntohs(addr.sin_port), n, app.cfg.db, app.cfg.queue);
+                 ntohs(listen_addr.sin_port), n, app.cfg.db, app.cfg.queue);
         int sig = 0;
         sigwait(&sigs, &sig);
         log_info("signal %d: draining and shutting down", sig);

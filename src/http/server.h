@@ -5,7 +5,15 @@
 
 #include "http/call.h"
 
-/* Runs cfg->threads event loops until SIGTERM/SIGINT; returns the exit code. */
+struct config;
+
+/* Binds and listens on cfg's --listen address, first thing at start-up: -1
+ * (with a clear log line) when the port is taken, by any process. The socket
+ * is this process's alone; every event loop accepts from it. */
+int server_listen(const struct config *cfg);
+
+/* Runs cfg->threads event loops on the socket of server_listen until
+ * SIGTERM/SIGINT; returns the exit code. */
 int server_run(void);
 
 /* Called by the reply helpers once a response is handed to h2o: logs the

@@ -1,4 +1,4 @@
-/* waitroom.h — the waiting-room interface (SPEC §4). One `struct waitroom` per
+/* waitroom.h — the waiting-room interface (CONTRACT §4). One `struct waitroom` per
  * process holds what all its event loops share; each loop works through its own
  * port, and every operation answers through a callback on that loop, so no loop
  * ever waits on the network. Backends: waitroom_mem.c (embedded, in memory,

@@ -1,4 +1,4 @@
-/* waitroom_mem.c — the embedded waiting room (SPEC §4, DESIGN "Waiting room"): one
+/* waitroom_mem.c — the embedded waiting room (CONTRACT §4, DESIGN "Waiting room"): one
  * FIFO queue per concert held in this process, every status change written through
  * to a dedicated store connection. Must not do arithmetic of its own (ETA, polling,
  * rate, budget come from domain/queue_rules.c) nor speak HTTP.
@@ -901,7 +901,7 @@ static bx_err admit_one(struct wm *w, struct cq *c, int64_t now)
 }
 
 /* Admits the oldest WAITING tokens of c into free slots, within the admit_rate
- * budget (SPEC §4). Stops at the first store error and returns it. */
+ * budget (CONTRACT §4). Stops at the first store error and returns it. */
 static bx_err admit_run(struct wm *w, struct cq *c, int64_t now)
 {
     int64_t elapsed = now > c->refill_at ? now - c->refill_at : 0;
@@ -951,7 +951,7 @@ static bx_err expire(struct wm *w, uint32_t id, int64_t now)
     return BX_OK;
 }
 
-/* Resolves a client's token to a live token of user_id (SPEC §4, DESIGN errors):
+/* Resolves a client's token to a live token of user_id (CONTRACT §4, DESIGN errors):
  * malformed or unknown → QUEUE_TOKEN_INVALID; another user's → TOKEN_NOT_YOURS;
  * expired (here, or only in the store any more) → TOKEN_EXPIRED. */
 static bx_err resolve(struct wm *w, const char *token, int64_t user_id, uint32_t *out)

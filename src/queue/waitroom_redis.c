@@ -1,4 +1,4 @@
-/* waitroom_redis.c — the scale-out waiting room (SPEC §2, §4; DESIGN "Waiting room
+/* waitroom_redis.c — the scale-out waiting room (CONTRACT §2, §4; DESIGN "Waiting room
  * (Redis)"): the queues live in Redis, so any number of boxoffice instances share
  * them. Every operation on a concert is one atomic Lua script (redis_scripts.h);
  * this file builds keys, moves arguments and replies, and computes ETA /

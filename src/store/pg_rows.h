@@ -37,7 +37,7 @@ int64_t pg_col_i64(const PGresult *r, int row, int col);
 bool pg_col_is(const PGresult *r, int row, int col, const char *want);
 void pg_col_text(char *dst, size_t cap, const PGresult *r, int row, int col);
 
-/* An RES_COLS row; a HELD row past its expiry at `now` reads EXPIRED (SPEC §6).
+/* An RES_COLS row; a HELD row past its expiry at `now` reads EXPIRED (CONTRACT §6).
  * INTERNAL for a status this binary does not know. */
 bx_err pg_read_reservation(const PGresult *r, int row, int64_t now, struct reservation *out);
 /* A SCHED_COLS row. */

@@ -34,12 +34,12 @@ static const char pg_schema_bootstrap[] =
  *     (invariant 5) are decided under it;
  *   - the seat row serializes everything that changes a reservation of that
  *     seat while it is HELD (hold, takeover, cancel, pay, sweep): invariant 1
- *     and SPEC §6 "exactly one outcome" are decided under it;
+ *     and CONTRACT §6 "exactly one outcome" are decided under it;
  *   - the schedule row, last and only by a sale: the seats trigger of migration 2
  *     bumps its sold_count (until migration 3, which drops the trigger and takes
  *     this order to batches of writes: see there). */
 static const char *const pg_migrations[] = {
-    /* 1: the domain of SPEC §3, waiting-room persistence, and the store functions. */
+    /* 1: the domain of CONTRACT §3, waiting-room persistence, and the store functions. */
     "CREATE TABLE meta ("
     "  key text PRIMARY KEY,"
     "  value bytea NOT NULL"
@@ -212,7 +212,7 @@ static const char *const pg_migrations[] = {
     "END\n"
     "$fn$;"
 
-    /* Hold (SPEC §6, invariants 1 and 5): schedule on sale, then under the user
+    /* Hold (CONTRACT §6, invariants 1 and 5): schedule on sale, then under the user
      * lock and the seat lock: seat exists, user under p_max seats (CONFIRMED +
      * live HELD), seat free at p_now (AVAILABLE, or HELD past its expiry). The new
      * HELD reservation takes the seat; a hold taken over becomes EXPIRED here. */
@@ -267,7 +267,7 @@ static const char *const pg_migrations[] = {
     "END\n"
     "$fn$;"
 
-    /* Pay (SPEC §3 invariants 1-3, §6), one transaction: under the user lock the
+    /* Pay (CONTRACT §3 invariants 1-3, §6), one transaction: under the user lock the
      * replay check; under the seat lock the hold must be the user's, HELD and live
      * at p_now; debit only if balance >= price; payment row, PAYMENT ledger entry
      * 'payment:<id>', reservation CONFIRMED, seat SOLD. A hold found expired is

@@ -26,7 +26,7 @@
 #define PAY_COLS "id, user_id, reservation_id, amount, balance_after, paid_at FROM payments "
 #define QUEUE_COLS "token, user_id, concert_id, seq, status, issued_at, activated_at, last_seen_at, expires_at "
 
-/* Audit (SPEC §3 invariants 1, 2, 3 and 5; 4, durability, cannot be seen after the
+/* Audit (CONTRACT §3 invariants 1, 2, 3 and 5; 4, durability, cannot be seen after the
  * fact): the checks of store_sqlite.c as one statement, one row (invariant,
  * finding) per violation. $1 = now, $2 = seat limit (invariant 5 only when > 0). */
 #define AUDIT_SQL                                                                                                      \

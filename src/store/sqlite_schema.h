@@ -12,7 +12,7 @@ static const char sqlite_schema_bootstrap[] =
 
 /* sqlite_migrations[i] is migration number i + 1. */
 static const char *const sqlite_migrations[] = {
-    /* 1: the domain of SPEC §3 and the waiting-room persistence of DESIGN.md. */
+    /* 1: the domain of CONTRACT §3 and the waiting-room persistence of DESIGN.md. */
     "CREATE TABLE meta ("
     "  key TEXT PRIMARY KEY,"
     "  value BLOB NOT NULL"

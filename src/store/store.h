@@ -1,4 +1,4 @@
-/* store.h — the storage interface (SPEC §2, §3, §6). One `struct store` is one
+/* store.h — the storage interface (CONTRACT §2, §3, §6). One `struct store` is one
  * connection, owned by one thread (each event loop opens its own). Every call is
  * one transaction unless it says otherwise; every function returns a bx_err and
  * writes results through out-parameters. Lists are malloc'd: the caller frees.
@@ -66,7 +66,7 @@ void store_write_idem(const struct store_write *w, struct idem *idem);
 /* Copies an idempotency key into a write (the write outlives the request). */
 void store_write_set_idem(struct store_write *w, const struct idem *idem);
 
-/* One finding of `boxoffice audit`: which invariant (SPEC §3, 1..5) and what. */
+/* One finding of `boxoffice audit`: which invariant (CONTRACT §3, 1..5) and what. */
 typedef void (*store_audit_cb)(int invariant, const char *finding, void *arg);
 
 struct store_ops {
@@ -113,7 +113,7 @@ struct store_ops {
     bx_err (*seat_flags)(struct store *s, int64_t schedule_id, int64_t now, int64_t *concert_id, int32_t *seat_count,
                          int64_t *price, char **flags);
 
-    /* Holds (SPEC §6). One conditional update: the seat must be free at `now`
+    /* Holds (CONTRACT §6). One conditional update: the seat must be free at `now`
      * (never held, or its hold expired — that reservation becomes EXPIRED in the same
      * transaction). SEAT_NOT_FOUND, SEAT_UNAVAILABLE, SEAT_LIMIT (invariant 5). */
     bx_err (*hold_seat)(struct store *s, int64_t user_id, int64_t schedule_id, int32_t seat_no, int64_t now,
@@ -127,7 +127,7 @@ struct store_ops {
     /* Count of the user's live holds on the concert (decides whether paying ends the queue token). */
     bx_err (*live_holds_on_concert)(struct store *s, int64_t user_id, int64_t concert_id, int64_t now, int *count);
 
-    /* Payment, one transaction (SPEC §3, §6): hold live at commit, debit with
+    /* Payment, one transaction (CONTRACT §3, §6): hold live at commit, debit with
      * balance >= 0, payment + PAYMENT ledger entry, reservation CONFIRMED, seat SOLD.
      * expected_amount < 0: not sent. Errors: RESERVATION_NOT_FOUND, HOLD_EXPIRED,
      * ALREADY_PAID, NOT_HELD, PRICE_MISMATCH, INSUFFICIENT_BALANCE, IDEMPOTENCY_MISMATCH.
@@ -158,7 +158,7 @@ struct store_ops {
     bx_err (*queue_load)(struct store *s, int (*cb)(const struct queue_record *rec, void *arg), void *arg);
     bx_err (*queue_find)(struct store *s, const char *token, struct queue_record *out); /* NOT_FOUND */
 
-    /* Checks invariants 1..5 of SPEC §3 (5 only when max_per_user > 0); calls cb
+    /* Checks invariants 1..5 of CONTRACT §3 (5 only when max_per_user > 0); calls cb
      * per finding; *violations = count. */
     bx_err (*audit)(struct store *s, int64_t now, int max_per_user, store_audit_cb cb, void *arg, int *violations);
 };

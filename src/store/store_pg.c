@@ -1,6 +1,6 @@
-/* store_pg.c — the scale-out storage backend (SPEC §2): one libpq connection per
+/* store_pg.c — the scale-out storage backend (CONTRACT §2): one libpq connection per
  * struct store (each event loop owns one), the same contract as store_sqlite.c.
- * No HTTP and no business policy beyond the invariants of SPEC §3 it enforces.
+ * No HTTP and no business policy beyond the invariants of CONTRACT §3 it enforces.
  *
  * One round trip per operation. The store interface is synchronous and is called
  * on the event-loop thread, so the loop is blocked for as long as a call talks to
@@ -718,7 +718,7 @@ static bx_err pg_schedule_list_bookable(struct store *base, int64_t concert_id, 
 }
 
 /* All seats of a schedule by seat_no with their status at now (a HELD seat whose
- * hold ended reads AVAILABLE, SPEC §6), and its concert: one statement, one
+ * hold ended reads AVAILABLE, CONTRACT §6), and its concert: one statement, one
  * snapshot. Every schedule has seats (created with them, seat_count >= 1), so no
  * row means no schedule. Seats alone with the concert as an init plan: joining
  * first made PostgreSQL sort the joined rows (0.9 ms against 0.55 ms a map). */
@@ -798,7 +798,7 @@ static bx_err pg_seat_flags(struct store *base, int64_t schedule_id, int64_t now
 
 /* ---- holds and reservations --------------------------------------------- */
 
-/* One transaction (bx_hold; SPEC §6, invariants 1 and 5): schedule on sale, seat
+/* One transaction (bx_hold; CONTRACT §6, invariants 1 and 5): schedule on sale, seat
  * exists, user under max_per_user seats, seat free at now under its row lock;
  * a hold taken over is marked EXPIRED in the same transaction. */
 static bx_err pg_hold_seat(struct store *base, int64_t user_id, int64_t schedule_id, int32_t seat_no, int64_t now,
@@ -921,7 +921,7 @@ static bx_err pg_counts(struct store *base, int64_t now, int64_t *holds_live, in
 
 /* ---- payments ------------------------------------------------------------ */
 
-/* Pays a hold in ONE transaction (bx_pay; SPEC §3 invariants 1-4, §6). With
+/* Pays a hold in ONE transaction (bx_pay; CONTRACT §3 invariants 1-4, §6). With
  * synchronous_commit on (the default here), the commit is durable when the reply
  * arrives (invariant 4). A hold found expired is marked EXPIRED and its seat freed
  * (committed) before HOLD_EXPIRED is returned. Refusals change nothing else. */

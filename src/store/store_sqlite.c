@@ -1,6 +1,6 @@
-/* store_sqlite.c — the embedded storage backend (SPEC §2): one SQLite connection
+/* store_sqlite.c — the embedded storage backend (CONTRACT §2): one SQLite connection
  * per struct store, WAL, every write in BEGIN IMMEDIATE with conditional updates.
- * No HTTP and no business policy beyond the invariants of SPEC §3 it enforces. */
+ * No HTTP and no business policy beyond the invariants of CONTRACT §3 it enforces. */
 #define _GNU_SOURCE
 #include "store/store.h"
 
@@ -348,7 +348,7 @@ static bool parse_res_status(sqlite3_stmt *q, int col, enum reservation_status *
 }
 
 /* Reads an RES_COLS row. The stored status is kept in *stored; out->status says
- * EXPIRED for a HELD row past its expiry (the API's view, SPEC §6). */
+ * EXPIRED for a HELD row past its expiry (the API's view, CONTRACT §6). */
 static bx_err read_reservation(sqlite3_stmt *q, int64_t now, struct reservation *out,
                                enum reservation_status *stored)
 {
@@ -984,7 +984,7 @@ static bx_err expire_one(struct sqlite_store *s, int64_t res_id, int64_t schedul
     return run(s, q, NULL);
 }
 
-/* One BEGIN IMMEDIATE transaction (SPEC §6, invariants 1 and 5): schedule on
+/* One BEGIN IMMEDIATE transaction (CONTRACT §6, invariants 1 and 5): schedule on
  * sale, seat exists, user under max_per_user seats (CONFIRMED + live HELD), new
  * HELD reservation, then one conditional update that takes the seat only if it is
  * AVAILABLE or its hold has expired; a hold taken over is marked EXPIRED. */
@@ -1242,7 +1242,7 @@ static bx_err read_own_payment(struct sqlite_store *s, int64_t user_id, int64_t 
     return BX_OK;
 }
 
-/* Pays a hold in ONE BEGIN IMMEDIATE transaction (SPEC §3 invariants 1–4, §6):
+/* Pays a hold in ONE BEGIN IMMEDIATE transaction (CONTRACT §3 invariants 1–4, §6):
  * replay check; the hold must be the user's, HELD and live at `now`; debit only
  * if balance >= price; payment row, PAYMENT ledger entry, reservation CONFIRMED
  * and seat SOLD, each a conditional update; commit with synchronous=FULL before

@@ -12,7 +12,7 @@
 
 _Static_assert(TOKEN_QUEUE_RAW % 3 == 2 && TOKEN_QUEUE_RAW / 3 * 4 + 3 == BX_QUEUE_TOKEN_LEN,
                "a queue token ends in a group of 2 bytes: 3 characters, the last with 2 unused bits");
-_Static_assert(TOKEN_QUEUE_RANDOM_BYTES >= 16, "SPEC: at least 128 random bits per queue token");
+_Static_assert(TOKEN_QUEUE_RANDOM_BYTES >= 16, "CONTRACT §3: at least 128 random bits per queue token");
 
 static void make_prefix(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
 {

@@ -12,7 +12,9 @@ const TEST_TIMEOUT_MS = 45000;
 async function open(b, server) {
   await b.get(`${server.base}/`);
   await b.exec(`window.__bxErrors = []; addEventListener('error', (e) => __bxErrors.push(String(e.message)));
-                addEventListener('unhandledrejection', (e) => __bxErrors.push(String(e.reason)));`);
+                addEventListener('unhandledrejection', (e) => __bxErrors.push(String(e.reason)));
+                addEventListener('securitypolicyviolation',
+                  (e) => __bxErrors.push('CSP blocked ' + e.blockedURI + ' (' + e.violatedDirective + ')'));`);
   await b.waitVisible('#view-auth');
   assert.match(await b.title(), /Log in — boxoffice/);
 }
@@ -131,6 +133,23 @@ test('full-purchase', async (ctx) => {
   await b.click('#nav-account');
   await b.waitVisible('#account-history .payment');
   await ctx.shot(b);
+});
+
+// The page works under the Content-Security-Policy it is served with: its script ran
+// (open() waits for the log-in view), its stylesheet applied, nothing was blocked.
+test('page-under-csp', async (ctx) => {
+  const server = await ctx.server([]);
+  const b = await ctx.browser();
+  await open(b, server);
+  const csp = await b.exec(`return fetch('/').then((r) => r.headers.get('content-security-policy'))`);
+  assert.match(csp || '', /default-src 'self'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  const rules = await b.exec(`return [...document.styleSheets].reduce((n, s) => n + s.cssRules.length, 0)`);
+  assert.ok(rules > 10, `stylesheet not applied (${rules} rules)`);
+  const font = await b.exec(`return getComputedStyle(document.body).fontFamily`);
+  assert.ok(!/^"?Times/.test(font), `body font is the browser default: ${font}`);
+  await login(b, await server.user('csp', 'csp-password'));
+  await noPageErrors(b);
 });
 
 test('two-browsers', async (ctx) => {

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <ftw.h>
@@ -972,6 +973,84 @@ int bx_audit(const struct bx_server *s, char **out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = server_bin();
+    if (argv[0] == NULL)
+        return -1;
+    for (int i = 0; args[i] != NULL && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return bx_run(argv, timeout_ms, uid, out);
+}
+
+int bx_run(const char *const *args, int timeout_ms, int uid, char **out)
+{
+    char path[] = "/tmp/bx-run-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    chmod(path, 0666); /* written by the child, which may run as another user */
+    char *argv[64];
+    int n = 0;
+    for (int i = 0; args[i] != NULL && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    char **env = scrubbed_env();
+    if (env == NULL) {
+        unlink(path);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        setpgid(0, 0); /* a group of its own: a timeout kills what it started too */
+        int in = open("/dev/null", O_RDONLY), o = open(path, O_WRONLY | O_APPEND);
+        if (in < 0 || o < 0)
+            _exit(127);
+        dup2(in, 0);
+        dup2(o, 1);
+        dup2(o, 2);
+        if (uid > 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid((uid_t)uid) != 0)) {
+            dprintf(2, "harness: cannot become uid %d: %s\n", uid, strerror(errno));
+            _exit(127);
+        }
+        execve(argv[0], argv, env);
+        dprintf(2, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    free(env);
+    if (pid < 0) {
+        unlink(path);
+        return -1;
+    }
+    int st = 0, rc = -1;
+    int64_t deadline = bx_now_ms() + timeout_ms;
+    for (;;) {
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid) {
+            rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        if (w < 0 && errno != EINTR)
+            break;
+        if (bx_now_ms() > deadline) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            rc = 128 + SIGKILL;
+            break;
+        }
+        bx_sleep_ms(10);
+    }
+    if (out != NULL)
+        *out = read_file_tail(path, 1000);
+    unlink(path);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- private PostgreSQL / Redis */
 
 /* Runs argv (no PDEATHSIG: the scripts daemonize their servers) and waits; its
@@ -1209,6 +1288,7 @@ void bx_client_release(struct bx_client *c)
     while (r != NULL) {
         struct bx_resp *next = r->next_owned;
         free(r->body);
+        free(r->headers);
         json_decref(r->json);
         free(r);
         r = next;
@@ -1283,6 +1363,13 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct bx_resp *r = ud;
     size_t n = size * nmemb;
+    size_t had = r->headers ? strlen(r->headers) : 0;
+    char *nh = realloc(r->headers, had + n + 1);
+    if (nh != NULL) {
+        memcpy(nh + had, ptr, n);
+        nh[had + n] = '\0';
+        r->headers = nh;
+    }
     header_value(ptr, n, "X-Request-Id", r->request_id, sizeof r->request_id);
     header_value(ptr, n, "Allow", r->allow, sizeof r->allow);
     header_value(ptr, n, "Content-Type", r->content_type, sizeof r->content_type);
@@ -1309,6 +1396,43 @@ static size_t on_upload(char *buf, size_t size, size_t nmemb, void *ud)
     u->data += n;
     u->left -= n;
     return n;
+}
+
+/* With BOXOFFICE_TEST_OPENAPI_LOG set, appends one JSON line per answered
+ * request to that file (method, path, status, content type, the headers the API
+ * documents, body) for tests/openapi/validate.mjs to check against
+ * docs/openapi.yaml after the suites. One write(2) per line with O_APPEND: the
+ * lines of parallel tests and threads never interleave. */
+static void record_for_openapi(const char *method, const char *path, const struct bx_resp *r)
+{
+    static const char *const kept[] = {"X-Request-Id", "Allow", "Retry-After", "Content-Length"};
+    const char *file = getenv("BOXOFFICE_TEST_OPENAPI_LOG");
+    if (file == NULL || *file == '\0' || r->status <= 0)
+        return;
+    json_t *headers = json_object();
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        char v[256];
+        if (bx_header(r, kept[i], v, sizeof v) != NULL)
+            json_object_set_new(headers, kept[i], json_string(v));
+    }
+    const char *test = criterion_current_test && criterion_current_test->name ? criterion_current_test->name : "";
+    json_t *line =
+        json_pack("{s:s,s:s,s:i,s:s,s:o,s:s%,s:s,s:s}", "method", method, "path", path, "status", (int)r->status,
+                  "contentType", r->content_type, "headers", headers, "body", r->body, r->len, "test", test, "mode",
+                  getenv("BOXOFFICE_TEST_MODE") ? getenv("BOXOFFICE_TEST_MODE") : "");
+    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    if (text == NULL)
+        return; /* a body that is not UTF-8 (json_pack refuses it): nothing to check against a JSON schema */
+    size_t n = strlen(text);
+    text[n] = '\n';
+    int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        ssize_t w = write(fd, text, n + 1);
+        (void)w;
+        close(fd);
+    }
+    free(text);
 }
 
 struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *path, const struct bx_req *req)
@@ -1355,6 +1479,8 @@ struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *pat
         snprintf(line, sizeof line, "X-Admin-Key: %s", req->admin_key);
         hd = curl_slist_append(hd, line);
     }
+    if (req->header)
+        hd = curl_slist_append(hd, req->header);
     if (req->body) {
         snprintf(line, sizeof line, "Content-Type: %s", req->content_type ? req->content_type : "application/json");
         hd = curl_slist_append(hd, line);
@@ -1394,6 +1520,7 @@ struct bx_resp *bx_http(struct bx_client *c, const char *method, const char *pat
             snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(rc));
     }
     curl_slist_free_all(hd);
+    record_for_openapi(method, path, r);
     return r;
 }
 
@@ -1428,6 +1555,23 @@ int64_t bx_jint(const json_t *j, const char *key)
 bool bx_jnull(const json_t *j, const char *key)
 {
     return json_is_null(json_object_get(j, key));
+}
+
+const char *bx_header(const struct bx_resp *r, const char *name, char *out, size_t len)
+{
+    const char *found = NULL;
+    size_t nl = strlen(name);
+    for (const char *p = r->headers; p != NULL && *p != '\0';) {
+        const char *eol = strchr(p, '\n');
+        size_t linelen = eol ? (size_t)(eol - p + 1) : strlen(p);
+        if (linelen > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            out[0] = '\0';
+            header_value(p, linelen, name, out, len);
+            found = out;
+        }
+        p += linelen;
+    }
+    return found;
 }
 
 const char *bx_err_code(const struct bx_resp *r)

@@ -3,7 +3,7 @@
  * jansson, and always cleans up (kill + rm -rf, and in scale-out mode DROP DATABASE
  * and the Redis keys).
  *
- * Two modes (SPEC §2), chosen by BOXOFFICE_TEST_MODE (or bx_server.mode):
+ * Two modes (CONTRACT §2), chosen by BOXOFFICE_TEST_MODE (or bx_server.mode):
  *  - embedded (default): one `boxoffice serve` on a free loopback port, SQLite file
  *    in the temp dir, in-process waiting room;
  *  - scaleout: a fresh database on the PostgreSQL of BOXOFFICE_TEST_PG_URL, a fresh
@@ -108,6 +108,17 @@ void bx_wait_balanced(struct bx_server *s, int timeout_ms);
  * out is not NULL, a malloc'd copy of its stdout+stderr (caller frees). */
 int bx_audit(const struct bx_server *s, char **out);
 
+/* Runs the boxoffice binary with args (NULL-terminated, after the program
+ * name) in a scrubbed environment (no BOXOFFICE_* variable), stdin /dev/null;
+ * with uid > 0 as that user (and its group, uid == gid for nobody), which needs
+ * root. Kills it after timeout_ms. Returns its exit code, 128 + the signal if
+ * it was killed, -1 if it could not run; *out (may be NULL) gets a malloc'd copy
+ * of its stdout+stderr (caller frees). */
+int bx_run_bin(const char *const *args, int timeout_ms, int uid, char **out);
+/* The same for any program: argv[0] is its path. It runs in a process group of
+ * its own, which the timeout kills whole. */
+int bx_run(const char *const *argv, int timeout_ms, int uid, char **out);
+
 /* ---- private PostgreSQL / Redis (tests that stop a dependency under load) ----
  * The shared servers of BOXOFFICE_TEST_PG_URL / BOXOFFICE_TEST_REDIS_URL serve
  * every test of the run at once; a test that stops one starts its own with these
@@ -146,6 +157,7 @@ struct bx_req {
     const char *queue_token;  /* X-Queue-Token */
     const char *idem_key;     /* Idempotency-Key */
     const char *admin_key;    /* X-Admin-Key */
+    const char *header;       /* one more header line, "Name: value" */
     const char *body;         /* raw body */
     const char *content_type; /* default for a body: application/json */
     size_t body_len;          /* 0: strlen(body) */
@@ -163,6 +175,7 @@ struct bx_resp {
     char content_type[128];
     char upstream[128]; /* X-Upstream from nginx: the instance(s) tried ("" without nginx) */
     char retry_after[32]; /* Retry-After ("" if absent) */
+    char *headers;        /* every header line as received ("Name: value\r\n"...), NUL-terminated */
     char error[CURL_ERROR_SIZE];
     char what[320]; /* "POST /api/v1/..." for failure messages */
     struct bx_resp *next_owned;
@@ -200,6 +213,9 @@ int64_t bx_jint(const json_t *j, const char *key);
  * (schedule, seat), or 0: finds a hold whose own answer was lost (crash, failover). */
 int64_t bx_find_held(const json_t *reservations_answer, int64_t schedule_id, int seat_no);
 bool bx_jnull(const json_t *j, const char *key); /* key present with null */
+/* The value of response header `name` (any case; the last one when repeated),
+ * copied into out; NULL when the response has no such header. */
+const char *bx_header(const struct bx_resp *r, const char *name, char *out, size_t len);
 /* error.code of an error body, "" when the body has no error object. */
 const char *bx_err_code(const struct bx_resp *r);
 const char *bx_err_field(const struct bx_resp *r);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pg.sh — a throwaway PostgreSQL server for tests (scale-out mode, SPEC §2).
+# pg.sh — a throwaway PostgreSQL server for tests (scale-out mode, CONTRACT §2).
 #
 #   pg.sh start DIR   initdb into DIR/pgdata on first use, start the server on
 #                     127.0.0.1 and a free random port (kept in DIR/port, so a

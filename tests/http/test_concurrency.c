@@ -1,5 +1,5 @@
 /* test_concurrency.c — many clients at once against one server: seats are never
- * held twice, money is never lost or invented (SPEC §3 invariants 1-3), and
+ * held twice, money is never lost or invented (CONTRACT §3 invariants 1-3), and
  * `boxoffice audit` agrees afterwards. Worker threads never assert (Criterion's
  * asserts are for the main thread); they record outcomes, the main thread judges. */
 #include "harness.h"

@@ -1,4 +1,4 @@
-/* test_crash.c — crash safety (SPEC §3 invariant 4): under a mixed load of charges,
+/* test_crash.c — crash safety (CONTRACT §3 invariant 4): under a mixed load of charges,
  * holds and payments the server is killed with SIGKILL at random moments and
  * restarted, again and again. Clients behave as the API asks: every charge and
  * payment carries an Idempotency-Key and an unanswered request is sent again with

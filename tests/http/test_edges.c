@@ -1,5 +1,5 @@
 /* test_edges.c — races at the edges, where two requests decide one thing at the
- * same instant (SPEC §3 invariants 1-3, §6): a payment fired at the moment its hold
+ * same instant (CONTRACT §3 invariants 1-3, §6): a payment fired at the moment its hold
  * expires while a rival grabs the seat, the same Idempotency-Key from many clients
  * at once, payments and charges racing on a balance that covers only some of them,
  * and a cancel racing the payment of the same hold. Every reservation ends in

@@ -1,4 +1,4 @@
-/* test_scaleout.c — what only scale-out mode has to prove (SPEC §2): two boxoffice
+/* test_scaleout.c — what only scale-out mode has to prove (CONTRACT §2): two boxoffice
  * instances sharing PostgreSQL and Redis behave as one service. Seats are never held
  * twice across instances, money stays exact when one user's charges and payments are
  * spread over both, one instance can crash under load while the other keeps serving

@@ -1023,9 +1023,9 @@ Test(security, integers_past_int64_and_other_odd_numbers_are_refused_without_sid
     for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
         struct bx_resp *r = req("GET", paths[k], at, NULL, NULL);
         tried++;
-        if (bx_scaleout(&srv) && strstr(paths[k], "%00") != NULL && r->status == 400)
+        if (bx_scaleout(&srv) && strstr(paths[k], "%00") != NULL && r->status == 400 && r->request_id[0] == '\0')
             continue; /* nginx refuses an encoded NUL in a path itself */
-        EXPECT_ERR(r, 404, "RESERVATION_NOT_FOUND");
+        EXPECT_ERR(r, 400, "VALIDATION"); /* not an id: a malformed request, not a missing object */
     }
     const char *queries[] = {"limit=18446744073709551617", "limit=-1", "limit=1e2", "before=9223372036854775808",
                              "before=-5", "limit=100000000000000000000"};

@@ -216,7 +216,7 @@ Test(validate, idempotency_key_length_1_to_64)
 
 Test(validate, idempotency_key_with_outer_space_or_control_refused)
 {
-    cr_assert_null(validate_idempotency_key("key 1", 5), "inner spaces are printable (SPEC: printable chars)");
+    cr_assert_null(validate_idempotency_key("key 1", 5), "inner spaces are printable (CONTRACT §5: printable chars)");
     cr_assert_not_null(validate_idempotency_key(" key", 4));
     cr_assert_not_null(validate_idempotency_key("key ", 4));
     cr_assert_not_null(validate_idempotency_key("key\t", 4));
@@ -380,7 +380,7 @@ static void expect(bx_err e, int status, const char *code)
 
 Test(errors, spec_codes_and_statuses)
 {
-    /* SPEC §5 and docs/DESIGN.md "API details". */
+    /* CONTRACT §5 and docs/DESIGN.md "API details". */
     expect(BX_ERR_VALIDATION, 400, "VALIDATION");
     expect(BX_ERR_UNAUTHORIZED, 401, "UNAUTHORIZED");
     expect(BX_ERR_BAD_CREDENTIALS, 401, "BAD_CREDENTIALS");

@@ -1,4 +1,4 @@
-/* test_queue.c — unit tests of the waiting room (SPEC §4): domain/queue_rules.c and a
+/* test_queue.c — unit tests of the waiting room (CONTRACT §4): domain/queue_rules.c and a
  * backend driven through its ports (waitroom.h) with explicit clocks. Built twice
  * (tests/unit/meson.build): `test_queue` runs the behavioural tests against the
  * embedded backend queue/waitroom_mem.c (persistence to a fake store below);
