@@ -1258,7 +1258,7 @@ static bx_err sqlite_pay(struct store *base, int64_t user_id, int64_t reservatio
     int64_t prior = 0, balance, payment_id;
     int changes;
     char ref[32];
-    bool keyed = idem != NULL && idem->key != NULL;
+    bool keyed = idem != NULL && idem->key != NULL, settled_expiry = false;
     bx_err e = tx_begin(s);
     if (e)
         return e;
@@ -1278,10 +1278,12 @@ static bx_err sqlite_pay(struct store *base, int64_t user_id, int64_t reservatio
     case RES_HELD: break;
     }
     if (r.expires_at <= now) {
-        /* Too late: settle the expiry now so the seat is free for everyone at once. */
-        if ((e = expire_one(s, r.id, r.schedule_id, r.seat_no, now, NULL)) || (e = tx_commit(s)))
-            return e;
-        return BX_ERR_HOLD_EXPIRED;
+        /* Too late: settle the expiry now so the seat is free for everyone at once.
+         * It is committed (or, if it failed, rolled back) at out like everything
+         * else: never left open half-applied inside a group commit. */
+        e = expire_one(s, r.id, r.schedule_id, r.seat_no, now, NULL);
+        settled_expiry = e == BX_OK;
+        goto out;
     }
     if (expected_amount >= 0 && expected_amount != r.price) {
         e = BX_ERR_PRICE_MISMATCH;
@@ -1359,7 +1361,8 @@ static bx_err sqlite_pay(struct store *base, int64_t user_id, int64_t reservatio
     out->balance_after = balance;
     out->paid_at = now;
 out:
-    return tx_end(s, e);
+    e = tx_end(s, e);
+    return e == BX_OK && settled_expiry ? BX_ERR_HOLD_EXPIRED : e;
 }
 
 /* The user's payments, newest first, ids below before_id when > 0 (one statement). */
