@@ -237,9 +237,17 @@ static bx_err run_plain(struct sqlite_store *s, enum stmt_id id)
 }
 
 /* Starts a write transaction: takes the database's write lock now (waiting up to
- * the busy timeout), so no transaction here ever has to upgrade a read lock. */
+ * the busy timeout), so no transaction here ever has to upgrade a read lock. In a
+ * batch, a savepoint of the batch's transaction; if SQLite already rolled that
+ * transaction back (an I/O error, a full disk), UNAVAILABLE: a SAVEPOINT outside
+ * any transaction would open one of its own, and its RELEASE would commit this
+ * op by itself while the batch it belonged to is reported failed. */
 static bx_err tx_begin(struct sqlite_store *s)
 {
+    if (s->batch && sqlite3_get_autocommit(s->db)) {
+        fprintf(stderr, "store_sqlite: the batch's transaction is gone (rolled back by SQLite); op refused\n");
+        return BX_ERR_UNAVAILABLE;
+    }
     return run_plain(s, s->batch ? ST_SAVEPOINT : ST_BEGIN_WRITE);
 }
 
@@ -1554,6 +1562,14 @@ static const struct audit_check audit_checks[] = {
         "  t.seat_no, t.hold_expires_at, t.reservation_id, coalesce(r.status, 'missing')) "
         "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "
         "WHERE t.status = 'HELD' AND t.hold_expires_at > ?1 AND (r.id IS NULL OR r.status <> 'HELD' "
+        "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no)"},
+    /* An expired hold's seat may stay HELD until the next hold or the sweeper, but
+     * its reservation is then still HELD too: expiry and cancel change both in one
+     * transaction. A seat HELD for a reservation that is not is a change half done. */
+    {1, "SELECT printf('schedule %d seat %d is HELD for reservation %d which is %s (a hold end half applied)', "
+        "  t.schedule_id, t.seat_no, t.reservation_id, coalesce(r.status, 'missing')) "
+        "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "
+        "WHERE t.status = 'HELD' AND t.hold_expires_at <= ?1 AND (r.id IS NULL OR r.status <> 'HELD' "
         "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no)"},
     {1, "SELECT printf('schedule %d records %d seats, %d SOLD, but has %d seats, %d SOLD', s.id, s.seat_count, "
         "  s.sold_count, coalesce(t.seats, 0), coalesce(t.sold, 0)) "
