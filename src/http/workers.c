@@ -1,11 +1,19 @@
-/* workers.c — see workers.h. Jobs travel on a mutex+condvar FIFO to the pool and
- * come back through h2o's multithread queue of the request's loop. A guard
- * object in the request pool tells the job when the request died first. */
+/* workers.c — see workers.h. Jobs wait in per-client FIFOs ("flows") under one
+ * mutex; workers take them round robin across flows, and come back through h2o's
+ * multithread queue of the request's loop. A guard object in the request pool
+ * tells the job when the request died first. Flows live in a fixed array: at most
+ * queue_max jobs wait and nthreads run, so at most that many clients have a flow. */
 #include "http/workers.h"
+#include "app.h"
+#include "util/clock.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define JOB_MS_GUESS 300.0 /* before any job was measured: argon2id at the defaults, roughly */
+#define RETRY_AFTER_MAX 60
 
 struct job {
     h2o_multithread_message_t msg; /* first: the receiver hands back this */
@@ -15,42 +23,120 @@ struct job {
     struct job **guard; /* slot in the request pool pointing back here */
     worker_fn work;
     worker_done_fn done;
+    uint64_t client;
+    size_t size;
+    int dropped;     /* pushed out of the queue: never ran */
+    int retry_after; /* seconds, for the 503 of a dropped job */
     _Alignas(16) unsigned char payload[];
+};
+
+/* One client's jobs: waiting (FIFO) and running. Free when both are 0. */
+struct flow {
+    uint64_t client;
+    struct job *head, *tail;
+    int queued, running;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
-static struct job *head, *tail;
+static struct flow *flows;
+static int nflows; /* queue_max + nthreads */
+static int queued_total, queue_max, share_cap, rr;
+static double job_ms_avg; /* moving average of a job's run time; 0 before the first */
 static int stopping;
 static pthread_t *threads;
 static int nthreads;
+
+static struct flow *flow_find(uint64_t client)
+{
+    for (int i = 0; i < nflows; i++)
+        if ((flows[i].queued > 0 || flows[i].running > 0) && flows[i].client == client)
+            return &flows[i];
+    return NULL;
+}
+
+/* A free flow for client; there is always one (see the top of the file). */
+static struct flow *flow_take(uint64_t client)
+{
+    for (int i = 0; i < nflows; i++)
+        if (flows[i].queued == 0 && flows[i].running == 0) {
+            flows[i] = (struct flow){.client = client};
+            return &flows[i];
+        }
+    return NULL;
+}
+
+/* Seconds until a job queued now would run. Under lock. */
+static int retry_after_locked(void)
+{
+    double per_job = job_ms_avg > 0 ? job_ms_avg : JOB_MS_GUESS;
+    double ms = (double)(queued_total + 1) * per_job / (double)(nthreads > 0 ? nthreads : 1);
+    int s = (int)(ms / 1000.0) + 1;
+    return s > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : s;
+}
+
+/* The next job to run: round robin over flows with waiting jobs and fewer than
+ * share_cap running (any, when stopping). Under lock. */
+static struct job *job_pick(void)
+{
+    for (int k = 0; k < nflows; k++) {
+        int i = (rr + k) % nflows;
+        struct flow *f = &flows[i];
+        if (f->queued == 0 || (f->running >= share_cap && !stopping))
+            continue;
+        struct job *j = f->head;
+        f->head = j->next;
+        if (f->head == NULL)
+            f->tail = NULL;
+        j->next = NULL;
+        f->queued--;
+        f->running++;
+        queued_total--;
+        rr = (i + 1) % nflows;
+        return j;
+    }
+    return NULL;
+}
 
 static void *cpu_main(void *arg)
 {
     (void)arg;
     for (;;) {
         pthread_mutex_lock(&lock);
-        while (head == NULL && !stopping)
+        struct job *j;
+        while ((j = job_pick()) == NULL) {
+            if (stopping && queued_total == 0) {
+                pthread_mutex_unlock(&lock);
+                return NULL;
+            }
             pthread_cond_wait(&ready, &lock);
-        struct job *j = head;
-        if (j == NULL) {
-            pthread_mutex_unlock(&lock);
-            return NULL;
         }
-        head = j->next;
-        if (head == NULL)
-            tail = NULL;
         pthread_mutex_unlock(&lock);
+        int64_t t0 = clock_mono_ms();
         j->work(j->payload);
+        double ms = (double)(clock_mono_ms() - t0);
+        pthread_mutex_lock(&lock);
+        struct flow *f = flow_find(j->client);
+        if (f != NULL)
+            f->running--;
+        job_ms_avg = job_ms_avg > 0 ? job_ms_avg * 0.9 + ms * 0.1 : ms;
+        if (queued_total > 0)
+            pthread_cond_broadcast(&ready); /* a flow at its share may run again */
+        pthread_mutex_unlock(&lock);
         h2o_multithread_send_message(&j->loop->worker_done, &j->msg);
     }
 }
 
 int workers_start(int n)
 {
+    queue_max = app.cfg.hash_queue > 0 ? app.cfg.hash_queue : 4 * n;
+    share_cap = n >= 2 ? n - 1 : 1;
+    nflows = queue_max + n;
+    flows = calloc((size_t)nflows, sizeof *flows);
     threads = calloc((size_t)n, sizeof *threads);
-    if (threads == NULL)
+    if (flows == NULL || threads == NULL)
         return -1;
+    stopping = 0;
     for (int i = 0; i < n; i++) {
         if (pthread_create(&threads[i], NULL, cpu_main, NULL) != 0)
             return -1;
@@ -68,8 +154,10 @@ void workers_stop(void)
     for (int i = 0; i < nthreads; i++)
         pthread_join(threads[i], NULL);
     free(threads);
+    free(flows);
     threads = NULL;
-    nthreads = 0;
+    flows = NULL;
+    nthreads = nflows = queued_total = 0;
 }
 
 static void guard_dispose(void *p)
@@ -79,7 +167,18 @@ static void guard_dispose(void *p)
         j->call = NULL;
 }
 
-/* Runs on the loop thread: finish every completed job of this loop. */
+/* 503 UNAVAILABLE with Retry-After: the pool is full. */
+static void refuse(struct call *c, int retry_after)
+{
+    char v[16];
+    int n = snprintf(v, sizeof v, "%d", retry_after);
+    h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
+                   h2o_strdup(&c->req->pool, v, (size_t)n).base, (size_t)n);
+    call_reply_error(c, BX_ERR_UNAVAILABLE, NULL,
+                     "too many sign-ups and log-ins are waiting for the server; retry after the Retry-After seconds");
+}
+
+/* Runs on the loop thread: finish every completed (or pushed out) job of this loop. */
 static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
@@ -90,7 +189,14 @@ static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
         struct call *c = j->call;
         if (c != NULL)
             *j->guard = NULL; /* the request pool no longer needs to tell us anything */
-        j->done(c, j->payload);
+        if (j->dropped) {
+            if (c != NULL)
+                refuse(c, j->retry_after);
+            j->done(NULL, j->payload, BX_ERR_UNAVAILABLE);
+        } else {
+            j->done(c, j->payload, BX_OK);
+        }
+        explicit_bzero(j->payload, j->size); /* passwords */
         free(j);
     }
 }
@@ -100,12 +206,57 @@ void workers_attach_loop(struct loop_ctx *loop)
     h2o_multithread_register_receiver(loop->ctx.queue, &loop->worker_done, on_done);
 }
 
-int workers_submit(struct call *c, const void *payload, size_t size, worker_fn work, worker_done_fn done)
+/* Takes the last waiting job of f out of the queue. Under lock. */
+static struct job *flow_pop_tail(struct flow *f)
+{
+    struct job *j = f->head, *prev = NULL;
+    while (j->next != NULL)
+        prev = j, j = j->next;
+    if (prev != NULL)
+        prev->next = NULL;
+    else
+        f->head = NULL;
+    f->tail = prev;
+    f->queued--;
+    queued_total--;
+    return j;
+}
+
+int workers_submit(struct call *c, uint64_t client, const void *payload, size_t size, worker_fn work,
+                   worker_done_fn done)
 {
     struct job *j = calloc(1, sizeof *j + size);
-    if (j == NULL)
+    if (j == NULL) {
+        refuse(c, 1);
         return -1;
+    }
+    struct job *pushed_out = NULL;
+    pthread_mutex_lock(&lock);
+    struct flow *f = flow_find(client);
+    if (queued_total >= queue_max || flows == NULL) {
+        /* full: the client with the most waiting gives up its last place, if it
+         * has at least two more waiting than this client would */
+        struct flow *heavy = NULL;
+        for (int i = 0; i < nflows; i++)
+            if (flows[i].queued > 0 && (heavy == NULL || flows[i].queued > heavy->queued))
+                heavy = &flows[i];
+        int mine = f != NULL ? f->queued : 0;
+        if (flows == NULL || heavy == NULL || heavy->queued < mine + 2) {
+            int retry = retry_after_locked();
+            pthread_mutex_unlock(&lock);
+            free(j);
+            refuse(c, retry);
+            return -1;
+        }
+        pushed_out = flow_pop_tail(heavy);
+        pushed_out->dropped = 1;
+        pushed_out->retry_after = retry_after_locked();
+    }
+    if (f == NULL)
+        f = flow_take(client);
     memcpy(j->payload, payload, size);
+    j->size = size;
+    j->client = client;
     j->loop = c->loop;
     j->call = c;
     j->guard = h2o_mem_alloc_shared(&c->req->pool, sizeof *j->guard, guard_dispose);
@@ -113,13 +264,16 @@ int workers_submit(struct call *c, const void *payload, size_t size, worker_fn w
     j->work = work;
     j->done = done;
     c->loop->pending_jobs++;
-    pthread_mutex_lock(&lock);
-    if (tail != NULL)
-        tail->next = j;
+    if (f->tail != NULL)
+        f->tail->next = j;
     else
-        head = j;
-    tail = j;
-    pthread_cond_signal(&ready);
+        f->head = j;
+    f->tail = j;
+    f->queued++;
+    queued_total++;
+    pthread_cond_broadcast(&ready);
     pthread_mutex_unlock(&lock);
+    if (pushed_out != NULL)
+        h2o_multithread_send_message(&pushed_out->loop->worker_done, &pushed_out->msg);
     return 0;
 }
