@@ -50,8 +50,9 @@ static const struct opt opts[] = {
     {"login-tries", INT(login_tries), 1, 1000, "5",
      "log-ins per account name and client address before each further one waits 1 s, 2 s, 4 s ... (max 60 s); "
      "from addresses that never logged in to that name, 20 times as many per name"},
-    {"hash-queue", INT(hash_queue), 0, 100000, "0",
-     "sign-ups and log-ins waiting for a password-hashing thread before 503 (0 = 4 per thread)"},
+    {"hash-wait", INT(hash_wait), 1, 600000, "2000",
+     "milliseconds a sign-up or log-in may expect to wait for a password-hashing thread; past it, 503 with "
+     "Retry-After"},
     {"trusted-proxy", STR(trusted_proxy), 0, 0, "",
      "comma-separated addresses or CIDR blocks of proxies whose X-Forwarded-For / X-Real-IP name the client "
      "(default: none, the headers are ignored)"},

@@ -24,7 +24,7 @@ struct config {
     double address_rate_limit; /* sign-ups and log-ins per client address, per second; 0 = off */
     double address_rate_burst;
     int login_tries;           /* log-ins per (name, client address) before backoff */
-    int hash_queue;            /* argon2 jobs waiting for the pool; 0 = 4 per thread */
+    int64_t hash_wait;         /* ms of argon2 work the pool's queue may hold */
     char trusted_proxy[512];   /* addresses / CIDR blocks whose X-Forwarded-For is believed */
     int64_t session_ttl;  /* seconds */
     int64_t pwhash_ops;

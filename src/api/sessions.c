@@ -6,10 +6,11 @@
  * about whether a name exists), with the counters of app.h:
  *  - per client address, every sign-up and log-in (--address-rate-limit);
  *  - per client address, failed log-ins whatever the names: the same backoff as
- *    below after 4 x --login-tries. A flood of new names from one address (which
- *    no per-name count sees) soon gets one hash a minute: on a machine where two
- *    argon2id hashes at once take twice as long each, any steady share of the pool
- *    would slow every real log-in;
+ *    below after 4 x --login-tries failures, and then one log-in at a time. A
+ *    flood of new names from one address (which no per-name count sees) soon gets
+ *    one hash a minute: on a machine where two argon2id hashes at once take twice
+ *    as long each, any steady share of the pool would slow every real log-in. Only
+ *    failures count here (many honest log-ins may share an address at once);
  *  - per (name, client address): after --login-tries attempts, each further one
  *    waits 1 s, 2 s, 4 s ... up to 60 s; a success clears the count. An attacker
  *    guessing from one place is slowed to a trickle, and only there: the owner
@@ -30,6 +31,7 @@
 #include "domain/validate.h"
 #include "http/client.h"
 #include "http/workers.h"
+#include "util/clock.h"
 #include "util/mix64.h"
 
 #include <sodium.h>
@@ -57,9 +59,9 @@ struct login_counts {
 };
 
 /* The attempt never reached the verification: it guessed nothing. */
-static void login_uncount(const struct login_counts *k)
+static void login_uncount(const struct login_counts *k, int64_t now)
 {
-    backoff_give_back(app.login_addresses, k->address);
+    backoff_leave(app.login_addresses, k->address, now, false);
     backoff_give_back(app.login_pairs, k->pair);
     if (k->name_counted)
         backoff_give_back(app.login_names, k->name);
@@ -69,7 +71,7 @@ static void login_uncount(const struct login_counts *k)
  * this name without the per-name count from now on, and its own count restarts. */
 static void login_succeeded(const struct login_counts *k, int64_t now)
 {
-    backoff_give_back(app.login_addresses, k->address);
+    backoff_leave(app.login_addresses, k->address, now, false);
     backoff_clear(app.login_pairs, k->pair);
     backoff_mark(app.login_marks, k->pair, now);
     if (k->name_counted)
@@ -98,11 +100,13 @@ static void login_done(struct call *c, void *payload, bx_err e)
 {
     struct login_job *j = payload;
     if (e != BX_OK) { /* pushed out of the hashing queue (answered 503) */
-        login_uncount(&j->counts);
+        login_uncount(&j->counts, j->now);
         return;
     }
     if (j->ok)
         login_succeeded(&j->counts, j->now);
+    else
+        backoff_leave(app.login_addresses, j->counts.address, j->now, true); /* a failure of this address */
     if (c == NULL)
         return;
     if (!j->ok) {
@@ -138,11 +142,11 @@ static void login_user_found(void *arg, bx_err e)
     struct login_counts counts = st->counts; /* st is gone once call_resume says the client is */
     struct call *c = call_resume(st);
     if (c == NULL) {
-        login_uncount(&counts);
+        login_uncount(&counts, clock_now_ms());
         return;
     }
     if (e != BX_OK && e != BX_ERR_NOT_FOUND) {
-        login_uncount(&st->counts);
+        login_uncount(&st->counts, c->now);
         call_fail(c, e);
         return;
     }
@@ -158,7 +162,7 @@ static void login_user_found(void *arg, bx_err e)
     j.now = c->now;
     sodium_memzero(st->password, sizeof st->password);
     if (workers_submit(c, call_client_key(c), &j, sizeof j, login_verify, login_done) != 0)
-        login_uncount(&st->counts); /* answered 503 */
+        login_uncount(&st->counts, c->now); /* answered 503 */
     sodium_memzero(&j, sizeof j);
 }
 
@@ -172,14 +176,14 @@ void sessions_create(struct call *c)
         return;
     struct login_counts k = {.address = call_client_key(c), .name = sessions_name_key(name, nlen)};
     k.pair = sessions_pair_key(k.name, k.address);
-    int64_t wait = backoff_take(app.login_addresses, k.address, c->now);
+    int64_t wait = backoff_enter(app.login_addresses, k.address, c->now);
     if (wait != 0) {
         api_refuse_rate_late(c, wait, "too many failed log-ins from this address; retry after the Retry-After seconds");
         return;
     }
     wait = backoff_take(app.login_pairs, k.pair, c->now);
     if (wait != 0) {
-        backoff_give_back(app.login_addresses, k.address);
+        backoff_leave(app.login_addresses, k.address, c->now, false);
         api_refuse_rate(c, wait,
                         "too many log-ins to this account from this address; retry after the Retry-After "
                         "seconds");
@@ -188,7 +192,7 @@ void sessions_create(struct call *c)
     if (!backoff_marked(app.login_marks, k.pair, c->now)) {
         wait = backoff_take(app.login_names, k.name, c->now);
         if (wait != 0) {
-            backoff_give_back(app.login_addresses, k.address);
+            backoff_leave(app.login_addresses, k.address, c->now, false);
             backoff_give_back(app.login_pairs, k.pair);
             api_refuse_rate(c, wait,
                             "too many log-ins to this account; retry after the Retry-After seconds, or "

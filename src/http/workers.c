@@ -2,7 +2,8 @@
  * mutex; workers take them round robin across flows, and come back through h2o's
  * multithread queue of the request's loop. A guard object in the request pool
  * tells the job when the request died first. Flows live in a fixed array: at most
- * queue_max jobs wait and nthreads run, so at most that many clients have a flow. */
+ * WORKERS_QUEUE_CAP jobs wait and nthreads run, so at most that many clients have
+ * a flow. */
 #include "http/workers.h"
 #include "app.h"
 #include "util/clock.h"
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JOB_MS_GUESS 300.0 /* before any job was measured: argon2id at the defaults, roughly */
 #define RETRY_AFTER_MAX 60
 
 struct job {
@@ -40,9 +40,10 @@ struct flow {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
 static struct flow *flows;
-static int nflows; /* queue_max + nthreads */
-static int queued_total, queue_max, share_cap, rr;
-static double job_ms_avg; /* moving average of a job's run time; 0 before the first */
+static int nflows; /* WORKERS_QUEUE_CAP + nthreads */
+static int queued_total, running_total, share_cap, rr;
+static double job_ms_avg;  /* moving average of a job's run time (a hash timed at start first) */
+static double wait_max_ms; /* --hash-wait */
 static int stopping;
 static pthread_t *threads;
 static int nthreads;
@@ -66,12 +67,22 @@ static struct flow *flow_take(uint64_t client)
     return NULL;
 }
 
-/* Seconds until a job queued now would run. Under lock. */
+/* Milliseconds until a job queued now would run (roughly). Under lock. */
+static double queue_wait_ms(int queued)
+{
+    return (double)queued * job_ms_avg / (double)(nthreads > 0 ? nthreads : 1);
+}
+
+/* No room for one more job. Under lock. */
+static int queue_full(void)
+{
+    return queued_total >= WORKERS_QUEUE_CAP || queue_wait_ms(queued_total + 1) > wait_max_ms;
+}
+
+/* Seconds until the queue should have room again. Under lock. */
 static int retry_after_locked(void)
 {
-    double per_job = job_ms_avg > 0 ? job_ms_avg : JOB_MS_GUESS;
-    double ms = (double)(queued_total + 1) * per_job / (double)(nthreads > 0 ? nthreads : 1);
-    int s = (int)(ms / 1000.0) + 1;
+    int s = (int)(queue_wait_ms(queued_total + 1) / 1000.0) + 1;
     return s > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : s;
 }
 
@@ -92,6 +103,7 @@ static struct job *job_pick(void)
         f->queued--;
         f->running++;
         queued_total--;
+        running_total++;
         rr = (i + 1) % nflows;
         return j;
     }
@@ -119,7 +131,8 @@ static void *cpu_main(void *arg)
         struct flow *f = flow_find(j->client);
         if (f != NULL)
             f->running--;
-        job_ms_avg = job_ms_avg > 0 ? job_ms_avg * 0.9 + ms * 0.1 : ms;
+        running_total--;
+        job_ms_avg = job_ms_avg * 0.9 + (ms > 0.01 ? ms : 0.01) * 0.1;
         if (queued_total > 0)
             pthread_cond_broadcast(&ready); /* a flow at its share may run again */
         pthread_mutex_unlock(&lock);
@@ -129,9 +142,16 @@ static void *cpu_main(void *arg)
 
 int workers_start(int n)
 {
-    queue_max = app.cfg.hash_queue > 0 ? app.cfg.hash_queue : 4 * n;
+    char hash[BX_PWHASH_MAX + 1];
+    int64_t t0 = clock_mono_ms();
+    if (password_hash(&app.pwcost, "boxoffice-calibration", 21, hash) != 0)
+        return -1;
+    job_ms_avg = (double)(clock_mono_ms() - t0);
+    if (job_ms_avg < 0.01)
+        job_ms_avg = 0.01;
+    wait_max_ms = (double)app.cfg.hash_wait;
     share_cap = n >= 2 ? n - 1 : 1;
-    nflows = queue_max + n;
+    nflows = WORKERS_QUEUE_CAP + n;
     flows = calloc((size_t)nflows, sizeof *flows);
     threads = calloc((size_t)n, sizeof *threads);
     if (flows == NULL || threads == NULL)
@@ -157,7 +177,7 @@ void workers_stop(void)
     free(flows);
     threads = NULL;
     flows = NULL;
-    nthreads = nflows = queued_total = 0;
+    nthreads = nflows = queued_total = running_total = 0;
 }
 
 static void guard_dispose(void *p)
@@ -233,15 +253,18 @@ int workers_submit(struct call *c, uint64_t client, const void *payload, size_t 
     struct job *pushed_out = NULL;
     pthread_mutex_lock(&lock);
     struct flow *f = flow_find(client);
-    if (queued_total >= queue_max || flows == NULL) {
-        /* full: the client with the most waiting gives up its last place, if it
-         * has at least two more waiting than this client would */
+    /* a thread is idle and this client may use it: the job runs at once */
+    int starts_now = flows != NULL && running_total < nthreads && (f == NULL || f->running < share_cap);
+    if (flows == NULL || (!starts_now && queue_full())) {
+        /* full: the client with the most jobs (waiting and running) gives up its
+         * last waiting place, if it has at least two more than this client would */
         struct flow *heavy = NULL;
         for (int i = 0; i < nflows; i++)
-            if (flows[i].queued > 0 && (heavy == NULL || flows[i].queued > heavy->queued))
+            if (flows[i].queued > 0 &&
+                (heavy == NULL || flows[i].queued + flows[i].running > heavy->queued + heavy->running))
                 heavy = &flows[i];
-        int mine = f != NULL ? f->queued : 0;
-        if (flows == NULL || heavy == NULL || heavy->queued < mine + 2) {
+        int mine = f != NULL ? f->queued + f->running : 0;
+        if (flows == NULL || heavy == NULL || heavy->queued + heavy->running < mine + 2) {
             int retry = retry_after_locked();
             pthread_mutex_unlock(&lock);
             free(j);

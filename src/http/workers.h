@@ -5,14 +5,17 @@
  * store/group_commit.c.)
  *
  * The pool is bounded and shared fairly between client addresses (each job names
- * its client, http/client.h): at most --hash-queue jobs wait (beyond the ones
- * running), taken round robin across clients, and one client never runs on every
- * thread at once (one is kept for the others when the pool has two or more). When
- * the queue is full, a newcomer takes the place of the last job of the client with
- * the most waiting (that job is answered 503), or is itself answered 503 when no
- * client has at least two more waiting than it would. Both 503s carry Retry-After:
- * the time the queue needs to drain. So a flood from one address costs others at
- * most one job's wait, and nothing queues without bound. */
+ * its client, http/client.h): jobs wait only as long as the queue is shorter than
+ * --hash-wait milliseconds of work (jobs x their measured run time / threads; a
+ * hash is timed at start so the first burst is judged right too; never more than
+ * WORKERS_QUEUE_CAP), taken round robin across clients, and one client never runs
+ * on every thread at once (one is kept for the others when the pool has two or
+ * more). A job that an idle thread can take at once is always accepted. When the
+ * queue is full, a newcomer takes the place of the last waiting job of the client
+ * with the most jobs (waiting and running; that job is answered 503), or is itself
+ * answered 503 when no client has at least two more than it would. Both 503s carry
+ * Retry-After: the time the queue needs to drain. So a flood from one address
+ * costs others at most one job's wait, and nothing queues without bound. */
 #ifndef BX_HTTP_WORKERS_H
 #define BX_HTTP_WORKERS_H
 
@@ -27,8 +30,10 @@ typedef void (*worker_fn)(void *payload);
  * and the call was answered 503; c is NULL: only release what the payload holds. */
 typedef void (*worker_done_fn)(struct call *c, void *payload, bx_err e);
 
-/* Starts the CPU pool with `threads` threads and room for --hash-queue waiting
- * jobs (app.cfg.hash_queue; 0: 4 per thread). 0 on success. */
+#define WORKERS_QUEUE_CAP 4096
+
+/* Times one hash at app.pwcost, then starts the CPU pool with `threads` threads
+ * and a queue of app.cfg.hash_wait ms. 0 on success. */
 int workers_start(int threads);
 /* Runs what is queued, then joins every thread. */
 void workers_stop(void);

@@ -1,4 +1,4 @@
-/* backoff.c — see backoff.h. 64 stripes × 2048 slots of 32 bytes (4 MiB); a key
+/* backoff.c — see backoff.h. 64 stripes × 2048 slots of 40 bytes (5 MiB); a key
  * probes 8 slots of its stripe and, when none is its own or free, takes over the
  * least recently used one. */
 #include "util/backoff.h"
@@ -13,9 +13,10 @@
 
 struct entry {
     uint64_t key;    /* 0 = free */
-    double count;    /* attempts, leaking away since last_ms */
-    int64_t next_ms; /* the next attempt past the free ones may go at this time */
-    int64_t last_ms; /* last counted attempt, or the mark */
+    double count;     /* attempts, leaking away since last_ms */
+    int64_t next_ms;  /* the next attempt past the free ones may go at this time */
+    int64_t last_ms;  /* last counted attempt, or the mark */
+    int64_t inflight; /* backoff_enter without backoff_leave yet */
 };
 
 struct stripe {
@@ -78,31 +79,78 @@ static struct entry *lookup(struct backoff *b, uint64_t key, int create, struct 
     return victim;
 }
 
-int64_t backoff_take(struct backoff *b, uint64_t key, int64_t now_ms)
+/* Leaks e's count up to now; returns the attempts not yet leaked away. */
+static int64_t leak(const struct backoff *b, struct entry *e, int64_t now_ms)
 {
-    struct stripe *st;
-    struct entry *e = lookup(b, key, 1, &st);
-    if (e->count > 0 && now_ms > e->last_ms) { /* leak since the last counted attempt */
+    if (e->count > 0 && now_ms > e->last_ms) {
         e->count -= (double)(now_ms - e->last_ms) / b->leak_ms;
         if (e->count < 0)
             e->count = 0;
         e->last_ms = now_ms;
     }
-    int64_t wait = 0, recent = (int64_t)(e->count + 0.5); /* attempts not yet leaked away */
-    if (recent >= b->free_tries && now_ms < e->next_ms) {
+    return (int64_t)(e->count + 0.5);
+}
+
+/* Counts one attempt at now_ms and sets the time the next may go. */
+static void count_one(const struct backoff *b, struct entry *e, int64_t now_ms)
+{
+    e->count += 1;
+    e->last_ms = now_ms;
+    int64_t recent = (int64_t)(e->count + 0.5);
+    if (recent >= b->free_tries) {
+        int64_t past = recent - b->free_tries, delay = b->first_delay_ms;
+        while (past-- > 0 && delay < b->max_delay_ms)
+            delay *= 2;
+        e->next_ms = now_ms + (delay < b->max_delay_ms ? delay : b->max_delay_ms);
+    }
+}
+
+int64_t backoff_take(struct backoff *b, uint64_t key, int64_t now_ms)
+{
+    struct stripe *st;
+    struct entry *e = lookup(b, key, 1, &st);
+    int64_t wait = 0;
+    if (leak(b, e, now_ms) >= b->free_tries && now_ms < e->next_ms)
         wait = e->next_ms - now_ms;
-    } else {
-        e->count += 1;
-        e->last_ms = now_ms;
-        if (++recent >= b->free_tries) {
-            int64_t past = recent - b->free_tries, delay = b->first_delay_ms;
-            while (past-- > 0 && delay < b->max_delay_ms)
-                delay *= 2;
-            e->next_ms = now_ms + (delay < b->max_delay_ms ? delay : b->max_delay_ms);
-        }
+    else
+        count_one(b, e, now_ms);
+    pthread_mutex_unlock(&st->lock);
+    return wait;
+}
+
+int64_t backoff_enter(struct backoff *b, uint64_t key, int64_t now_ms)
+{
+    struct stripe *st;
+    struct entry *e = lookup(b, key, 1, &st);
+    int64_t wait = 0;
+    if (leak(b, e, now_ms) >= b->free_tries) {
+        if (now_ms < e->next_ms)
+            wait = e->next_ms - now_ms;
+        else if (e->inflight > 0)
+            wait = b->first_delay_ms; /* one at a time: ask again when that one is over */
+    }
+    if (wait == 0) {
+        e->inflight++;
+        if (e->last_ms == 0)
+            e->last_ms = now_ms; /* recency for the eviction */
     }
     pthread_mutex_unlock(&st->lock);
     return wait;
+}
+
+void backoff_leave(struct backoff *b, uint64_t key, int64_t now_ms, bool failed)
+{
+    struct stripe *st;
+    struct entry *e = lookup(b, key, failed, &st);
+    if (e != NULL) {
+        if (e->inflight > 0)
+            e->inflight--;
+        if (failed) {
+            leak(b, e, now_ms);
+            count_one(b, e, now_ms);
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
 }
 
 void backoff_give_back(struct backoff *b, uint64_t key)

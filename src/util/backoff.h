@@ -30,6 +30,15 @@ void backoff_give_back(struct backoff *b, uint64_t key);
 /* Forgets key's count. */
 void backoff_clear(struct backoff *b, uint64_t key);
 
+/* Counting failures after the fact, for keys many honest attempts may share at
+ * once (a client address: a NAT, a proxy): an attempt in flight is not a failure.
+ * backoff_enter: 0 when an attempt may go ahead (now one more in flight), else
+ * the ms until one may; past the free tries, only once the wait is over and only
+ * one at a time (nothing else of the key in flight). backoff_leave: that attempt
+ * is over; failed counts it like backoff_take would have. */
+int64_t backoff_enter(struct backoff *b, uint64_t key, int64_t now_ms);
+void backoff_leave(struct backoff *b, uint64_t key, int64_t now_ms, bool failed);
+
 /* Marks: key seen at now_ms; marked while less than forget_ms old. */
 void backoff_mark(struct backoff *b, uint64_t key, int64_t now_ms);
 bool backoff_marked(struct backoff *b, uint64_t key, int64_t now_ms);

@@ -961,7 +961,7 @@ Test(security, a_log_in_flood_is_refused_with_503_and_retry_after_while_a_real_l
     /* argon2id heavy enough that 16 connections outrun the pool; no per-address
      * limits (harness default; --login-tries 1000 puts the per-address backoff of
      * failed log-ins out of reach), so what refuses is the bounded hashing queue */
-    START("--pwhash-mem-kib", "16384", "--pwhash-ops", "2", "--hash-queue", "4", "--trusted-proxy", "127.0.0.1",
+    START("--pwhash-mem-kib", "16384", "--pwhash-ops", "2", "--hash-wait", "200", "--trusted-proxy", "127.0.0.1",
           "--login-tries", "1000");
     bx_user(&C, "mina", NULL);
     CURL *mina = client_from("127.0.0.1");

@@ -73,6 +73,29 @@ Test(backoff, given_back_and_cleared_counts_free_the_key)
     backoff_free(b);
 }
 
+Test(backoff, entering_counts_only_failures_and_lets_one_in_at_a_time_past_the_free_ones)
+{
+    struct backoff *b = backoff_new(3, 1000, 60000, 15 * 60 * 1000);
+    /* many at once, none failed yet: all go */
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(backoff_enter(b, 8, 0), 0, "honest attempt %d in flight", i);
+    for (int i = 0; i < 48; i++)
+        backoff_leave(b, 8, 10, false);
+    backoff_leave(b, 8, 10, true);
+    backoff_leave(b, 8, 10, true);
+    cr_assert_eq(backoff_enter(b, 8, 20), 0, "2 failures of 3 free");
+    backoff_leave(b, 8, 20, true);
+    int64_t wait = backoff_enter(b, 8, 30);
+    cr_assert(wait > 980 && wait <= 1000, "3 failures: wait 1 s, got %lld", (long long)wait);
+    cr_assert_eq(backoff_enter(b, 8, 1020), 0, "the wait is over");
+    cr_assert_gt(backoff_enter(b, 8, 1030), 0, "past the free ones, one at a time");
+    backoff_leave(b, 8, 1040, true);
+    wait = backoff_enter(b, 8, 1050);
+    cr_assert(wait > 1980 && wait <= 2000, "4 failures: 2 s, got %lld", (long long)wait);
+    cr_assert_eq(backoff_enter(b, 9, 1050), 0, "another key");
+    backoff_free(b);
+}
+
 Test(backoff, marks_last_until_they_are_forgotten)
 {
     struct backoff *m = backoff_new(1, 1, 1, 1000);
