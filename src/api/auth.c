@@ -94,7 +94,8 @@ int api_refuse_rate_late(struct call *c, int64_t wait_ms, const char *message)
         if (loop->tarpit != NULL)
             h2o_timeout_init(loop->loop, loop->tarpit, API_TARPIT_MS);
     }
-    if (loop->tarpit == NULL || loop->tarpitted >= API_TARPIT_MAX || c->state != NULL)
+    /* stopping: at once, or a flood on kept-alive connections holds the drain open */
+    if (loop->tarpit == NULL || loop->tarpitted >= API_TARPIT_MAX || c->state != NULL || app.stopping)
         return api_refuse_rate(c, wait_ms, message);
     struct tarpit_state *st = call_state(c, sizeof *st, NULL);
     st->entry.cb = tarpit_over;
