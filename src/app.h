@@ -37,9 +37,9 @@ struct app {
  * marks (a sign-up or log-in of that name from that address) last 30 days. */
 #define LOGIN_ADDRESS_FACTOR 4
 #define LOGIN_NAME_FACTOR 20
-#define LOGIN_FIRST_DELAY_MS 1000
-#define LOGIN_MAX_DELAY_MS 60000
-#define LOGIN_FORGET_MS (15 * 60 * 1000)
+#define LOGIN_FIRST_DELAY_MS 1000LL
+#define LOGIN_MAX_DELAY_MS 60000LL
+#define LOGIN_FORGET_MS (15LL * 60 * 1000)
 #define LOGIN_MARK_MS (30LL * 24 * 3600 * 1000)
 
 /* The single instance; set by app_init. */

@@ -75,9 +75,8 @@ void call_client(struct call *c, struct netaddr *out)
     struct netaddr via;
     size_t len;
     const char *real_ip;
-    if (forwarded_for(c, &via) == 0)
-        *out = via;
-    else if ((real_ip = call_header(c, "x-real-ip", &len)) != NULL && netaddr_parse(real_ip, len, &via) == 0)
+    if (forwarded_for(c, &via) == 0 ||
+        ((real_ip = call_header(c, "x-real-ip", &len)) != NULL && netaddr_parse(real_ip, len, &via) == 0))
         *out = via;
 }
 

@@ -252,10 +252,16 @@ int workers_submit(struct call *c, uint64_t client, const void *payload, size_t 
     }
     struct job *pushed_out = NULL;
     pthread_mutex_lock(&lock);
+    if (flows == NULL) { /* not started, or stopped */
+        pthread_mutex_unlock(&lock);
+        free(j);
+        refuse(c, 1);
+        return -1;
+    }
     struct flow *f = flow_find(client);
     /* a thread is idle and this client may use it: the job runs at once */
-    int starts_now = flows != NULL && running_total < nthreads && (f == NULL || f->running < share_cap);
-    if (flows == NULL || (!starts_now && queue_full())) {
+    int starts_now = running_total < nthreads && (f == NULL || f->running < share_cap);
+    if (!starts_now && queue_full()) {
         /* full: the client with the most jobs (waiting and running) gives up its
          * last waiting place, if it has at least two more than this client would */
         struct flow *heavy = NULL;
@@ -264,7 +270,7 @@ int workers_submit(struct call *c, uint64_t client, const void *payload, size_t 
                 (heavy == NULL || flows[i].queued + flows[i].running > heavy->queued + heavy->running))
                 heavy = &flows[i];
         int mine = f != NULL ? f->queued + f->running : 0;
-        if (flows == NULL || heavy == NULL || heavy->queued + heavy->running < mine + 2) {
+        if (heavy == NULL || heavy->queued + heavy->running < mine + 2) {
             int retry = retry_after_locked();
             pthread_mutex_unlock(&lock);
             free(j);
@@ -275,8 +281,14 @@ int workers_submit(struct call *c, uint64_t client, const void *payload, size_t 
         pushed_out->dropped = 1;
         pushed_out->retry_after = retry_after_locked();
     }
-    if (f == NULL)
-        f = flow_take(client);
+    if (f == NULL && (f = flow_take(client)) == NULL) { /* cannot happen: see the top of the file */
+        pthread_mutex_unlock(&lock);
+        free(j);
+        refuse(c, 1);
+        if (pushed_out != NULL)
+            h2o_multithread_send_message(&pushed_out->loop->worker_done, &pushed_out->msg);
+        return -1;
+    }
     memcpy(j->payload, payload, size);
     j->size = size;
     j->client = client;

@@ -32,9 +32,9 @@ typedef void (*worker_done_fn)(struct call *c, void *payload, bx_err e);
 
 #define WORKERS_QUEUE_CAP 4096
 
-/* Times one hash at app.pwcost, then starts the CPU pool with `threads` threads
+/* Times one hash at app.pwcost, then starts the CPU pool with n threads
  * and a queue of app.cfg.hash_wait ms. 0 on success. */
-int workers_start(int threads);
+int workers_start(int n);
 /* Runs what is queued, then joins every thread. */
 void workers_stop(void);
 
