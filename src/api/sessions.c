@@ -21,6 +21,9 @@
  *    yet cannot lock the owner out: her address carries a mark and skips this
  *    count. The price: while a name is under such an attack, its owner cannot
  *    log in from a new address until the backoff lets her through.
+ * A log-in from an address with a mark for the name (a returning user) is also
+ * hashed first (http/workers.h): a flood from many addresses fills the hashing
+ * queue fairly, and would otherwise turn returning users away with 503.
  * Every attempt counts until it succeeds; an attempt that never reached the
  * verification (503, store error) gives its counts back. The refusals of the two
  * per-address limits come one second late (api_refuse_rate_late): a client
@@ -55,7 +58,7 @@ uint64_t sessions_pair_key(uint64_t name_key, uint64_t client_key)
 /* The guessing counters one attempt took. */
 struct login_counts {
     uint64_t address, pair, name;
-    bool name_counted;
+    bool name_counted; /* false: the address has a mark for the name (a returning user) */
 };
 
 /* The attempt never reached the verification: it guessed nothing. */
@@ -161,7 +164,8 @@ static void login_user_found(void *arg, bx_err e)
     j.counts = st->counts;
     j.now = c->now;
     sodium_memzero(st->password, sizeof st->password);
-    if (workers_submit(c, call_client_key(c), &j, sizeof j, login_verify, login_done) != 0)
+    /* a returning user (a mark for this name and address) is hashed first */
+    if (workers_submit(c, call_client_key(c), !st->counts.name_counted, &j, sizeof j, login_verify, login_done) != 0)
         login_uncount(&st->counts, c->now); /* answered 503 */
     sodium_memzero(&j, sizeof j);
 }

@@ -91,6 +91,6 @@ void users_create(struct call *c)
     memcpy(j.password, pw, plen);
     j.password_len = plen;
     j.pair = sessions_pair_key(sessions_name_key(name, nlen), call_client_key(c));
-    (void)workers_submit(c, call_client_key(c), &j, sizeof j, signup_hash, signup_done); /* -1: answered 503 */
+    (void)workers_submit(c, call_client_key(c), false, &j, sizeof j, signup_hash, signup_done); /* -1: answered 503 */
     sodium_memzero(&j, sizeof j);
 }

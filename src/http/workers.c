@@ -25,23 +25,27 @@ struct job {
     worker_done_fn done;
     uint64_t client;
     size_t size;
+    int priority;    /* waits in the priority lane */
     int dropped;     /* pushed out of the queue: never ran */
     int retry_after; /* seconds, for the 503 of a dropped job */
     _Alignas(16) unsigned char payload[];
 };
 
-/* One client's jobs: waiting (FIFO) and running. Free when both are 0. */
+/* One client's jobs: waiting (FIFO), waiting in the priority lane, and running.
+ * Free when all are 0. */
 struct flow {
     uint64_t client;
     struct job *head, *tail;
-    int queued, running;
+    int queued, prio, running;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
 static struct flow *flows;
-static int nflows; /* WORKERS_QUEUE_CAP + nthreads */
-static int queued_total, running_total, share_cap, rr;
+static int nflows;                                     /* WORKERS_QUEUE_CAP + nthreads */
+static int queued_total, running_total, share_cap, rr; /* queued_total: both lanes */
+static struct job *prio_head, *prio_tail;              /* the priority lane, FIFO */
+static int prio_queued;
 static double job_ms_avg;  /* moving average of a job's run time (a hash timed at start first) */
 static double wait_max_ms; /* --hash-wait */
 static int stopping;
@@ -51,7 +55,7 @@ static int nthreads;
 static struct flow *flow_find(uint64_t client)
 {
     for (int i = 0; i < nflows; i++)
-        if ((flows[i].queued > 0 || flows[i].running > 0) && flows[i].client == client)
+        if ((flows[i].queued > 0 || flows[i].prio > 0 || flows[i].running > 0) && flows[i].client == client)
             return &flows[i];
     return NULL;
 }
@@ -60,7 +64,7 @@ static struct flow *flow_find(uint64_t client)
 static struct flow *flow_take(uint64_t client)
 {
     for (int i = 0; i < nflows; i++)
-        if (flows[i].queued == 0 && flows[i].running == 0) {
+        if (flows[i].queued == 0 && flows[i].prio == 0 && flows[i].running == 0) {
             flows[i] = (struct flow){.client = client};
             return &flows[i];
         }
@@ -86,10 +90,26 @@ static int retry_after_locked(void)
     return s > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : s;
 }
 
-/* The next job to run: round robin over flows with waiting jobs and fewer than
- * share_cap running (any, when stopping). Under lock. */
+/* The next job to run: the priority lane first, then round robin over flows with
+ * waiting jobs and fewer than share_cap running (any, when stopping). Under lock. */
 static struct job *job_pick(void)
 {
+    if (prio_head != NULL) {
+        struct job *j = prio_head;
+        prio_head = j->next;
+        if (prio_head == NULL)
+            prio_tail = NULL;
+        j->next = NULL;
+        struct flow *f = flow_find(j->client);
+        if (f != NULL) {
+            f->prio--;
+            f->running++;
+        }
+        prio_queued--;
+        queued_total--;
+        running_total++;
+        return j;
+    }
     for (int k = 0; k < nflows; k++) {
         int i = (rr + k) % nflows;
         struct flow *f = &flows[i];
@@ -178,6 +198,8 @@ void workers_stop(void)
     threads = NULL;
     flows = NULL;
     nthreads = nflows = queued_total = running_total = 0;
+    prio_head = prio_tail = NULL;
+    prio_queued = 0;
 }
 
 static void guard_dispose(void *p)
@@ -242,7 +264,7 @@ static struct job *flow_pop_tail(struct flow *f)
     return j;
 }
 
-int workers_submit(struct call *c, uint64_t client, const void *payload, size_t size, worker_fn work,
+int workers_submit(struct call *c, uint64_t client, bool priority, const void *payload, size_t size, worker_fn work,
                    worker_done_fn done)
 {
     struct job *j = calloc(1, sizeof *j + size);
@@ -260,8 +282,15 @@ int workers_submit(struct call *c, uint64_t client, const void *payload, size_t 
     }
     struct flow *f = flow_find(client);
     /* a thread is idle and this client may use it: the job runs at once */
-    int starts_now = running_total < nthreads && (f == NULL || f->running < share_cap);
-    if (!starts_now && queue_full()) {
+    int starts_now = running_total < nthreads && (priority || f == NULL || f->running < share_cap);
+    if (!starts_now && priority && (prio_queued >= WORKERS_QUEUE_CAP || queue_wait_ms(prio_queued + 1) > wait_max_ms)) {
+        int retry = (int)(queue_wait_ms(prio_queued + 1) / 1000.0) + 1;
+        pthread_mutex_unlock(&lock);
+        free(j);
+        refuse(c, retry > RETRY_AFTER_MAX ? RETRY_AFTER_MAX : retry);
+        return -1;
+    }
+    if (!starts_now && !priority && queue_full()) {
         /* full: the client with the most jobs (waiting and running) gives up its
          * last waiting place, if it has at least two more than this client would */
         struct flow *heavy = NULL;
@@ -269,7 +298,7 @@ int workers_submit(struct call *c, uint64_t client, const void *payload, size_t 
             if (flows[i].queued > 0 &&
                 (heavy == NULL || flows[i].queued + flows[i].running > heavy->queued + heavy->running))
                 heavy = &flows[i];
-        int mine = f != NULL ? f->queued + f->running : 0;
+        int mine = f != NULL ? f->queued + f->prio + f->running : 0;
         if (heavy == NULL || heavy->queued + heavy->running < mine + 2) {
             int retry = retry_after_locked();
             pthread_mutex_unlock(&lock);
@@ -298,13 +327,24 @@ int workers_submit(struct call *c, uint64_t client, const void *payload, size_t 
     *j->guard = j;
     j->work = work;
     j->done = done;
+    j->priority = priority;
     c->loop->pending_jobs++;
-    if (f->tail != NULL)
-        f->tail->next = j;
-    else
-        f->head = j;
-    f->tail = j;
-    f->queued++;
+    if (priority) {
+        if (prio_tail != NULL)
+            prio_tail->next = j;
+        else
+            prio_head = j;
+        prio_tail = j;
+        f->prio++;
+        prio_queued++;
+    } else {
+        if (f->tail != NULL)
+            f->tail->next = j;
+        else
+            f->head = j;
+        f->tail = j;
+        f->queued++;
+    }
     queued_total++;
     pthread_cond_broadcast(&ready);
     pthread_mutex_unlock(&lock);

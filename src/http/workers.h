@@ -19,6 +19,7 @@
 #ifndef BX_HTTP_WORKERS_H
 #define BX_HTTP_WORKERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,10 +39,14 @@ int workers_start(int n);
 /* Runs what is queued, then joins every thread. */
 void workers_stop(void);
 
-/* Copies payload (size bytes) into a job for client (http/client.h's key). Returns
- * 0 when queued; -1 after answering 503 UNAVAILABLE with Retry-After (queue full,
- * or out of memory): the caller releases what it holds and returns. */
-int workers_submit(struct call *c, uint64_t client, const void *payload, size_t size, worker_fn work,
+/* Copies payload (size bytes) into a job for client (http/client.h's key). A
+ * priority job (a log-in from an address that has logged in to that name before:
+ * a returning user) waits in a lane of its own that threads serve first, bounded
+ * by --hash-wait on its own: a flood from many addresses, which fills the common
+ * queue fairly, still lets returning users through (the common queue then waits
+ * longer by what the priority lane holds). Returns 0 when queued; -1 after answering 503 UNAVAILABLE with
+ * Retry-After (queue full, or out of memory): the caller releases what it holds. */
+int workers_submit(struct call *c, uint64_t client, bool priority, const void *payload, size_t size, worker_fn work,
                    worker_done_fn done);
 
 /* Installs the loop's completion receiver (called once per loop). */
