@@ -283,7 +283,11 @@ int workers_submit(struct call *c, uint64_t client, bool priority, const void *p
     struct flow *f = flow_find(client);
     /* a thread is idle and this client may use it: the job runs at once */
     int starts_now = running_total < nthreads && (priority || f == NULL || f->running < share_cap);
-    if (!starts_now && priority && (prio_queued >= WORKERS_QUEUE_CAP || queue_wait_ms(prio_queued + 1) > wait_max_ms)) {
+    /* the priority lane: --hash-wait of work, but room for one job per thread whatever
+     * a hash costs (a returning user is not turned away because hashes are slow) */
+    if (!starts_now && priority &&
+        (prio_queued >= WORKERS_QUEUE_CAP ||
+         (prio_queued >= nthreads && queue_wait_ms(prio_queued + 1) > wait_max_ms))) {
         int retry = (int)(queue_wait_ms(prio_queued + 1) / 1000.0) + 1;
         pthread_mutex_unlock(&lock);
         free(j);

@@ -42,7 +42,7 @@ void workers_stop(void);
 /* Copies payload (size bytes) into a job for client (http/client.h's key). A
  * priority job (a log-in from an address that has logged in to that name before:
  * a returning user) waits in a lane of its own that threads serve first, bounded
- * by --hash-wait on its own: a flood from many addresses, which fills the common
+ * by --hash-wait on its own (with room for one job per thread at least): a flood from many addresses, which fills the common
  * queue fairly, still lets returning users through (the common queue then waits
  * longer by what the priority lane holds). Returns 0 when queued; -1 after answering 503 UNAVAILABLE with
  * Retry-After (queue full, or out of memory): the caller releases what it holds. */

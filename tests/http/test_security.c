@@ -1014,10 +1014,12 @@ Test(security, a_returning_user_gets_through_a_log_in_flood_from_many_addresses)
     enum { FLOODERS = 16, FLOOD_MS = 4000, PROBES = 5 };
     /* the flood from 8 addresses shares the queue fairly with everyone; mina logs
      * in from the address she signed up from: her log-ins go first */
-    START("--pwhash-mem-kib", "16384", "--pwhash-ops", "2", "--hash-wait", "100", "--trusted-proxy", "127.0.0.1",
+    START("--pwhash-mem-kib", "16384", "--pwhash-ops", "2", "--hash-wait", "300", "--trusted-proxy", "127.0.0.1",
           "--login-tries", "1000");
     bx_user(&C, "mina", NULL);
     CURL *mina = client_from("127.0.0.1");
+    for (int i = 0; i < 3; i++) /* in scale-out: a mark on both instances */
+        cr_assert_eq(login_from(mina, "mina", BX_PASSWORD).status, 200);
     struct flood f = {.until = bx_now_ms() + FLOOD_MS, .spread = true};
     pthread_t t[FLOODERS];
     for (int i = 0; i < FLOODERS; i++)
@@ -1035,7 +1037,7 @@ Test(security, a_returning_user_gets_through_a_log_in_flood_from_many_addresses)
     for (int i = 0; i < FLOODERS; i++)
         pthread_join(t[i], NULL);
     curl_easy_cleanup(mina);
-    printf("figure: log-in flood from 8 addresses [%s] (%d connections, argon2id 16 MiB, --hash-wait 100): %d answers: "
+    printf("figure: log-in flood from 8 addresses [%s] (%d connections, argon2id 16 MiB, --hash-wait 300): %d answers: "
            "%d 401, %d 503, %d 429; mina, a returning user, %lld/%lld/%lld/%lld/%lld ms, all 200\n",
            bx_server_mode_name(&srv), FLOODERS, f.n, f.ok401, f.r503, f.r429, (long long)probe_ms[0],
            (long long)probe_ms[1], (long long)probe_ms[2], (long long)probe_ms[3], (long long)probe_ms[4]);
