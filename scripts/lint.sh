@@ -4,13 +4,16 @@
 #              scripts/cppcheck.supp (each with its reason) or inline
 #              (// cppcheck-suppress <id> with the reason on the line above)
 #   clang-tidy the checks of .clang-tidy (each exclusion explained there)
-# Both read the compile_commands.json of a meson build directory.
+#   tx-return  scripts/lint-tx.py: no `return` between a transaction's begin and
+#              its end in src/store/store_sqlite.c (an op left half-done inside
+#              a group commit would be committed with the batch)
+# cppcheck and clang-tidy read the compile_commands.json of a meson build directory.
 #
 #   scripts/lint.sh [build-dir] [--record]
 #
 #   build-dir  a meson build directory (default: build-lint, set up if missing)
 #   --record   also rewrite the lint rows of docs/RELIABILITY.md
-# Last line: "lint: N passed, M failed" (one per tool: a tool passes with zero
+# Last line: "lint: N passed, M failed" (one per check: a check passes with zero
 # findings); exit 0 only when M = 0.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -20,7 +23,7 @@ build=build-lint record=0
 for a in "$@"; do
     case $a in
         --record) record=1 ;;
-        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
         *) build=$a ;;
     esac
 done
@@ -81,6 +84,18 @@ else
     sed "s#^[./]*$repo/##; s#^.*/src/#src/#; s/^/   | /" "$out/clang-tidy.findings" | head -n 40
     grep -E 'error' "$out/clang-tidy.err" | head -n 5 | sed 's/^/   | /'
     rows+=("| clang-tidy 14 | checks of .clang-tidy over src/ | $(date -u +%F) | $n findings | ✗ |")
+fi
+
+# ---- transactions left open
+echo "== tx-return (scripts/lint-tx.py)"
+if "$repo/scripts/lint-tx.py" "$repo/src/store/store_sqlite.c" >"$out/tx-return.log" 2>&1; then
+    passed=$((passed + 1)); echo "   0 findings"
+    rows+=("| tx-return (scripts/lint-tx.py) | no \`return\` between a transaction's begin and end in store_sqlite.c | $(date -u +%F) | 0 findings | ✓ |")
+else
+    n=$(grep -c ': return inside' "$out/tx-return.log")
+    failed=$((failed + 1)); echo "   $n findings:"
+    sed "s#^$repo/##; s/^/   | /" "$out/tx-return.log" | head -n 40
+    rows+=("| tx-return (scripts/lint-tx.py) | no \`return\` between a transaction's begin and end in store_sqlite.c | $(date -u +%F) | $n findings | ✗ |")
 fi
 
 if ((record)); then

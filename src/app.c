@@ -141,9 +141,25 @@ int app_init(const struct config *cfg)
     if (rc != 0)
         return -1;
 
+    char err[256];
+    if (netaddr_set_parse(cfg->trusted_proxy, &app.trusted_proxies, err, sizeof err) != 0) {
+        log_error("--trusted-proxy: %s", err);
+        return -1;
+    }
     app.limits = ratelimit_new(cfg->rate_limit, cfg->rate_burst);
-    if (app.limits == NULL) {
-        log_error("out of memory for the rate limiter");
+    app.address_limits = ratelimit_new(cfg->address_rate_limit, cfg->address_rate_burst);
+    /* log-in guessing (api/sessions.c): per address after 4 x --login-tries, per
+     * (name, address) after --login-tries, per name from unmarked addresses after
+     * 20 times as many; then 1 s doubling to 60 s */
+    app.login_addresses =
+        backoff_new(cfg->login_tries * LOGIN_ADDRESS_FACTOR, LOGIN_FIRST_DELAY_MS, LOGIN_MAX_DELAY_MS, LOGIN_FORGET_MS);
+    app.login_pairs = backoff_new(cfg->login_tries, LOGIN_FIRST_DELAY_MS, LOGIN_MAX_DELAY_MS, LOGIN_FORGET_MS);
+    app.login_names =
+        backoff_new(cfg->login_tries * LOGIN_NAME_FACTOR, LOGIN_FIRST_DELAY_MS, LOGIN_MAX_DELAY_MS, LOGIN_FORGET_MS);
+    app.login_marks = backoff_new(1, 1, 1, LOGIN_MARK_MS);
+    if (app.limits == NULL || app.address_limits == NULL || app.login_addresses == NULL || app.login_pairs == NULL ||
+        app.login_names == NULL || app.login_marks == NULL) {
+        log_error("out of memory for the rate limiters");
         return -1;
     }
     struct store *persist = app_store_open(cfg, STORE_OPEN_RELAXED);
@@ -155,7 +171,6 @@ int app_init(const struct config *cfg)
         .waiting_idle_ms = cfg->waiting_idle * 1000,
         .active_idle_ms = cfg->active_idle * 1000,
     };
-    char err[256];
     app.waitroom = waitroom_open(cfg->queue, &wcfg, persist, clock_now_ms(), err, sizeof err);
     if (app.waitroom == NULL) {
         log_error("cannot open the waiting room %s: %s", cfg->queue, err);
@@ -170,6 +185,12 @@ void app_release(void)
         app.waitroom->ops->close(app.waitroom);
     app.waitroom = NULL;
     ratelimit_free(app.limits);
-    app.limits = NULL;
+    ratelimit_free(app.address_limits);
+    backoff_free(app.login_addresses);
+    backoff_free(app.login_pairs);
+    backoff_free(app.login_names);
+    backoff_free(app.login_marks);
+    app.limits = app.address_limits = NULL;
+    app.login_addresses = app.login_pairs = app.login_names = app.login_marks = NULL;
     sodium_memzero(app.secret, sizeof app.secret);
 }

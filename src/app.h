@@ -8,6 +8,8 @@
 #include "config.h"
 #include "queue/waitroom.h"
 #include "store/store.h"
+#include "util/backoff.h"
+#include "util/netaddr.h"
 #include "util/password.h"
 #include "util/ratelimit.h"
 #include "util/token.h"
@@ -16,10 +18,29 @@ struct app {
     struct config cfg;
     unsigned char secret[TOKEN_SECRET_LEN];
     struct password_cost pwcost;
-    struct waitroom *waitroom; /* shared by all loops */
-    struct ratelimit *limits;  /* per user and action (api/auth.c) */
+    struct waitroom *waitroom;          /* shared by all loops */
+    struct ratelimit *limits;           /* per user and action (api/auth.c) */
+    struct ratelimit *address_limits;   /* sign-ups and log-ins per client address */
+    struct backoff *login_addresses;    /* log-ins per client address, whatever the name */
+    struct backoff *login_pairs;        /* log-ins per (name, client address) */
+    struct backoff *login_names;        /* log-ins per name from addresses without a mark */
+    struct backoff *login_marks;        /* (name, client address) that logged in or signed up */
+    struct netaddr_set trusted_proxies; /* --trusted-proxy */
     volatile sig_atomic_t stopping;
 };
+
+/* Log-in guessing (api/sessions.c, app.login_*): after --login-tries failed
+ * attempts of one name from one client address, LOGIN_ADDRESS_FACTOR times as many
+ * from one address whatever the names, or LOGIN_NAME_FACTOR times as many of one
+ * name from addresses that never logged in to it, each further attempt waits 1 s,
+ * 2 s, 4 s ... up to 60 s; counts leak away over 15 minutes (util/backoff.h),
+ * marks (a sign-up or log-in of that name from that address) last 30 days. */
+#define LOGIN_ADDRESS_FACTOR 4
+#define LOGIN_NAME_FACTOR 20
+#define LOGIN_FIRST_DELAY_MS 1000LL
+#define LOGIN_MAX_DELAY_MS 60000LL
+#define LOGIN_FORGET_MS (15LL * 60 * 1000)
+#define LOGIN_MARK_MS (30LL * 24 * 3600 * 1000)
 
 /* The single instance; set by app_init. */
 extern struct app app;

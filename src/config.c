@@ -43,6 +43,19 @@ static const struct opt opts[] = {
      "per-user requests per second for queue tokens, holds, charges and log-ins (0 = off)"},
     {"rate-burst", OPT_DOUBLE, offsetof(struct config, rate_burst), 0, 1, 1000000, "100",
      "per-user burst allowed above --rate-limit"},
+    {"address-rate-limit", OPT_DOUBLE, offsetof(struct config, address_rate_limit), 0, 0, 1000000, "5",
+     "sign-ups and log-ins per second per client address (0 = off)"},
+    {"address-rate-burst", OPT_DOUBLE, offsetof(struct config, address_rate_burst), 0, 1, 1000000, "20",
+     "burst of sign-ups and log-ins allowed per client address above --address-rate-limit"},
+    {"login-tries", INT(login_tries), 1, 1000, "5",
+     "log-ins per account name and client address before each further one waits 1 s, 2 s, 4 s ... (max 60 s); "
+     "from addresses that never logged in to that name, 20 times as many per name"},
+    {"hash-wait", INT(hash_wait), 1, 600000, "2000",
+     "milliseconds a sign-up or log-in may expect to wait for a password-hashing thread; past it, 503 with "
+     "Retry-After"},
+    {"trusted-proxy", STR(trusted_proxy), 0, 0, "",
+     "comma-separated addresses or CIDR blocks of proxies whose X-Forwarded-For / X-Real-IP name the client "
+     "(default: none, the headers are ignored)"},
     {"session-ttl", INT(session_ttl), 1, 31536000, "86400", "seconds an access token stays valid"},
     {"pwhash-ops", INT(pwhash_ops), 1, 16, "2", "argon2id passes (opslimit)"},
     {"pwhash-mem-kib", INT(pwhash_mem_kib), 8, 4194304, "65536", "argon2id memory in KiB (memlimit)"},

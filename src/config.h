@@ -21,6 +21,11 @@ struct config {
     int max_seats_per_user;
     double rate_limit; /* per user and action, per second; 0 = off */
     double rate_burst;
+    double address_rate_limit; /* sign-ups and log-ins per client address, per second; 0 = off */
+    double address_rate_burst;
+    int login_tries;           /* log-ins per (name, client address) before backoff */
+    int64_t hash_wait;         /* ms of argon2 work the pool's queue may hold */
+    char trusted_proxy[512];   /* addresses / CIDR blocks whose X-Forwarded-For is believed */
     int64_t session_ttl;  /* seconds */
     int64_t pwhash_ops;
     int64_t pwhash_mem_kib;

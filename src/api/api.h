@@ -29,11 +29,32 @@ void api_require_active(struct call *c, int64_t concert_id, waitroom_done_fn don
 void api_gate_fail(struct call *c, bx_err e);
 /* Per-user limits (DESIGN "API details": anti-scalping): one token of the user's bucket for action;
  * -1 after answering 429 RATE_LIMITED with Retry-After. */
-enum rate_action { RATE_QUEUE_TOKEN = 1, RATE_HOLD, RATE_CHARGE, RATE_LOGIN };
+enum rate_action { RATE_QUEUE_TOKEN = 1, RATE_HOLD, RATE_CHARGE };
 int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject);
+/* Per client address (http/client.h), for what costs a password hash (sign-up,
+ * log-in): one token of the address's bucket (--address-rate-limit); -1 after
+ * answering 429 RATE_LIMITED with Retry-After. */
+int api_address_limit(struct call *c);
+/* Answers 429 RATE_LIMITED with Retry-After (wait_ms rounded up to seconds) and
+ * message (NULL: the default one); returns -1. */
+int api_refuse_rate(struct call *c, int64_t wait_ms, const char *message);
+/* The same answer, one second late (per-address limits of sign-ups and log-ins,
+ * before the call has a state): a client hammering them in a closed loop then sends
+ * one request per connection per second instead of thousands, and costs the loop
+ * nothing while it waits. Retry-After counts from the late answer. At most
+ * API_TARPIT_MAX per loop wait; past that, the answer is at once. message must be
+ * a static string. Returns -1. */
+#define API_TARPIT_MS 1000
+#define API_TARPIT_MAX 20000
+int api_refuse_rate_late(struct call *c, int64_t wait_ms, const char *message);
 
 /* The X-Queue-Token header as a NUL-terminated string in the request pool, or NULL. */
 const char *api_queue_token(struct call *c);
+
+/* The keys of the log-in counters (api/sessions.c): an account name, and a name
+ * together with a client address (http/client.h's key). */
+uint64_t sessions_name_key(const char *name, size_t len);
+uint64_t sessions_pair_key(uint64_t name_key, uint64_t client_key);
 
 void users_create(struct call *c);
 void sessions_create(struct call *c);

@@ -3,10 +3,12 @@
 #include "api/api.h"
 #include "api/verified_tokens.h"
 #include "app.h"
+#include "http/client.h"
 #include "http/parse.h"
 
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int authenticate_user(struct call *c)
@@ -56,17 +58,70 @@ int api_authenticate(struct call *c, enum route_auth auth)
     return call_fail(c, BX_ERR_INTERNAL);
 }
 
-int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject)
+int api_refuse_rate(struct call *c, int64_t wait_ms, const char *message)
 {
-    uint64_t key = (uint64_t)action << 56 ^ subject;
-    int64_t wait_ms = ratelimit_take(app.limits, key, c->now);
-    if (wait_ms == 0)
-        return 0;
     char retry[24];
     int n = snprintf(retry, sizeof retry, "%lld", (long long)((wait_ms + 999) / 1000));
     h2o_add_header(&c->req->pool, &c->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
                    h2o_strdup(&c->req->pool, retry, (size_t)n).base, (size_t)n);
-    return call_fail(c, BX_ERR_RATE_LIMITED);
+    call_reply_error(c, BX_ERR_RATE_LIMITED, NULL, message);
+    return -1;
+}
+
+struct tarpit_state {
+    h2o_timeout_entry_t entry;
+    struct loop_ctx *loop;
+    int64_t wait_ms;
+    const char *message;
+};
+
+static void tarpit_over(h2o_timeout_entry_t *entry)
+{
+    struct tarpit_state *st = H2O_STRUCT_FROM_MEMBER(struct tarpit_state, entry, entry);
+    int64_t wait_ms = st->wait_ms > API_TARPIT_MS ? st->wait_ms - API_TARPIT_MS : 1;
+    const char *message = st->message;
+    st->loop->tarpitted--;
+    struct call *c = call_resume(st); /* NULL: the client left meanwhile (st is gone) */
+    if (c != NULL)
+        api_refuse_rate(c, wait_ms, message);
+}
+
+int api_refuse_rate_late(struct call *c, int64_t wait_ms, const char *message)
+{
+    struct loop_ctx *loop = c->loop;
+    if (loop->tarpit == NULL) {
+        loop->tarpit = malloc(sizeof *loop->tarpit); /* the loop's, for the life of the process */
+        if (loop->tarpit != NULL)
+            h2o_timeout_init(loop->loop, loop->tarpit, API_TARPIT_MS);
+    }
+    /* stopping: at once, or a flood on kept-alive connections holds the drain open */
+    if (loop->tarpit == NULL || loop->tarpitted >= API_TARPIT_MAX || c->state != NULL || app.stopping)
+        return api_refuse_rate(c, wait_ms, message);
+    struct tarpit_state *st = call_state(c, sizeof *st, NULL);
+    st->entry.cb = tarpit_over;
+    st->loop = loop;
+    st->wait_ms = wait_ms;
+    st->message = message;
+    loop->tarpitted++;
+    call_step_begin(c);
+    h2o_timeout_link(loop->loop, loop->tarpit, &st->entry);
+    return -1;
+}
+
+int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject)
+{
+    uint64_t key = (uint64_t)action << 56 ^ subject;
+    int64_t wait_ms = ratelimit_take(app.limits, key, c->now);
+    return wait_ms == 0 ? 0 : api_refuse_rate(c, wait_ms, NULL);
+}
+
+int api_address_limit(struct call *c)
+{
+    int64_t wait_ms = ratelimit_take(app.address_limits, call_client_key(c), c->now);
+    return wait_ms == 0 ? 0
+                        : api_refuse_rate_late(c, wait_ms,
+                                               "too many sign-ups and log-ins from this address; retry after the "
+                                               "Retry-After seconds");
 }
 
 const char *api_queue_token(struct call *c)

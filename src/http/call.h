@@ -42,6 +42,8 @@ struct loop_ctx {
     struct known_concerts *concerts; /* concerts this loop found (api/known_concerts.c) */
     struct verified_tokens *verified; /* access tokens this loop verified (api/verified_tokens.c) */
     int init_failed; /* set by the loop's thread when it could not start */
+    h2o_timeout_t *tarpit; /* refusals answered late (api/auth.c), created on first use */
+    int tarpitted;         /* requests waiting there */
 };
 
 struct call {
@@ -54,6 +56,7 @@ struct call {
     int64_t now;     /* wall clock at arrival, Unix ms */
     json_t *body;    /* parsed JSON object, owned by the request pool */
     void *state;     /* call_state, once asked for */
+    uint64_t client_key; /* http/client.h: the client's address as a limiter key; 0 until asked */
     char request_id[24];
     int status;      /* set when answered */
     int web;         /* answered by the web page (http/webpage.c), not the API */

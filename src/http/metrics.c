@@ -1,7 +1,10 @@
 /* metrics.c — see metrics.h. Fixed arrays sized at compile time: no allocation on
  * the request path. */
 #include "http/metrics.h"
+#include "domain/queue_rules.h"
+#include "util/clock.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +82,51 @@ static uint64_t load(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+/* The admission rate as exported. The waiting room keeps a concert's last
+ * measurement while nobody waits and nobody is admitted (the next arrival's ETA
+ * starts from it), so as a gauge it froze at its last value for as long as the
+ * concert stayed idle (9.2/s for minutes after the last admission). A concert a
+ * scrape finds with the same admitted_total as the scrape before and nobody
+ * waiting is decayed here as the room's moving average would be with no
+ * admissions (queue_rate_update, 10 s time constant), from the last scrape that
+ * saw it move: the gauge reaches 0.000 about 100 s after the last admission.
+ * While somebody waits the room measures the rate itself and it is exported as is. */
+#define RATE_SEEN_MAX 256
+static struct rate_seen {
+    int64_t concert_id;
+    int64_t admitted_total;
+    int64_t moved_ms; /* monotonic ms of the last scrape that saw it move */
+} rate_seen[RATE_SEEN_MAX];
+static size_t nrate_seen;
+static pthread_mutex_t rate_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double exported_rate(const struct waitroom_concert_stats *st, int64_t now_ms)
+{
+    pthread_mutex_lock(&rate_lock);
+    struct rate_seen *r = NULL;
+    for (size_t i = 0; i < nrate_seen && r == NULL; i++)
+        if (rate_seen[i].concert_id == st->concert_id)
+            r = &rate_seen[i];
+    if (r == NULL) {
+        if (nrate_seen < RATE_SEEN_MAX) {
+            r = &rate_seen[nrate_seen++];
+        } else { /* forget the concert that has been still the longest */
+            r = &rate_seen[0];
+            for (size_t i = 1; i < nrate_seen; i++)
+                if (rate_seen[i].moved_ms < r->moved_ms)
+                    r = &rate_seen[i];
+        }
+        *r = (struct rate_seen){.concert_id = st->concert_id, .admitted_total = st->admitted_total, .moved_ms = now_ms};
+    } else if (r->admitted_total != st->admitted_total || st->waiting > 0) {
+        r->admitted_total = st->admitted_total;
+        r->moved_ms = now_ms;
+    }
+    int64_t still_ms = now_ms - r->moved_ms;
+    pthread_mutex_unlock(&rate_lock);
+    double weight = 1; /* a full history: plain exponential decay */
+    return still_ms > 0 ? queue_rate_update(st->admit_rate_avg, &weight, 0, still_ms) : st->admit_rate_avg;
+}
+
 char *metrics_render(const char *const *route_labels, size_t nroutes, struct waitroom *w)
 {
     struct buf b = {0};
@@ -126,43 +174,51 @@ char *metrics_render(const char *const *route_labels, size_t nroutes, struct wai
     }
     static const char *const event_names[METRIC__EVENTS] = {"holds", "payments", "charges"};
     for (int ev = 0; ev < METRIC__EVENTS; ev++) {
-        put(&b, "# HELP boxoffice_%s_total Outcomes of %s requests (OK or the refusal code).\n"
-                "# TYPE boxoffice_%s_total counter\n",
+        put(&b,
+            "# HELP boxoffice_%s_total Outcomes of %s requests in this process (OK, REPLAY for an idempotent "
+            "replay, or the refusal code).\n"
+            "# TYPE boxoffice_%s_total counter\n",
             event_names[ev], event_names[ev], event_names[ev]);
         for (int e = 0; e < BX_ERR__COUNT; e++) {
             uint64_t v = load(&events[ev][e]);
             if (v != 0 || e == BX_OK)
-                put(&b, "boxoffice_%s_total{outcome=\"%s\"} %llu\n", event_names[ev], bx_err_info((bx_err)e)->code,
-                    (unsigned long long)v);
+                put(&b, "boxoffice_%s_total{outcome=\"%s\"} %llu\n", event_names[ev],
+                    e == BX_REPLAY ? "REPLAY" : bx_err_info((bx_err)e)->code, (unsigned long long)v);
         }
     }
-    put(&b, "# HELP boxoffice_seats_sold_total Seats sold by this process.\n# TYPE boxoffice_seats_sold_total counter\n"
-            "boxoffice_seats_sold_total %llu\n",
+    put(&b,
+        "# HELP boxoffice_seats_sold_total Seats sold by this process (replayed payments are not sales).\n"
+        "# TYPE boxoffice_seats_sold_total counter\n"
+        "boxoffice_seats_sold_total %llu\n",
         (unsigned long long)load(&events[METRIC_PAYMENT][BX_OK]));
     if (w != NULL) {
         struct waitroom_concert_stats st[256];
         size_t n = 0;
         if (w->ops->stats(w, st, 256, &n) == BX_OK) {
-            put(&b, "# HELP boxoffice_queue_waiting WAITING queue tokens per concert.\n"
+            /* whole-room figures: in scale-out every instance reports the cluster's
+             * (dashboards aggregate them with max, not sum: docs/DEPLOY.md) */
+            put(&b, "# HELP boxoffice_queue_waiting WAITING queue tokens per concert (whole waiting room).\n"
                     "# TYPE boxoffice_queue_waiting gauge\n");
             for (size_t i = 0; i < n; i++)
                 put(&b, "boxoffice_queue_waiting{concert=\"%lld\"} %lld\n", (long long)st[i].concert_id,
                     (long long)st[i].waiting);
-            put(&b, "# HELP boxoffice_queue_active ACTIVE queue tokens per concert.\n"
+            put(&b, "# HELP boxoffice_queue_active ACTIVE queue tokens per concert (whole waiting room).\n"
                     "# TYPE boxoffice_queue_active gauge\n");
             for (size_t i = 0; i < n; i++)
                 put(&b, "boxoffice_queue_active{concert=\"%lld\"} %lld\n", (long long)st[i].concert_id,
                     (long long)st[i].active);
-            put(&b, "# HELP boxoffice_queue_admitted_total Tokens admitted per concert.\n"
+            put(&b, "# HELP boxoffice_queue_admitted_total Tokens admitted per concert (whole waiting room).\n"
                     "# TYPE boxoffice_queue_admitted_total counter\n");
             for (size_t i = 0; i < n; i++)
                 put(&b, "boxoffice_queue_admitted_total{concert=\"%lld\"} %lld\n", (long long)st[i].concert_id,
                     (long long)st[i].admitted_total);
-            put(&b, "# HELP boxoffice_queue_admission_rate Measured admissions per second per concert.\n"
+            put(&b, "# HELP boxoffice_queue_admission_rate Measured admissions per second per concert (moving "
+                    "average, 10 s; whole waiting room).\n"
                     "# TYPE boxoffice_queue_admission_rate gauge\n");
+            int64_t now_ms = clock_mono_ms();
             for (size_t i = 0; i < n; i++)
                 put(&b, "boxoffice_queue_admission_rate{concert=\"%lld\"} %.3f\n", (long long)st[i].concert_id,
-                    st[i].admit_rate_avg);
+                    exported_rate(&st[i], now_ms));
         }
     }
     return b.p;

@@ -237,9 +237,17 @@ static bx_err run_plain(struct sqlite_store *s, enum stmt_id id)
 }
 
 /* Starts a write transaction: takes the database's write lock now (waiting up to
- * the busy timeout), so no transaction here ever has to upgrade a read lock. */
+ * the busy timeout), so no transaction here ever has to upgrade a read lock. In a
+ * batch, a savepoint of the batch's transaction; if SQLite already rolled that
+ * transaction back (an I/O error, a full disk), UNAVAILABLE: a SAVEPOINT outside
+ * any transaction would open one of its own, and its RELEASE would commit this
+ * op by itself while the batch it belonged to is reported failed. */
 static bx_err tx_begin(struct sqlite_store *s)
 {
+    if (s->batch && sqlite3_get_autocommit(s->db)) {
+        fprintf(stderr, "store_sqlite: the batch's transaction is gone (rolled back by SQLite); op refused\n");
+        return BX_ERR_UNAVAILABLE;
+    }
     return run_plain(s, s->batch ? ST_SAVEPOINT : ST_BEGIN_WRITE);
 }
 
@@ -1258,7 +1266,7 @@ static bx_err sqlite_pay(struct store *base, int64_t user_id, int64_t reservatio
     int64_t prior = 0, balance, payment_id;
     int changes;
     char ref[32];
-    bool keyed = idem != NULL && idem->key != NULL;
+    bool keyed = idem != NULL && idem->key != NULL, settled_expiry = false;
     bx_err e = tx_begin(s);
     if (e)
         return e;
@@ -1278,10 +1286,12 @@ static bx_err sqlite_pay(struct store *base, int64_t user_id, int64_t reservatio
     case RES_HELD: break;
     }
     if (r.expires_at <= now) {
-        /* Too late: settle the expiry now so the seat is free for everyone at once. */
-        if ((e = expire_one(s, r.id, r.schedule_id, r.seat_no, now, NULL)) || (e = tx_commit(s)))
-            return e;
-        return BX_ERR_HOLD_EXPIRED;
+        /* Too late: settle the expiry now so the seat is free for everyone at once.
+         * It is committed (or, if it failed, rolled back) at out like everything
+         * else: never left open half-applied inside a group commit. */
+        e = expire_one(s, r.id, r.schedule_id, r.seat_no, now, NULL);
+        settled_expiry = e == BX_OK;
+        goto out;
     }
     if (expected_amount >= 0 && expected_amount != r.price) {
         e = BX_ERR_PRICE_MISMATCH;
@@ -1359,7 +1369,8 @@ static bx_err sqlite_pay(struct store *base, int64_t user_id, int64_t reservatio
     out->balance_after = balance;
     out->paid_at = now;
 out:
-    return tx_end(s, e);
+    e = tx_end(s, e);
+    return e == BX_OK && settled_expiry ? BX_ERR_HOLD_EXPIRED : e;
 }
 
 /* The user's payments, newest first, ids below before_id when > 0 (one statement). */
@@ -1551,6 +1562,14 @@ static const struct audit_check audit_checks[] = {
         "  t.seat_no, t.hold_expires_at, t.reservation_id, coalesce(r.status, 'missing')) "
         "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "
         "WHERE t.status = 'HELD' AND t.hold_expires_at > ?1 AND (r.id IS NULL OR r.status <> 'HELD' "
+        "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no)"},
+    /* An expired hold's seat may stay HELD until the next hold or the sweeper, but
+     * its reservation is then still HELD too: expiry and cancel change both in one
+     * transaction. A seat HELD for a reservation that is not is a change half done. */
+    {1, "SELECT printf('schedule %d seat %d is HELD for reservation %d which is %s (a hold end half applied)', "
+        "  t.schedule_id, t.seat_no, t.reservation_id, coalesce(r.status, 'missing')) "
+        "FROM seats t LEFT JOIN reservations r ON r.id = t.reservation_id "
+        "WHERE t.status = 'HELD' AND t.hold_expires_at <= ?1 AND (r.id IS NULL OR r.status <> 'HELD' "
         "  OR r.schedule_id <> t.schedule_id OR r.seat_no <> t.seat_no)"},
     {1, "SELECT printf('schedule %d records %d seats, %d SOLD, but has %d seats, %d SOLD', s.id, s.seat_count, "
         "  s.sold_count, coalesce(t.seats, 0), coalesce(t.sold, 0)) "

@@ -299,6 +299,10 @@ static void spawn_instance(struct bx_server *s, int i)
     argv[n++] = "1";
     argv[n++] = "--pwhash-mem-kib";
     argv[n++] = "8";
+    /* every test client is 127.0.0.1 (or nginx): no per-address limit on sign-ups
+     * and log-ins unless a test asks for one (tests/http/test_security.c does) */
+    argv[n++] = "--address-rate-limit";
+    argv[n++] = "0";
     for (int k = 0; k < s->nflags; k++)
         argv[n++] = s->flags[k]; /* later flags override the defaults above */
     argv[n] = NULL;

@@ -3,7 +3,9 @@
  * authentication (forged, truncated, expired, other-concert tokens on every
  * endpoint), property-level authorization (fields a client must not set),
  * unrestricted resource consumption (rate limits with Retry-After, header, URL and
- * body sizes, slow clients), sensitive business flows (queue jumping, scalping) and
+ * body sizes, slow clients, log-in floods against the bounded hashing queue and the
+ * per-address limits), password guessing that must not lock the owner out, user
+ * enumeration by timing, sensitive business flows (queue jumping, scalping) and
  * injection (SQL metacharacters, odd Unicode, integers past int64).
  * test_errors.c already checks single cases (tampered access token on one endpoint,
  * WAITING / other-concert / another user's token on the seat endpoints, another
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -788,7 +791,7 @@ Test(security, scalpers_hit_the_seat_limit_and_per_user_rate_limits_with_retry_a
     bx_seat_available(&C, fair, fq, sid, 1, &navail);
     cr_assert_eq(navail, 40 - 3, "refused holds took seats: %d available", navail);
 
-    /* log-ins per account name, right or wrong password */
+    /* log-ins per account name and address (--login-tries 5), right or wrong password */
     x.password = "wrong password";
     int n_login = until_limited(send_login, &x, 60, &lim, &ok);
     expect_429(lim, "log-ins");
@@ -796,7 +799,8 @@ Test(security, scalpers_hit_the_seat_limit_and_per_user_rate_limits_with_retry_a
     x.password = BX_PASSWORD;
     if (ninst == 1) { /* in scale-out the other instance's bucket may still hold one */
         struct bx_resp *r = send_login(0, &x);
-        cr_assert_eq(r->status, 429, "the right password got through a limited account name: %ld", r->status);
+        cr_assert_eq(r->status, 429, "the right password got through a limited account name and address: %ld",
+                     r->status);
     }
 
     /* other users are not affected */
@@ -810,11 +814,393 @@ Test(security, scalpers_hit_the_seat_limit_and_per_user_rate_limits_with_retry_a
     bx_expect(req("POST", "/api/v1/users/me/balance/charge", at, NULL, "{\"amount\":100}"), 200, NULL);
     printf("figure: scalping limits [%s] (--rate-limit 1 --rate-burst 5, %d instance%s): 429 RATE_LIMITED with "
            "Retry-After after %d queue-token requests (Retry-After %s s), %d charges (%d accepted, refused ones moved "
-           "nothing), %d holds (2 held: --max-seats-per-user 2), %d log-ins by name; other users unaffected; allowed "
+           "nothing), %d holds (2 held: --max-seats-per-user 2), %d log-ins to one name from one address; other users unaffected; allowed "
            "again after Retry-After; %lld ms\n",
            bx_server_mode_name(&srv), ninst, ninst > 1 ? "s, one bucket each" : "", n_issue, retry_issue, n_charge,
            charges_ok, n_hold, n_login, (long long)(bx_now_ms() - t0));
     fflush(stdout);
+}
+
+/* ------------------------------------------------------------ API2/API4: guessing and hashing floods */
+
+/* One answer to a request made from a chosen source address. */
+struct answer {
+    long status;
+    int64_t ms;
+    char code[40];        /* error.code, "" if none */
+    char retry_after[32]; /* Retry-After, "" if none */
+};
+
+struct body_buf {
+    char text[2048];
+    size_t len;
+};
+
+static size_t body_sink(char *p, size_t size, size_t n, void *ud)
+{
+    struct body_buf *b = ud;
+    size_t k = size * n, room = sizeof b->text - 1 - b->len;
+    memcpy(b->text + b->len, p, k < room ? k : room);
+    b->len += k < room ? k : room;
+    b->text[b->len] = '\0';
+    return size * n;
+}
+
+static size_t retry_after_sink(char *p, size_t size, size_t n, void *ud)
+{
+    char *out = ud;
+    size_t k = size * n;
+    if (k > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        size_t i = 12, j = 0;
+        while (i < k && p[i] == ' ')
+            i++;
+        while (i < k && p[i] != '\r' && p[i] != '\n' && j < 31)
+            out[j++] = p[i++];
+        out[j] = '\0';
+    }
+    return k;
+}
+
+/* A connection of its own from source address src (127.0.0.x: every address of
+ * 127/8 is the loopback). In scale-out it reaches nginx, which reports src to the
+ * instances in X-Forwarded-For (they trust it with --trusted-proxy 127.0.0.1). */
+static CURL *client_from(const char *src)
+{
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_INTERFACE, src);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    return h;
+}
+
+/* POSTs body to path on h; xff (may be NULL): an X-Forwarded-For the client sends
+ * itself. Never asserts (worker threads use it). */
+static struct answer post_from(CURL *h, const char *path, const char *body, const char *xff)
+{
+    struct answer a;
+    memset(&a, 0, sizeof a);
+    struct body_buf b = {.len = 0};
+    char url[256], fwd[128];
+    snprintf(url, sizeof url, "%s%s", srv.base_url, path);
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (xff != NULL) {
+        snprintf(fwd, sizeof fwd, "X-Forwarded-For: %s", xff);
+        hdrs = curl_slist_append(hdrs, fwd);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, body_sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, retry_after_sink);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, a.retry_after);
+    int64_t t0 = bx_now_ms();
+    if (curl_easy_perform(h) == CURLE_OK)
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a.status);
+    a.ms = bx_now_ms() - t0;
+    curl_slist_free_all(hdrs);
+    const char *code = strstr(b.text, "\"code\":\"");
+    if (code != NULL)
+        sscanf(code + 8, "%39[^\"]", a.code);
+    return a;
+}
+
+static struct answer login_from(CURL *h, const char *name, const char *password)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"password\":\"%s\"}", name, password);
+    return post_from(h, "/api/v1/sessions", body, NULL);
+}
+
+static bool retry_after_ok(const struct answer *a)
+{
+    char *end = NULL;
+    long v = strtol(a->retry_after, &end, 10);
+    return a->retry_after[0] != '\0' && *end == '\0' && v >= 1 && v <= 60;
+}
+
+/* Connections from 127.0.0.2 (spread: from 127.0.0.10-17 in turn) post log-ins
+ * with a new random name each time. */
+struct flood {
+    int64_t until;
+    bool spread;
+    int started, n, ok401, r503, r429, bad_retry, other;
+    int64_t worst_ms;
+    long other_status;
+};
+static pthread_mutex_t flood_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *flood_main(void *arg)
+{
+    struct flood *f = arg;
+    char src[32] = "127.0.0.2";
+    int k = __atomic_fetch_add(&f->started, 1, __ATOMIC_RELAXED);
+    if (f->spread)
+        snprintf(src, sizeof src, "127.0.0.%d", 10 + k % 8);
+    CURL *h = client_from(src);
+    unsigned seed = (unsigned)(uintptr_t)&h ^ (unsigned)bx_now_ms();
+    while (bx_now_ms() < f->until) {
+        char name[40];
+        snprintf(name, sizeof name, "flood-%08x%08x", (unsigned)rand_r(&seed), (unsigned)rand_r(&seed));
+        struct answer a = login_from(h, name, "not the password");
+        pthread_mutex_lock(&flood_lock);
+        f->n++;
+        f->worst_ms = a.ms > f->worst_ms ? a.ms : f->worst_ms;
+        if (a.status == 401)
+            f->ok401++;
+        else if (a.status == 503 || a.status == 429) {
+            *(a.status == 503 ? &f->r503 : &f->r429) += 1;
+            f->bad_retry += !retry_after_ok(&a);
+        } else {
+            f->other++;
+            f->other_status = a.status;
+        }
+        pthread_mutex_unlock(&flood_lock);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+Test(security, a_log_in_flood_is_refused_with_503_and_retry_after_while_a_real_log_in_gets_through)
+{
+    enum { FLOODERS = 16, FLOOD_MS = 4000, PROBES = 5 };
+    /* a hashing queue of 1 ms (whatever this machine's hash time, 16 connections
+     * outrun it) and no per-address limits (harness default; --login-tries 1000 puts
+     * the per-address backoff of failed log-ins out of reach): what refuses is the
+     * bounded queue */
+    START("--pwhash-mem-kib", "16384", "--pwhash-ops", "2", "--hash-wait", "1", "--trusted-proxy", "127.0.0.1",
+          "--login-tries", "1000");
+    bx_user(&C, "mina", NULL);
+    CURL *mina = client_from("127.0.0.1");
+    struct answer quiet = login_from(mina, "mina", BX_PASSWORD);
+    cr_assert_eq(quiet.status, 200, "log-in without a flood: %ld %s", quiet.status, quiet.code);
+
+    struct flood f = {.until = bx_now_ms() + FLOOD_MS};
+    pthread_t t[FLOODERS];
+    for (int i = 0; i < FLOODERS; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, flood_main, &f), 0);
+    bx_sleep_ms(1000);
+    int64_t probe_ms[PROBES], worst = 0;
+    for (int i = 0; i < PROBES; i++) {
+        struct answer a = login_from(mina, "mina", BX_PASSWORD);
+        probe_ms[i] = a.ms;
+        worst = a.ms > worst ? a.ms : worst;
+        cr_assert_eq(a.status, 200, "mina's log-in %d during the flood: %ld %s (Retry-After %s)", i, a.status, a.code,
+                     a.retry_after);
+        bx_sleep_ms(200);
+    }
+    for (int i = 0; i < FLOODERS; i++)
+        pthread_join(t[i], NULL);
+    curl_easy_cleanup(mina);
+
+    printf("figure: log-in flood [%s] (%d connections from one address, new name each time, argon2id 16 MiB): %d "
+           "answers in %d ms: %d 401, %d 503, %d 429, slowest %lld ms; mina's log-ins from another address: %lld ms "
+           "alone, %lld/%lld/%lld/%lld/%lld ms during the flood\n",
+           bx_server_mode_name(&srv), FLOODERS, f.n, FLOOD_MS, f.ok401, f.r503, f.r429, (long long)f.worst_ms,
+           (long long)quiet.ms, (long long)probe_ms[0], (long long)probe_ms[1], (long long)probe_ms[2],
+           (long long)probe_ms[3], (long long)probe_ms[4]);
+    fflush(stdout);
+    cr_assert_gt(f.r503, 0, "%d flood log-ins, none refused with 503: the hashing queue is not bounded", f.n);
+    cr_assert_eq(f.bad_retry, 0, "%d refusals without a Retry-After of 1..60 s", f.bad_retry);
+    cr_assert_eq(f.other, 0, "%d flood answers were neither 401, 429 nor 503 (e.g. %ld)", f.other, f.other_status);
+    /* bounded: nothing waited behind an unbounded queue (generous: the machine is shared) */
+    cr_assert_lt(f.worst_ms, 15000, "a flood log-in waited %lld ms", (long long)f.worst_ms);
+    cr_assert_lt(worst, 10000, "mina's log-in took %lld ms during the flood", (long long)worst);
+    expect_alive("a log-in flood");
+}
+
+Test(security, a_returning_user_gets_through_a_log_in_flood_from_many_addresses)
+{
+    enum { FLOODERS = 16, FLOOD_MS = 4000, PROBES = 5 };
+    /* the flood from 8 addresses shares the queue fairly with everyone; mina logs
+     * in from the address she signed up from: her log-ins go first */
+    START("--pwhash-mem-kib", "16384", "--pwhash-ops", "2", "--hash-wait", "300", "--trusted-proxy", "127.0.0.1",
+          "--login-tries", "1000");
+    bx_user(&C, "mina", NULL);
+    CURL *mina = client_from("127.0.0.1");
+    for (int i = 0; i < 3; i++) /* in scale-out: a mark on both instances */
+        cr_assert_eq(login_from(mina, "mina", BX_PASSWORD).status, 200);
+    struct flood f = {.until = bx_now_ms() + FLOOD_MS, .spread = true};
+    pthread_t t[FLOODERS];
+    for (int i = 0; i < FLOODERS; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, flood_main, &f), 0);
+    bx_sleep_ms(1000);
+    int64_t probe_ms[PROBES], worst = 0;
+    for (int i = 0; i < PROBES; i++) {
+        struct answer a = login_from(mina, "mina", BX_PASSWORD);
+        probe_ms[i] = a.ms;
+        worst = a.ms > worst ? a.ms : worst;
+        cr_assert_eq(a.status, 200, "mina's log-in %d during a flood from 8 addresses: %ld %s (Retry-After %s)", i,
+                     a.status, a.code, a.retry_after);
+        bx_sleep_ms(200);
+    }
+    for (int i = 0; i < FLOODERS; i++)
+        pthread_join(t[i], NULL);
+    curl_easy_cleanup(mina);
+    printf("figure: log-in flood from 8 addresses [%s] (%d connections, argon2id 16 MiB, --hash-wait 300): %d answers: "
+           "%d 401, %d 503, %d 429; mina, a returning user, %lld/%lld/%lld/%lld/%lld ms, all 200\n",
+           bx_server_mode_name(&srv), FLOODERS, f.n, f.ok401, f.r503, f.r429, (long long)probe_ms[0],
+           (long long)probe_ms[1], (long long)probe_ms[2], (long long)probe_ms[3], (long long)probe_ms[4]);
+    fflush(stdout);
+    cr_assert_eq(f.bad_retry, 0, "%d refusals without a Retry-After of 1..60 s", f.bad_retry);
+    cr_assert_eq(f.other, 0, "%d flood answers were neither 401, 429 nor 503 (e.g. %ld)", f.other, f.other_status);
+    cr_assert_lt(worst, 10000, "mina's log-in took %lld ms during the flood", (long long)worst);
+}
+
+Test(security, sign_ups_and_log_ins_are_limited_per_client_address_and_a_forged_forwarded_for_changes_nothing)
+{
+    enum { BURST = 3, TRIES = 16 };
+    START("--address-rate-limit", "1", "--address-rate-burst", "3", "--trusted-proxy", "127.0.0.1");
+    int allowed = srv.ninst * (BURST + 2);
+    CURL *h = client_from("127.0.0.2");
+    struct answer limited = {0};
+    int before = 0;
+    /* a new forged X-Forwarded-For each time: the address is still 127.0.0.2 (not a
+     * trusted proxy, so its headers are ignored; behind nginx, the entry nginx added
+     * is the one believed) */
+    for (int i = 0; i < TRIES && limited.status != 429; i++) {
+        char body[128], xff[32];
+        snprintf(body, sizeof body, "{\"name\":\"guess-%d\",\"password\":\"not the password\"}", i);
+        snprintf(xff, sizeof xff, "10.0.%d.%d", i / 250, i % 250 + 1);
+        limited = post_from(h, "/api/v1/sessions", body, xff);
+        if (limited.status != 429) {
+            cr_assert_eq(limited.status, 401, "log-in %d from 127.0.0.2: %ld %s", i, limited.status, limited.code);
+            before++;
+        }
+    }
+    cr_assert_eq(limited.status, 429, "%d log-ins from one address, none refused", TRIES);
+    cr_assert_str_eq(limited.code, "RATE_LIMITED");
+    cr_assert(retry_after_ok(&limited), "429 without a Retry-After of 1..60 s: \"%s\"", limited.retry_after);
+    cr_assert_leq(before, allowed, "%d log-ins from one address before 429 (--address-rate-burst %d)", before, BURST);
+    /* sign-ups share the bucket (the 429 came a second late: a token may have come
+     * back meanwhile, the next one cannot have) */
+    struct answer signup = {0};
+    for (int i = 0; i < 3 && signup.status != 429; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"name\":\"late-signup-%d\",\"password\":\"" BX_PASSWORD "\"}", i);
+        signup = post_from(h, "/api/v1/users", body, "10.1.1.1");
+        cr_assert(signup.status == 201 || signup.status == 429, "sign-up %d: %ld %s", i, signup.status, signup.code);
+    }
+    cr_assert_eq(signup.status, 429, "3 sign-ups from the limited address, none refused");
+    curl_easy_cleanup(h);
+
+    /* another address is not affected */
+    CURL *other = client_from("127.0.0.3");
+    struct answer a =
+        post_from(other, "/api/v1/users", "{\"name\":\"elsewhere\",\"password\":\"" BX_PASSWORD "\"}", NULL);
+    cr_assert_eq(a.status, 201, "sign-up from 127.0.0.3: %ld %s", a.status, a.code);
+    a = login_from(other, "elsewhere", BX_PASSWORD);
+    cr_assert_eq(a.status, 200, "log-in from 127.0.0.3: %ld %s", a.status, a.code);
+    curl_easy_cleanup(other);
+    printf("figure: per-address limit [%s] (--address-rate-limit 1, burst 3, %d instance%s): 429 with Retry-After %s "
+           "after %d log-ins from one address, each with a different forged X-Forwarded-For; sign-ups refused there "
+           "too; another address unaffected\n",
+           bx_server_mode_name(&srv), srv.ninst, srv.ninst > 1 ? "s" : "", limited.retry_after, before);
+    fflush(stdout);
+}
+
+Test(security, guessing_a_password_from_elsewhere_does_not_lock_its_owner_out)
+{
+    enum { GUESSES = 150, SPREAD = 80, PER_ADDRESS = 5 };
+    START("--trusted-proxy", "127.0.0.1");
+    int tries = 5, ninst = srv.ninst;
+    /* mina signs up and logs in from her address (in scale-out: on both instances) */
+    bx_user(&C, "mina", NULL);
+    CURL *mina = client_from("127.0.0.1");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(login_from(mina, "mina", BX_PASSWORD).status, 200);
+
+    /* 150 wrong passwords for mina from one other address, as fast as it goes */
+    CURL *attacker = client_from("127.0.0.2");
+    int wrong = 0, refused = 0, bad_retry = 0;
+    int64_t t0 = bx_now_ms();
+    for (int i = 0; i < GUESSES; i++) {
+        struct answer a = login_from(attacker, "mina", "not the password");
+        cr_assert(a.status == 401 || a.status == 429, "guess %d: %ld %s", i, a.status, a.code);
+        wrong += a.status == 401;
+        refused += a.status == 429;
+        bad_retry += a.status == 429 && !retry_after_ok(&a);
+    }
+    int64_t guess_ms = bx_now_ms() - t0;
+    curl_easy_cleanup(attacker);
+    cr_assert_leq(wrong, ninst * (tries + 2), "%d of %d guesses from one address were verified", wrong, GUESSES);
+    cr_assert_eq(bad_retry, 0, "%d refusals without a Retry-After of 1..60 s", bad_retry);
+    struct answer a = login_from(mina, "mina", BX_PASSWORD);
+    cr_assert_eq(a.status, 200, "after %d guesses from 127.0.0.2, mina's own log-in from 127.0.0.1: %ld %s", GUESSES,
+                 a.status, a.code);
+
+    /* a distributed attack: 80 addresses, 5 guesses each */
+    int dwrong = 0, drefused = 0;
+    t0 = bx_now_ms();
+    for (int k = 0; k < SPREAD; k++) {
+        char src[32];
+        snprintf(src, sizeof src, "127.0.1.%d", k + 1);
+        CURL *h = client_from(src);
+        for (int i = 0; i < PER_ADDRESS; i++) {
+            struct answer g = login_from(h, "mina", "not the password");
+            cr_assert(g.status == 401 || g.status == 429, "guess from %s: %ld %s", src, g.status, g.code);
+            dwrong += g.status == 401;
+            drefused += g.status == 429;
+        }
+        curl_easy_cleanup(h);
+    }
+    int64_t spread_ms = bx_now_ms() - t0;
+    /* per instance: 20 x --login-tries from addresses without a mark, then 1 s, 2 s, 4 s ... */
+    cr_assert_leq(dwrong, ninst * (20 * tries + 6), "%d of %d distributed guesses were verified", dwrong,
+                  SPREAD * PER_ADDRESS);
+    cr_assert_gt(drefused, 0, "a distributed attack on one name was not slowed");
+    /* the right password from an address that never logged in to mina waits too ... */
+    CURL *fresh = client_from("127.0.2.1");
+    struct answer newcomer = login_from(fresh, "mina", BX_PASSWORD);
+    curl_easy_cleanup(fresh);
+    cr_assert_eq(newcomer.status, 429, "right after the attack, a log-in to mina from a new address: %ld",
+                 newcomer.status);
+    /* ... but mina, from her own address, gets in */
+    a = login_from(mina, "mina", BX_PASSWORD);
+    cr_assert_eq(a.status, 200, "after a distributed attack, mina's own log-in from 127.0.0.1: %ld %s", a.status,
+                 a.code);
+    curl_easy_cleanup(mina);
+    printf("figure: lock-out [%s]: %d wrong passwords for mina from one address in %lld ms: %d verified, %d refused "
+           "429 with Retry-After; mina's log-in from her address: 200. %d guesses from %d addresses in %lld ms: %d "
+           "verified, %d refused; a new address with the right password: 429; mina from her address: 200\n",
+           bx_server_mode_name(&srv), GUESSES, (long long)guess_ms, wrong, refused, SPREAD * PER_ADDRESS, SPREAD,
+           (long long)spread_ms, dwrong, drefused);
+    fflush(stdout);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(security, an_unknown_name_costs_as_long_as_a_wrong_password)
+{
+    enum { N = 9 };
+    START("--pwhash-mem-kib", "16384", "--pwhash-ops", "2", "--login-tries", "100");
+    bx_user(&C, "known", NULL);
+    CURL *h = client_from("127.0.0.1");
+    int64_t known[N], unknown[N];
+    for (int i = 0; i < N; i++) { /* interleaved: the machine's load drifts */
+        struct answer a = login_from(h, "known", "not the password");
+        cr_assert_eq(a.status, 401);
+        known[i] = a.ms;
+        char name[32];
+        snprintf(name, sizeof name, "nobody-%d", i);
+        a = login_from(h, name, "not the password");
+        cr_assert_eq(a.status, 401);
+        unknown[i] = a.ms;
+    }
+    curl_easy_cleanup(h);
+    qsort(known, N, sizeof known[0], cmp_i64);
+    qsort(unknown, N, sizeof unknown[0], cmp_i64);
+    int64_t mk = known[N / 2], mu = unknown[N / 2];
+    printf("figure: user enumeration [%s]: median log-in %lld ms for a known name with a wrong password, %lld ms for "
+           "an unknown name (argon2id 16 MiB)\n",
+           bx_server_mode_name(&srv), (long long)mk, (long long)mu);
+    fflush(stdout);
+    cr_assert(mu * 2 >= mk && mk * 2 >= mu, "median %lld ms for a known name, %lld ms for an unknown one",
+              (long long)mk, (long long)mu);
 }
 
 /* ------------------------------------------------------------ injection */
