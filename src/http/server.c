@@ -258,8 +258,22 @@ static struct sockaddr_in listen_addr; /* its address, with the port the kernel 
  * its own duplicate of the descriptor. SO_REUSEADDR only lets a restart bind
  * over connections of the previous run still in TIME_WAIT; it never lets two
  * listeners share a port. */
+/* SIGTERM and SIGINT are blocked in every thread, so that only server_run's
+ * sigwait takes them: threads inherit the mask, so this runs before any thread
+ * of the process starts (the waiting room's journal, the store writer). */
+static void stop_signals(sigset_t *sigs)
+{
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 int server_listen(const struct config *cfg)
 {
+    sigset_t sigs;
+    stop_signals(&sigs);
     memset(&listen_addr, 0, sizeof listen_addr);
     listen_addr.sin_family = AF_INET;
     listen_addr.sin_port = htons((uint16_t)cfg->listen_port);
@@ -354,12 +368,7 @@ int server_run(void)
         return 1;
     }
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* threads inherit: only sigwait below sees them */
-    signal(SIGPIPE, SIG_IGN);
-
+    stop_signals(&sigs);
     configure_h2o();
     if (sem_init(&loops_ready, 0, 0) != 0) {
         log_error("cannot create a semaphore: %s", strerror(errno));

@@ -9,7 +9,8 @@ struct config;
 
 /* Binds and listens on cfg's --listen address, first thing at start-up: -1
  * (with a clear log line) when the port is taken, by any process. The socket
- * is this process's alone; every event loop accepts from it. */
+ * is this process's alone; every event loop accepts from it. Blocks SIGTERM and
+ * SIGINT for every thread started after it (server_run waits for them). */
 int server_listen(const struct config *cfg);
 
 /* Runs cfg->threads event loops on the socket of server_listen until

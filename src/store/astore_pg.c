@@ -168,18 +168,11 @@ static void run(struct apg *a, struct pg_conn *c, enum stmt_id stmt, const struc
     }
 }
 
-static void parse_none(struct op *o, const PGresult *res, bx_err *e)
-{
-    (void)o;
-    (void)res;
-    (void)e;
-}
-
 static void apg_ping(struct astore *base, astore_done_fn done, void *arg)
 {
     struct apg *a = apg_of(base);
     struct pg_params p = {0};
-    run(a, a->rd, ST_BARRIER, &p, parse_none, NULL, NULL, 0, done, arg);
+    run(a, a->rd, ST_BARRIER, &p, NULL, NULL, NULL, 0, done, arg);
 }
 
 /* One bigint in row 0, column 0: *out; no row: NOT_FOUND. */
@@ -448,6 +441,7 @@ static void apg_counts(struct astore *base, int64_t now, int64_t *holds_live, in
         return;
     }
     *x = (struct counts){.a = a, .now = now, .holds = holds_live, .sold = seats_sold, .done = done, .arg = arg};
+    *seats_sold = 0;
     struct pg_params p = {0};
     pg_param_i64(&p, now);
     run(a, a->rd, ST_COUNT_LIVE_HOLDS, &p, parse_i64, holds_live, NULL, 0, counts_holds, x);
@@ -463,17 +457,34 @@ static struct loading *loading_find(struct apg *a, int64_t schedule_id)
     return NULL;
 }
 
-/* One change of a notification: "schedule,seat,status,hold_end". */
+/* A decimal number of [*s, end) up to the next ',' (or end); *s moves past it. */
+static bool number_parse(const char **s, const char *end, int64_t max, int64_t *out)
+{
+    const char *p = *s;
+    int64_t v = 0;
+    if (p == end || *p < '0' || *p > '9')
+        return false;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (v > (max - (*p - '0')) / 10)
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    *s = p;
+    return true;
+}
+
+/* One change of a notification: "schedule,seat,status,hold_end" (pg_schema.h). */
 static bool change_parse(const char *s, const char *end, struct change *out)
 {
-    char buf[96];
-    size_t len = (size_t)(end - s);
-    char st;
-    if (len >= sizeof buf)
+    int64_t seat;
+    if (!number_parse(&s, end, INT64_MAX, &out->schedule_id) || s == end || *s++ != ',' ||
+        !number_parse(&s, end, INT32_MAX, &seat) || end - s < 3 || s[1] != ',')
         return false;
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (sscanf(buf, "%" SCNd64 ",%" SCNd32 ",%c,%" SCNd64, &out->schedule_id, &out->seat_no, &st, &out->hold_end) != 4)
+    out->seat_no = (int32_t)seat;
+    char st = s[0];
+    s += 2;
+    if (!number_parse(&s, end, INT64_MAX, &out->hold_end) || s != end)
         return false;
     out->status = st == 'H' ? SEAT_HELD : st == 'S' ? SEAT_SOLD : SEAT_AVAILABLE;
     return st == 'A' || st == 'H' || st == 'S';
@@ -889,35 +900,35 @@ static void batch_done(void *arg, bx_err e, const PGresult *res)
     batch_send(a);
 }
 
+/* Sends the next batch of what gathered, unless one is in flight. */
 static void batch_send(struct apg *a)
 {
-    if (a->in_flight != NULL || a->nqueued == 0)
-        return;
-    struct queued_write *list = a->wq_head, **tail = &list;
-    size_t n = 0;
-    while (*tail != NULL && n < BATCH_MAX) {
-        a->batch[n++] = *(*tail)->w;
-        tail = &(*tail)->next;
+    while (a->in_flight == NULL && a->nqueued > 0) {
+        struct queued_write *list = a->wq_head, **tail = &list;
+        size_t n = 0;
+        while (*tail != NULL && n < BATCH_MAX) {
+            a->batch[n++] = *(*tail)->w;
+            tail = &(*tail)->next;
+        }
+        a->wq_head = *tail;
+        if (a->wq_head == NULL)
+            a->wq_tail = &a->wq_head;
+        *tail = NULL;
+        a->nqueued -= n;
+        struct pg_batch_params p;
+        if (!pg_batch_encode(a->batch, n, MONEY_BALANCE_MAX, &p)) {
+            writes_answer(list, NULL, BX_ERR_UNAVAILABLE);
+            continue;
+        }
+        a->in_flight = list;
+        a->in_flight_n = n;
+        if (pg_conn_query(a->wr, ST_WRITE_BATCH, PG_BATCH_PARAMS, p.values, NULL, NULL, batch_done, a) != 0) {
+            a->in_flight = NULL;
+            a->in_flight_n = 0;
+            writes_answer(list, NULL, BX_ERR_UNAVAILABLE);
+        }
+        pg_batch_params_release(&p);
     }
-    a->wq_head = *tail;
-    if (a->wq_head == NULL)
-        a->wq_tail = &a->wq_head;
-    *tail = NULL;
-    a->nqueued -= n;
-    struct pg_batch_params p;
-    if (!pg_batch_encode(a->batch, n, MONEY_BALANCE_MAX, &p)) {
-        writes_answer(list, NULL, BX_ERR_UNAVAILABLE);
-        batch_send(a);
-        return;
-    }
-    a->in_flight = list;
-    a->in_flight_n = n;
-    if (pg_conn_query(a->wr, ST_WRITE_BATCH, PG_BATCH_PARAMS, p.values, NULL, NULL, batch_done, a) != 0) {
-        a->in_flight = NULL;
-        a->in_flight_n = 0;
-        writes_answer(list, NULL, BX_ERR_UNAVAILABLE);
-    }
-    pg_batch_params_release(&p);
 }
 
 /* ---- housekeeping: the hold sweeper --------------------------------------- */
