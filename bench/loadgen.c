@@ -149,7 +149,9 @@ static double hist_pct(const struct hist *h, double p)
 /* Latencies in milliseconds, JSON fields. */
 static void hist_json(FILE *f, const struct hist *h)
 {
-    fprintf(f, "{\"n\":%llu,\"mean_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}",
+    fprintf(f,
+            "{\"n\":%llu,\"mean_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%"
+            ".3f}",
             (unsigned long long)h->n, h->n ? h->sum_us / (double)h->n / 1000 : 0, hist_pct(h, 50) / 1000,
             hist_pct(h, 90) / 1000, hist_pct(h, 99) / 1000, hist_pct(h, 99.9) / 1000, h->max_us / 1000);
 }
@@ -495,16 +497,15 @@ static void loop_once(int timeout_ms)
 }
 
 static int g_idle_ready; /* connections connected at least once */
-static size_t build_req(char *out, size_t cap, const char *method, const char *host, const char *path,
-                        const char *hdr1, const char *hdr2, const char *hdr3, const char *body)
+static size_t build_req(char *out, size_t cap, const char *method, const char *host, const char *path, const char *hdr1,
+                        const char *hdr2, const char *hdr3, const char *body)
 {
     size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", method, path, host,
-                     hdr1 ? hdr1 : "", hdr1 ? "\r\n" : "", hdr2 ? hdr2 : "", hdr2 ? "\r\n" : "",
-                     hdr3 ? hdr3 : "", hdr3 ? "\r\n" : "");
+    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", method, path, host, hdr1 ? hdr1 : "",
+                     hdr1 ? "\r\n" : "", hdr2 ? hdr2 : "", hdr2 ? "\r\n" : "", hdr3 ? hdr3 : "", hdr3 ? "\r\n" : "");
     if (body)
-        n += snprintf(out + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                      bl, body);
+        n += snprintf(out + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", bl,
+                      body);
     else
         n += snprintf(out + n, cap - (size_t)n, "\r\n");
     if ((size_t)n >= cap)
@@ -632,7 +633,10 @@ static void rate_response(struct conn *c, int status, char *body, size_t blen)
     rate_idle(c);
 }
 
-static void rate_fail(struct conn *c) { R_err++; }
+static void rate_fail(struct conn *c)
+{
+    R_err++;
+}
 
 static int mode_rate(void)
 {
@@ -1122,7 +1126,8 @@ static int mode_flow(void)
            F_last_paid > 0 ? F_last_paid - F_t0 : -1, t_end - F_t0, (unsigned long long)F_refused,
            (unsigned long long)F_limit, (unsigned long long)F_admitted, (unsigned long long)F_soldout_left,
            (unsigned long long)F_expired, (unsigned long long)F_failed, (unsigned long long)waiting,
-           (unsigned long long)F_st429, g_nconn - g_nfree, (unsigned long long)F_st5xx, (unsigned long long)g_conn_errors);
+           (unsigned long long)F_st429, g_nconn - g_nfree, (unsigned long long)F_st5xx,
+           (unsigned long long)g_conn_errors);
     for (int s = 0; s < ST_N; s++) {
         printf("%s\"%s\":{\"count\":%llu,\"errors\":%llu,\"latency\":", s ? "," : "", step_name[s],
                (unsigned long long)F_cnt[s], (unsigned long long)F_err[s]);
@@ -1136,8 +1141,8 @@ static int mode_flow(void)
             die("%s: %s", O.timeline, strerror(errno));
         fprintf(f, "# t_s arrivals_per_s paid_per_s refused_per_s polls_per_s requests_per_s\n");
         for (int b = 0; b < nb; b++)
-            fprintf(f, "%.1f %.0f %.0f %.0f %.0f %.0f\n", b * TL_BIN, F_tl[b].arrivals / TL_BIN,
-                    F_tl[b].paid / TL_BIN, F_tl[b].refused / TL_BIN, F_tl[b].polls / TL_BIN, F_tl[b].reqs / TL_BIN);
+            fprintf(f, "%.1f %.0f %.0f %.0f %.0f %.0f\n", b * TL_BIN, F_tl[b].arrivals / TL_BIN, F_tl[b].paid / TL_BIN,
+                    F_tl[b].refused / TL_BIN, F_tl[b].polls / TL_BIN, F_tl[b].reqs / TL_BIN);
         fclose(f);
     }
     return 0;
@@ -1173,8 +1178,8 @@ static void probe_send(struct conn *c)
     char req[1024], auth[256], qt[80];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", I_probe_auth);
     snprintf(qt, sizeof qt, "X-Queue-Token: %s", I_probe_q);
-    size_t len = build_req(req, sizeof req, "GET", g_tg[c->target].hostport, "/api/v1/queue/status", auth, qt,
-                           NULL, NULL);
+    size_t len =
+        build_req(req, sizeof req, "GET", g_tg[c->target].hostport, "/api/v1/queue/status", auth, qt, NULL, NULL);
     conn_send(c, UINT32_MAX, now_s(), req, len);
 }
 
