@@ -10,6 +10,8 @@
  *         queue token, polls per pollAfterMs until ACTIVE, lists the dates, fetches a
  *         schedule's seat map, holds a random free seat (another one on 409), pays.
  *         Requests go to whichever connection is free, over every --target.
+ *         --cpu-pids P,..: CPU used during the crowd by those processes and their
+ *         descendants, by the generator and by the whole machine ("cpu" in the JSON).
  *   issue the million of S5 (and token set-up for S1/S2): issues queue tokens for N
  *         distinct users, closed loop over C connections; at each checkpoint it waits
  *         for the in-flight requests, reads the server's VmRSS (--pid) and probes the
@@ -30,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +91,131 @@ static uint64_t rnd(void)
     x ^= x >> 7;
     x ^= x << 17;
     return rng_state = x;
+}
+
+/* ---------------------------------------------------------------- CPU accounting */
+
+/* CPU seconds used so far by the processes rooted at pids (each with every live
+ * descendant, so PostgreSQL's postmaster brings its backends; cutime/cstime count
+ * children already reaped, so a backend that ended in between is not lost), by this
+ * process, and by the whole machine (busy jiffies of /proc/stat: every process of
+ * everybody, plus interrupts). The difference of two samples is the CPU spent in
+ * between. */
+struct cpu_sample {
+    double procs_s, self_s, machine_s;
+    int nprocs;
+};
+
+#define CPU_MAX_ROOTS 16
+
+static int cpu_roots[CPU_MAX_ROOTS], cpu_nroots;
+
+static void cpu_parse_pids(const char *spec)
+{
+    char *s = strdup(spec), *save = NULL;
+    for (char *t = strtok_r(s, ",", &save); t && cpu_nroots < CPU_MAX_ROOTS; t = strtok_r(NULL, ",", &save))
+        if (atoi(t) > 0)
+            cpu_roots[cpu_nroots++] = atoi(t);
+    free(s);
+}
+
+static void cpu_sample(struct cpu_sample *cs)
+{
+    double tck = (double)sysconf(_SC_CLK_TCK);
+    memset(cs, 0, sizeof *cs);
+    /* every process: pid, ppid, utime + stime + cutime + cstime */
+    size_t cap = 1024, n = 0;
+    int *pid = xmalloc(cap * sizeof(int)), *ppid = xmalloc(cap * sizeof(int));
+    double *t = xmalloc(cap * sizeof(double));
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
+        if (rp == NULL)
+            continue;
+        int pp = 0;
+        unsigned long long ut = 0, st = 0;
+        long long cut = 0, cst = 0;
+        /* fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+         * cutime cstime */
+        if (sscanf(rp + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &pp, &ut, &st, &cut,
+                   &cst) != 5)
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            pid = xrealloc(pid, cap * sizeof(int));
+            ppid = xrealloc(ppid, cap * sizeof(int));
+            t = xrealloc(t, cap * sizeof(double));
+        }
+        pid[n] = atoi(e->d_name);
+        ppid[n] = pp;
+        t[n] = (double)(ut + st + (unsigned long long)cut + (unsigned long long)cst) / tck;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    /* the roots' trees: mark, then repeat until no new descendant is found */
+    char *in = xcalloc(n, 1);
+    for (size_t i = 0; i < n; i++)
+        for (int r = 0; r < cpu_nroots; r++)
+            if (pid[i] == cpu_roots[r])
+                in[i] = 1;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (in[i])
+                continue;
+            for (size_t j = 0; j < n; j++)
+                if (in[j] && pid[j] == ppid[i]) {
+                    in[i] = 1;
+                    changed = 1;
+                    break;
+                }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (in[i]) {
+            cs->procs_s += t[i];
+            cs->nprocs++;
+        }
+    free(in);
+    free(pid);
+    free(ppid);
+    free(t);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    cs->self_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                 (double)ru.ru_stime.tv_usec / 1e6;
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]) != 8)
+            memset(v, 0, sizeof v);
+        fclose(f);
+    }
+    /* user nice system idle iowait irq softirq steal: busy = all but idle, iowait, steal */
+    cs->machine_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / tck;
+}
+
+/* JSON of the CPU spent between two samples over wall seconds. */
+static void cpu_json(FILE *f, const struct cpu_sample *a, const struct cpu_sample *b, double wall)
+{
+    fprintf(f,
+            "{\"window_s\":%.3f,\"procs_s\":%.3f,\"generator_s\":%.3f,\"total_s\":%.3f,\"machine_busy_s\":%.3f,"
+            "\"nprocs\":%d,\"ncpu\":%ld}",
+            wall, b->procs_s - a->procs_s, b->self_s - a->self_s, (b->procs_s - a->procs_s) + (b->self_s - a->self_s),
+            b->machine_s - a->machine_s, b->nprocs, sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 /* ---------------------------------------------------------------- histogram */
@@ -516,7 +645,7 @@ static size_t build_req(char *out, size_t cap, const char *method, const char *h
 /* ---------------------------------------------------------------- options */
 
 struct opts {
-    const char *mode, *targets, *path, *method, *hdrs, *tokens, *timeline, *checkpoints, *save, *body;
+    const char *mode, *targets, *path, *method, *hdrs, *tokens, *timeline, *checkpoints, *save, *body, *cpu_pids;
     int conns, concert, pid, probe_n;
     double rate, duration, warmup, arrival, max_time;
     long users, skip, seats_total;
@@ -576,6 +705,8 @@ static void parse_opts(int argc, char **argv)
             O.skip = atol(v);
         else if (!strcmp(a, "--seats-total"))
             O.seats_total = atol(v);
+        else if (!strcmp(a, "--cpu-pids"))
+            O.cpu_pids = v;
         else
             die("unknown option %s", a);
     }
@@ -1052,6 +1183,10 @@ static int mode_flow(void)
     double dl = now_s() + 5;
     while (g_idle_ready < g_nconn && now_s() < dl)
         loop_once(10);
+    struct cpu_sample cpu0, cpu1;
+    if (O.cpu_pids)
+        cpu_parse_pids(O.cpu_pids);
+    cpu_sample(&cpu0);
     F_t0 = now_s();
     long next_arrival = 0;
     double last_report = F_t0, arrival_end = F_t0 + O.arrival;
@@ -1101,6 +1236,7 @@ static int mode_flow(void)
     while (g_nfree < g_nconn && now_s() < drain)
         loop_once(5);
     double t_end = now_s();
+    cpu_sample(&cpu1);
     double sell_window = F_sellout > 0 ? F_sellout - F_first_paid : F_last_paid - F_first_paid;
     double sustained = sell_window > 0 ? (double)F_paid / sell_window : 0;
     /* peak over 1 s (two bins) */
@@ -1134,7 +1270,9 @@ static int mode_flow(void)
         hist_json(stdout, &F_h[s]);
         printf("}");
     }
-    printf("}}\n");
+    printf("},\"cpu\":");
+    cpu_json(stdout, &cpu0, &cpu1, t_end - F_t0);
+    printf("}\n");
     if (O.timeline) {
         FILE *f = fopen(O.timeline, "w");
         if (f == NULL)
