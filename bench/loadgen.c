@@ -1,6 +1,6 @@
 /* loadgen.c — boxoffice's own load generator (bench/run.sh). One thread, epoll,
  * raw HTTP/1.1 keep-alive over loopback, no pipelining: one request in flight per
- * connection. Three modes:
+ * connection. Four modes:
  *
  *   rate  open-loop, paced: R requests per second for D seconds over C connections;
  *         each request's latency counts from the moment it was due (a request that
@@ -16,6 +16,9 @@
  *         distinct users, closed loop over C connections; at each checkpoint it waits
  *         for the in-flight requests, reads the server's VmRSS (--pid) and probes the
  *         status of the last token issued (a token at the back of the line).
+ *   probe fresh-connection probes (/healthz, queue status) at a fixed rate beside a
+ *         paced booking load (seat map, hold, pay), every request logged with its
+ *         times and status: what clients see while a dependency is frozen.
  *
  * Latencies go into log-linear histograms (~3 % resolution). Results: one JSON
  * object on stdout; progress on stderr. */
@@ -337,6 +340,34 @@ static const char *line_token(const char *line)
     return sp ? sp + 1 : line;
 }
 
+/* The header sets of a --hdrs file (one line each, as `issue --save` writes them),
+ * each turned into CRLF-separated header lines ready for build_req. */
+static char **hdrs_load(struct lines *l, const char *path)
+{
+    lines_load(l, path, 0, 0);
+    char **out = xmalloc((l->n ? l->n : 1) * sizeof(char *));
+    for (size_t i = 0; i < l->n; i++) {
+        /* tab-separated fields; those without a colon (index, status written by
+         * `issue --save`) are not headers */
+        size_t len = strlen(l->line[i]);
+        char *s = xmalloc(len * 2 + 1), *o = s, *save = NULL;
+        for (char *f = strtok_r(l->line[i], "\t", &save); f; f = strtok_r(NULL, "\t", &save)) {
+            if (strchr(f, ':') == NULL)
+                continue;
+            if (o != s) {
+                *o++ = '\r';
+                *o++ = '\n';
+            }
+            size_t fl = strlen(f);
+            memcpy(o, f, fl);
+            o += fl;
+        }
+        *o = 0;
+        out[i] = s;
+    }
+    return out;
+}
+
 /* ---------------------------------------------------------------- JSON bits */
 
 static int json_int(const char *body, const char *key, long long *v)
@@ -646,12 +677,13 @@ static size_t build_req(char *out, size_t cap, const char *method, const char *h
 
 struct opts {
     const char *mode, *targets, *path, *method, *hdrs, *tokens, *timeline, *checkpoints, *save, *body, *cpu_pids;
+    const char *schedules, *log;
     int conns, concert, pid, probe_n;
-    double rate, duration, warmup, arrival, max_time;
+    double rate, duration, warmup, arrival, max_time, probe_rate, book_rate, drain;
     long users, skip, seats_total;
 };
 
-static struct opts O = {.method = "GET", .conns = 64, .probe_n = 2000, .warmup = 1, .max_time = 120};
+static struct opts O = {.method = "GET", .conns = 64, .probe_n = 2000, .warmup = 1, .max_time = 120, .drain = 15};
 
 static void parse_opts(int argc, char **argv)
 {
@@ -707,6 +739,16 @@ static void parse_opts(int argc, char **argv)
             O.seats_total = atol(v);
         else if (!strcmp(a, "--cpu-pids"))
             O.cpu_pids = v;
+        else if (!strcmp(a, "--schedules"))
+            O.schedules = v;
+        else if (!strcmp(a, "--log"))
+            O.log = v;
+        else if (!strcmp(a, "--probe-rate"))
+            O.probe_rate = atof(v);
+        else if (!strcmp(a, "--book-rate"))
+            O.book_rate = atof(v);
+        else if (!strcmp(a, "--drain"))
+            O.drain = atof(v);
         else
             die("unknown option %s", a);
     }
@@ -773,29 +815,8 @@ static int mode_rate(void)
 {
     if (O.rate <= 0 || O.duration <= 0 || O.path == NULL)
         die("rate mode needs --rate, --duration and --path");
-    if (O.hdrs) {
-        lines_load(&R_hdr, O.hdrs, 0, 0);
-        R_hdr_lines = xmalloc(R_hdr.n * sizeof(char *));
-        for (size_t i = 0; i < R_hdr.n; i++) {
-            /* tab-separated fields; those without a colon (index, status written by
-             * `issue --save`) are not headers */
-            size_t l = strlen(R_hdr.line[i]);
-            char *s = xmalloc(l * 2 + 1), *o = s, *save = NULL;
-            for (char *f = strtok_r(R_hdr.line[i], "\t", &save); f; f = strtok_r(NULL, "\t", &save)) {
-                if (strchr(f, ':') == NULL)
-                    continue;
-                if (o != s) {
-                    *o++ = '\r';
-                    *o++ = '\n';
-                }
-                size_t fl = strlen(f);
-                memcpy(o, f, fl);
-                o += fl;
-            }
-            *o = 0;
-            R_hdr_lines[i] = s;
-        }
-    }
+    if (O.hdrs)
+        R_hdr_lines = hdrs_load(&R_hdr, O.hdrs);
     g_on_response = rate_response;
     g_on_fail = rate_fail;
     g_on_idle = rate_idle;
@@ -1464,6 +1485,458 @@ static int mode_issue(void)
     return 0;
 }
 
+/* ================================================================ probe mode (frozen dependency) */
+
+/* Two loads at once over every --target, every request logged with its times:
+ *   probes    --probe-rate per second, each on a fresh connection (connect, one
+ *             request with Connection: close, its answer, close), round robin over
+ *             the targets and, in turn, GET /healthz and GET /api/v1/queue/status
+ *             with the next header set of --hdrs (WAITING users); the latency counts
+ *             from the moment the probe was due, connect included.
+ *   bookings  --book-rate per second: the next user of --tokens (--users of
+ *             them, from line --skip) takes a queue token for --concert and, once
+ *             ACTIVE, reads the compact seat map of a random schedule of
+ *             --schedules, holds a random free seat and pays (which ends the
+ *             token). A user not admitted at once, or whose map, hold or payment
+ *             fails, leaves the queue (DELETE of the token), so the slot is not
+ *             kept. Each step on a keep-alive connection to the chain's target (a
+ *             new one when none is idle); a step's latency counts from when it was
+ *             due (the first) or sent (the others: at once after the previous
+ *             answer).
+ * Nothing is retried and nothing times out before the end: --duration seconds of
+ * load, then up to --drain seconds (15) for the answers still due.
+ * --log FILE: one line per request, "kind target t_due t_sent t_done status"
+ * (seconds from the start; t_done -1 and status -1 when no answer came, status 0
+ * when the connection failed). stdout: one JSON summary with the wall-clock time
+ * of the start (t0_unix), so the log lines up with events timed by others. */
+
+enum pkind { PK_HEALTHZ, PK_STATUS, PK_ISSUE, PK_SEATS, PK_HOLD, PK_PAY, PK_LEAVE, PK_N };
+static const char *pk_name[PK_N] = {"healthz", "status", "issue", "seats", "hold", "pay", "leave"};
+
+struct pconn {
+    int fd, target, busy, probe, connecting, parked;
+    char *w, *r;
+    size_t wlen, woff, wcap, rlen, rcap;
+    int kind;
+    long chain;
+    double t_due, t_sent;
+    struct pconn *next_idle;
+};
+
+struct pchain {
+    long user;
+    int64_t sched, resv;
+    char q[40];
+};
+
+static struct pconn **P_all; /* every connection made (reused once closed) */
+static size_t P_nall, P_capall;
+static struct pconn *P_idle[16];
+static struct pchain *P_chain;
+static long P_nchain;
+static struct lines P_wait, P_book;
+static char **P_wait_h;
+static int64_t *P_sched;
+static int P_nsched;
+static FILE *P_log;
+static double P_t0;
+static long P_busy;
+static uint64_t P_count[PK_N], P_ok[PK_N], P_other[PK_N], P_connfail[PK_N], P_noseat, P_notadmitted;
+
+static void plog(struct pconn *c, double t_done, int status)
+{
+    if (P_log)
+        fprintf(P_log, "%s %d %.6f %.6f %.6f %d\n", pk_name[c->kind], c->target, c->t_due - P_t0, c->t_sent - P_t0,
+                t_done < 0 ? -1.0 : t_done - P_t0, status);
+    P_count[c->kind]++;
+    if (status >= 200 && status < 300)
+        P_ok[c->kind]++;
+    else if (status <= 0)
+        P_connfail[c->kind]++;
+    else
+        P_other[c->kind]++;
+}
+
+static void pconn_close(struct pconn *c)
+{
+    if (c->fd >= 0) {
+        epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
+    c->fd = -1;
+    if (c->busy)
+        P_busy--;
+    c->busy = 0;
+}
+
+static struct pconn *pconn_new(int target, int probe)
+{
+    struct pconn *c = NULL;
+    for (size_t i = 0; i < P_nall; i++) /* a closed one to reuse (few: probes close at once) */
+        if (P_all[i]->fd < 0 && !P_all[i]->busy && !P_all[i]->parked) {
+            c = P_all[i];
+            break;
+        }
+    if (c == NULL) {
+        if (P_nall == P_capall)
+            P_all = xrealloc(P_all, (P_capall = P_capall ? P_capall * 2 : 256) * sizeof *P_all);
+        c = xcalloc(1, sizeof *c);
+        c->wcap = 2048;
+        c->w = xmalloc(c->wcap);
+        c->rcap = 16384;
+        c->r = xmalloc(c->rcap);
+        P_all[P_nall++] = c;
+    }
+    c->target = target;
+    c->probe = probe;
+    c->busy = 0;
+    c->parked = 0;
+    c->next_idle = NULL;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        die("socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(c->fd, (struct sockaddr *)&g_tg[target].addr, sizeof g_tg[target].addr);
+    c->connecting = rc != 0;
+    if (rc != 0 && errno != EINPROGRESS)
+        c->connecting = -1; /* reported by pconn_send */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(g_ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        die("epoll_ctl add: %s", strerror(errno));
+    return c;
+}
+
+/* A keep-alive connection to target: an idle one, else a new one. */
+static struct pconn *pconn_get(int target)
+{
+    while (P_idle[target]) {
+        struct pconn *c = P_idle[target];
+        P_idle[target] = c->next_idle;
+        c->next_idle = NULL;
+        c->parked = 0;
+        if (c->fd >= 0)
+            return c;
+    }
+    return pconn_new(target, 0);
+}
+
+static void pconn_park(struct pconn *c)
+{
+    c->next_idle = P_idle[c->target];
+    c->parked = 1;
+    P_idle[c->target] = c;
+}
+
+static void pconn_fail(struct pconn *c)
+{
+    if (c->busy)
+        plog(c, now_s(), 0);
+    pconn_close(c);
+}
+
+static void pconn_write(struct pconn *c)
+{
+    while (c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->w + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->woff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        pconn_fail(c);
+        return;
+    }
+}
+
+static void pconn_send(struct pconn *c, int kind, long chain, double due, const char *req, size_t len)
+{
+    if (len > c->wcap)
+        c->w = xrealloc(c->w, c->wcap = len);
+    memcpy(c->w, req, len);
+    c->wlen = len;
+    c->woff = 0;
+    c->rlen = 0;
+    c->kind = kind;
+    c->chain = chain;
+    c->t_due = due;
+    c->t_sent = now_s();
+    c->busy = 1;
+    P_busy++;
+    if (c->connecting < 0) {
+        pconn_fail(c);
+        return;
+    }
+    if (!c->connecting)
+        pconn_write(c);
+}
+
+static void probe_start(long k, double due)
+{
+    int target = (int)(k % g_ntg);
+    int kind = (P_wait.n && (k / g_ntg) % 2) ? PK_STATUS : PK_HEALTHZ;
+    struct pconn *c = pconn_new(target, 1);
+    char req[2048];
+    size_t len;
+    if (kind == PK_STATUS)
+        len = build_req(req, sizeof req, "GET", g_tg[target].hostport, "/api/v1/queue/status",
+                        P_wait_h[(size_t)(k / (2 * g_ntg)) % P_wait.n], "Connection: close", NULL, NULL);
+    else
+        len =
+            build_req(req, sizeof req, "GET", g_tg[target].hostport, "/healthz", "Connection: close", NULL, NULL, NULL);
+    pconn_send(c, kind, -1, due, req, len);
+}
+
+static void chain_step(struct pconn *c, long k, int kind, double due)
+{
+    struct pchain *ch = &P_chain[k];
+    char req[4096], path[128], body[128], auth[256], qt[80], idem[96];
+    const char *host = g_tg[c->target].hostport;
+    size_t len = 0;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", line_token(P_book.line[ch->user]));
+    snprintf(qt, sizeof qt, "X-Queue-Token: %s", ch->q);
+    switch (kind) {
+    case PK_ISSUE:
+        snprintf(path, sizeof path, "/api/v1/concerts/%d/queue/tokens", O.concert);
+        len = build_req(req, sizeof req, "POST", host, path, auth, NULL, NULL, "");
+        break;
+    case PK_SEATS:
+        snprintf(path, sizeof path, "/api/v1/schedules/%lld/seats?format=compact", (long long)ch->sched);
+        len = build_req(req, sizeof req, "GET", host, path, auth, qt, NULL, NULL);
+        break;
+    case PK_HOLD:
+        snprintf(body, sizeof body, "{\"scheduleId\":%lld,\"seatNo\":%lld}", (long long)ch->sched, (long long)ch->resv);
+        len = build_req(req, sizeof req, "POST", host, "/api/v1/reservations", auth, qt, NULL, body);
+        break;
+    case PK_PAY:
+        snprintf(idem, sizeof idem, "Idempotency-Key: probe-pay-%lld", (long long)ch->resv);
+        snprintf(body, sizeof body, "{\"reservationId\":%lld}", (long long)ch->resv);
+        len = build_req(req, sizeof req, "POST", host, "/api/v1/payments", auth, qt, idem, body);
+        break;
+    case PK_LEAVE:
+        len = build_req(req, sizeof req, "DELETE", host, "/api/v1/queue/tokens/current", auth, qt, NULL, NULL);
+        break;
+    }
+    pconn_send(c, kind, k, due, req, len);
+}
+
+static void chain_start(long k, double due)
+{
+    struct pchain *ch = &P_chain[k];
+    ch->user = k % (long)P_book.n;
+    ch->sched = P_sched[rnd() % (uint64_t)P_nsched];
+    ch->q[0] = 0;
+    chain_step(pconn_get((int)(k % g_ntg)), k, PK_ISSUE, due);
+}
+
+/* The answer in c->r is whole: log it, then go on with the chain or let the
+ * connection go. */
+static void pconn_answered(struct pconn *c, int status, char *body)
+{
+    double t = now_s();
+    plog(c, t, status);
+    c->busy = 0;
+    P_busy--;
+    if (c->probe) {
+        pconn_close(c);
+        return;
+    }
+    long k = c->chain;
+    struct pchain *ch = &P_chain[k];
+    int ok = status >= 200 && status < 300;
+    switch (c->kind) {
+    case PK_ISSUE: {
+        char st[16] = "";
+        if (!ok)
+            break; /* no token: nothing to leave */
+        json_str(body, "token", ch->q, sizeof ch->q);
+        json_str(body, "status", st, sizeof st);
+        if (strcmp(st, "ACTIVE") == 0) {
+            chain_step(c, k, PK_SEATS, t);
+            return;
+        }
+        P_notadmitted++;
+        chain_step(c, k, PK_LEAVE, t);
+        return;
+    }
+    case PK_SEATS: {
+        if (!ok) {
+            chain_step(c, k, PK_LEAVE, t);
+            return;
+        }
+        /* a random free seat of the compact map ("availability":"1101..."):
+         * reservoir sampling, each free seat equally likely */
+        const char *a = strstr(body, "\"availability\":\"");
+        const char *f = a ? a + strlen("\"availability\":\"") : "";
+        long n = 0, pick = -1;
+        for (long i = 0; f[i] == '0' || f[i] == '1'; i++)
+            if (f[i] == '1' && rnd() % (uint64_t)(++n) == 0)
+                pick = i + 1;
+        if (pick < 0) {
+            P_noseat++;
+            chain_step(c, k, PK_LEAVE, t);
+            return;
+        }
+        ch->resv = pick; /* the seat number, until the hold answers with the reservation */
+        chain_step(c, k, PK_HOLD, t);
+        return;
+    }
+    case PK_HOLD:
+        if (ok) {
+            long long id = 0;
+            json_int(body, "reservationId", &id);
+            ch->resv = id;
+            chain_step(c, k, PK_PAY, t);
+        } else
+            chain_step(c, k, PK_LEAVE, t);
+        return;
+    case PK_PAY:
+        if (!ok)
+            chain_step(c, k, PK_LEAVE, t);
+        else
+            pconn_park(c); /* paying ended the token */
+        return;
+    default:
+        break;
+    }
+    pconn_park(c);
+}
+
+static void pconn_event(struct pconn *c, uint32_t ev)
+{
+    if (c->fd < 0)
+        return;
+    if (c->connecting) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err || (ev & EPOLLERR)) {
+            pconn_fail(c);
+            return;
+        }
+        if (!(ev & EPOLLOUT))
+            return;
+        c->connecting = 0;
+    }
+    if (c->busy && c->woff < c->wlen) {
+        pconn_write(c);
+        if (c->fd < 0)
+            return;
+    }
+    /* EPOLLOUT stays on while a request is unsent; off otherwise (level-triggered) */
+    struct epoll_event mod = {.events = EPOLLIN | (c->busy && c->woff < c->wlen ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &mod);
+    if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    for (;;) {
+        if (c->rcap - c->rlen < 4096)
+            c->r = xrealloc(c->r, c->rcap *= 2);
+        ssize_t n = recv(c->fd, c->r + c->rlen, c->rcap - c->rlen - 1, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) { /* EOF or error: an idle keep-alive connection closed, or a request lost */
+            pconn_fail(c);
+            return;
+        }
+        c->rlen += (size_t)n;
+        if (!c->busy)
+            continue; /* nothing asked: ignore */
+        c->r[c->rlen] = 0;
+        char *hend = strstr(c->r, "\r\n\r\n");
+        if (hend == NULL)
+            continue;
+        size_t hlen = (size_t)(hend - c->r) + 4;
+        long long cl = 0;
+        for (char *q = c->r; q < hend; q++)
+            if (*q == '\n' && strncasecmp(q + 1, "content-length:", 15) == 0) {
+                cl = strtoll(q + 16, NULL, 10);
+                break;
+            }
+        if (c->rlen < hlen + (size_t)cl)
+            continue;
+        c->r[hlen + (size_t)cl] = 0;
+        pconn_answered(c, atoi(c->r + 9), c->r + hlen);
+        return;
+    }
+}
+
+static int mode_probe(void)
+{
+    if (O.duration <= 0 || (O.probe_rate <= 0 && O.book_rate <= 0))
+        die("probe mode needs --duration and --probe-rate and/or --book-rate");
+    if (O.hdrs)
+        P_wait_h = hdrs_load(&P_wait, O.hdrs);
+    if (O.book_rate > 0) {
+        if (O.tokens == NULL || O.users <= 0 || O.concert <= 0 || O.schedules == NULL)
+            die("--book-rate needs --tokens, --users, --concert and --schedules");
+        lines_load(&P_book, O.tokens, (size_t)O.skip, (size_t)O.users);
+        char *sl = strdup(O.schedules), *save = NULL;
+        P_sched = xmalloc(strlen(sl) * sizeof(int64_t));
+        for (char *t = strtok_r(sl, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            P_sched[P_nsched++] = atoll(t);
+        free(sl);
+        if (P_nsched == 0)
+            die("--schedules: no schedule");
+    }
+    if (O.log) {
+        P_log = fopen(O.log, "w");
+        if (P_log == NULL)
+            die("%s: %s", O.log, strerror(errno));
+    }
+    P_nchain = (long)(O.book_rate * O.duration) + 1;
+    P_chain = xcalloc((size_t)P_nchain, sizeof *P_chain);
+    g_ep = epoll_create1(EPOLL_CLOEXEC);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    P_t0 = now_s();
+    double t0_unix = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9, end = P_t0 + O.duration;
+    long kp = 0, kb = 0;
+    double last_report = P_t0;
+    struct epoll_event evs[256];
+    for (;;) {
+        double t = now_s();
+        int running = t < end;
+        while (running && O.probe_rate > 0 && P_t0 + (double)kp / O.probe_rate <= t) {
+            probe_start(kp, P_t0 + (double)kp / O.probe_rate);
+            kp++;
+        }
+        while (running && O.book_rate > 0 && kb < P_nchain && P_t0 + (double)kb / O.book_rate <= t) {
+            chain_start(kb, P_t0 + (double)kb / O.book_rate);
+            kb++;
+        }
+        if (!running && (P_busy == 0 || t >= end + O.drain))
+            break;
+        if (t - last_report >= 2) {
+            last_report = t;
+            fprintf(stderr, "  t=%5.1fs probes %ld chains %ld in flight %ld paid %llu\n", t - P_t0, kp, kb, P_busy,
+                    (unsigned long long)P_ok[PK_PAY]);
+        }
+        int n = epoll_wait(g_ep, evs, 256, 1);
+        for (int i = 0; i < n; i++)
+            pconn_event(evs[i].data.ptr, evs[i].events);
+    }
+    long unanswered = 0;
+    for (size_t i = 0; i < P_nall; i++)
+        if (P_all[i]->busy) {
+            plog(P_all[i], -1, -1);
+            unanswered++;
+            pconn_close(P_all[i]);
+        }
+    if (P_log)
+        fclose(P_log);
+    printf(
+        "{\"mode\":\"probe\",\"t0_unix\":%.6f,\"duration_s\":%.3f,\"probes\":%ld,\"chains\":%ld,\"no_free_seat\":%llu,"
+        "\"unanswered\":%ld,\"connections\":%zu,\"requests\":{",
+        t0_unix, O.duration, kp, kb, (unsigned long long)P_noseat, unanswered, P_nall);
+    for (int k = 0; k < PK_N; k++)
+        printf("%s\"%s\":{\"count\":%llu,\"ok\":%llu,\"other\":%llu,\"conn_failed\":%llu}", k ? "," : "", pk_name[k],
+               (unsigned long long)P_count[k], (unsigned long long)P_ok[k], (unsigned long long)P_other[k],
+               (unsigned long long)P_connfail[k]);
+    printf("}}\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1475,6 +1948,8 @@ int main(int argc, char **argv)
         return mode_flow();
     if (!strcmp(O.mode, "issue"))
         return mode_issue();
-    die("unknown mode %s (rate, flow, issue)", O.mode);
+    if (!strcmp(O.mode, "probe"))
+        return mode_probe();
+    die("unknown mode %s (rate, flow, issue, probe)", O.mode);
     return 1;
 }
