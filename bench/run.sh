@@ -120,6 +120,8 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT # the EXIT trap does not run on a signal by itself
+trap 'exit 143' TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 TAKEN_PORTS=" "
@@ -516,6 +518,7 @@ if any_part so-s1 so-s2 so-s3 so-s4 relay pgalone frozen; then
         --concert "PGALONE:20:1000:50000" --concert "S1S2:1:50:50000" --concert "S4R:20:1000:50000" \
         --concert "FROZEN:20:1000:1000" --concert "FROZENQ:1:10:1000" >"$RAW/seed-pg.json" &
     SEEDERS=("$!")
+    PIDS+=("$!")
     for i in $(seq 1 100); do # the first one migrates; the others start once the tables are there
         [[ $(psql -X -A -t "$PG_URL" -c "SELECT to_regclass('public.users') IS NOT NULL" 2>/dev/null) = t ]] && break
         sleep 0.2
@@ -523,16 +526,19 @@ if any_part so-s1 so-s2 so-s3 so-s4 relay pgalone frozen; then
     PGOPTIONS="-c synchronous_commit=off" "$SEED" --db "$PG_URL" --users $((SO_USERS - HALF)) --from $((HALF + 1)) \
         --charge-first $((SO_USERS - HALF)) --amount 1000000 --tokens "$WORK/pg-tokens-c2.txt" >/dev/null &
     SEEDERS+=("$!")
+    PIDS+=("$!")
     SEED_FILES=("$WORK/pg-tokens-c2.txt")
     if part so-s3; then
         for k in 0 1 2 3; do
             PGOPTIONS="-c synchronous_commit=off" "$SEED" --db "$PG_URL" --users 100000 --from $((100001 + k * 100000)) \
                 --tokens "$WORK/pg-tokens-s3-$k.txt" >/dev/null &
             SEEDERS+=("$!")
+            PIDS+=("$!")
             SEED_FILES+=("$WORK/pg-tokens-s3-$k.txt")
         done
     fi
     for p in "${SEEDERS[@]}"; do wait "$p"; done
+    stop_bx "${SEEDERS[@]}" # (all done: only leaves PIDS)
     cat "${SEED_FILES[@]}" >>"$WORK/pg-tokens.txt"
     log "seeded PostgreSQL: $(cut -c1-300 "$RAW/seed-pg.json")"
     concert() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["concerts"][int(sys.argv[2])]["concertId"])' "$RAW/seed-pg.json" "$1"; }
