@@ -2,6 +2,8 @@
 -- round robin per wrk thread (threads start at different offsets).
 -- BENCH_HDRS: file of lines "index<TAB>status<TAB>Header: v<TAB>Header: v" as
 -- written by `loadgen issue --save` (the first two fields are skipped).
+-- BENCH_OFFSET (0): shifts the starting sets, so that two wrk processes (one per
+-- scale-out instance) do not walk the file in step.
 local sets = {}
 local i = 0
 local threads = {}
@@ -24,7 +26,7 @@ function init(args)
     end
     sets[#sets + 1] = h
   end
-  i = (tid or 1) * 7919 % #sets
+  i = ((tid or 1) * 7919 + tonumber(os.getenv("BENCH_OFFSET") or "0")) % #sets
 end
 
 function request()

@@ -1,6 +1,6 @@
 /* loadgen.c — boxoffice's own load generator (bench/run.sh). One thread, epoll,
  * raw HTTP/1.1 keep-alive over loopback, no pipelining: one request in flight per
- * connection. Three modes:
+ * connection. Four modes:
  *
  *   rate  open-loop, paced: R requests per second for D seconds over C connections;
  *         each request's latency counts from the moment it was due (a request that
@@ -10,10 +10,15 @@
  *         queue token, polls per pollAfterMs until ACTIVE, lists the dates, fetches a
  *         schedule's seat map, holds a random free seat (another one on 409), pays.
  *         Requests go to whichever connection is free, over every --target.
+ *         --cpu-pids P,..: CPU used during the crowd by those processes and their
+ *         descendants, by the generator and by the whole machine ("cpu" in the JSON).
  *   issue the million of S5 (and token set-up for S1/S2): issues queue tokens for N
  *         distinct users, closed loop over C connections; at each checkpoint it waits
  *         for the in-flight requests, reads the server's VmRSS (--pid) and probes the
  *         status of the last token issued (a token at the back of the line).
+ *   probe fresh-connection probes (/healthz, queue status) at a fixed rate beside a
+ *         paced booking load (seat map, hold, pay), every request logged with its
+ *         times and status: what clients see while a dependency is frozen.
  *
  * Latencies go into log-linear histograms (~3 % resolution). Results: one JSON
  * object on stdout; progress on stderr. */
@@ -30,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +94,131 @@ static uint64_t rnd(void)
     x ^= x >> 7;
     x ^= x << 17;
     return rng_state = x;
+}
+
+/* ---------------------------------------------------------------- CPU accounting */
+
+/* CPU seconds used so far by the processes rooted at pids (each with every live
+ * descendant, so PostgreSQL's postmaster brings its backends; cutime/cstime count
+ * children already reaped, so a backend that ended in between is not lost), by this
+ * process, and by the whole machine (busy jiffies of /proc/stat: every process of
+ * everybody, plus interrupts). The difference of two samples is the CPU spent in
+ * between. */
+struct cpu_sample {
+    double procs_s, self_s, machine_s;
+    int nprocs;
+};
+
+#define CPU_MAX_ROOTS 16
+
+static int cpu_roots[CPU_MAX_ROOTS], cpu_nroots;
+
+static void cpu_parse_pids(const char *spec)
+{
+    char *s = strdup(spec), *save = NULL;
+    for (char *t = strtok_r(s, ",", &save); t && cpu_nroots < CPU_MAX_ROOTS; t = strtok_r(NULL, ",", &save))
+        if (atoi(t) > 0)
+            cpu_roots[cpu_nroots++] = atoi(t);
+    free(s);
+}
+
+static void cpu_sample(struct cpu_sample *cs)
+{
+    double tck = (double)sysconf(_SC_CLK_TCK);
+    memset(cs, 0, sizeof *cs);
+    /* every process: pid, ppid, utime + stime + cutime + cstime */
+    size_t cap = 1024, n = 0;
+    int *pid = xmalloc(cap * sizeof(int)), *ppid = xmalloc(cap * sizeof(int));
+    double *t = xmalloc(cap * sizeof(double));
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
+        if (rp == NULL)
+            continue;
+        int pp = 0;
+        unsigned long long ut = 0, st = 0;
+        long long cut = 0, cst = 0;
+        /* fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+         * cutime cstime */
+        if (sscanf(rp + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &pp, &ut, &st, &cut,
+                   &cst) != 5)
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            pid = xrealloc(pid, cap * sizeof(int));
+            ppid = xrealloc(ppid, cap * sizeof(int));
+            t = xrealloc(t, cap * sizeof(double));
+        }
+        pid[n] = atoi(e->d_name);
+        ppid[n] = pp;
+        t[n] = (double)(ut + st + (unsigned long long)cut + (unsigned long long)cst) / tck;
+        n++;
+    }
+    if (d)
+        closedir(d);
+    /* the roots' trees: mark, then repeat until no new descendant is found */
+    char *in = xcalloc(n, 1);
+    for (size_t i = 0; i < n; i++)
+        for (int r = 0; r < cpu_nroots; r++)
+            if (pid[i] == cpu_roots[r])
+                in[i] = 1;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (in[i])
+                continue;
+            for (size_t j = 0; j < n; j++)
+                if (in[j] && pid[j] == ppid[i]) {
+                    in[i] = 1;
+                    changed = 1;
+                    break;
+                }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (in[i]) {
+            cs->procs_s += t[i];
+            cs->nprocs++;
+        }
+    free(in);
+    free(pid);
+    free(ppid);
+    free(t);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    cs->self_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                 (double)ru.ru_stime.tv_usec / 1e6;
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]) != 8)
+            memset(v, 0, sizeof v);
+        fclose(f);
+    }
+    /* user nice system idle iowait irq softirq steal: busy = all but idle, iowait, steal */
+    cs->machine_s = (double)(v[0] + v[1] + v[2] + v[5] + v[6]) / tck;
+}
+
+/* JSON of the CPU spent between two samples over wall seconds. */
+static void cpu_json(FILE *f, const struct cpu_sample *a, const struct cpu_sample *b, double wall)
+{
+    fprintf(f,
+            "{\"window_s\":%.3f,\"procs_s\":%.3f,\"generator_s\":%.3f,\"total_s\":%.3f,\"machine_busy_s\":%.3f,"
+            "\"nprocs\":%d,\"ncpu\":%ld}",
+            wall, b->procs_s - a->procs_s, b->self_s - a->self_s, (b->procs_s - a->procs_s) + (b->self_s - a->self_s),
+            b->machine_s - a->machine_s, b->nprocs, sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 /* ---------------------------------------------------------------- histogram */
@@ -149,7 +281,9 @@ static double hist_pct(const struct hist *h, double p)
 /* Latencies in milliseconds, JSON fields. */
 static void hist_json(FILE *f, const struct hist *h)
 {
-    fprintf(f, "{\"n\":%llu,\"mean_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f}",
+    fprintf(f,
+            "{\"n\":%llu,\"mean_ms\":%.3f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%"
+            ".3f}",
             (unsigned long long)h->n, h->n ? h->sum_us / (double)h->n / 1000 : 0, hist_pct(h, 50) / 1000,
             hist_pct(h, 90) / 1000, hist_pct(h, 99) / 1000, hist_pct(h, 99.9) / 1000, h->max_us / 1000);
 }
@@ -204,6 +338,34 @@ static const char *line_token(const char *line)
 {
     const char *sp = strchr(line, ' ');
     return sp ? sp + 1 : line;
+}
+
+/* The header sets of a --hdrs file (one line each, as `issue --save` writes them),
+ * each turned into CRLF-separated header lines ready for build_req. */
+static char **hdrs_load(struct lines *l, const char *path)
+{
+    lines_load(l, path, 0, 0);
+    char **out = xmalloc((l->n ? l->n : 1) * sizeof(char *));
+    for (size_t i = 0; i < l->n; i++) {
+        /* tab-separated fields; those without a colon (index, status written by
+         * `issue --save`) are not headers */
+        size_t len = strlen(l->line[i]);
+        char *s = xmalloc(len * 2 + 1), *o = s, *save = NULL;
+        for (char *f = strtok_r(l->line[i], "\t", &save); f; f = strtok_r(NULL, "\t", &save)) {
+            if (strchr(f, ':') == NULL)
+                continue;
+            if (o != s) {
+                *o++ = '\r';
+                *o++ = '\n';
+            }
+            size_t fl = strlen(f);
+            memcpy(o, f, fl);
+            o += fl;
+        }
+        *o = 0;
+        out[i] = s;
+    }
+    return out;
 }
 
 /* ---------------------------------------------------------------- JSON bits */
@@ -495,16 +657,15 @@ static void loop_once(int timeout_ms)
 }
 
 static int g_idle_ready; /* connections connected at least once */
-static size_t build_req(char *out, size_t cap, const char *method, const char *host, const char *path,
-                        const char *hdr1, const char *hdr2, const char *hdr3, const char *body)
+static size_t build_req(char *out, size_t cap, const char *method, const char *host, const char *path, const char *hdr1,
+                        const char *hdr2, const char *hdr3, const char *body)
 {
     size_t bl = body ? strlen(body) : 0;
-    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", method, path, host,
-                     hdr1 ? hdr1 : "", hdr1 ? "\r\n" : "", hdr2 ? hdr2 : "", hdr2 ? "\r\n" : "",
-                     hdr3 ? hdr3 : "", hdr3 ? "\r\n" : "");
+    int n = snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s", method, path, host, hdr1 ? hdr1 : "",
+                     hdr1 ? "\r\n" : "", hdr2 ? hdr2 : "", hdr2 ? "\r\n" : "", hdr3 ? hdr3 : "", hdr3 ? "\r\n" : "");
     if (body)
-        n += snprintf(out + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                      bl, body);
+        n += snprintf(out + n, cap - (size_t)n, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", bl,
+                      body);
     else
         n += snprintf(out + n, cap - (size_t)n, "\r\n");
     if ((size_t)n >= cap)
@@ -515,13 +676,14 @@ static size_t build_req(char *out, size_t cap, const char *method, const char *h
 /* ---------------------------------------------------------------- options */
 
 struct opts {
-    const char *mode, *targets, *path, *method, *hdrs, *tokens, *timeline, *checkpoints, *save, *body;
+    const char *mode, *targets, *path, *method, *hdrs, *tokens, *timeline, *checkpoints, *save, *body, *cpu_pids;
+    const char *schedules, *log;
     int conns, concert, pid, probe_n;
-    double rate, duration, warmup, arrival, max_time;
+    double rate, duration, warmup, arrival, max_time, probe_rate, book_rate, drain;
     long users, skip, seats_total;
 };
 
-static struct opts O = {.method = "GET", .conns = 64, .probe_n = 2000, .warmup = 1, .max_time = 120};
+static struct opts O = {.method = "GET", .conns = 64, .probe_n = 2000, .warmup = 1, .max_time = 120, .drain = 15};
 
 static void parse_opts(int argc, char **argv)
 {
@@ -575,6 +737,18 @@ static void parse_opts(int argc, char **argv)
             O.skip = atol(v);
         else if (!strcmp(a, "--seats-total"))
             O.seats_total = atol(v);
+        else if (!strcmp(a, "--cpu-pids"))
+            O.cpu_pids = v;
+        else if (!strcmp(a, "--schedules"))
+            O.schedules = v;
+        else if (!strcmp(a, "--log"))
+            O.log = v;
+        else if (!strcmp(a, "--probe-rate"))
+            O.probe_rate = atof(v);
+        else if (!strcmp(a, "--book-rate"))
+            O.book_rate = atof(v);
+        else if (!strcmp(a, "--drain"))
+            O.drain = atof(v);
         else
             die("unknown option %s", a);
     }
@@ -632,35 +806,17 @@ static void rate_response(struct conn *c, int status, char *body, size_t blen)
     rate_idle(c);
 }
 
-static void rate_fail(struct conn *c) { R_err++; }
+static void rate_fail(struct conn *c)
+{
+    R_err++;
+}
 
 static int mode_rate(void)
 {
     if (O.rate <= 0 || O.duration <= 0 || O.path == NULL)
         die("rate mode needs --rate, --duration and --path");
-    if (O.hdrs) {
-        lines_load(&R_hdr, O.hdrs, 0, 0);
-        R_hdr_lines = xmalloc(R_hdr.n * sizeof(char *));
-        for (size_t i = 0; i < R_hdr.n; i++) {
-            /* tab-separated fields; those without a colon (index, status written by
-             * `issue --save`) are not headers */
-            size_t l = strlen(R_hdr.line[i]);
-            char *s = xmalloc(l * 2 + 1), *o = s, *save = NULL;
-            for (char *f = strtok_r(R_hdr.line[i], "\t", &save); f; f = strtok_r(NULL, "\t", &save)) {
-                if (strchr(f, ':') == NULL)
-                    continue;
-                if (o != s) {
-                    *o++ = '\r';
-                    *o++ = '\n';
-                }
-                size_t fl = strlen(f);
-                memcpy(o, f, fl);
-                o += fl;
-            }
-            *o = 0;
-            R_hdr_lines[i] = s;
-        }
-    }
+    if (O.hdrs)
+        R_hdr_lines = hdrs_load(&R_hdr, O.hdrs);
     g_on_response = rate_response;
     g_on_fail = rate_fail;
     g_on_idle = rate_idle;
@@ -1048,6 +1204,10 @@ static int mode_flow(void)
     double dl = now_s() + 5;
     while (g_idle_ready < g_nconn && now_s() < dl)
         loop_once(10);
+    struct cpu_sample cpu0, cpu1;
+    if (O.cpu_pids)
+        cpu_parse_pids(O.cpu_pids);
+    cpu_sample(&cpu0);
     F_t0 = now_s();
     long next_arrival = 0;
     double last_report = F_t0, arrival_end = F_t0 + O.arrival;
@@ -1097,6 +1257,7 @@ static int mode_flow(void)
     while (g_nfree < g_nconn && now_s() < drain)
         loop_once(5);
     double t_end = now_s();
+    cpu_sample(&cpu1);
     double sell_window = F_sellout > 0 ? F_sellout - F_first_paid : F_last_paid - F_first_paid;
     double sustained = sell_window > 0 ? (double)F_paid / sell_window : 0;
     /* peak over 1 s (two bins) */
@@ -1122,22 +1283,25 @@ static int mode_flow(void)
            F_last_paid > 0 ? F_last_paid - F_t0 : -1, t_end - F_t0, (unsigned long long)F_refused,
            (unsigned long long)F_limit, (unsigned long long)F_admitted, (unsigned long long)F_soldout_left,
            (unsigned long long)F_expired, (unsigned long long)F_failed, (unsigned long long)waiting,
-           (unsigned long long)F_st429, g_nconn - g_nfree, (unsigned long long)F_st5xx, (unsigned long long)g_conn_errors);
+           (unsigned long long)F_st429, g_nconn - g_nfree, (unsigned long long)F_st5xx,
+           (unsigned long long)g_conn_errors);
     for (int s = 0; s < ST_N; s++) {
         printf("%s\"%s\":{\"count\":%llu,\"errors\":%llu,\"latency\":", s ? "," : "", step_name[s],
                (unsigned long long)F_cnt[s], (unsigned long long)F_err[s]);
         hist_json(stdout, &F_h[s]);
         printf("}");
     }
-    printf("}}\n");
+    printf("},\"cpu\":");
+    cpu_json(stdout, &cpu0, &cpu1, t_end - F_t0);
+    printf("}\n");
     if (O.timeline) {
         FILE *f = fopen(O.timeline, "w");
         if (f == NULL)
             die("%s: %s", O.timeline, strerror(errno));
         fprintf(f, "# t_s arrivals_per_s paid_per_s refused_per_s polls_per_s requests_per_s\n");
         for (int b = 0; b < nb; b++)
-            fprintf(f, "%.1f %.0f %.0f %.0f %.0f %.0f\n", b * TL_BIN, F_tl[b].arrivals / TL_BIN,
-                    F_tl[b].paid / TL_BIN, F_tl[b].refused / TL_BIN, F_tl[b].polls / TL_BIN, F_tl[b].reqs / TL_BIN);
+            fprintf(f, "%.1f %.0f %.0f %.0f %.0f %.0f\n", b * TL_BIN, F_tl[b].arrivals / TL_BIN, F_tl[b].paid / TL_BIN,
+                    F_tl[b].refused / TL_BIN, F_tl[b].polls / TL_BIN, F_tl[b].reqs / TL_BIN);
         fclose(f);
     }
     return 0;
@@ -1173,8 +1337,8 @@ static void probe_send(struct conn *c)
     char req[1024], auth[256], qt[80];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", I_probe_auth);
     snprintf(qt, sizeof qt, "X-Queue-Token: %s", I_probe_q);
-    size_t len = build_req(req, sizeof req, "GET", g_tg[c->target].hostport, "/api/v1/queue/status", auth, qt,
-                           NULL, NULL);
+    size_t len =
+        build_req(req, sizeof req, "GET", g_tg[c->target].hostport, "/api/v1/queue/status", auth, qt, NULL, NULL);
     conn_send(c, UINT32_MAX, now_s(), req, len);
 }
 
@@ -1321,6 +1485,458 @@ static int mode_issue(void)
     return 0;
 }
 
+/* ================================================================ probe mode (frozen dependency) */
+
+/* Two loads at once over every --target, every request logged with its times:
+ *   probes    --probe-rate per second, each on a fresh connection (connect, one
+ *             request with Connection: close, its answer, close), round robin over
+ *             the targets and, in turn, GET /healthz and GET /api/v1/queue/status
+ *             with the next header set of --hdrs (WAITING users); the latency counts
+ *             from the moment the probe was due, connect included.
+ *   bookings  --book-rate per second: the next user of --tokens (--users of
+ *             them, from line --skip) takes a queue token for --concert and, once
+ *             ACTIVE, reads the compact seat map of a random schedule of
+ *             --schedules, holds a random free seat and pays (which ends the
+ *             token). A user not admitted at once, or whose map, hold or payment
+ *             fails, leaves the queue (DELETE of the token), so the slot is not
+ *             kept. Each step on a keep-alive connection to the chain's target (a
+ *             new one when none is idle); a step's latency counts from when it was
+ *             due (the first) or sent (the others: at once after the previous
+ *             answer).
+ * Nothing is retried and nothing times out before the end: --duration seconds of
+ * load, then up to --drain seconds (15) for the answers still due.
+ * --log FILE: one line per request, "kind target t_due t_sent t_done status"
+ * (seconds from the start; t_done -1 and status -1 when no answer came, status 0
+ * when the connection failed). stdout: one JSON summary with the wall-clock time
+ * of the start (t0_unix), so the log lines up with events timed by others. */
+
+enum pkind { PK_HEALTHZ, PK_STATUS, PK_ISSUE, PK_SEATS, PK_HOLD, PK_PAY, PK_LEAVE, PK_N };
+static const char *pk_name[PK_N] = {"healthz", "status", "issue", "seats", "hold", "pay", "leave"};
+
+struct pconn {
+    int fd, target, busy, probe, connecting, parked;
+    char *w, *r;
+    size_t wlen, woff, wcap, rlen, rcap;
+    int kind;
+    long chain;
+    double t_due, t_sent;
+    struct pconn *next_idle;
+};
+
+struct pchain {
+    long user;
+    int64_t sched, resv;
+    char q[40];
+};
+
+static struct pconn **P_all; /* every connection made (reused once closed) */
+static size_t P_nall, P_capall;
+static struct pconn *P_idle[16];
+static struct pchain *P_chain;
+static long P_nchain;
+static struct lines P_wait, P_book;
+static char **P_wait_h;
+static int64_t *P_sched;
+static int P_nsched;
+static FILE *P_log;
+static double P_t0;
+static long P_busy;
+static uint64_t P_count[PK_N], P_ok[PK_N], P_other[PK_N], P_connfail[PK_N], P_noseat, P_notadmitted;
+
+static void plog(struct pconn *c, double t_done, int status)
+{
+    if (P_log)
+        fprintf(P_log, "%s %d %.6f %.6f %.6f %d\n", pk_name[c->kind], c->target, c->t_due - P_t0, c->t_sent - P_t0,
+                t_done < 0 ? -1.0 : t_done - P_t0, status);
+    P_count[c->kind]++;
+    if (status >= 200 && status < 300)
+        P_ok[c->kind]++;
+    else if (status <= 0)
+        P_connfail[c->kind]++;
+    else
+        P_other[c->kind]++;
+}
+
+static void pconn_close(struct pconn *c)
+{
+    if (c->fd >= 0) {
+        epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
+    c->fd = -1;
+    if (c->busy)
+        P_busy--;
+    c->busy = 0;
+}
+
+static struct pconn *pconn_new(int target, int probe)
+{
+    struct pconn *c = NULL;
+    for (size_t i = 0; i < P_nall; i++) /* a closed one to reuse (few: probes close at once) */
+        if (P_all[i]->fd < 0 && !P_all[i]->busy && !P_all[i]->parked) {
+            c = P_all[i];
+            break;
+        }
+    if (c == NULL) {
+        if (P_nall == P_capall)
+            P_all = xrealloc(P_all, (P_capall = P_capall ? P_capall * 2 : 256) * sizeof *P_all);
+        c = xcalloc(1, sizeof *c);
+        c->wcap = 2048;
+        c->w = xmalloc(c->wcap);
+        c->rcap = 16384;
+        c->r = xmalloc(c->rcap);
+        P_all[P_nall++] = c;
+    }
+    c->target = target;
+    c->probe = probe;
+    c->busy = 0;
+    c->parked = 0;
+    c->next_idle = NULL;
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        die("socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(c->fd, (struct sockaddr *)&g_tg[target].addr, sizeof g_tg[target].addr);
+    c->connecting = rc != 0;
+    if (rc != 0 && errno != EINPROGRESS)
+        c->connecting = -1; /* reported by pconn_send */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(g_ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        die("epoll_ctl add: %s", strerror(errno));
+    return c;
+}
+
+/* A keep-alive connection to target: an idle one, else a new one. */
+static struct pconn *pconn_get(int target)
+{
+    while (P_idle[target]) {
+        struct pconn *c = P_idle[target];
+        P_idle[target] = c->next_idle;
+        c->next_idle = NULL;
+        c->parked = 0;
+        if (c->fd >= 0)
+            return c;
+    }
+    return pconn_new(target, 0);
+}
+
+static void pconn_park(struct pconn *c)
+{
+    c->next_idle = P_idle[c->target];
+    c->parked = 1;
+    P_idle[c->target] = c;
+}
+
+static void pconn_fail(struct pconn *c)
+{
+    if (c->busy)
+        plog(c, now_s(), 0);
+    pconn_close(c);
+}
+
+static void pconn_write(struct pconn *c)
+{
+    while (c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->w + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->woff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        pconn_fail(c);
+        return;
+    }
+}
+
+static void pconn_send(struct pconn *c, int kind, long chain, double due, const char *req, size_t len)
+{
+    if (len > c->wcap)
+        c->w = xrealloc(c->w, c->wcap = len);
+    memcpy(c->w, req, len);
+    c->wlen = len;
+    c->woff = 0;
+    c->rlen = 0;
+    c->kind = kind;
+    c->chain = chain;
+    c->t_due = due;
+    c->t_sent = now_s();
+    c->busy = 1;
+    P_busy++;
+    if (c->connecting < 0) {
+        pconn_fail(c);
+        return;
+    }
+    if (!c->connecting)
+        pconn_write(c);
+}
+
+static void probe_start(long k, double due)
+{
+    int target = (int)(k % g_ntg);
+    int kind = (P_wait.n && (k / g_ntg) % 2) ? PK_STATUS : PK_HEALTHZ;
+    struct pconn *c = pconn_new(target, 1);
+    char req[2048];
+    size_t len;
+    if (kind == PK_STATUS)
+        len = build_req(req, sizeof req, "GET", g_tg[target].hostport, "/api/v1/queue/status",
+                        P_wait_h[(size_t)(k / (2 * g_ntg)) % P_wait.n], "Connection: close", NULL, NULL);
+    else
+        len =
+            build_req(req, sizeof req, "GET", g_tg[target].hostport, "/healthz", "Connection: close", NULL, NULL, NULL);
+    pconn_send(c, kind, -1, due, req, len);
+}
+
+static void chain_step(struct pconn *c, long k, int kind, double due)
+{
+    struct pchain *ch = &P_chain[k];
+    char req[4096], path[128], body[128], auth[256], qt[80], idem[96];
+    const char *host = g_tg[c->target].hostport;
+    size_t len = 0;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", line_token(P_book.line[ch->user]));
+    snprintf(qt, sizeof qt, "X-Queue-Token: %s", ch->q);
+    switch (kind) {
+    case PK_ISSUE:
+        snprintf(path, sizeof path, "/api/v1/concerts/%d/queue/tokens", O.concert);
+        len = build_req(req, sizeof req, "POST", host, path, auth, NULL, NULL, "");
+        break;
+    case PK_SEATS:
+        snprintf(path, sizeof path, "/api/v1/schedules/%lld/seats?format=compact", (long long)ch->sched);
+        len = build_req(req, sizeof req, "GET", host, path, auth, qt, NULL, NULL);
+        break;
+    case PK_HOLD:
+        snprintf(body, sizeof body, "{\"scheduleId\":%lld,\"seatNo\":%lld}", (long long)ch->sched, (long long)ch->resv);
+        len = build_req(req, sizeof req, "POST", host, "/api/v1/reservations", auth, qt, NULL, body);
+        break;
+    case PK_PAY:
+        snprintf(idem, sizeof idem, "Idempotency-Key: probe-pay-%lld", (long long)ch->resv);
+        snprintf(body, sizeof body, "{\"reservationId\":%lld}", (long long)ch->resv);
+        len = build_req(req, sizeof req, "POST", host, "/api/v1/payments", auth, qt, idem, body);
+        break;
+    case PK_LEAVE:
+        len = build_req(req, sizeof req, "DELETE", host, "/api/v1/queue/tokens/current", auth, qt, NULL, NULL);
+        break;
+    }
+    pconn_send(c, kind, k, due, req, len);
+}
+
+static void chain_start(long k, double due)
+{
+    struct pchain *ch = &P_chain[k];
+    ch->user = k % (long)P_book.n;
+    ch->sched = P_sched[rnd() % (uint64_t)P_nsched];
+    ch->q[0] = 0;
+    chain_step(pconn_get((int)(k % g_ntg)), k, PK_ISSUE, due);
+}
+
+/* The answer in c->r is whole: log it, then go on with the chain or let the
+ * connection go. */
+static void pconn_answered(struct pconn *c, int status, char *body)
+{
+    double t = now_s();
+    plog(c, t, status);
+    c->busy = 0;
+    P_busy--;
+    if (c->probe) {
+        pconn_close(c);
+        return;
+    }
+    long k = c->chain;
+    struct pchain *ch = &P_chain[k];
+    int ok = status >= 200 && status < 300;
+    switch (c->kind) {
+    case PK_ISSUE: {
+        char st[16] = "";
+        if (!ok)
+            break; /* no token: nothing to leave */
+        json_str(body, "token", ch->q, sizeof ch->q);
+        json_str(body, "status", st, sizeof st);
+        if (strcmp(st, "ACTIVE") == 0) {
+            chain_step(c, k, PK_SEATS, t);
+            return;
+        }
+        P_notadmitted++;
+        chain_step(c, k, PK_LEAVE, t);
+        return;
+    }
+    case PK_SEATS: {
+        if (!ok) {
+            chain_step(c, k, PK_LEAVE, t);
+            return;
+        }
+        /* a random free seat of the compact map ("availability":"1101..."):
+         * reservoir sampling, each free seat equally likely */
+        const char *a = strstr(body, "\"availability\":\"");
+        const char *f = a ? a + strlen("\"availability\":\"") : "";
+        long n = 0, pick = -1;
+        for (long i = 0; f[i] == '0' || f[i] == '1'; i++)
+            if (f[i] == '1' && rnd() % (uint64_t)(++n) == 0)
+                pick = i + 1;
+        if (pick < 0) {
+            P_noseat++;
+            chain_step(c, k, PK_LEAVE, t);
+            return;
+        }
+        ch->resv = pick; /* the seat number, until the hold answers with the reservation */
+        chain_step(c, k, PK_HOLD, t);
+        return;
+    }
+    case PK_HOLD:
+        if (ok) {
+            long long id = 0;
+            json_int(body, "reservationId", &id);
+            ch->resv = id;
+            chain_step(c, k, PK_PAY, t);
+        } else
+            chain_step(c, k, PK_LEAVE, t);
+        return;
+    case PK_PAY:
+        if (!ok)
+            chain_step(c, k, PK_LEAVE, t);
+        else
+            pconn_park(c); /* paying ended the token */
+        return;
+    default:
+        break;
+    }
+    pconn_park(c);
+}
+
+static void pconn_event(struct pconn *c, uint32_t ev)
+{
+    if (c->fd < 0)
+        return;
+    if (c->connecting) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err || (ev & EPOLLERR)) {
+            pconn_fail(c);
+            return;
+        }
+        if (!(ev & EPOLLOUT))
+            return;
+        c->connecting = 0;
+    }
+    if (c->busy && c->woff < c->wlen) {
+        pconn_write(c);
+        if (c->fd < 0)
+            return;
+    }
+    /* EPOLLOUT stays on while a request is unsent; off otherwise (level-triggered) */
+    struct epoll_event mod = {.events = EPOLLIN | (c->busy && c->woff < c->wlen ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &mod);
+    if (!(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    for (;;) {
+        if (c->rcap - c->rlen < 4096)
+            c->r = xrealloc(c->r, c->rcap *= 2);
+        ssize_t n = recv(c->fd, c->r + c->rlen, c->rcap - c->rlen - 1, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) { /* EOF or error: an idle keep-alive connection closed, or a request lost */
+            pconn_fail(c);
+            return;
+        }
+        c->rlen += (size_t)n;
+        if (!c->busy)
+            continue; /* nothing asked: ignore */
+        c->r[c->rlen] = 0;
+        char *hend = strstr(c->r, "\r\n\r\n");
+        if (hend == NULL)
+            continue;
+        size_t hlen = (size_t)(hend - c->r) + 4;
+        long long cl = 0;
+        for (char *q = c->r; q < hend; q++)
+            if (*q == '\n' && strncasecmp(q + 1, "content-length:", 15) == 0) {
+                cl = strtoll(q + 16, NULL, 10);
+                break;
+            }
+        if (c->rlen < hlen + (size_t)cl)
+            continue;
+        c->r[hlen + (size_t)cl] = 0;
+        pconn_answered(c, atoi(c->r + 9), c->r + hlen);
+        return;
+    }
+}
+
+static int mode_probe(void)
+{
+    if (O.duration <= 0 || (O.probe_rate <= 0 && O.book_rate <= 0))
+        die("probe mode needs --duration and --probe-rate and/or --book-rate");
+    if (O.hdrs)
+        P_wait_h = hdrs_load(&P_wait, O.hdrs);
+    if (O.book_rate > 0) {
+        if (O.tokens == NULL || O.users <= 0 || O.concert <= 0 || O.schedules == NULL)
+            die("--book-rate needs --tokens, --users, --concert and --schedules");
+        lines_load(&P_book, O.tokens, (size_t)O.skip, (size_t)O.users);
+        char *sl = strdup(O.schedules), *save = NULL;
+        P_sched = xmalloc(strlen(sl) * sizeof(int64_t));
+        for (char *t = strtok_r(sl, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            P_sched[P_nsched++] = atoll(t);
+        free(sl);
+        if (P_nsched == 0)
+            die("--schedules: no schedule");
+    }
+    if (O.log) {
+        P_log = fopen(O.log, "w");
+        if (P_log == NULL)
+            die("%s: %s", O.log, strerror(errno));
+    }
+    P_nchain = (long)(O.book_rate * O.duration) + 1;
+    P_chain = xcalloc((size_t)P_nchain, sizeof *P_chain);
+    g_ep = epoll_create1(EPOLL_CLOEXEC);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    P_t0 = now_s();
+    double t0_unix = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9, end = P_t0 + O.duration;
+    long kp = 0, kb = 0;
+    double last_report = P_t0;
+    struct epoll_event evs[256];
+    for (;;) {
+        double t = now_s();
+        int running = t < end;
+        while (running && O.probe_rate > 0 && P_t0 + (double)kp / O.probe_rate <= t) {
+            probe_start(kp, P_t0 + (double)kp / O.probe_rate);
+            kp++;
+        }
+        while (running && O.book_rate > 0 && kb < P_nchain && P_t0 + (double)kb / O.book_rate <= t) {
+            chain_start(kb, P_t0 + (double)kb / O.book_rate);
+            kb++;
+        }
+        if (!running && (P_busy == 0 || t >= end + O.drain))
+            break;
+        if (t - last_report >= 2) {
+            last_report = t;
+            fprintf(stderr, "  t=%5.1fs probes %ld chains %ld in flight %ld paid %llu\n", t - P_t0, kp, kb, P_busy,
+                    (unsigned long long)P_ok[PK_PAY]);
+        }
+        int n = epoll_wait(g_ep, evs, 256, 1);
+        for (int i = 0; i < n; i++)
+            pconn_event(evs[i].data.ptr, evs[i].events);
+    }
+    long unanswered = 0;
+    for (size_t i = 0; i < P_nall; i++)
+        if (P_all[i]->busy) {
+            plog(P_all[i], -1, -1);
+            unanswered++;
+            pconn_close(P_all[i]);
+        }
+    if (P_log)
+        fclose(P_log);
+    printf(
+        "{\"mode\":\"probe\",\"t0_unix\":%.6f,\"duration_s\":%.3f,\"probes\":%ld,\"chains\":%ld,\"no_free_seat\":%llu,"
+        "\"unanswered\":%ld,\"connections\":%zu,\"requests\":{",
+        t0_unix, O.duration, kp, kb, (unsigned long long)P_noseat, unanswered, P_nall);
+    for (int k = 0; k < PK_N; k++)
+        printf("%s\"%s\":{\"count\":%llu,\"ok\":%llu,\"other\":%llu,\"conn_failed\":%llu}", k ? "," : "", pk_name[k],
+               (unsigned long long)P_count[k], (unsigned long long)P_ok[k], (unsigned long long)P_other[k],
+               (unsigned long long)P_connfail[k]);
+    printf("}}\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1332,6 +1948,8 @@ int main(int argc, char **argv)
         return mode_flow();
     if (!strcmp(O.mode, "issue"))
         return mode_issue();
-    die("unknown mode %s (rate, flow, issue)", O.mode);
+    if (!strcmp(O.mode, "probe"))
+        return mode_probe();
+    die("unknown mode %s (rate, flow, issue, probe)", O.mode);
     return 1;
 }

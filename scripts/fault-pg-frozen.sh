@@ -15,7 +15,7 @@ port=18600
 base=http://127.0.0.1:$port
 frozen=""
 cleanup() {
-  [[ -n $frozen ]] && kill -CONT $frozen 2>/dev/null
+  [[ -n $frozen ]] && tests/harness/pg.sh thaw "$d/pg"
   [[ -n ${srv:-} ]] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null
   tests/harness/pg.sh stop "$d/pg" >/dev/null 2>&1
   tests/harness/redis.sh stop "$d/redis" >/dev/null 2>&1
@@ -35,10 +35,8 @@ charge() { # key → "status seconds"
   curl -s -o /dev/null -w "%{http_code} %{time_total}" -m 30 -X POST -H "Authorization: Bearer $at" \
     -H 'content-type: application/json' -H "Idempotency-Key: $1" -d '{"amount":100}' "$base/api/v1/users/me/balance/charge"
 }
-pm=$(head -1 "$(find "$d/pg" -name postmaster.pid | head -1)")
-frozen="$pm $(pgrep -P "$pm" | tr '\n' ' ')"
-# shellcheck disable=SC2086
-kill -STOP $frozen
+tests/harness/pg.sh freeze "$d/pg"
+frozen=1
 t0=$(date +%s.%N)
 waiting=()
 for k in 1 2 3; do
@@ -51,8 +49,7 @@ wait "${waiting[@]}"
 sleep 1
 echo "charge later while frozen: $(charge f9) s"
 sleep "$(python3 -c "print(max(0, 10 - ($(date +%s.%N) - $t0)))")"
-# shellcheck disable=SC2086
-kill -CONT $frozen
+tests/harness/pg.sh thaw "$d/pg"
 frozen=""
 t1=$(date +%s.%N)
 for i in $(seq 80); do

@@ -6,7 +6,11 @@
 #                     restart comes back on the same port), unix socket in DIR/sock,
 #                     trust auth on loopback, fsync=on. Prints exactly one line on
 #                     stdout: postgresql://postgres@127.0.0.1:PORT/postgres
-#   pg.sh stop DIR    pg_ctl stop -m fast; removes nothing.
+#   pg.sh stop DIR    pg_ctl stop -m fast (thawing it first if frozen); removes nothing.
+#   pg.sh freeze DIR  SIGSTOPs the postmaster, then every process it has forked
+#                     (backends, checkpointer, WAL writer...): a hung host, or a
+#                     partition whose kernel still ACKs. Their pids go to DIR/frozen.pids.
+#   pg.sh thaw DIR    SIGCONTs every process of DIR/frozen.pids, then removes it.
 #
 # As root the server runs as user `postgres` (PostgreSQL refuses to run as root)
 # and DIR is handed to that user. Everything else goes to stderr; the server log
@@ -19,7 +23,7 @@ die() {
 }
 
 usage() {
-    echo "usage: pg.sh start|stop DIR" >&2
+    echo "usage: pg.sh start|stop|freeze|thaw DIR" >&2
     exit 2
 }
 
@@ -153,11 +157,34 @@ EOF
     die "PostgreSQL did not start; see $dir/postgres.log"
 }
 
+# The postmaster first, so that it forks nothing after its children were listed.
+cmd_freeze() {
+    local dir=$1 pm kids
+    [[ -f "$dir/pgdata/postmaster.pid" ]] || die "not running ($dir/pgdata)"
+    [[ -f "$dir/frozen.pids" ]] && die "already frozen ($dir/frozen.pids)"
+    pm=$(head -1 "$dir/pgdata/postmaster.pid")
+    [[ $pm =~ ^[0-9]+$ ]] || die "no postmaster pid in $dir/pgdata/postmaster.pid"
+    kill -STOP "$pm"
+    kids=$(pgrep -P "$pm" | tr '\n' ' ')
+    echo "$pm $kids" >"$dir/frozen.pids"
+    # shellcheck disable=SC2086
+    [[ -z $kids ]] || kill -STOP $kids
+}
+
+cmd_thaw() {
+    local dir=$1
+    [[ -f "$dir/frozen.pids" ]] || return 0
+    # shellcheck disable=SC2046
+    kill -CONT $(cat "$dir/frozen.pids") 2>/dev/null || true
+    rm -f "$dir/frozen.pids"
+}
+
 cmd_stop() {
     local dir=$1 bindir data
     [[ -d "$dir" ]] || die "no such directory: $dir"
     dir=$(cd "$dir" && pwd -P)
     data=$dir/pgdata
+    cmd_thaw "$dir" # a frozen server would never stop
     bindir=$(find_bindir)
     if [[ ! -f "$data/postmaster.pid" ]]; then
         echo "pg.sh: not running ($data)" >&2
@@ -170,5 +197,7 @@ cmd_stop() {
 case "$1" in
 start) cmd_start "$2" ;;
 stop) cmd_stop "$2" ;;
+freeze) cmd_freeze "$2" ;;
+thaw) cmd_thaw "$2" ;;
 *) usage ;;
 esac
