@@ -45,7 +45,9 @@ test-fast: deps-test build
 	@scripts/run-tests.sh $(BUILD)
 
 # Benchmarks (not part of `make test`): nginx baseline, embedded and scale-out
-# boxoffice on loopback, scenarios S1-S5; writes bench/results.json and docs/BENCHMARKS.md.
+# boxoffice on loopback, scenarios S1-S5, scale-out with PostgreSQL and Redis behind a
+# delaying relay, a frozen PostgreSQL; writes bench/results.json and docs/BENCHMARKS.md.
+# BENCH_ONLY=part,... runs a subset (bench/run.sh lists the parts and knobs).
 bench: deps-test build
 	bench/run.sh $(BUILD)
 

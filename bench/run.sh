@@ -158,8 +158,15 @@ start_bx() {
 }
 
 stop_bx() { # pid...
-    local keep=() p q gone
+    local p
     for p; do stop_pid "$p"; done
+    forget_pid "$@"
+}
+
+# forget_pid PID...: off the cleanup list, without a signal: for processes already
+# waited for, whose pids the system may have handed to somebody else since.
+forget_pid() {
+    local keep=() p q gone
     for q in "${PIDS[@]}"; do
         gone=0
         for p; do [[ $q = "$p" ]] && gone=1; done
@@ -538,7 +545,7 @@ if any_part so-s1 so-s2 so-s3 so-s4 relay pgalone frozen; then
         done
     fi
     for p in "${SEEDERS[@]}"; do wait "$p"; done
-    stop_bx "${SEEDERS[@]}" # (all done: only leaves PIDS)
+    forget_pid "${SEEDERS[@]}"
     cat "${SEED_FILES[@]}" >>"$WORK/pg-tokens.txt"
     log "seeded PostgreSQL: $(cut -c1-300 "$RAW/seed-pg.json")"
     concert() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["concerts"][int(sys.argv[2])]["concertId"])' "$RAW/seed-pg.json" "$1"; }
@@ -749,7 +756,7 @@ PY
         "$HARNESS/pg.sh" thaw "$WORK/pg"
         FZ_T3=$(date +%s.%N)
         wait "$FZ_LG"
-        stop_bx "$FZ_LG"
+        forget_pid "$FZ_LG"
         # no restart: both instances are the processes started above, and ready
         FZ_ALIVE=0
         kill -0 "$PIDF1" 2>/dev/null && kill -0 "$PIDF2" 2>/dev/null && FZ_ALIVE=1
