@@ -36,6 +36,7 @@
 #include "store/pg_statements.h"
 #include "domain/money.h"
 #include "store/seat_board.h"
+#include "store/seat_changes.h"
 #include "util/log.h"
 
 #include <inttypes.h>
@@ -80,15 +81,8 @@ struct waiter {
     struct schedule **dates;
     size_t *ndates;
     size_t loads_left; /* dates: loads still in flight */
+    int rounds;        /* dates: rounds of loads asked for */
     bx_err failed;     /* dates: the first load that failed */
-};
-
-/* A seat change that arrived while its schedule's load was in flight. */
-struct change {
-    int64_t schedule_id;
-    int32_t seat_no;
-    enum seat_status status;
-    int64_t hold_end;
 };
 
 /* A schedule whose load is in flight, with what waits for it. */
@@ -96,7 +90,7 @@ struct loading {
     struct loading *next;
     struct apg *a;
     int64_t schedule_id;
-    struct change *changes;
+    struct seat_change *changes;
     size_t nchanges, cap;
     struct waiter **waiting; /* waiters (not owned) */
     size_t nwaiting, wcap;
@@ -457,44 +451,11 @@ static struct loading *loading_find(struct apg *a, int64_t schedule_id)
     return NULL;
 }
 
-/* A decimal number of [*s, end) up to the next ',' (or end); *s moves past it. */
-static bool number_parse(const char **s, const char *end, int64_t max, int64_t *out)
-{
-    const char *p = *s;
-    int64_t v = 0;
-    if (p == end || *p < '0' || *p > '9')
-        return false;
-    for (; p < end && *p >= '0' && *p <= '9'; p++) {
-        if (v > (max - (*p - '0')) / 10)
-            return false;
-        v = v * 10 + (*p - '0');
-    }
-    *out = v;
-    *s = p;
-    return true;
-}
-
-/* One change of a notification: "schedule,seat,status,hold_end" (pg_schema.h). */
-static bool change_parse(const char *s, const char *end, struct change *out)
-{
-    int64_t seat;
-    if (!number_parse(&s, end, INT64_MAX, &out->schedule_id) || s == end || *s++ != ',' ||
-        !number_parse(&s, end, INT32_MAX, &seat) || end - s < 3 || s[1] != ',')
-        return false;
-    out->seat_no = (int32_t)seat;
-    char st = s[0];
-    s += 2;
-    if (!number_parse(&s, end, INT64_MAX, &out->hold_end) || s != end)
-        return false;
-    out->status = st == 'H' ? SEAT_HELD : st == 'S' ? SEAT_SOLD : SEAT_AVAILABLE;
-    return st == 'A' || st == 'H' || st == 'S';
-}
-
-static void change_keep(struct loading *l, const struct change *c)
+static void change_keep(struct loading *l, const struct seat_change *c)
 {
     if (l->nchanges == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
-        struct change *grown = realloc(l->changes, cap * sizeof *grown);
+        struct seat_change *grown = realloc(l->changes, cap * sizeof *grown);
         if (grown == NULL) {
             l->cap = SIZE_MAX; /* the load is not kept: see load_done */
             return;
@@ -506,25 +467,23 @@ static void change_keep(struct loading *l, const struct change *c)
         l->changes[l->nchanges++] = *c;
 }
 
+/* One change: to the board, or kept for after its schedule's load. */
+static void seat_changed(void *arg, const struct seat_change *c)
+{
+    struct apg *a = arg;
+    struct loading *l = loading_find(a, c->schedule_id);
+    if (l != NULL)
+        change_keep(l, c);
+    else
+        seat_board_set(a->board, c->schedule_id, c->seat_no, c->status, c->hold_end);
+}
+
 static void on_seats_changed(void *arg, const char *payload)
 {
     struct apg *a = arg;
-    for (const char *s = payload; *s != '\0';) {
-        const char *end = strchr(s, ';');
-        if (end == NULL)
-            end = s + strlen(s);
-        struct change c;
-        if (!change_parse(s, end, &c)) {
-            log_warn("store: unreadable seat change in \"%.80s\": the seat board starts again", payload);
-            seat_board_forget_all(a->board);
-            return;
-        }
-        struct loading *l = loading_find(a, c.schedule_id);
-        if (l != NULL)
-            change_keep(l, &c);
-        else
-            seat_board_set(a->board, c.schedule_id, c.seat_no, c.status, c.hold_end);
-        s = *end == ';' ? end + 1 : end;
+    if (!seat_changes_parse(payload, seat_changed, a)) {
+        log_warn("store: unreadable seat change in \"%.80s\": the seat board starts again", payload);
+        seat_board_forget_all(a->board);
     }
 }
 
@@ -734,12 +693,39 @@ static void apg_seats(struct astore *base, int64_t schedule_id, int64_t now, uin
 
 /* ---- date lists ----------------------------------------------------------- */
 
-/* Every date of the list counted on the board (all are loaded by now). */
-static void dates_count(struct waiter *w, bx_err e)
+static void dates_loaded(struct waiter *w, bx_err e);
+
+/* Loads the dates the board lacks (in parallel); dates_loaded follows the last. */
+static void dates_load_round(struct waiter *w)
 {
+    w->rounds++;
+    w->loads_left = 1; /* held until every load is asked for */
+    w->ready = dates_loaded;
+    for (size_t i = 0; i < *w->ndates; i++) {
+        int64_t concert_id;
+        uint64_t version;
+        int64_t id = (*w->dates)[i].id;
+        if (!seat_board_get(w->a->board, id, &version, &concert_id, 0, NULL, NULL, NULL)) {
+            w->loads_left++;
+            load_wait(w->a, id, w);
+        }
+    }
+    dates_loaded(w, BX_OK);
+}
+
+/* Every date counted on the board. One forgotten meanwhile (rd reconnected, the
+ * board's bound) is loaded again, once. */
+static void dates_count(struct waiter *w)
+{
+    bx_err e = BX_OK;
     for (size_t i = 0; e == BX_OK && i < *w->ndates; i++)
-        if (!seat_board_available(w->a->board, (*w->dates)[i].id, w->now, &(*w->dates)[i].available))
-            e = BX_ERR_UNAVAILABLE; /* forgotten meanwhile (the connection dropped) */
+        if (!seat_board_available(w->a->board, (*w->dates)[i].id, w->now, &(*w->dates)[i].available)) {
+            if (w->rounds < 2) {
+                dates_load_round(w);
+                return;
+            }
+            e = BX_ERR_UNAVAILABLE;
+        }
     if (e != BX_OK) {
         free(*w->dates);
         *w->dates = NULL;
@@ -753,8 +739,16 @@ static void dates_loaded(struct waiter *w, bx_err e)
 {
     if (e != BX_OK && w->failed == BX_OK)
         w->failed = e;
-    if (--w->loads_left == 0)
-        dates_count(w, w->failed);
+    if (--w->loads_left > 0)
+        return;
+    if (w->failed != BX_OK) {
+        free(*w->dates);
+        *w->dates = NULL;
+        *w->ndates = 0;
+        waiter_finish(w, w->failed);
+        return;
+    }
+    dates_count(w);
 }
 
 static bx_err read_schedule_el(const PGresult *res, int row, int64_t now, void *el)
@@ -775,18 +769,7 @@ static void dates_listed(void *arg, bx_err e, const PGresult *res)
         waiter_finish(w, e);
         return;
     }
-    w->loads_left = 1; /* held until every load is asked for */
-    w->ready = dates_loaded;
-    for (size_t i = 0; i < *w->ndates; i++) {
-        int64_t concert_id;
-        uint64_t version;
-        int64_t id = (*w->dates)[i].id;
-        if (!seat_board_get(w->a->board, id, &version, &concert_id, 0, NULL, NULL, NULL)) {
-            w->loads_left++;
-            load_wait(w->a, id, w);
-        }
-    }
-    dates_loaded(w, BX_OK);
+    dates_load_round(w);
 }
 
 static void apg_dates(struct astore *base, int64_t concert_id, int64_t now, struct schedule **out, size_t *n,

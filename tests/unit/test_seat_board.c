@@ -2,6 +2,7 @@
  * what a reader gets back, how changes and their versions land, and the rule that
  * keeps a store read made across a change from being kept. */
 #include "store/seat_board.h"
+#include "store/seat_changes.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -164,5 +165,50 @@ Test(seat_board, many_schedules_stay_findable_as_the_table_grows)
         int64_t concert = 0;
         cr_assert(seat_board_get(b, id * 7, &v, &concert, 0, NULL, NULL, NULL), "schedule %lld lost", (long long)id * 7);
         cr_assert_eq(concert, id);
+    }
+}
+
+/* ---- the bx_seats notification payload (store/seat_changes.c) ---- */
+
+struct collected {
+    struct seat_change c[8];
+    int n;
+};
+
+static void collect(void *arg, const struct seat_change *c)
+{
+    struct collected *x = arg;
+    if (x->n < 8)
+        x->c[x->n] = *c;
+    x->n++;
+}
+
+Test(seat_changes, a_payload_of_several_changes_gives_each_seat_state_in_order)
+{
+    struct collected x = {0};
+    cr_assert(seat_changes_parse("3,760,H,1796297846794;5,84,S,0;12,1,A,0", collect, &x));
+    cr_assert_eq(x.n, 3);
+    cr_assert(x.c[0].schedule_id == 3 && x.c[0].seat_no == 760 && x.c[0].status == SEAT_HELD &&
+              x.c[0].hold_end == 1796297846794LL);
+    cr_assert(x.c[1].schedule_id == 5 && x.c[1].seat_no == 84 && x.c[1].status == SEAT_SOLD && x.c[1].hold_end == 0);
+    cr_assert(x.c[2].schedule_id == 12 && x.c[2].seat_no == 1 && x.c[2].status == SEAT_AVAILABLE);
+}
+
+Test(seat_changes, one_change_alone_is_read)
+{
+    struct collected x = {0};
+    cr_assert(seat_changes_parse("8,679,H,1796297846828", collect, &x));
+    cr_assert_eq(x.n, 1);
+    cr_assert(x.c[0].schedule_id == 8 && x.c[0].seat_no == 679 && x.c[0].hold_end == 1796297846828LL);
+}
+
+Test(seat_changes, anything_off_the_grammar_is_refused)
+{
+    static const char *const bad[] = {"",          "3,760,H",        "3,760,X,0",      "3,760,H,1;",
+                                      "3,,H,1",    "3,760,H,1,2",    "3;760,H,1",      "-3,760,H,1",
+                                      "3,760,A,5", "3,3000000000,H,1", "99999999999999999999,1,A,0", "3,760,H,1x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct collected x = {0};
+        cr_assert_not(seat_changes_parse(bad[i], collect, &x), "accepted \"%s\"", bad[i]);
     }
 }
