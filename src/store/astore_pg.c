@@ -695,11 +695,13 @@ static void apg_seats(struct astore *base, int64_t schedule_id, int64_t now, uin
 
 static void dates_loaded(struct waiter *w, bx_err e);
 
-/* Loads the dates the board lacks (in parallel); dates_loaded follows the last. */
-static void dates_load_round(struct waiter *w)
+/* Asks for the loads of the dates the board lacks (in parallel). false when
+ * none is left in flight (all answered already, or none needed): then the caller
+ * goes on; otherwise dates_loaded of the last one does. */
+static bool dates_ask_loads(struct waiter *w)
 {
     w->rounds++;
-    w->loads_left = 1; /* held until every load is asked for */
+    w->loads_left = 1; /* held while asking: a load that fails at once must not finish the list */
     w->ready = dates_loaded;
     for (size_t i = 0; i < *w->ndates; i++) {
         int64_t concert_id;
@@ -710,28 +712,33 @@ static void dates_load_round(struct waiter *w)
             load_wait(w->a, id, w);
         }
     }
-    dates_loaded(w, BX_OK);
+    return --w->loads_left > 0;
 }
 
-/* Every date counted on the board. One forgotten meanwhile (rd reconnected, the
- * board's bound) is loaded again, once. */
-static void dates_count(struct waiter *w)
+/* Every date counted on the board, once none is loading. A date forgotten
+ * meanwhile (rd reconnected, the board's bound) is loaded again, once. */
+static void dates_settle(struct waiter *w)
 {
-    bx_err e = BX_OK;
-    for (size_t i = 0; e == BX_OK && i < *w->ndates; i++)
-        if (!seat_board_available(w->a->board, (*w->dates)[i].id, w->now, &(*w->dates)[i].available)) {
-            if (w->rounds < 2) {
-                dates_load_round(w);
+    for (;;) {
+        bx_err e = w->failed;
+        bool missing = false;
+        for (size_t i = 0; e == BX_OK && !missing && i < *w->ndates; i++)
+            missing = !seat_board_available(w->a->board, (*w->dates)[i].id, w->now, &(*w->dates)[i].available);
+        if (e == BX_OK && missing && w->rounds < 2) {
+            if (dates_ask_loads(w))
                 return;
-            }
-            e = BX_ERR_UNAVAILABLE;
+            continue;
         }
-    if (e != BX_OK) {
-        free(*w->dates);
-        *w->dates = NULL;
-        *w->ndates = 0;
+        if (e == BX_OK && missing)
+            e = BX_ERR_UNAVAILABLE;
+        if (e != BX_OK) {
+            free(*w->dates);
+            *w->dates = NULL;
+            *w->ndates = 0;
+        }
+        waiter_finish(w, e);
+        return;
     }
-    waiter_finish(w, e);
 }
 
 /* One of the loads a date list waits for is done. */
@@ -739,16 +746,8 @@ static void dates_loaded(struct waiter *w, bx_err e)
 {
     if (e != BX_OK && w->failed == BX_OK)
         w->failed = e;
-    if (--w->loads_left > 0)
-        return;
-    if (w->failed != BX_OK) {
-        free(*w->dates);
-        *w->dates = NULL;
-        *w->ndates = 0;
-        waiter_finish(w, w->failed);
-        return;
-    }
-    dates_count(w);
+    if (--w->loads_left == 0)
+        dates_settle(w);
 }
 
 static bx_err read_schedule_el(const PGresult *res, int row, int64_t now, void *el)
@@ -769,7 +768,8 @@ static void dates_listed(void *arg, bx_err e, const PGresult *res)
         waiter_finish(w, e);
         return;
     }
-    dates_load_round(w);
+    if (!dates_ask_loads(w))
+        dates_settle(w);
 }
 
 static void apg_dates(struct astore *base, int64_t concert_id, int64_t now, struct schedule **out, size_t *n,
