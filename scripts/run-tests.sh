@@ -49,13 +49,15 @@ run_criterion() { # build-dir exe [mode]
   name="$(basename "$dir")/$(basename "$exe")${mode:+ [$mode]}"
   log="$out_dir/$(basename "$dir")-$(basename "$exe")${mode:+-$mode}.log"
   echo "== $name"
+  local t0=$SECONDS
   BOXOFFICE_BIN="$repo/$dir/boxoffice" BOXOFFICE_TEST_MODE=${mode:-embedded} \
     "$exe" --jobs 2 --short-filename >"$log" 2>&1
   rc=$?
+  local took=$((SECONDS - t0))
   line=$(grep -a 'Synthesis:' "$log" | tail -n 1)
   if [[ $line =~ Tested:\ ([0-9]+)\ \|\ Passing:\ ([0-9]+)\ \|\ Failing:\ ([0-9]+)\ \|\ Crashing:\ ([0-9]+) ]]; then
     t=${BASH_REMATCH[1]} p=${BASH_REMATCH[2]} f=${BASH_REMATCH[3]} c=${BASH_REMATCH[4]}
-    echo "   $p/$t passed"
+    echo "   $p/$t passed (${took} s)"
   else
     f=1
     echo "   no summary (exit $rc)"
@@ -116,12 +118,13 @@ run_summary() { # name command...  (the command's last line: "<name>: N passed, 
   shift
   log="$out_dir/$name.log"
   echo "== $name"
+  local t0=$SECONDS
   "$@" >"$log" 2>&1
   line=$(tail -n 1 "$log")
   if [[ $line =~ ^$name:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
     passed=$((passed + BASH_REMATCH[1]))
     failed=$((failed + BASH_REMATCH[2]))
-    echo "   ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed"
+    echo "   ${BASH_REMATCH[1]} passed, ${BASH_REMATCH[2]} failed ($((SECONDS - t0)) s)"
     ((BASH_REMATCH[2] == 0)) || { broken+=("$name"); { echo "-- $name"; tail -n 30 "$log" | sed 's/^/   | /'; } | tee -a "$details"; }
   else
     failed=$((failed + 1))
