@@ -16,13 +16,9 @@ struct concert_state {
 static void concert_created(void *arg, bx_err e)
 {
     struct concert_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     call_reply_json(c, 201, json_pack("{s:I, s:s, s:s}", "concertId", (json_int_t)st->id, "title", st->concert.title,
                                       "venue", st->concert.venue));
 }
@@ -72,13 +68,9 @@ struct schedule_state {
 static void schedule_created(void *arg, bx_err e)
 {
     struct schedule_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     const struct schedule *in = &st->in;
     call_reply_json(c, 201,
                     json_pack("{s:I, s:I, s:s, s:i, s:I, s:s, s:s}", "scheduleId", (json_int_t)st->id, "concertId",

@@ -22,13 +22,9 @@ static void concerts_release(void *state)
 static void concerts_found(void *arg, bx_err e)
 {
     struct concerts_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     struct jsonout j;
     jsonout_init(&j);
     jsonout_object_begin(&j);
@@ -68,13 +64,9 @@ static void dates_release(void *state)
 static void dates_found(void *arg, bx_err e)
 {
     struct dates_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     struct jsonout j;
     jsonout_init(&j);
     jsonout_object_begin(&j);
@@ -110,13 +102,9 @@ static void dates_admitted(void *arg, bx_err e)
 
 static void dates_concert_found(void *arg, bx_err e)
 {
-    struct call *c = call_resume(arg);
+    struct call *c = call_resume_ok(arg, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     api_require_active(c, c->id, dates_admitted, arg);
 }
 
@@ -260,13 +248,9 @@ static void seats_admitted(void *arg, bx_err e)
 static void seats_found(void *arg, bx_err e)
 {
     struct seats_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     struct seatmap_hit hit;
     if (st->map.seats == NULL) {
         if (!seatmap_cache_get(c->loop, c->id, st->compact, st->map.version, c->now, &hit)) {

@@ -72,13 +72,9 @@ static void pay_admitted(void *arg, bx_err e)
 static void pay_reservation_found(void *arg, bx_err e)
 {
     struct pay_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     st->w.concert_id = st->r.concert_id;
     st->w.schedule_id = st->r.schedule_id;
     st->w.seat_no = st->r.seat_no;
@@ -155,13 +151,9 @@ static void history_release(void *state)
 static void history_found(void *arg, bx_err e)
 {
     struct history_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     json_t *arr = json_array();
     size_t shown = st->n > (size_t)st->limit ? (size_t)st->limit : st->n;
     for (size_t i = 0; i < shown; i++)

@@ -32,25 +32,17 @@ struct queue_state {
 static void issue_answer(void *arg, bx_err e)
 {
     struct queue_state *st = arg;
-    struct call *c = call_resume(st);
-    if (c == NULL)
-        return;
-    if (e != BX_OK)
-        call_fail(c, e);
-    else
+    struct call *c = call_resume_ok(st, e);
+    if (c != NULL)
         ticket_reply(c, st->created ? 201 : 200, &st->t);
 }
 
 static void issue_concert_found(void *arg, bx_err e)
 {
     struct queue_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     call_step_begin(c);
     waitroom_issue(c->loop->queue, c->user_id, c->id, c->now, &st->t, &st->created, issue_answer, st);
 }
@@ -68,12 +60,8 @@ void queue_issue(struct call *c)
 static void status_answer(void *arg, bx_err e)
 {
     struct queue_state *st = arg;
-    struct call *c = call_resume(st);
-    if (c == NULL)
-        return;
-    if (e != BX_OK)
-        call_fail(c, e);
-    else
+    struct call *c = call_resume_ok(st, e);
+    if (c != NULL)
         ticket_reply(c, 200, &st->t);
 }
 
@@ -91,12 +79,8 @@ void queue_get_status(struct call *c)
 
 static void leave_answer(void *arg, bx_err e)
 {
-    struct call *c = call_resume(arg);
-    if (c == NULL)
-        return;
-    if (e != BX_OK)
-        call_fail(c, e);
-    else
+    struct call *c = call_resume_ok(arg, e);
+    if (c != NULL)
         call_reply_empty(c, 204);
 }
 

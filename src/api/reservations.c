@@ -26,13 +26,9 @@ static void hold_written(void *arg, bx_err e)
 {
     struct hold_state *st = arg;
     metrics_observe_event(METRIC_HOLD, e);
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     call_reply_json(c, 201, api_reservation_json(c, &st->w.reservation));
 }
 
@@ -57,13 +53,9 @@ static void hold_admitted(void *arg, bx_err e)
 static void hold_schedule_found(void *arg, bx_err e)
 {
     struct hold_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     api_require_active(c, st->sched.concert_id, hold_admitted, st);
 }
 
@@ -96,13 +88,9 @@ struct reservation_state {
 static void reservation_found(void *arg, bx_err e)
 {
     struct reservation_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     call_reply_json(c, 200, api_reservation_json(c, &st->r));
 }
 
@@ -115,12 +103,8 @@ void reservations_get(struct call *c)
 
 static void cancel_written(void *arg, bx_err e)
 {
-    struct call *c = call_resume(arg);
-    if (c == NULL)
-        return;
-    if (e != BX_OK)
-        call_fail(c, e);
-    else
+    struct call *c = call_resume_ok(arg, e);
+    if (c != NULL)
         call_reply_empty(c, 204);
 }
 
@@ -145,13 +129,9 @@ static void list_release(void *state)
 static void list_found(void *arg, bx_err e)
 {
     struct list_state *st = arg;
-    struct call *c = call_resume(st);
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    if (e != BX_OK) {
-        call_fail(c, e);
-        return;
-    }
     json_t *arr = json_array();
     for (size_t i = 0; i < st->n; i++)
         json_array_append_new(arr, api_reservation_json(c, &st->list[i]));

@@ -80,6 +80,9 @@ struct call {
 void *call_state(struct call *c, size_t size, void (*release)(void *state));
 void call_step_begin(struct call *c);
 struct call *call_resume(void *state);
+/* call_resume, and when the step failed (e != BX_OK) the error is answered too:
+ * the call only when it goes on. */
+struct call *call_resume_ok(void *state, bx_err e);
 
 /* Answers with a JSON value (reference stolen) and the status. */
 void call_reply_json(struct call *c, int status, json_t *value);

@@ -71,3 +71,13 @@ struct call *call_resume(void *state)
         state_free(h);
     return NULL;
 }
+
+struct call *call_resume_ok(void *state, bx_err e)
+{
+    struct call *c = call_resume(state);
+    if (c != NULL && e != BX_OK) {
+        call_fail(c, e);
+        return NULL;
+    }
+    return c;
+}
