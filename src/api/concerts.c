@@ -49,11 +49,13 @@ void concerts_list(struct call *c)
     astore_concert_list(c->loop->store, &st->list, &st->n, concerts_found, st);
 }
 
-/* The dates of a concert: it must exist, the caller must be admitted, then the
- * dates on sale with their free seats. */
+/* The dates of a concert: it must exist; then the gate and the dates on sale with
+ * their free seats are asked at once, and the answer waits for both. */
 struct dates_state {
     struct schedule *list;
     size_t n;
+    int pending; /* of the gate and the dates */
+    bx_err gate_e, dates_e;
 };
 
 static void dates_release(void *state)
@@ -61,12 +63,16 @@ static void dates_release(void *state)
     free(((struct dates_state *)state)->list);
 }
 
-static void dates_found(void *arg, bx_err e)
+static void dates_answer(struct call *c, struct dates_state *st)
 {
-    struct dates_state *st = arg;
-    struct call *c = call_resume_ok(st, e);
-    if (c == NULL)
+    if (st->gate_e != BX_OK) {
+        api_gate_fail(c, st->gate_e);
         return;
+    }
+    if (st->dates_e != BX_OK) {
+        call_fail(c, st->dates_e);
+        return;
+    }
     struct jsonout j;
     jsonout_init(&j);
     jsonout_object_begin(&j);
@@ -86,26 +92,34 @@ static void dates_found(void *arg, bx_err e)
     call_reply_jsonout(c, 200, &j);
 }
 
+static void dates_found(void *arg, bx_err e)
+{
+    struct dates_state *st = arg;
+    st->dates_e = e;
+    struct call *c = call_resume(st);
+    if (c != NULL && --st->pending == 0)
+        dates_answer(c, st);
+}
+
 static void dates_admitted(void *arg, bx_err e)
 {
     struct dates_state *st = arg;
+    st->gate_e = e;
     struct call *c = call_resume(st);
-    if (c == NULL)
-        return;
-    if (e != BX_OK) {
-        api_gate_fail(c, e);
-        return;
-    }
-    call_step_begin(c);
-    astore_dates(c->loop->store, c->id, c->now, &st->list, &st->n, dates_found, st);
+    if (c != NULL && --st->pending == 0)
+        dates_answer(c, st);
 }
 
 static void dates_concert_found(void *arg, bx_err e)
 {
-    struct call *c = call_resume_ok(arg, e);
+    struct dates_state *st = arg;
+    struct call *c = call_resume_ok(st, e);
     if (c == NULL)
         return;
-    api_require_active(c, c->id, dates_admitted, arg);
+    st->pending = 2;
+    call_step_begin(c);
+    astore_dates(c->loop->store, c->id, c->now, &st->list, &st->n, dates_found, st);
+    api_require_active(c, c->id, dates_admitted, st);
 }
 
 void schedules_list(struct call *c)
@@ -205,14 +219,19 @@ static int seat_map_format(struct call *c, int *compact)
     return -1;
 }
 
-/* A seat map: the seats (or word that the loop's rendered copy is current), the
- * gate of their concert, then the answer. Nothing is answered before the gate. */
+/* A seat map: the seats (or word that the loop's rendered copy is current) and
+ * the gate of their concert. When the store knows the schedule's concert, both
+ * are asked at once; otherwise the gate follows the seats. The answer waits for
+ * both: nothing is answered before the gate. */
 struct seats_state {
     struct seat_map map;
-    uint64_t cached;   /* version of the loop's rendered copy, 0: none */
-    const char *body;  /* that copy, in the request pool, once it is known current */
+    uint64_t cached;      /* version of the loop's rendered copy, 0: none */
+    const char *body;     /* that copy, in the request pool, once it is known current */
     size_t len;
     int compact;
+    int64_t gate_concert; /* the concert the gate was asked for; 0: not yet */
+    bool seats_ready, gate_ready;
+    bx_err seats_e, gate_e;
 };
 
 static void seats_release(void *state)
@@ -220,14 +239,14 @@ static void seats_release(void *state)
     free(((struct seats_state *)state)->map.seats);
 }
 
-static void seats_admitted(void *arg, bx_err e)
+static void seats_answer(struct call *c, struct seats_state *st)
 {
-    struct seats_state *st = arg;
-    struct call *c = call_resume(st);
-    if (c == NULL)
+    if (st->seats_e != BX_OK) {
+        call_fail(c, st->seats_e);
         return;
-    if (e != BX_OK) {
-        api_gate_fail(c, e);
+    }
+    if (st->gate_e != BX_OK) {
+        api_gate_fail(c, st->gate_e);
         return;
     }
     if (st->body != NULL) {
@@ -245,14 +264,24 @@ static void seats_admitted(void *arg, bx_err e)
     call_reply_jsonout(c, 200, &j);
 }
 
+static void seats_gate(void *arg, bx_err e)
+{
+    struct seats_state *st = arg;
+    st->gate_e = e;
+    st->gate_ready = true;
+    struct call *c = call_resume(st);
+    if (c != NULL && st->seats_ready)
+        seats_answer(c, st);
+}
+
 static void seats_found(void *arg, bx_err e)
 {
     struct seats_state *st = arg;
-    struct call *c = call_resume_ok(st, e);
+    struct call *c = call_resume(st);
     if (c == NULL)
         return;
     struct seatmap_hit hit;
-    if (st->map.seats == NULL) {
+    if (e == BX_OK && st->map.seats == NULL) {
         if (!seatmap_cache_get(c->loop, c->id, st->compact, st->map.version, c->now, &hit)) {
             st->cached = 0; /* the loop's copy was replaced meanwhile: ask for the seats */
             call_step_begin(c);
@@ -265,7 +294,14 @@ static void seats_found(void *arg, bx_err e)
         st->body = body;
         st->len = hit.len;
     }
-    api_require_active(c, st->map.concert_id, seats_admitted, st);
+    st->seats_e = e;
+    st->seats_ready = true;
+    if (e == BX_OK && st->gate_concert == 0) {
+        st->gate_concert = st->map.concert_id;
+        api_require_active(c, st->gate_concert, seats_gate, st);
+    } else if (st->gate_ready || st->gate_concert == 0) {
+        seats_answer(c, st);
+    }
 }
 
 void seats_list(struct call *c)
@@ -276,6 +312,10 @@ void seats_list(struct call *c)
     struct seats_state *st = call_state(c, sizeof *st, seats_release);
     st->compact = compact;
     st->cached = seatmap_cache_version(c->loop, c->id, compact, c->now);
+    int32_t seat_count;
+    bool known = astore_schedule_peek(c->loop->store, c->id, &st->gate_concert, &seat_count);
     call_step_begin(c);
     astore_seats(c->loop->store, c->id, c->now, st->cached, &st->map, seats_found, st);
+    if (known)
+        api_require_active(c, st->gate_concert, seats_gate, st);
 }

@@ -77,6 +77,11 @@ void reservations_create(struct call *c)
                                  .seat_no = seat_no < 1 || seat_no > INT32_MAX ? 0 : (int32_t)seat_no,
                                  .hold_ms = app.cfg.hold_ttl * 1000,
                                  .max_per_user = app.cfg.max_seats_per_user};
+    /* a schedule the store has in memory needs no read: its concert and seats never change */
+    if (astore_schedule_peek(c->loop->store, schedule_id, &st->sched.concert_id, &st->sched.seat_count)) {
+        api_require_active(c, st->sched.concert_id, hold_admitted, st);
+        return;
+    }
     call_step_begin(c);
     astore_schedule_get(c->loop->store, schedule_id, &st->sched, hold_schedule_found, st);
 }

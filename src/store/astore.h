@@ -69,6 +69,7 @@ struct astore_ops {
                             astore_done_fn done, void *arg);
     void (*schedule_get)(struct astore *a, int64_t schedule_id, struct schedule *out, astore_done_fn done,
                          void *arg);
+    bool (*schedule_peek)(struct astore *a, int64_t schedule_id, int64_t *concert_id, int32_t *seat_count);
     void (*dates)(struct astore *a, int64_t concert_id, int64_t now, struct schedule **out, size_t *n,
                   astore_done_fn done, void *arg);
     void (*seats)(struct astore *a, int64_t schedule_id, int64_t now, uint64_t known, struct seat_map *out,
@@ -178,6 +179,14 @@ static inline void astore_schedule_get(struct astore *a, int64_t schedule_id, st
                                        astore_done_fn done, void *arg)
 {
     a->ops->schedule_get(a, schedule_id, out, done, arg);
+}
+
+/* A schedule's concert and seat count when the store has them in memory (they
+ * never change), without I/O and without waiting: true then. */
+static inline bool astore_schedule_peek(struct astore *a, int64_t schedule_id, int64_t *concert_id,
+                                        int32_t *seat_count)
+{
+    return a->ops->schedule_peek(a, schedule_id, concert_id, seat_count);
 }
 
 /* Dates of a concert on sale at `now` (sale_opens_at <= now < sale_closes_at), by

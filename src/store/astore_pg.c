@@ -967,6 +967,11 @@ static void apg_close(struct astore *base)
     free(a);
 }
 
+static bool apg_schedule_peek(struct astore *a, int64_t schedule_id, int64_t *concert_id, int32_t *seat_count)
+{
+    return seat_board_info(apg_of(a)->board, schedule_id, concert_id, seat_count);
+}
+
 static const struct astore_ops apg_ops = {
     .name = "postgresql",
     .close = apg_close,
@@ -980,6 +985,7 @@ static const struct astore_ops apg_ops = {
     .concert_list = apg_concert_list,
     .schedule_create = apg_schedule_create,
     .schedule_get = apg_schedule_get,
+    .schedule_peek = apg_schedule_peek,
     .dates = apg_dates,
     .seats = apg_seats,
     .reservation_get = apg_reservation_get,

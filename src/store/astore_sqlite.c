@@ -262,6 +262,12 @@ static void sq_close(struct astore *a)
     free(q);
 }
 
+static bool sq_schedule_peek(struct astore *a, int64_t schedule_id, int64_t *concert_id, int32_t *seat_count)
+{
+    (void)a;
+    return seat_board_info(board, schedule_id, concert_id, seat_count);
+}
+
 static const struct astore_ops sq_ops = {
     .name = "sqlite",
     .close = sq_close,
@@ -275,6 +281,7 @@ static const struct astore_ops sq_ops = {
     .concert_list = sq_concert_list,
     .schedule_create = sq_schedule_create,
     .schedule_get = sq_schedule_get,
+    .schedule_peek = sq_schedule_peek,
     .dates = sq_dates,
     .seats = sq_seats,
     .reservation_get = sq_reservation_get,

@@ -163,6 +163,18 @@ int seat_board_get(struct seat_board *b, int64_t schedule_id, uint64_t *version,
     return found;
 }
 
+int seat_board_info(struct seat_board *b, int64_t schedule_id, int64_t *concert_id, int32_t *seat_count)
+{
+    pthread_mutex_lock(&b->mu);
+    const struct board_entry *x = find(b, schedule_id);
+    if (x != NULL) {
+        *concert_id = x->concert_id;
+        *seat_count = (int32_t)x->n;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return x != NULL;
+}
+
 int seat_board_available(struct seat_board *b, int64_t schedule_id, int64_t now, int32_t *available)
 {
     pthread_mutex_lock(&b->mu);

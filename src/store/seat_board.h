@@ -29,6 +29,9 @@ void seat_board_free(struct seat_board *b);
 int seat_board_get(struct seat_board *b, int64_t schedule_id, uint64_t *version, int64_t *concert_id, int want_seats, struct seat **buf,
                    size_t *cap, size_t *n);
 
+/* The schedule's concert and number of seats, when known (neither ever changes). */
+int seat_board_info(struct seat_board *b, int64_t schedule_id, int64_t *concert_id, int32_t *seat_count);
+
 /* The schedule's seats neither SOLD nor under a hold live at `now`, when known. */
 int seat_board_available(struct seat_board *b, int64_t schedule_id, int64_t now, int32_t *available);
 
