@@ -350,9 +350,20 @@ static void on_listed(void *arg, bx_err e, const redisReply *r)
 
 /* Names the concert in the tick set, once the issue script has run (see
  * forget_send: a tick that found the concert empty before the token existed must
- * see this SADD after its SREM). Its answer is not waited for. */
-static void list_concert(struct op *o)
+ * see this SADD after its SREM). Its answer is not waited for.
+ *
+ * Skipped when the token joined a concert that had live tokens (`was_empty`
+ * false) and this instance's last tick, at most VIEW_FRESH_MS ago, found the
+ * concert listed: a tick forgets a concert only when it was empty, and then puts
+ * it back if a token is live after its SREM (on_forget_reply); a token issued
+ * later into a non-empty concert has an earlier live one, whose issue or whose
+ * put-back listed it, else it was issued into an empty concert and sends this. A
+ * listing lost otherwise (an SADD that failed) is seen by the next tick, which
+ * then no longer finds the concert listed. */
+static void list_concert(struct op *o, bool was_empty)
 {
+    if (!was_empty && redis_view_listed(o->w->view, o->concert_id, o->now))
+        return;
     char concert[24];
     snprintf(concert, sizeof concert, "%" PRId64, o->concert_id);
     const char *sadd[3] = {"SADD", o->w->concerts_key, concert};
@@ -382,7 +393,7 @@ static bx_err issued(struct op *o, const redisReply *r)
     if (t.waiting)
         redis_view_token_read(o->w->view, token, o->user_id, o->concert_id, t.position, t.admitted_total,
                               t.departed_total, o->now);
-    list_concert(o);
+    list_concert(o, s[2] == '1');
     return BX_OK;
 }
 

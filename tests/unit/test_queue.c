@@ -2297,6 +2297,41 @@ Test(waitroom_redis, an_issue_behind_others_leaves_admission_to_the_tick_in_issu
     room_close(w);
 }
 
+/* Writes the tick set holds for a concert once: the issue into an empty concert
+ * names it; issues behind others skip the SADD while this instance's view lists
+ * it; a concert missing from the set (an SADD lost) is named again by the next
+ * issue after a tick saw it missing. */
+Test(waitroom_redis, issues_name_the_concert_in_the_tick_set_only_when_it_may_be_missing)
+{
+    struct waitroom_config c = config(1);
+    struct room *w = open_instance(&c);
+    uint64_t before = commands_sent(w);
+    (void)issue(w, 1, 22, 0);
+    cr_assert_eq(commands_sent(w) - before, 2, "FCALL, SADD");
+    cr_assert(listed(22));
+    before = commands_sent(w);
+    (void)issue(w, 2, 22, 1);
+    cr_assert_eq(commands_sent(w) - before, 2, "no tick yet: SADD again");
+    cr_assert_eq(q_tick(w, 100), BX_OK);
+    before = commands_sent(w);
+    struct queue_ticket t3 = issue(w, 3, 22, 150);
+    cr_assert_eq(commands_sent(w) - before, 1, "listed by the tick 50 ms ago, not empty: no SADD");
+    before = commands_sent(w);
+    (void)issue(w, 4, 22, 401);
+    cr_assert_eq(commands_sent(w) - before, 2, "the view is over 300 ms old: SADD");
+    redisContext *rc = test_redis();
+    freeReplyObject(redisCommand(rc, "SREM %s:concerts 22", test_ns()));
+    redisFree(rc);
+    cr_assert_eq(q_tick(w, 500), BX_OK);
+    before = commands_sent(w);
+    (void)issue(w, 5, 22, 550);
+    cr_assert_eq(commands_sent(w) - before, 2, "the tick did not find it: SADD");
+    cr_assert(listed(22));
+    cr_assert_eq(q_tick(w, 600), BX_OK);
+    assert_position(w, &t3, 600, 2);
+    room_close(w);
+}
+
 /* The housekeeping forgets an empty concert an hour after its last issue, never
  * sooner, whether that issue found the line empty (st written, exact) or joined
  * others (the next tick writes its own time). */
