@@ -24,10 +24,11 @@ struct cmd {
     struct cmd *next; /* in the connection's FIFO */
     redis_done_fn done;
     void *arg;
-    /* EVALSHA only: its own copy of the command, slots 0 and 1 filled when sent
-     * (EVALSHA sha, or EVAL source once the server said NOSCRIPT). */
-    const struct redis_script *script;
-    bool eval_sent;
+    bool raw_errors; /* done sees error replies as INTERNAL, unlogged (a library load) */
+    /* FCALL only: its own copy of the command, slots 0 and 1 filled when sent
+     * (FCALL name), for a second sending after the library was loaded again. */
+    const struct redis_function *fn;
+    bool reloaded;
     int argc;
     const char **argv;
     size_t *argvlen;
@@ -177,11 +178,11 @@ static int cmd_queue(struct redis_conn *c, struct cmd *k, int argc, const char *
     return 0;
 }
 
-/* Sends an EVALSHA command, or its EVAL form once the server said NOSCRIPT. */
-static int cmd_queue_script(struct redis_conn *c, struct cmd *k)
+/* Sends an FCALL command (again, after a library load). */
+static int cmd_queue_fcall(struct redis_conn *c, struct cmd *k)
 {
-    k->argv[0] = k->eval_sent ? "EVAL" : "EVALSHA";
-    k->argv[1] = k->eval_sent ? k->script->source : k->script->sha;
+    k->argv[0] = "FCALL";
+    k->argv[1] = k->fn->name;
     k->argvlen[0] = strlen(k->argv[0]);
     k->argvlen[1] = strlen(k->argv[1]);
     return cmd_queue(c, k, k->argc, k->argv, k->argvlen);
@@ -220,9 +221,38 @@ static bx_err reply_error(const redisReply *r)
     return BX_ERR_INTERNAL;
 }
 
-static bool is_noscript(const redisReply *r)
+static bool is_missing_function(const redisReply *r)
 {
-    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+    return r->type == REDIS_REPLY_ERROR && strcmp(r->str, "ERR Function not found") == 0;
+}
+
+/* FUNCTION LOAD answered: the library is there, or another connection loaded it
+ * first. Anything else is logged; the FCALL behind it then fails on its own. */
+static void on_library_loaded(void *arg, bx_err e, const redisReply *r)
+{
+    struct redis_conn *c = arg;
+    if (e == BX_OK || r == NULL)
+        return;
+    if (strncmp(r->str, "ERR Library '", 13) == 0 && strstr(r->str, "' already exists") != NULL)
+        return;
+    log_error("redis %s:%d: FUNCTION LOAD failed: %s", c->cfg->host, c->cfg->port, r->str);
+}
+
+/* Queues FUNCTION LOAD of fn's library; 0, or -1 when it could not be queued. */
+static int library_load(struct redis_conn *c, const struct redis_function *fn)
+{
+    struct cmd *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return -1;
+    const char *argv[3] = {"FUNCTION", "LOAD", fn->library};
+    k->done = on_library_loaded;
+    k->arg = c;
+    k->raw_errors = true;
+    if (cmd_queue(c, k, 3, argv, NULL) != 0) {
+        free(k);
+        return -1;
+    }
+    return 0;
 }
 
 /* hiredis' callback for every command (see struct cmd). */
@@ -236,14 +266,16 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         conn_lost(c, ac->errstr ? ac->errstr : "connection lost", true, false);
     } else if (c != NULL) {
         cmd_pop(c, k);
-        if (k->script != NULL && !k->eval_sent && is_noscript(r)) {
-            c->counters.noscript++;
-            k->eval_sent = true;
-            if (cmd_queue_script(c, k) == 0)
+        if (k->fn != NULL && !k->reloaded && is_missing_function(r)) {
+            c->counters.reloads++;
+            k->reloaded = true;
+            if (library_load(c, k->fn) == 0 && cmd_queue_fcall(c, k) == 0)
                 return; /* hiredis holds k again */
             cmd_finish(k, BX_ERR_UNAVAILABLE, NULL);
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            cmd_finish(k, k->raw_errors ? BX_ERR_INTERNAL : reply_error(r), r);
         } else {
-            cmd_finish(k, r->type == REDIS_REPLY_ERROR ? reply_error(r) : BX_OK, r);
+            cmd_finish(k, BX_OK, r);
         }
     }
     free(k);
@@ -449,10 +481,10 @@ int redis_conn_command(struct redis_conn *c, int argc, const char *const *argv, 
     return 0;
 }
 
-/* A script command with its own copy of the arguments, for the NOSCRIPT resend:
- * one allocation (the command, the lengths, the pointers, the bytes). */
-static struct cmd *cmd_new_script(const struct redis_script *script, int argc, const char *const *argv,
-                                  const size_t *argvlen)
+/* An FCALL command with its own copy of the arguments, for the resend after a
+ * library load: one allocation (the command, the lengths, the pointers, the bytes). */
+static struct cmd *cmd_new_fcall(const struct redis_function *fn, int argc, const char *const *argv,
+                                 const size_t *argvlen)
 {
     size_t n = (size_t)argc + 2, bytes = 0;
     for (int i = 0; i < argc; i++)
@@ -460,7 +492,7 @@ static struct cmd *cmd_new_script(const struct redis_script *script, int argc, c
     struct cmd *k = calloc(1, sizeof *k + n * (sizeof(size_t) + sizeof(char *)) + bytes);
     if (k == NULL)
         return NULL;
-    k->script = script;
+    k->fn = fn;
     k->argc = (int)n;
     k->argvlen = (size_t *)(k + 1);
     k->argv = (const char **)(k->argvlen + n);
@@ -475,17 +507,17 @@ static struct cmd *cmd_new_script(const struct redis_script *script, int argc, c
     return k;
 }
 
-int redis_conn_eval(struct redis_conn *c, const struct redis_script *script, int argc, const char *const *argv,
-                    const size_t *argvlen, redis_done_fn done, void *arg)
+int redis_conn_fcall(struct redis_conn *c, const struct redis_function *fn, int argc, const char *const *argv,
+                     const size_t *argvlen, redis_done_fn done, void *arg)
 {
     if (!conn_accepts(c))
         return -1;
-    struct cmd *k = cmd_new_script(script, argc, argv, argvlen);
+    struct cmd *k = cmd_new_fcall(fn, argc, argv, argvlen);
     if (k == NULL)
         return -1;
     k->done = done;
     k->arg = arg;
-    if (cmd_queue_script(c, k) != 0) {
+    if (cmd_queue_fcall(c, k) != 0) {
         free(k);
         return -1;
     }

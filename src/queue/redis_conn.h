@@ -1,9 +1,10 @@
 /* redis_conn.h — one asynchronous Redis connection driven by an h2o event loop:
  * hiredis' async API with its socket registered on the loop, so many commands are
  * in flight at once (pipelined) and the loop never waits on the network. Owned and
- * used by one loop thread; nothing here is thread-safe. It knows RESP, EVALSHA and
- * the connection's set-up (AUTH, SELECT, CLIENT SETNAME), nothing of what the
- * commands mean.
+ * used by one loop thread; nothing here is thread-safe. It knows RESP, FCALL (and
+ * loading a function's library again when the server lost it) and the
+ * connection's set-up (AUTH, SELECT, CLIENT SETNAME), nothing of what the commands
+ * mean.
  *
  * Replies come back in the order the commands were queued. Bounds: each command
  * has a deadline, reply_wait_ms from when it is queued. All deadlines have the same
@@ -43,10 +44,12 @@ struct redis_conn_config {
     size_t max_queued;     /* commands in flight; past it the send functions refuse */
 };
 
-/* A Lua script run by EVALSHA. sha is the SHA1 of source in hex (SCRIPT LOAD's answer). */
-struct redis_script {
-    const char *source;
-    char sha[41];
+/* A function of a Redis Functions library (Redis 7), run by FCALL. library is the
+ * whole library as FUNCTION LOAD takes it ("#!lua name=..." first); name is one
+ * of the functions it registers. */
+struct redis_function {
+    const char *library;
+    const char *name;
 };
 
 /* The outcome of one command, called exactly once, on the loop, never from inside
@@ -76,13 +79,15 @@ void redis_conn_close(struct redis_conn *c);
  * reached, or out of memory. */
 int redis_conn_command(struct redis_conn *c, int argc, const char *const *argv, const size_t *argvlen,
                        redis_done_fn done, void *arg);
-/* EVALSHA script->sha followed by argv (numkeys, the keys, the arguments). When the
- * server's script cache lacks the script (NOSCRIPT: restarted, SCRIPT FLUSH), it is
- * sent once more as EVAL with the source, which caches it again; done sees the
- * reply of whichever ran. A command queued behind it may then run before it. Same
- * return as redis_conn_command. */
-int redis_conn_eval(struct redis_conn *c, const struct redis_script *script, int argc, const char *const *argv,
-                    const size_t *argvlen, redis_done_fn done, void *arg);
+/* FCALL fn->name followed by argv (numkeys, the keys, the arguments). When the
+ * server does not know the function ("Function not found": restarted without
+ * persistence, FUNCTION FLUSH or DELETE), FUNCTION LOAD of its library is queued,
+ * then the FCALL once more; done sees the reply of the second FCALL. A library
+ * that another connection loaded meanwhile ("already exists") is no error. A
+ * command queued behind the first FCALL may then run before it. Same return as
+ * redis_conn_command. */
+int redis_conn_fcall(struct redis_conn *c, const struct redis_function *fn, int argc, const char *const *argv,
+                     const size_t *argvlen, redis_done_fn done, void *arg);
 
 /* True while a connection is up and has answered its set-up. */
 bool redis_conn_is_up(const struct redis_conn *c);
@@ -92,7 +97,7 @@ size_t redis_conn_pending(const struct redis_conn *c);
 /* What the connection did since it was opened (for tests and metrics). */
 struct redis_conn_counters {
     uint64_t commands; /* queued, set-up included */
-    uint64_t noscript; /* EVALSHA answered NOSCRIPT, sent again as EVAL */
+    uint64_t reloads;  /* FCALL answered "Function not found": library loaded, FCALL sent again */
     uint64_t refused;  /* send functions that returned -1 */
     uint64_t stuck;    /* connections dropped for a passed deadline */
     uint64_t lost;     /* connections dropped (stuck ones too, and the last at close) or failed */

@@ -134,6 +134,12 @@ static bool fresh_figures(struct redis_view *v, int64_t concert_id, int64_t now,
     return found;
 }
 
+bool redis_view_listed(struct redis_view *v, int64_t concert_id, int64_t now)
+{
+    struct redis_view_concert c;
+    return fresh_figures(v, concert_id, now, &c);
+}
+
 /* ---- tokens (under tok_mu) ---- */
 
 /* The first entry of the token's set. Tokens end in random characters: 8 of them

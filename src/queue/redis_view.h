@@ -51,6 +51,9 @@ void redis_view_free(struct redis_view *v);
 /* Replaces every concert's figures with these n, read at `at`. -1 when out of
  * memory (the old figures stay). */
 int redis_view_publish(struct redis_view *v, const struct redis_view_concert *c, size_t n, int64_t at);
+/* True when the figures were read at most fresh_ms before now and hold the
+ * concert: the tick that read them found it in the tick set. */
+bool redis_view_listed(struct redis_view *v, int64_t concert_id, int64_t now);
 /* Up to cap concerts in id order, as /metrics shows them; returns the count. */
 size_t redis_view_stats(struct redis_view *v, struct waitroom_concert_stats *out, size_t cap);
 

@@ -1,9 +1,10 @@
 /* waitroom_redis.c — the scale-out waiting room (CONTRACT §2, §4; DESIGN "Waiting room
  * (Redis)"): the queues live in Redis, so any number of boxoffice instances share
- * them. Every operation on a concert is one atomic Lua script (redis_scripts.h);
- * this file builds keys, moves arguments and replies, and computes ETA /
- * pollAfterMs with domain/queue_rules.c. It must not do queue arithmetic in C that
- * a script would need to see atomically.
+ * them. Every operation on a concert is one atomic Lua function of one library
+ * (redis_scripts.h), loaded at open and called with FCALL; this file builds keys,
+ * moves arguments and replies, and computes ETA / pollAfterMs with
+ * domain/queue_rules.c. It must not do queue arithmetic in C that a function would
+ * need to see atomically.
  *
  * Keys (see redis_scripts.h): per concert C, "{NS:C}:..." — one hash tag, so one
  * Redis Cluster slot per concert; plus one set "NS:concerts" of concerts that may
@@ -11,7 +12,7 @@
  * ?prefix=NAME (several deployments, or parallel tests, on one Redis).
  *
  * Loops: each loop's port has its own connection (redis_conn.h); an operation sends
- * its script there and finishes in the reply's callback, so no loop waits on Redis.
+ * its FCALL there and finishes in the reply's callback, so no loop waits on Redis.
  * What the ports share (struct wr) is fixed at open, but for the view (redis_view.h,
  * its own locks) and the tick's flag and clock.
  *
@@ -57,11 +58,14 @@
 
 enum script { S_ISSUE, S_STATUS, S_REQUIRE_ACTIVE, S_END, S_TICK, S_TOUCH, S_FIGURES, S_COUNT };
 
-static const char *const script_src[S_COUNT] = {
-    [S_ISSUE] = RS_ISSUE,     [S_STATUS] = RS_STATUS, [S_REQUIRE_ACTIVE] = RS_REQUIRE_ACTIVE,
-    [S_END] = RS_END,         [S_TICK] = RS_TICK,     [S_TOUCH] = RS_TOUCH,
-    [S_FIGURES] = RS_FIGURES,
+/* The library's function of each script, after its version prefix (redis_scripts.h). */
+static const char *const script_name[S_COUNT] = {
+    [S_ISSUE] = "issue",     [S_STATUS] = "status", [S_REQUIRE_ACTIVE] = "require_active",
+    [S_END] = "end",         [S_TICK] = "tick",     [S_TOUCH] = "touch",
+    [S_FIGURES] = "figures",
 };
+
+#define LIBRARY_TAG_LEN 19 /* "bx_" and 16 hex digits */
 
 /* Reply codes of the scripts (redis_scripts.h). */
 enum { RC_OK = 0, RC_INVALID = 1, RC_NOT_YOURS = 2, RC_EXPIRED = 3, RC_NOT_ACTIVE = 4, RC_EXISTS = 5 };
@@ -82,8 +86,10 @@ struct wr {
     struct redis_conn_config conn_cfg;
     char ns[NS_MAX + 1];
     char concerts_key[NS_MAX + 16];
-    struct redis_script scripts[S_COUNT];
-    char cfg_arg[4][32]; /* active_max, admit_rate, waiting_idle_ms, active_idle_ms as script arguments */
+    char *library; /* RS_LIBRARY with its name and version lines (owned) */
+    char script_fn[S_COUNT][LIBRARY_TAG_LEN + 24];
+    struct redis_function scripts[S_COUNT];
+    char cfg_line[160]; /* "active_max admit_rate waiting_idle_ms active_idle_ms expired_ttl_s": one argument */
     struct redis_view *view;
     int64_t writeback_ms;
     atomic_bool ticking;
@@ -97,13 +103,6 @@ struct wr_port {
     struct redis_conn *conn;
 };
 
-/* The keys of one concert, in the order of the scripts' KEYS, then the token prefix. */
-enum { K_SEQ, K_WQ, K_WL, K_AL, K_USERS, K_ST, K_TOKEN, K_COUNT };
-struct ckeys {
-    char k[K_COUNT][KEY_MAX + BX_QUEUE_TOKEN_LEN];
-    char prefix[KEY_MAX];
-};
-
 static struct wr *wr_of(struct waitroom *w)
 {
     return (struct wr *)w;
@@ -114,13 +113,10 @@ static struct wr_port *port_of(struct waitroom_port *p)
     return (struct wr_port *)p;
 }
 
-static void concert_keys(const struct wr *w, int64_t concert_id, const char *token, struct ckeys *k)
+/* The key of concert_id named by suffix ("wq", "al": redis_scripts.h). */
+static void concert_key(const struct wr *w, int64_t concert_id, const char *suffix, char *out, size_t cap)
 {
-    static const char *const suffix[K_TOKEN] = {"seq", "wq", "wl", "al", "users", "st"};
-    for (int i = 0; i < K_TOKEN; i++)
-        snprintf(k->k[i], sizeof k->k[i], "{%s:%" PRId64 "}:%s", w->ns, concert_id, suffix[i]);
-    snprintf(k->prefix, sizeof k->prefix, "{%s:%" PRId64 "}:t:", w->ns, concert_id);
-    snprintf(k->k[K_TOKEN], sizeof k->k[K_TOKEN], "%s%s", k->prefix, token ? token : "");
+    snprintf(out, cap, "{%s:%" PRId64 "}:%s", w->ns, concert_id, suffix);
 }
 
 static void count(_Atomic uint64_t *c)
@@ -132,29 +128,28 @@ static void count(_Atomic uint64_t *c)
 
 #define ARGS_MAX 24
 
-/* A script's arguments after EVALSHA sha: numkeys, keys, common ARGV, own ARGV. */
+/* A script's arguments after FCALL name (redis_scripts.h): numkeys 1, its one key
+ * (the concert's prefix, then a suffix: "st", "wl", or "t:" and a token), the
+ * prefix, now, then its own. */
 struct call {
     const char *argv[ARGS_MAX];
     int argc;
-    char nkeys[8];
+    char key[KEY_MAX + BX_QUEUE_TOKEN_LEN];
+    char prefix[KEY_MAX];
     char now[24];
-    struct ckeys keys;
 };
 
-static void call_init(const struct wr *w, struct call *k, int64_t concert_id, const char *token, int nkeys, int64_t now)
+static void call_init(const struct wr *w, struct call *k, int64_t concert_id, const char *suffix, const char *token,
+                      int64_t now)
 {
-    concert_keys(w, concert_id, token, &k->keys);
-    k->argc = 0;
-    snprintf(k->nkeys, sizeof k->nkeys, "%d", nkeys);
-    k->argv[k->argc++] = k->nkeys;
-    for (int i = 0; i < nkeys; i++)
-        k->argv[k->argc++] = k->keys.k[i];
+    concert_key(w, concert_id, "", k->prefix, sizeof k->prefix);
+    snprintf(k->key, sizeof k->key, "%s%s%s", k->prefix, suffix, token ? token : "");
     snprintf(k->now, sizeof k->now, "%" PRId64, now);
-    k->argv[k->argc++] = k->keys.prefix;
+    k->argc = 0;
+    k->argv[k->argc++] = "1";
+    k->argv[k->argc++] = k->key;
+    k->argv[k->argc++] = k->prefix;
     k->argv[k->argc++] = k->now;
-    for (int i = 0; i < 4; i++)
-        k->argv[k->argc++] = w->cfg_arg[i];
-    k->argv[k->argc++] = EXPIRED_TTL_S;
 }
 
 static void call_arg(struct call *k, const char *a)
@@ -162,7 +157,7 @@ static void call_arg(struct call *k, const char *a)
     k->argv[k->argc++] = a;
 }
 
-/* The reply of a per-token script: an array led by its code. */
+/* The reply of the touch script: an array led by its code. */
 static bx_err coded_reply(bx_err e, const redisReply *r, long long *code)
 {
     if (e != BX_OK)
@@ -193,26 +188,62 @@ static bx_err code_error(long long code)
     }
 }
 
-/* What a ticket reply {0, "W"|"A", position, rate, admitted_total, departed_total}
- * says; false when it is malformed. */
+/* What a ticket says ("A", or "W position rate admitted_total departed_total"). */
 struct ticket_reply {
     bool waiting;
     int64_t position, admitted_total, departed_total;
     double rate;
 };
 
-static bool ticket_parse(const redisReply *r, struct ticket_reply *t)
+/* A decimal integer of s ending at a space or the end; the position after it. */
+static bool parse_ll(const char *s, const char **end, int64_t *out)
 {
-    if (r->elements < 6 || r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_INTEGER ||
-        r->element[3]->type != REDIS_REPLY_STRING || r->element[4]->type != REDIS_REPLY_INTEGER ||
-        r->element[5]->type != REDIS_REPLY_INTEGER)
+    char *e;
+    errno = 0;
+    long long v = strtoll(s, &e, 10);
+    if (errno != 0 || e == s || (*e != ' ' && *e != '\0'))
         return false;
-    t->waiting = r->element[1]->str[0] != 'A';
-    t->position = r->element[2]->integer;
-    t->rate = strtod(r->element[3]->str, NULL);
-    t->admitted_total = r->element[4]->integer;
-    t->departed_total = r->element[5]->integer;
+    *out = v;
+    *end = e;
     return true;
+}
+
+/* Parses the ticket s (NUL-terminated); false when it is malformed. */
+static bool ticket_parse(const char *s, struct ticket_reply *t)
+{
+    *t = (struct ticket_reply){0};
+    if (strcmp(s, "A") == 0)
+        return true;
+    if (strncmp(s, "W ", 2) != 0)
+        return false;
+    t->waiting = true;
+    const char *p;
+    char *e;
+    if (!parse_ll(s + 2, &p, &t->position) || *p != ' ')
+        return false;
+    t->rate = strtod(p + 1, &e);
+    if (e == p + 1 || *e != ' ')
+        return false;
+    return parse_ll(e + 1, &p, &t->admitted_total) && *p == ' ' && parse_ll(p + 1, &p, &t->departed_total) &&
+           *p == '\0';
+}
+
+/* A reply that is a code (an integer) or, when string_ok, a string: BX_OK and *code
+ * (-1 for a string), or the error. */
+static bx_err code_or_string(bx_err e, const redisReply *r, bool string_ok, long long *code)
+{
+    if (e != BX_OK)
+        return e;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *code = r->integer;
+        return BX_OK;
+    }
+    if (string_ok && r->type == REDIS_REPLY_STRING) {
+        *code = -1;
+        return BX_OK;
+    }
+    log_error("waiting room: unexpected reply from a redis script");
+    return BX_ERR_INTERNAL;
 }
 
 static void ticket_fill(const struct wr *w, const char *token, int64_t user_id, int64_t concert_id, bool waiting,
@@ -271,20 +302,23 @@ static void op_finish(struct op *o, bx_err e)
     free(o);
 }
 
-/* Sends script s; on refusal (Redis down, too much in flight) the op ends UNAVAILABLE. */
+/* Calls script s; on refusal (Redis down, too much in flight) the op ends UNAVAILABLE. */
 static void op_eval(struct op *o, enum script s, const struct call *k, redis_done_fn on_reply)
 {
-    if (redis_conn_eval(o->port->conn, &o->w->scripts[s], k->argc, k->argv, NULL, on_reply, o) != 0)
+    if (redis_conn_fcall(o->port->conn, &o->w->scripts[s], k->argc, k->argv, NULL, on_reply, o) != 0)
         op_finish(o, BX_ERR_UNAVAILABLE);
 }
 
-/* A per-token script (status, require_active, end) on the token's concert. */
+/* A per-token script (status, require_active, end) on the token's concert: the
+ * configuration (end only: it admits), the user, the token, the flag if any. */
 static void op_token_script(struct op *o, enum script s, const char *flag, redis_done_fn on_reply)
 {
     char user[24];
     struct call k;
     snprintf(user, sizeof user, "%" PRId64, o->user_id);
-    call_init(o->w, &k, o->concert_id, o->token, K_COUNT, o->now);
+    call_init(o->w, &k, o->concert_id, "t:", o->token, o->now);
+    if (s == S_END)
+        call_arg(&k, o->w->cfg_line);
     call_arg(&k, user);
     call_arg(&k, o->token);
     if (flag)
@@ -316,9 +350,20 @@ static void on_listed(void *arg, bx_err e, const redisReply *r)
 
 /* Names the concert in the tick set, once the issue script has run (see
  * forget_send: a tick that found the concert empty before the token existed must
- * see this SADD after its SREM). Its answer is not waited for. */
-static void list_concert(struct op *o)
+ * see this SADD after its SREM). Its answer is not waited for.
+ *
+ * Skipped when the token joined a concert that had live tokens (`was_empty`
+ * false) and this instance's last tick, at most VIEW_FRESH_MS ago, found the
+ * concert listed: a tick forgets a concert only when it was empty, and then puts
+ * it back if a token is live after its SREM (on_forget_reply); a token issued
+ * later into a non-empty concert has an earlier live one, whose issue or whose
+ * put-back listed it, else it was issued into an empty concert and sends this. A
+ * listing lost otherwise (an SADD that failed) is seen by the next tick, which
+ * then no longer finds the concert listed. */
+static void list_concert(struct op *o, bool was_empty)
 {
+    if (!was_empty && redis_view_listed(o->w->view, o->concert_id, o->now))
+        return;
     char concert[24];
     snprintf(concert, sizeof concert, "%" PRId64, o->concert_id);
     const char *sadd[3] = {"SADD", o->w->concerts_key, concert};
@@ -328,20 +373,27 @@ static void list_concert(struct op *o)
 
 static void issue_send(struct op *o);
 
-/* Issue reply: a ticket, then the token and 1 when created. */
+/* Issue reply "C E TOKEN TICKET": C 1 when created, E 1 when the concert had no
+ * live token before. */
 static bx_err issued(struct op *o, const redisReply *r)
 {
     struct ticket_reply t;
-    if (!ticket_parse(r, &t) || r->elements < 8 || r->element[6]->type != REDIS_REPLY_STRING ||
-        r->element[6]->len != BX_QUEUE_TOKEN_LEN || r->element[7]->type != REDIS_REPLY_INTEGER)
+    const char *s = r->str;
+    if (r->len < 5 + BX_QUEUE_TOKEN_LEN || (s[0] != '0' && s[0] != '1') || s[1] != ' ' ||
+        (s[2] != '0' && s[2] != '1') || s[3] != ' ' || s[4 + BX_QUEUE_TOKEN_LEN] != ' ' ||
+        !ticket_parse(s + 5 + BX_QUEUE_TOKEN_LEN, &t)) {
+        log_error("waiting room: unexpected reply from the redis issue script");
         return BX_ERR_INTERNAL;
-    const char *token = r->element[6]->str;
+    }
+    char token[BX_QUEUE_TOKEN_LEN + 1];
+    memcpy(token, s + 4, BX_QUEUE_TOKEN_LEN);
+    token[BX_QUEUE_TOKEN_LEN] = '\0';
     ticket_fill(o->w, token, o->user_id, o->concert_id, t.waiting, t.position, t.rate, o->out);
-    *o->created = r->element[7]->integer != 0;
+    *o->created = s[0] == '1';
     if (t.waiting)
         redis_view_token_read(o->w->view, token, o->user_id, o->concert_id, t.position, t.admitted_total,
                               t.departed_total, o->now);
-    list_concert(o);
+    list_concert(o, s[2] == '1');
     return BX_OK;
 }
 
@@ -349,14 +401,14 @@ static void on_issue_reply(void *arg, bx_err e, const redisReply *r)
 {
     struct op *o = arg;
     long long code = RC_OK;
-    e = coded_reply(e, r, &code);
+    e = code_or_string(e, r, true, &code);
     if (e == BX_OK && code == RC_EXISTS && ++o->tries < ISSUE_TRIES) {
         issue_send(o); /* 2^-128: draw another token */
         return;
     }
-    if (e == BX_OK)
-        e = code_error(code);
-    if (e == BX_OK)
+    if (e == BX_OK && code >= 0)
+        e = code == RC_OK ? BX_ERR_INTERNAL : code_error(code);
+    else if (e == BX_OK)
         e = issued(o, r);
     op_finish(o, e);
 }
@@ -367,7 +419,8 @@ static void issue_send(struct op *o)
     struct call k;
     token_queue_new_for(o->concert_id, o->token);
     snprintf(user, sizeof user, "%" PRId64, o->user_id);
-    call_init(o->w, &k, o->concert_id, o->token, K_COUNT, o->now);
+    call_init(o->w, &k, o->concert_id, "t:", o->token, o->now);
+    call_arg(&k, o->w->cfg_line);
     call_arg(&k, user);
     call_arg(&k, o->token);
     op_eval(o, S_ISSUE, &k, on_issue_reply);
@@ -397,11 +450,13 @@ static void on_status_reply(void *arg, bx_err e, const redisReply *r)
     struct op *o = arg;
     long long code = RC_OK;
     struct ticket_reply t = {0};
-    e = coded_reply(e, r, &code);
-    if (e == BX_OK)
-        e = code_error(code);
-    if (e == BX_OK && !ticket_parse(r, &t))
+    e = code_or_string(e, r, true, &code);
+    if (e == BX_OK && code >= 0)
+        e = code == RC_OK ? BX_ERR_INTERNAL : code_error(code);
+    if (e == BX_OK && !ticket_parse(r->str, &t)) {
+        log_error("waiting room: unexpected reply from the redis status script");
         e = BX_ERR_INTERNAL;
+    }
     if (e == BX_OK)
         ticket_fill(o->w, o->token, o->user_id, o->concert_id, t.waiting, t.position, t.rate, o->out);
     if (e == BX_OK && t.waiting)
@@ -446,7 +501,7 @@ static void wr_status(struct waitroom_port *p, const char *token, int64_t user_i
 static void on_coded_reply(void *arg, bx_err e, const redisReply *r)
 {
     long long code = RC_OK;
-    e = coded_reply(e, r, &code);
+    e = code_or_string(e, r, false, &code);
     op_finish(arg, e == BX_OK ? code_error(code) : e);
 }
 
@@ -618,7 +673,7 @@ static int touch_send(struct tick *t, size_t b)
 {
     size_t from = t->batch[b], cnt = t->batch[b + 1] - from;
     struct call k;
-    call_init(t->w, &k, t->polled[from].concert_id, NULL, K_TOKEN, t->now);
+    call_init(t->w, &k, t->polled[from].concert_id, "wl", NULL, t->now);
     const char **argv = malloc(((size_t)k.argc + 2 * cnt) * sizeof *argv);
     char(*at)[24] = malloc(cnt * sizeof *at);
     int rc = -1;
@@ -629,8 +684,8 @@ static int touch_send(struct tick *t, size_t b)
             argv[k.argc + 2 * j] = t->polled[from + j].token;
             argv[k.argc + 2 * j + 1] = at[j];
         }
-        rc = redis_conn_eval(t->port->conn, &t->w->scripts[S_TOUCH], k.argc + 2 * (int)cnt, argv, NULL, on_touched,
-                             &t->wb_items[b]);
+        rc = redis_conn_fcall(t->port->conn, &t->w->scripts[S_TOUCH], k.argc + 2 * (int)cnt, argv, NULL, on_touched,
+                              &t->wb_items[b]);
     }
     free(argv);
     free(at);
@@ -701,13 +756,14 @@ static int figures_send(struct tick *t, size_t j)
     size_t i = t->todo[j];
     char batch[16], forget_ms[24];
     struct call k;
-    call_init(t->w, &k, t->ids[i], NULL, K_TOKEN, t->now);
+    call_init(t->w, &k, t->ids[i], "st", NULL, t->now);
     snprintf(batch, sizeof batch, "%d", EXPIRE_BATCH);
     snprintf(forget_ms, sizeof forget_ms, "%d", FORGET_AFTER_MS);
+    call_arg(&k, t->w->cfg_line);
     call_arg(&k, batch);
     call_arg(&k, forget_ms);
-    const struct redis_script *s = &t->w->scripts[t->refresh ? S_FIGURES : S_TICK];
-    return redis_conn_eval(t->port->conn, s, k.argc, k.argv, NULL, on_figures, &t->items[i]);
+    const struct redis_function *s = &t->w->scripts[t->refresh ? S_FIGURES : S_TICK];
+    return redis_conn_fcall(t->port->conn, s, k.argc, k.argv, NULL, on_figures, &t->items[i]);
 }
 
 static void tick_forget(struct tick *t);
@@ -818,9 +874,9 @@ static void forget_look(struct tick *t, struct tick_item *it, const char *key)
 static int forget_send(struct tick *t, size_t j)
 {
     struct tick_item *it = &t->items[t->todo[j]];
-    struct ckeys keys;
-    char id[24];
-    concert_keys(t->w, t->ids[it->i], NULL, &keys);
+    char id[24], wq[KEY_MAX], al[KEY_MAX];
+    concert_key(t->w, t->ids[it->i], "wq", wq, sizeof wq);
+    concert_key(t->w, t->ids[it->i], "al", al, sizeof al);
     snprintf(id, sizeof id, "%" PRId64, t->ids[it->i]);
     const char *srem[3] = {"SREM", t->w->concerts_key, id};
     it->replies = it->seen = 0;
@@ -828,8 +884,8 @@ static int forget_send(struct tick *t, size_t j)
     if (redis_conn_command(t->port->conn, 3, srem, NULL, on_forget_reply, it) != 0)
         return -1;
     it->replies++;
-    forget_look(t, it, keys.k[K_WQ]);
-    forget_look(t, it, keys.k[K_AL]);
+    forget_look(t, it, wq);
+    forget_look(t, it, al);
     return 0;
 }
 
@@ -941,6 +997,7 @@ static void wr_close(struct waitroom *base)
     if (w == NULL)
         return;
     redis_view_free(w->view);
+    free(w->library);
     free(w);
 }
 
@@ -1136,34 +1193,57 @@ static redisContext *connect_blocking(const struct wr *w, char *err, size_t errl
     return rc;
 }
 
-/* SCRIPT LOAD of every script: their SHA1s are then fixed for the room's life
- * (a server that loses them answers NOSCRIPT, and redis_conn sends the source). */
+/* The library as FUNCTION LOAD takes it: its name and the functions' prefix carry
+ * a hash of RS_LIBRARY (FNV-1a), so each version of it has its own functions
+ * (redis_scripts.h). 0, or -1 when out of memory. */
+static int library_build(struct wr *w)
+{
+    static const char library[] = RS_LIBRARY;
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < sizeof library - 1; i++)
+        h = (h ^ (uint8_t)library[i]) * 1099511628211ULL;
+    char tag[LIBRARY_TAG_LEN + 1];
+    snprintf(tag, sizeof tag, "bx_%016" PRIx64, h);
+    size_t cap = sizeof library + 2 * sizeof tag + 64;
+    w->library = malloc(cap);
+    if (w->library == NULL)
+        return -1;
+    snprintf(w->library, cap, "#!lua name=%s\nlocal V = '%s_'\n%s", tag, tag, library);
+    for (int s = 0; s < S_COUNT; s++) {
+        snprintf(w->script_fn[s], sizeof w->script_fn[s], "%s_%s", tag, script_name[s]);
+        w->scripts[s] = (struct redis_function){.library = w->library, .name = w->script_fn[s]};
+    }
+    return 0;
+}
+
+/* FUNCTION LOAD of the library (Redis 7), unless this version is there already; a
+ * server that loses it later answers "Function not found", and redis_conn loads
+ * it again. */
 static int load_scripts(struct wr *w, char *err, size_t errlen)
 {
     char why[512];
+    if (library_build(w) != 0) {
+        snprintf(err, errlen, "waiting room: out of memory");
+        return -1;
+    }
     redisContext *rc = connect_blocking(w, why, sizeof why);
     if (rc == NULL) {
         snprintf(err, errlen, "waiting room: %s", why);
         return -1;
     }
-    for (int s = 0; s < S_COUNT; s++) {
-        redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", script_src[s]);
-        if (r == NULL || r->type != REDIS_REPLY_STRING || r->len != 40) {
-            snprintf(err, errlen, "waiting room: redis SCRIPT LOAD failed: %s",
-                     r == NULL                      ? rc->errstr
-                     : r->type == REDIS_REPLY_ERROR ? r->str
-                                                    : "unexpected reply");
-            if (r)
-                freeReplyObject(r);
-            redisFree(rc);
-            return -1;
-        }
-        w->scripts[s].source = script_src[s];
-        memcpy(w->scripts[s].sha, r->str, 40);
+    const char *argv[3] = {"FUNCTION", "LOAD", w->library};
+    redisReply *r = redisCommandArgv(rc, 3, argv, NULL);
+    int ok = r != NULL && (r->type == REDIS_REPLY_STRING ||
+                           (r->type == REDIS_REPLY_ERROR && strstr(r->str, "' already exists") != NULL));
+    if (!ok)
+        snprintf(err, errlen, "waiting room: redis FUNCTION LOAD failed (Redis 7 or later is needed): %s",
+                 r == NULL                      ? rc->errstr
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                                                : "unexpected reply");
+    if (r)
         freeReplyObject(r);
-    }
     redisFree(rc);
-    return 0;
+    return ok ? 0 : -1;
 }
 
 /* What the ports' connections and the view are made with. */
@@ -1171,10 +1251,8 @@ static int configure(struct wr *w, const struct waitroom_config *cfg)
 {
     snprintf(w->concerts_key, sizeof w->concerts_key, "%s:concerts", w->ns);
     snprintf(w->client_name, sizeof w->client_name, "boxoffice-%s", w->ns);
-    snprintf(w->cfg_arg[0], sizeof w->cfg_arg[0], "%" PRId64, cfg->active_max);
-    snprintf(w->cfg_arg[1], sizeof w->cfg_arg[1], "%.17g", cfg->admit_rate);
-    snprintf(w->cfg_arg[2], sizeof w->cfg_arg[2], "%" PRId64, cfg->waiting_idle_ms);
-    snprintf(w->cfg_arg[3], sizeof w->cfg_arg[3], "%" PRId64, cfg->active_idle_ms);
+    snprintf(w->cfg_line, sizeof w->cfg_line, "%" PRId64 " %.17g %" PRId64 " %" PRId64 " %s", cfg->active_max,
+             cfg->admit_rate, cfg->waiting_idle_ms, cfg->active_idle_ms, EXPIRED_TTL_S);
     w->conn_cfg = (struct redis_conn_config){.host = w->addr,
                                              .port = w->port,
                                              .db = w->db,

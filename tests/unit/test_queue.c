@@ -1649,21 +1649,38 @@ Test(waitroom_redis, lost_connection_is_unavailable_at_most_once_then_reconnects
     room_close(w);
 }
 
-Test(waitroom_redis, flushed_script_cache_is_loaded_again)
+/* Deletes the waiting room's function libraries (every version: other test
+ * processes of this binary then load theirs again too, as they must). */
+static void delete_libraries(redisContext *rc)
+{
+    redisReply *r = redisCommand(rc, "FUNCTION LIST LIBRARYNAME bx_");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *lib = r->element[i];
+        for (size_t j = 0; j + 1 < lib->elements; j += 2) {
+            if (strcmp(lib->element[j]->str, "library_name") == 0 && strncmp(lib->element[j + 1]->str, "bx_", 3) == 0) {
+                freeReplyObject(redisCommand(rc, "FUNCTION DELETE %s", lib->element[j + 1]->str));
+            }
+        }
+    }
+    freeReplyObject(r);
+}
+
+Test(waitroom_redis, a_deleted_function_library_is_loaded_again)
 {
     struct waitroom_config c = config(1);
     struct room *w = open_instance(&c);
     struct queue_ticket a = issue(w, 1, 5, 0);
     redisContext *rc = test_redis();
-    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    delete_libraries(rc);
     struct queue_ticket b = issue(w, 2, 5, 1);
     cr_assert_eq(b.position, 1);
-    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    delete_libraries(rc);
     cr_assert_eq(q_tick(w, 2), BX_OK);
-    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    delete_libraries(rc);
     cr_assert_eq(q_complete(w, a.token, 1, 3), BX_OK);
     assert_active(w, &b, 4);
-    redisFree(rc);
+    redisFree(rc); /* how many loads were this room's depends on the tests running beside it */
     room_close(w);
 }
 
@@ -1977,7 +1994,14 @@ Test(redis_conn, a_frozen_server_fails_commands_at_their_deadline_while_the_loop
     own_redis_stop(&s);
 }
 
-Test(redis_conn, evalsha_falls_back_to_eval_after_script_flush)
+/* A library of this test process's own (so that other tests' libraries stay put). */
+static void own_library(char *library, size_t cap, char *name, size_t ncap, const char *body)
+{
+    snprintf(name, ncap, "t%ld_echo", (long)getpid());
+    snprintf(library, cap, "#!lua name=t%ld\nredis.register_function('%s', %s)", (long)getpid(), name, body);
+}
+
+Test(redis_conn, fcall_loads_the_library_when_the_server_lacks_it_once_per_call)
 {
     struct rc_fixture f;
     struct redis_conn_counters n;
@@ -1985,28 +2009,78 @@ Test(redis_conn, evalsha_falls_back_to_eval_after_script_flush)
     int port = 0;
     cr_assert(url && sscanf(url, "redis://%*[^:]:%d", &port) == 1);
     rc_open(&f, port, 2000);
-    struct redis_script script = {.source = "return 'echo:' .. ARGV[1]"};
+    char library[256], name[64];
+    own_library(library, sizeof library, name, sizeof name, "function(keys, args) return 'echo:' .. args[1] end");
+    struct redis_function fn = {.library = library, .name = name};
     redisContext *rc = test_redis();
-    redisReply *r = redisCommand(rc, "SCRIPT LOAD %s", script.source);
-    cr_assert(r && r->type == REDIS_REPLY_STRING && r->len == 40);
-    memcpy(script.sha, r->str, 40);
-    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc, "FUNCTION DELETE t%ld", (long)getpid())); /* a leftover of the same pid */
     const char *argv[2] = {"0", "hi"};
-    for (int round = 0; round < 3; round++) {
-        if (round == 1)
-            freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    for (int round = 0; round < 4; round++) {
+        if (round == 2)
+            freeReplyObject(redisCommand(rc, "FUNCTION DELETE t%ld", (long)getpid()));
         struct rc_answer a = {0};
         h2o_evloop_run(f.loop, 0);
-        cr_assert_eq(redis_conn_eval(f.c, &script, 2, argv, NULL, rc_answered, &a), 0);
+        cr_assert_eq(redis_conn_fcall(f.c, &fn, 2, argv, NULL, rc_answered, &a), 0);
         loop_run(f.loop, rc_has_answer, &a);
         cr_assert_eq(a.e, BX_OK, "round %d", round);
         cr_assert_str_eq(a.str, "echo:hi");
         cr_assert_eq(a.calls, 1);
         redis_conn_counters(f.c, &n);
-        cr_assert_eq(n.noscript, round == 0 ? 0 : 1, "EVAL cached it again");
+        cr_assert_eq(n.reloads, round < 2 ? 1 : 2, "loaded at first use and after it was deleted");
     }
+    freeReplyObject(redisCommand(rc, "FUNCTION DELETE t%ld", (long)getpid()));
+    /* a library the server refuses: the FCALL fails once, without a loop */
+    own_library(library, sizeof library, name, sizeof name, "function(keys, args) return 1 end) syntax error (");
+    struct rc_answer a = {0};
+    h2o_evloop_run(f.loop, 0);
+    cr_assert_eq(redis_conn_fcall(f.c, &fn, 2, argv, NULL, rc_answered, &a), 0);
+    loop_run(f.loop, rc_has_answer, &a);
+    cr_assert_eq(a.calls, 1);
+    cr_assert_eq(a.e, BX_ERR_INTERNAL);
+    cr_assert_str_eq(a.str, "ERR Function not found");
+    redis_conn_counters(f.c, &n);
+    cr_assert_eq(n.reloads, 3);
+    cr_assert_eq(redis_conn_pending(f.c), 0);
     redisFree(rc);
     rc_close(&f);
+}
+
+/* The waiting room on a Redis restarted without persistence: keys and library are
+ * gone; once the connection is back the library is loaded again and the room
+ * works (from scratch: such a restart loses every place in line, DESIGN). */
+Test(waitroom_redis, a_redis_restarted_without_the_library_gets_it_again, .timeout = 60)
+{
+    struct own_redis s = {0};
+    own_redis_start(&s);
+    char url[128], err[256] = "";
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?prefix=%s", s.port, test_ns());
+    struct waitroom_config c = config(1);
+    struct waitroom *room = waitroom_redis_open(url, &c, err, sizeof err);
+    cr_assert_not_null(room, "%s", err);
+    struct room *w = room_port(room, true);
+    struct queue_ticket a = issue(w, 1, 5, 0);
+    cr_assert_eq(a.status, QUEUE_ACTIVE);
+    own_redis_stop(&s);
+    own_redis_start(&s);
+    struct queue_ticket b;
+    bool created = false;
+    bx_err e = BX_ERR_UNAVAILABLE;
+    for (int i = 0; i < 100 && e == BX_ERR_UNAVAILABLE; i++) {
+        e = q_issue(w, 2, 5, 1, &b, &created);
+        if (e == BX_ERR_UNAVAILABLE)
+            usleep(50000);
+    }
+    cr_assert_eq(e, BX_OK);
+    cr_assert_eq(b.status, QUEUE_ACTIVE, "an empty line again");
+    struct redis_conn_counters n;
+    redis_conn_counters(waitroom_redis_conn(w->p), &n);
+    cr_assert_eq(n.reloads, 1);
+    struct queue_ticket d = issue(w, 3, 5, 2);
+    cr_assert_eq(d.position, 1);
+    cr_assert_eq(q_complete(w, b.token, 2, 3), BX_OK);
+    assert_active(w, &d, 4);
+    room_close(w);
+    own_redis_stop(&s);
 }
 
 Test(redis_conn, close_answers_every_command_in_flight_and_a_full_queue_refuses)
@@ -2182,6 +2256,102 @@ Test(waitroom_local, a_token_that_left_elsewhere_stops_being_answered_within_the
     cr_assert_eq(status_err(a, t[35].token, 36, now), BX_ERR_TOKEN_EXPIRED);
     room_close(a);
     room_close(b);
+}
+
+/* ---- Redis only: what an issue spends (redis_scripts.h) ---- */
+
+/* Whether the concert is in the tick set (SISMEMBER on the side). */
+static bool listed(int64_t concert)
+{
+    redisContext *rc = test_redis();
+    redisReply *r = redisCommand(rc, "SISMEMBER %s:concerts %lld", test_ns(), (long long)concert);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    bool in = r->integer == 1;
+    freeReplyObject(r);
+    redisFree(rc);
+    return in;
+}
+
+/* An issue admits at once only a token nobody waits ahead of; behind others it
+ * waits, and admission happens when a slot frees or at the next tick, in order. */
+Test(waitroom_redis, an_issue_behind_others_leaves_admission_to_the_tick_in_issue_order)
+{
+    struct waitroom_config c = config(1000);
+    c.admit_rate = 2;
+    struct room *w = open_instance(&c);
+    struct queue_ticket a = issue(w, 1, 21, 0), b = issue(w, 2, 21, 0), d = issue(w, 3, 21, 0);
+    cr_assert_eq(a.status, QUEUE_ACTIVE, "the bucket starts full: two at once");
+    cr_assert_eq(b.status, QUEUE_ACTIVE);
+    cr_assert_eq(d.position, 1, "the bucket is empty");
+    struct queue_ticket e = issue(w, 4, 21, 600);
+    cr_assert_eq(e.status, QUEUE_WAITING, "a slot's worth of budget, but d waits ahead: the tick admits");
+    cr_assert_eq(e.position, 2);
+    cr_assert_eq(stats_of(w, 21).active, 2);
+    cr_assert_eq(q_tick(w, 600), BX_OK);
+    assert_active(w, &d, 600);
+    assert_position(w, &e, 600, 1);
+    cr_assert_eq(q_tick(w, 1100), BX_OK);
+    assert_active(w, &e, 1100);
+    struct queue_ticket f = issue(w, 5, 21, 1600);
+    cr_assert_eq(f.status, QUEUE_ACTIVE, "nobody waits, a slot and budget are free: at once");
+    room_close(w);
+}
+
+/* Writes the tick set holds for a concert once: the issue into an empty concert
+ * names it; issues behind others skip the SADD while this instance's view lists
+ * it; a concert missing from the set (an SADD lost) is named again by the next
+ * issue after a tick saw it missing. */
+Test(waitroom_redis, issues_name_the_concert_in_the_tick_set_only_when_it_may_be_missing)
+{
+    struct waitroom_config c = config(1);
+    struct room *w = open_instance(&c);
+    uint64_t before = commands_sent(w);
+    (void)issue(w, 1, 22, 0);
+    cr_assert_eq(commands_sent(w) - before, 2, "FCALL, SADD");
+    cr_assert(listed(22));
+    before = commands_sent(w);
+    (void)issue(w, 2, 22, 1);
+    cr_assert_eq(commands_sent(w) - before, 2, "no tick yet: SADD again");
+    cr_assert_eq(q_tick(w, 100), BX_OK);
+    before = commands_sent(w);
+    struct queue_ticket t3 = issue(w, 3, 22, 150);
+    cr_assert_eq(commands_sent(w) - before, 1, "listed by the tick 50 ms ago, not empty: no SADD");
+    before = commands_sent(w);
+    (void)issue(w, 4, 22, 401);
+    cr_assert_eq(commands_sent(w) - before, 2, "the view is over 300 ms old: SADD");
+    redisContext *rc = test_redis();
+    freeReplyObject(redisCommand(rc, "SREM %s:concerts 22", test_ns()));
+    redisFree(rc);
+    cr_assert_eq(q_tick(w, 500), BX_OK);
+    before = commands_sent(w);
+    (void)issue(w, 5, 22, 550);
+    cr_assert_eq(commands_sent(w) - before, 2, "the tick did not find it: SADD");
+    cr_assert(listed(22));
+    cr_assert_eq(q_tick(w, 600), BX_OK);
+    assert_position(w, &t3, 600, 2);
+    room_close(w);
+}
+
+/* The housekeeping forgets an empty concert an hour after its last issue, never
+ * sooner, whether that issue found the line empty (st written, exact) or joined
+ * others (the next tick writes its own time). */
+Test(waitroom_redis, an_empty_concert_is_forgotten_no_sooner_than_an_hour_after_an_issue_behind_others)
+{
+    struct waitroom_config c = config(1);
+    struct room *w = open_instance(&c);
+    struct queue_ticket a = issue(w, 1, 23, 0), b = issue(w, 2, 23, 1000), d = issue(w, 3, 23, 2000);
+    cr_assert_eq(d.position, 2, "issued behind b");
+    cr_assert_eq(q_tick(w, 2050), BX_OK);
+    cr_assert_eq(q_leave(w, a.token, 1, 3000), BX_OK);
+    cr_assert_eq(q_leave(w, b.token, 2, 3000), BX_OK);
+    cr_assert_eq(q_leave(w, d.token, 3, 3000), BX_OK);
+    cr_assert_eq(q_tick(w, 3601999), BX_OK);
+    cr_assert(listed(23), "an hour after d's issue less a millisecond: kept");
+    cr_assert_eq(q_tick(w, 3602049), BX_OK);
+    cr_assert(listed(23), "the tick noted d's issue at 2050: kept until 3602050");
+    cr_assert_eq(q_tick(w, 3602050), BX_OK);
+    cr_assert_not(listed(23), "forgotten");
+    room_close(w);
 }
 
 Test(waitroom_local, a_tick_never_overlaps_the_one_in_flight)
