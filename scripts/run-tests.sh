@@ -23,25 +23,37 @@ passed=0 failed=0 broken=()
 # What failed, repeated just above the summary (CI shows the tail of the output).
 details=$(mktemp /tmp/boxoffice-failures.XXXXXX)
 
-# Throwaway PostgreSQL and Redis for the whole run, stopped whatever happens.
+# Three lanes run side by side (the suites mostly wait on servers and clocks; one
+# after the other they leave the two cores idle two thirds of the time): the first
+# build's suites, the browser tests and then the hygiene checks; each further build's
+# suites. Each build lane has its own throwaway PostgreSQL and Redis (suites stop and
+# freeze them), stopped whatever happens. The first lane prints as it goes, the
+# others when they end; the counts add up at the end.
 svc_dir=$(mktemp -d /tmp/boxoffice-services.XXXXXX)
 cleanup() {
-  tests/harness/pg.sh stop "$svc_dir/pg" >/dev/null 2>&1
-  tests/harness/redis.sh stop "$svc_dir/redis" >/dev/null 2>&1
+  local d
+  for d in "$svc_dir"/*/; do
+    tests/harness/pg.sh stop "${d}pg" >/dev/null 2>&1
+    tests/harness/redis.sh stop "${d}redis" >/dev/null 2>&1
+  done
   rm -rf "$svc_dir" "$details"
 }
 trap cleanup EXIT
-mkdir -p "$svc_dir/pg" "$svc_dir/redis"
-if pg_url=$(tests/harness/pg.sh start "$svc_dir/pg"); then
-  export BOXOFFICE_TEST_PG_URL=$pg_url
-else
-  echo "could not start PostgreSQL: the PostgreSQL suites will fail"
-fi
-if redis_url=$(tests/harness/redis.sh start "$svc_dir/redis"); then
-  export BOXOFFICE_TEST_REDIS_URL=${redis_url%/0}/9
-else
-  echo "could not start Redis: the Redis suites will fail"
-fi
+
+start_services() { # lane: exports the servers' URLs for this lane's suites
+  local dir=$svc_dir/$1 url
+  mkdir -p "$dir/pg" "$dir/redis"
+  if url=$(tests/harness/pg.sh start "$dir/pg" 2>/dev/null); then
+    export BOXOFFICE_TEST_PG_URL=$url
+  else
+    echo "could not start PostgreSQL: the PostgreSQL suites will fail"
+  fi
+  if url=$(tests/harness/redis.sh start "$dir/redis" 2>/dev/null); then
+    export BOXOFFICE_TEST_REDIS_URL=${url%/0}/9
+  else
+    echo "could not start Redis: the Redis suites will fail"
+  fi
+}
 
 # One Criterion program: its "Synthesis" line gives the counts.
 run_criterion() { # build-dir exe [mode]
@@ -91,8 +103,8 @@ run_browser() { # build-dir
   fi
 }
 
-first=1
-for dir in "$@"; do
+run_build() { # build-dir: its unit suites, then every HTTP suite in both modes
+  local dir=$1 exe mode
   for exe in "$dir"/tests/unit/test_*; do
     [[ -x $exe && -f $exe ]] && run_criterion "$dir" "$exe"
   done
@@ -105,11 +117,7 @@ for dir in "$@"; do
       run_criterion "$dir" "$exe" "$mode"
     done
   done
-  if ((first)); then
-    run_browser "$dir"
-    first=0
-  fi
-done
+}
 
 # Hygiene on the first (plain) build: fuzz smoke (replays every saved crash first),
 # cppcheck + clang-tidy, the flow suite with the server under valgrind.
@@ -133,14 +141,63 @@ run_summary() { # name command...  (the command's last line: "<name>: N passed, 
     tail -n 30 "$log" | sed 's/^/   | /'
   fi
 }
-if (($# > 0)); then
-  # every response recorded above against docs/openapi.yaml
-  run_summary openapi tests/openapi/run.sh "$BOXOFFICE_TEST_OPENAPI_LOG"
+hygiene() { # first build-dir
   run_summary fuzz tests/fuzz/run.sh 5 build-fuzz
   run_summary lint scripts/lint.sh "$1"
   run_summary valgrind scripts/valgrind-http.sh "$1"
   run_summary deploy scripts/check-deploy.sh "$1"
   run_summary docs scripts/check-docs.sh
+}
+
+# lane NAME COMMAND...: runs the command in a subshell with its own counts, failure
+# details and recorded responses; leaves them in $lanes/NAME.* for the sums below.
+lanes=$(mktemp -d "$svc_dir/lanes.XXXXXX")
+lane() {
+  local name=$1
+  shift
+  (
+    passed=0 failed=0 broken=()
+    details=$lanes/$name.details
+    export BOXOFFICE_TEST_OPENAPI_LOG=$lanes/$name.openapi.jsonl
+    : >"$details"
+    start_services "$name"
+    "$@"
+    ((${#broken[@]})) && printf '%s\n' "${broken[@]}" >"$lanes/$name.broken"
+    echo "$passed $failed" >"$lanes/$name.sum"
+  )
+}
+
+names=()
+if (($# > 0)); then
+  first=$1
+  shift
+  for dir in "$@"; do
+    name=$(basename "$dir")
+    names+=("$name")
+    lane "$name" run_build "$dir" >"$lanes/$name.out" 2>&1 &
+  done
+  first_lane() { run_build "$first"; run_browser "$first"; hygiene "$first"; }
+  lane "$(basename "$first")" first_lane
+  wait
+  names=("$(basename "$first")" "${names[@]}")
+fi
+for name in "${names[@]:1}"; do
+  cat "$lanes/$name.out"
+done
+for name in "${names[@]}"; do
+  if [[ -f $lanes/$name.sum ]]; then
+    read -r p f <"$lanes/$name.sum"
+    passed=$((passed + p)) failed=$((failed + f))
+    [[ -f $lanes/$name.broken ]] && mapfile -t -O "${#broken[@]}" broken <"$lanes/$name.broken"
+  else
+    failed=$((failed + 1)) broken+=("$name (lane ended without counts)")
+  fi
+  cat "$lanes/$name.details" >>"$details" 2>/dev/null
+  cat "$lanes/$name.openapi.jsonl" >>"$BOXOFFICE_TEST_OPENAPI_LOG" 2>/dev/null
+done
+if ((${#names[@]})); then
+  # every response the HTTP suites recorded, against docs/openapi.yaml
+  run_summary openapi tests/openapi/run.sh "$BOXOFFICE_TEST_OPENAPI_LOG"
 fi
 
 if ((${#broken[@]})); then
