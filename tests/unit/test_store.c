@@ -24,10 +24,11 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include "store/pg_batch.h"
 #include "store/pg_schema.h"
 #include "store/pg_statements.h"
 #define SUITE store_pg
-#define SCHEMA_VERSION 3 /* migrations in this build */
+#define SCHEMA_VERSION 4 /* migrations in this build */
 /* Sold seats of a schedule (migration 3 stopped keeping schedules.sold_count). */
 #define SOLD_OF(id) "SELECT count(*) FROM seats WHERE status = 'SOLD' AND schedule_id = " #id
 #else
@@ -2148,6 +2149,396 @@ Test(SUITE, concurrent_batches_in_opposite_orders_do_not_deadlock)
     cr_assert_gt(held, 0);
     cr_assert_eq(raw_int("SELECT count(*) FROM seats WHERE status = 'SOLD'"), paid);
     cr_assert_eq(audit(T0 + 10 * HOLD_MS).total, 0);
+}
+
+/* ---- PostgreSQL only: set-based batches decide as item by item (migration 4) --- */
+
+/* The differential test's world: a small one, so that batches collide. */
+#define DW_USERS 6
+#define DW_EPOCHS 40
+#define DW_BATCHES 60
+#define DW_BALANCE_MAX 12000 /* the charges' BALANCE_LIMIT, low enough to reach */
+
+/* xorshift64*: reproducible batches (BOXOFFICE_TEST_SEED picks another run). */
+static uint64_t dw_rng;
+
+static uint32_t dw_rand(uint32_t below)
+{
+    dw_rng ^= dw_rng >> 12;
+    dw_rng ^= dw_rng << 25;
+    dw_rng ^= dw_rng >> 27;
+    return (uint32_t)((dw_rng * 2685821657736338717ULL) >> 32) % below;
+}
+
+/* One of the twin databases: a connection that runs the batches and listens on
+ * bx_seats (its own notifications arrive before its statement's answer). */
+static PGconn *dw_connect(const char *url, const char *options)
+{
+    const char *keys[] = {"dbname", "options", NULL};
+    const char *vals[] = {url, options, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "connect %s: %s", url, PQerrorMessage(c));
+    PGresult *r = PQexec(c, "LISTEN bx_seats");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    return c;
+}
+
+static PGresult *dw_exec(PGconn *c, const char *sql, int nparams, const char *const *values)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, values, NULL, NULL, 0);
+    cr_assert_neq(PQstatus(c), CONNECTION_BAD, "%s", PQerrorMessage(c));
+    return r;
+}
+
+static void dw_sql(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType rs = PQresultStatus(r);
+    cr_assert(rs == PGRES_COMMAND_OK || rs == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* The payloads on bx_seats received so far, joined by '|'. */
+static void dw_changes(PGconn *c, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    cr_assert_eq(PQconsumeInput(c), 1, "%s", PQerrorMessage(c));
+    for (PGnotify *n; (n = PQnotifies(c)) != NULL; PQfreemem(n)) {
+        int w = snprintf(out + len, cap - len, "%s%s", len ? "|" : "", n->extra);
+        cr_assert(w >= 0 && (size_t)w < cap - len, "payloads longer than the test's buffer");
+        len += (size_t)w;
+    }
+}
+
+/* Every row that matters, one text per table: equal texts, equal states. Users
+ * without created_at (the clock of their insertion); the sequences' positions,
+ * so that the next ids agree too. */
+static const char *const dw_tables[] = {
+    "SELECT string_agg(format('%s %s %s', id, name, balance), ';' ORDER BY id) FROM users",
+    "SELECT string_agg(t::text, ';' ORDER BY schedule_id, seat_no) FROM seats t",
+    "SELECT string_agg(r::text, ';' ORDER BY id) FROM reservations r",
+    "SELECT string_agg(p::text, ';' ORDER BY id) FROM payments p",
+    "SELECT string_agg(l::text, ';' ORDER BY id) FROM ledger l",
+    "SELECT string_agg(k::text, ';' ORDER BY user_id, scope, key) FROM idempotency k",
+    "SELECT string_agg(format('%s %s', relname, pg_sequence_last_value(oid)), ';' ORDER BY relname) "
+    "FROM pg_class WHERE relkind = 'S'",
+};
+
+/* The same notifications since the last call, and the same rows. */
+static void dw_same_after(PGconn *a, PGconn *b, const char *when)
+{
+    static char ca[65536], cb[65536];
+    dw_changes(a, ca, sizeof ca);
+    dw_changes(b, cb, sizeof cb);
+    cr_assert_str_eq(ca, cb, "%s: the notifications differ", when);
+    for (size_t t = 0; t < sizeof dw_tables / sizeof dw_tables[0]; t++) {
+        PGresult *ra = dw_exec(a, dw_tables[t], 0, NULL), *rb = dw_exec(b, dw_tables[t], 0, NULL);
+        cr_assert_eq(PQresultStatus(ra), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(ra));
+        cr_assert_eq(PQresultStatus(rb), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(rb));
+        cr_assert_str_eq(PQgetvalue(ra, 0, 0), PQgetvalue(rb, 0, 0), "%s: %s differs (set-based, then item by item)",
+                         when, dw_tables[t]);
+        PQclear(ra);
+        PQclear(rb);
+    }
+}
+
+/* The same world in a database: 6 users with random balances, schedule 1 on
+ * sale throughout, 2 whose sale closes at T0 + 300, 3 (another concert) whose
+ * sale opens at T0 + 200. Identity columns start again at 1. */
+static void dw_world(PGconn *c, const int64_t *balances)
+{
+    char sql[2048];
+    int len = snprintf(sql, sizeof sql,
+                       "TRUNCATE idempotency, ledger, payments, seats, reservations, schedules, concerts, users "
+                       "RESTART IDENTITY CASCADE;"
+                       "INSERT INTO users(name, pwhash) SELECT 'u' || g, 'x' FROM generate_series(1, %d) g;"
+                       "INSERT INTO concerts(title, venue) VALUES ('A', 'a'), ('B', 'b');"
+                       "SELECT bx_schedule_create(1, %lld, %lld, %lld, 6, 1000);"
+                       "SELECT bx_schedule_create(1, %lld, %lld, %lld, 5, 700);"
+                       "SELECT bx_schedule_create(2, %lld, %lld, %lld, 4, 1500);",
+                       DW_USERS, T0 + 86400000, T0 - 3600000, T0 + 86400000, T0 + 86400000, T0 - 3600000,
+                       T0 + 300, T0 + 86400000, T0 + 200, T0 + 86400000);
+    for (int u = 0; u < DW_USERS; u++)
+        if (balances[u] > 0)
+            len += snprintf(sql + len, sizeof sql - (size_t)len, "SELECT bx_charge(%d, %lld, %lld, NULL, NULL, %d);",
+                            u + 1, (long long)balances[u], T0 - 1000, DW_BALANCE_MAX);
+    cr_assert_lt((size_t)len, sizeof sql);
+    dw_sql(c, sql);
+}
+
+/* What the generator knows of the reservations (ids from the answers). */
+struct dw_known {
+    int64_t last_res, owner[DW_BATCHES * 40 + 8];
+    /* the users of this batch's holds so far: a hold that succeeds takes the
+     * id last_res + 1 + its rank among the holds that succeed, so a pay or a
+     * cancel of last_res + 1 + j often names a hold of the same batch */
+    int64_t batch_holder[40];
+    int batch_holds;
+};
+
+static int64_t dw_user(bool distinct, bool *taken)
+{
+    if (dw_rand(40) == 0)
+        return 999; /* no such user */
+    int u = (int)dw_rand(DW_USERS);
+    for (int k = 0; distinct && taken[u] && k < DW_USERS; k++)
+        u = (u + 1) % DW_USERS;
+    taken[u] = true;
+    return u + 1;
+}
+
+static void dw_key(struct store_write *w)
+{
+    if (dw_rand(2) == 0)
+        return;
+    w->has_key = true;
+    snprintf(w->key, sizeof w->key, "k%u", dw_rand(4));
+    memset(w->request_hash, dw_rand(5) == 0 ? 2 : 1, sizeof w->request_hash);
+}
+
+/* How far the clocks of one batch's items spread (ms): sometimes far enough
+ * that an item takes over a hold its owner's later item, at an earlier clock,
+ * still counts as live. */
+static uint32_t dw_spread = 6;
+
+/* A random write of a batch at about `now`: holds (some on no such seat or
+ * schedule, some never valid), pays and cancels of recent reservations (mostly
+ * by their owner), charges; keys from a small set, so replays and mismatches. */
+static struct store_write dw_write(int64_t now, bool distinct, bool *users, bool *seats,
+                                   struct dw_known *known)
+{
+    struct store_write w = {.now = now + dw_rand(dw_spread)};
+    uint32_t kind = dw_rand(20);
+    if (kind < 8) {
+        static const int64_t seats_of[] = {6, 5, 4};
+        w.kind = STORE_WRITE_HOLD;
+        w.user_id = dw_user(distinct, users);
+        int s = (int)dw_rand(3), seat = 1 + (int)dw_rand((uint32_t)seats_of[s] + 1);
+        for (int k = 0; distinct && seats[s * 8 + seat] && k < 8; k++)
+            seat = 1 + (seat % (int)(seats_of[s] + 1));
+        seats[s * 8 + seat] = true;
+        if (known->batch_holds < 40)
+            known->batch_holder[known->batch_holds++] = w.user_id;
+        w.schedule_id = dw_rand(30) == 0 ? 777 : s + 1;
+        w.seat_no = seat;
+        w.hold_ms = dw_rand(25) == 0 ? 0 : 1 + dw_rand(60);
+        w.max_per_user = 1 + (int)dw_rand(3);
+    } else if (kind < 15) {
+        w.kind = kind < 13 ? STORE_WRITE_PAY : STORE_WRITE_CANCEL;
+        int64_t r = known->last_res == 0 ? 1
+                    : dw_rand(10) < 7    ? known->last_res - (int64_t)dw_rand(10)
+                                         : 1 + (int64_t)dw_rand((uint32_t)known->last_res + 3);
+        w.reservation_id = r < 1 ? 1 : r;
+        int64_t owner = w.reservation_id <= known->last_res ? known->owner[w.reservation_id] : 0;
+        if (known->batch_holds > 0 && dw_rand(10) < 4) { /* a hold of this batch, paid or cancelled in it */
+            int j = (int)dw_rand((uint32_t)known->batch_holds);
+            w.reservation_id = known->last_res + 1 + j;
+            owner = known->batch_holder[j];
+        }
+        w.user_id = owner > 0 && dw_rand(10) < 8 ? owner : dw_user(distinct, users);
+        users[(w.user_id - 1) % DW_USERS] = true;
+        w.amount = -1;
+        if (w.kind == STORE_WRITE_PAY) {
+            uint32_t a = dw_rand(10);
+            w.amount = a < 6 ? -1 : a < 8 ? 1000 : 700;
+            w.concert_id = 1 + dw_rand(2);
+            dw_key(&w);
+        }
+    } else {
+        w.kind = STORE_WRITE_CHARGE;
+        w.user_id = dw_user(distinct, users);
+        w.amount = dw_rand(12) == 0 ? 0 : 1 + dw_rand(6000);
+        dw_key(&w);
+    }
+    return w;
+}
+
+/* Milliseconds spent in the batches, set-based then item by item. */
+static double dw_ms[2];
+
+/* Runs one batch on both databases and requires the same rows (or the same
+ * refusal of the whole call), the same notifications and the same state. */
+static int dw_batch(PGconn *a, PGconn *b, struct store_write *w, size_t n, struct dw_known *known, long *codes,
+                    const char *when)
+{
+    struct pg_batch_params p;
+    cr_assert(pg_batch_encode(w, n, DW_BALANCE_MAX, &p));
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    PGresult *ra = dw_exec(a, WRITE_BATCH_SQL, PG_BATCH_PARAMS, p.values);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    PGresult *rb = dw_exec(b, WRITE_BATCH_SQL, PG_BATCH_PARAMS, p.values);
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    dw_ms[0] += (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    dw_ms[1] += (double)(t2.tv_sec - t1.tv_sec) * 1e3 + (double)(t2.tv_nsec - t1.tv_nsec) / 1e6;
+    pg_batch_params_release(&p);
+    cr_assert_eq(PQresultStatus(ra), PQresultStatus(rb), "%s: %s / %s", when, PQresultErrorMessage(ra),
+                 PQresultErrorMessage(rb));
+    int rows = 0;
+    if (PQresultStatus(ra) == PGRES_TUPLES_OK) {
+        rows = PQntuples(ra);
+        cr_assert_eq(rows, (int)n, "%s", when);
+        cr_assert_eq(PQntuples(rb), rows, "%s", when);
+        cr_assert_eq(PQnfields(ra), PQnfields(rb));
+        for (int i = 0; i < rows; i++) {
+            for (int f = 0; f < PQnfields(ra); f++)
+                cr_assert(PQgetisnull(ra, i, f) == PQgetisnull(rb, i, f) &&
+                              strcmp(PQgetvalue(ra, i, f), PQgetvalue(rb, i, f)) == 0,
+                          "%s, item %d (kind %d), %s: set-based '%s', item by item '%s'", when, i, w[i].kind,
+                          PQfname(ra, f), PQgetisnull(ra, i, f) ? "NULL" : PQgetvalue(ra, i, f),
+                          PQgetisnull(rb, i, f) ? "NULL" : PQgetvalue(rb, i, f));
+            bx_err e = BX_ERR_INTERNAL;
+            cr_assert(pg_outcome_code(PQgetvalue(ra, i, 0), &e), "%s", PQgetvalue(ra, i, 0));
+            codes[e]++;
+            if (w[i].kind == STORE_WRITE_HOLD && e == BX_OK) {
+                int64_t id = strtoll(PQgetvalue(ra, i, 1), NULL, 10);
+                cr_assert_lt(id, (int64_t)(sizeof known->owner / sizeof known->owner[0]));
+                known->owner[id] = w[i].user_id;
+                known->last_res = id > known->last_res ? id : known->last_res;
+            }
+        }
+    }
+    PQclear(ra);
+    PQclear(rb);
+    dw_same_after(a, b, when);
+    return rows;
+}
+
+/* The twins: the test's database, set-based (*a), and a second one, item by item (*b). */
+static void dw_open_twins(PGconn **a, PGconn **b)
+{
+    char url_a[512], url_b[512];
+    snprintf(url_a, sizeof url_a, "%s", db_url);
+    fresh_database();
+    snprintf(url_b, sizeof url_b, "%s", db_url);
+    struct store *sb = open_store(); /* migrates B */
+    sb->ops->close(sb);
+    snprintf(db_url, sizeof db_url, "%s", url_a);
+    *a = dw_connect(url_a, "-c boxoffice.write_batch_per_item=off -c synchronous_commit=off");
+    *b = dw_connect(url_b, "-c boxoffice.write_batch_per_item=on -c synchronous_commit=off");
+}
+
+static struct store_write dw_hold(int64_t user, int seat, int64_t now, int64_t hold_ms)
+{
+    return (struct store_write){.kind = STORE_WRITE_HOLD, .user_id = user, .schedule_id = 1, .seat_no = seat,
+                                .now = now, .hold_ms = hold_ms, .max_per_user = 1};
+}
+
+/* The collisions a random batch rarely meets, in rounds of at least 4 items
+ * (a batch goes item by item before its first user met again when fewer come
+ * before): a hold that takes over an ended hold frees its owner's place under
+ * the seat limit for the owner's next hold, even at an earlier clock; holds paid
+ * in the round after theirs, in the same batch. */
+Test(SUITE, set_based_batch_takeover_and_pay_of_own_hold_as_item_by_item)
+{
+    PGconn *a, *b;
+    dw_open_twins(&a, &b);
+    const int64_t balances[DW_USERS] = {5000, 5000, 5000, 0, 5000, 0};
+    dw_world(a, balances);
+    dw_world(b, balances);
+    static struct dw_known known;
+    long codes[BX_ERR__COUNT + 1] = {0};
+    struct store_write first[] = {dw_hold(1, 1, T0, 10)}; /* reservation 1, ends at T0 + 10 */
+    cr_assert_eq(dw_batch(a, b, first, 1, &known, codes, "first hold"), 1);
+    struct store_write takeover[] = {
+        dw_hold(2, 1, T0 + 12, 50), /* takes seat 1 over: reservation 2, 1 EXPIRED */
+        dw_hold(1, 2, T0 + 5, 50),  /* user 1 again at T0 + 5: 1 no longer counts (3) */
+        dw_hold(3, 3, T0 + 12, 50), /* 4 */
+        dw_hold(4, 4, T0 + 12, 50), /* 5 */
+    };
+    cr_assert_eq(dw_batch(a, b, takeover, 4, &known, codes, "takeover batch"), 4);
+    struct store_write rounds[] = {
+        dw_hold(5, 5, T0 + 20, 50), /* 6 */
+        dw_hold(6, 6, T0 + 20, 50), /* 7 */
+        {.kind = STORE_WRITE_PAY, .user_id = 3, .reservation_id = 4, .now = T0 + 20, .amount = -1, .concert_id = 1},
+        {.kind = STORE_WRITE_CANCEL, .user_id = 2, .reservation_id = 2, .now = T0 + 20},
+        {.kind = STORE_WRITE_PAY, .user_id = 5, .reservation_id = 6, .now = T0 + 21, .amount = 1000, .concert_id = 1},
+        {.kind = STORE_WRITE_PAY, .user_id = 6, .reservation_id = 7, .now = T0 + 21, .amount = -1, .concert_id = 1},
+        {.kind = STORE_WRITE_CHARGE, .user_id = 3, .amount = 100, .now = T0 + 21},
+        {.kind = STORE_WRITE_CHARGE, .user_id = 2, .amount = 100, .now = T0 + 21},
+    };
+    cr_assert_eq(dw_batch(a, b, rounds, 8, &known, codes, "two rounds"), 8);
+    struct store_write edges[] = {
+        {.kind = STORE_WRITE_CHARGE, .user_id = 4, .amount = DW_BALANCE_MAX, .now = T0 + 30}, /* to the max exactly */
+        {.kind = STORE_WRITE_PAY, .user_id = 1, .reservation_id = 3, .now = T0 + 30, .amount = 0, .concert_id = 1},
+        {.kind = STORE_WRITE_CHARGE, .user_id = 3, .amount = 100, .now = T0 + 30},
+        {.kind = STORE_WRITE_CHARGE, .user_id = 2, .amount = 100, .now = T0 + 30},
+    };
+    cr_assert_eq(dw_batch(a, b, edges, 4, &known, codes, "edges"), 4);
+    cr_assert_eq(codes[BX_OK], 15, "every item OK but two, as item by item");
+    cr_assert_eq(codes[BX_ERR_INSUFFICIENT_BALANCE], 1);
+    cr_assert_eq(codes[BX_ERR_PRICE_MISMATCH], 1, "a pay of 0 won expects 0 won");
+    PQfinish(a);
+    PQfinish(b);
+}
+
+Test(SUITE, set_based_batches_decide_and_write_as_item_by_item, .timeout = 120)
+{
+    const char *seed_env = getenv("BOXOFFICE_TEST_SEED");
+    uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : 20240611;
+    dw_rng = seed | 1;
+    char when[128];
+    PGconn *a, *b;
+    dw_open_twins(&a, &b);
+    long codes[BX_ERR__COUNT + 1] = {0}, items = 0, batches = 0;
+    static struct dw_known known;
+    for (int epoch = 0; epoch < DW_EPOCHS; epoch++) {
+        int64_t balances[DW_USERS];
+        for (int u = 0; u < DW_USERS; u++)
+            balances[u] = dw_rand(3) == 0 ? 0 : dw_rand(8000);
+        dw_world(a, balances);
+        dw_world(b, balances);
+        memset(&known, 0, sizeof known);
+        int64_t now = T0;
+        for (int k = 0; k < DW_BATCHES; k++) {
+            struct store_write w[32];
+            bool users[DW_USERS] = {false}, seats[3 * 8] = {false};
+            known.batch_holds = 0;
+            uint32_t size = dw_rand(10);
+            size_t n = size < 4 ? 1 + dw_rand(3) : size < 8 ? 4 + dw_rand(9) : 13 + dw_rand(20);
+            bool distinct = dw_rand(2) == 0;
+            dw_spread = dw_rand(3) == 0 ? 40 : 6;
+            for (size_t i = 0; i < n; i++)
+                w[i] = dw_write(now, distinct, users, seats, &known);
+            snprintf(when, sizeof when, "seed %" PRIu64 ", epoch %d, batch %d", seed, epoch, k);
+            items += dw_batch(a, b, w, n, &known, codes, when);
+            batches++;
+            now += dw_rand(21);
+            if (dw_rand(10) == 0) { /* the sweeper too, on both */
+                char at[24];
+                snprintf(at, sizeof at, "%" PRId64, now);
+                const char *v[] = {at};
+                PGresult *ra = dw_exec(a, "SELECT * FROM bx_sweep($1, 100)", 1, v);
+                PGresult *rb = dw_exec(b, "SELECT * FROM bx_sweep($1, 100)", 1, v);
+                cr_assert_eq(PQresultStatus(ra), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(ra));
+                cr_assert_str_eq(PQgetvalue(ra, 0, 1), PQgetvalue(rb, 0, 1));
+                PQclear(ra);
+                PQclear(rb);
+                dw_same_after(a, b, when);
+            }
+        }
+        char at[24];
+        snprintf(at, sizeof at, "%" PRId64, now);
+        const char *v[] = {at, "3"};
+        PGresult *ra = dw_exec(a, AUDIT_SQL, 2, v), *rb = dw_exec(b, AUDIT_SQL, 2, v);
+        cr_assert_eq(PQresultStatus(ra), PGRES_TUPLES_OK, "%s", PQresultErrorMessage(ra));
+        cr_assert_eq(PQntuples(ra), 0, "epoch %d: audit: %s", epoch, PQntuples(ra) ? PQgetvalue(ra, 0, 1) : "");
+        cr_assert_eq(PQntuples(rb), 0, "epoch %d: audit (item by item): %s", epoch,
+                     PQntuples(rb) ? PQgetvalue(rb, 0, 1) : "");
+        PQclear(ra);
+        PQclear(rb);
+    }
+    PQfinish(a);
+    PQfinish(b);
+    printf("figure differential: seed %" PRIu64 ", %ld batches, %ld items (%.0f ms set-based, %.0f ms item by item):",
+           seed, batches, items, dw_ms[0], dw_ms[1]);
+    for (int e = 0; e <= BX_ERR__COUNT; e++)
+        if (codes[e])
+            printf(" %s %ld", bx_err_info((bx_err)e)->code, codes[e]);
+    printf("\n");
+    cr_assert_gt(codes[BX_OK], 0);
 }
 
 Test(SUITE, board_load_reads_a_schedule_as_stored)
