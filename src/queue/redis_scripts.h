@@ -23,7 +23,9 @@
  *   PFX..users    HASH    user id -> live token (re-issue)
  *   PFX..st       HASH    budget, refill_at, rate, rate_w, rate_at, admitted_total,
  *                         admitted_since, departed_total (WAITING tokens that left
- *                         or expired), issued_at and issued_seq (below)
+ *                         or expired), issued_at and issued_seq (below), and the
+ *                         line's pace for the estimated wait: pace, pace_w, pace_at
+ *                         (last promotion, or when the line formed), pace_n
  *   PFX..t:TOK    HASH    one token: u user, s W|A|E, q seq, i issued_at,
  *                         a activated_at, e expired_at; TTL once EXPIRED
  * Each call declares one key, KEYS[1], of that slot (the token's hash, or st, or
@@ -37,14 +39,14 @@
  *
  * Replies: a code, an integer: 0 ok, 1 unknown token, 2 another user's, 3 expired,
  * 4 not active, 5 token already exists (issue: draw another); or a string, as
- * tables are costly to return. A ticket is "A" (ACTIVE) or "W position rate
- * admitted_total departed_total" (rate as "%.17g"): the counters read with the
+ * tables are costly to return. A ticket is "A" (ACTIVE) or "W position pace pace_at
+ * admitted_total departed_total" (pace as "%.17g"): the counters read with the
  * position let the caller estimate the position later without a round trip
  * (redis_view.h). ETA and pollAfterMs are computed by the caller with
  * domain/queue_rules.c. The concert's figures, as the tick and the view refresh
  * reply them (a table: rare calls), are {waiting, active, 1 when an expiry batch
  * was full, 1 when the concert may be forgotten, admitted_total, departed_total,
- * rate}.
+ * rate, pace, pace_at}.
  *
  * What a call costs the server is mostly its redis.call()s (a few thousand
  * instructions each, on top of the FCALL, whatever the command), its arguments, and
@@ -62,9 +64,10 @@
  * issue by at most a tick (a tick already under way when the issue ran may stamp
  * its start, a few milliseconds before it).
  *
- * rate_update() and admissible() mirror queue_rate_update() and queue_admissible()
- * of domain/queue_rules.c operation for operation (both are IEEE doubles; the unit
- * tests compare the results with the C functions). Keep them in step. */
+ * rate_update(), pace_update() and admissible() mirror queue_rate_update(),
+ * queue_pace_update() and queue_admissible() of domain/queue_rules.c operation for
+ * operation (both are IEEE doubles; the unit tests compare the results with the C
+ * functions). Keep them in step. */
 #ifndef BX_QUEUE_REDIS_SCRIPTS_H
 #define BX_QUEUE_REDIS_SCRIPTS_H
 
