@@ -878,6 +878,7 @@ struct user {
     int32_t ncand;
     double t_ready;
     float t_active; /* s after t0 the user was first seen ACTIVE; 0 before */
+    float t_lastw;  /* s after t0 of the user's last WAITING answer */
 };
 
 struct tev {
@@ -1062,6 +1063,7 @@ static void flow_ticket(uint32_t u, char *body, int at_issue)
         if (F_nobs == F_obs_cap)
             F_obs = xrealloc(F_obs, (F_obs_cap = F_obs_cap ? F_obs_cap * 2 : 65536) * sizeof *F_obs);
         F_obs[F_nobs++] = (struct eta_obs){.u = u, .at_issue = (uint8_t)at_issue, .t = t, .eta = (float)eta};
+        x->t_lastw = t;
     }
     if (strcmp(st, "ACTIVE") == 0) {
         if (x->t_active == 0)
@@ -1223,12 +1225,16 @@ static double pct_of(const double *v, size_t n, double q)
 /* One group of estimates as JSON: how many were judged (the user was later seen
  * ACTIVE and the real wait was at least ETA_MIN_REAL_S), how many were too short
  * to judge, how many users never got in, and p50/p90/p99 of the relative error
- * |eta - real| / real (percent) and of the absolute error (s). The group: at_issue
+ * |eta - real| / real (percent) and of the absolute error (s). The real wait is
+ * known only to the poll interval: the admission came after the user's last
+ * WAITING answer (lo) and before the ACTIVE one (real); "beyond resolution" is how
+ * far eta lies outside [lo, real], over real. The group: at_issue
  * (1: only the estimate at issue, 0: every estimate), given before or after
  * ETA_SPLIT_S (after: 1). */
 static void eta_json(FILE *f, const char *name, int at_issue_only, int after)
 {
     double *rel = xmalloc((F_nobs + 1) * sizeof *rel), *abs_s = xmalloc((F_nobs + 1) * sizeof *abs_s);
+    double *beyond = xmalloc((F_nobs + 1) * sizeof *beyond);
     size_t n = 0, shorter = 0, never = 0;
     for (size_t i = 0; i < F_nobs; i++) {
         const struct eta_obs *o = &F_obs[i];
@@ -1244,18 +1250,24 @@ static void eta_json(FILE *f, const char *name, int at_issue_only, int after)
             shorter++;
             continue;
         }
-        abs_s[n] = fabs((double)o->eta - real);
+        double lo = (double)F_u[o->u].t_lastw - (double)o->t, eta = (double)o->eta;
+        abs_s[n] = fabs(eta - real);
         rel[n] = 100.0 * abs_s[n] / real;
+        beyond[n] = 100.0 * (eta < lo ? lo - eta : eta > real ? eta - real : 0) / real;
         n++;
     }
     qsort(rel, n, sizeof *rel, cmp_double);
     qsort(abs_s, n, sizeof *abs_s, cmp_double);
+    qsort(beyond, n, sizeof *beyond, cmp_double);
     fprintf(f,
             "\"%s\":{\"judged\":%zu,\"shorter_than_resolution\":%zu,\"never_admitted\":%zu,"
             "\"rel_err_pct\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f},"
-            "\"abs_err_s\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f}}",
+            "\"abs_err_s\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f},"
+            "\"rel_err_beyond_resolution_pct\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f}}",
             name, n, shorter, never, pct_of(rel, n, 0.5), pct_of(rel, n, 0.9), pct_of(rel, n, 0.99),
-            pct_of(abs_s, n, 0.5), pct_of(abs_s, n, 0.9), pct_of(abs_s, n, 0.99));
+            pct_of(abs_s, n, 0.5), pct_of(abs_s, n, 0.9), pct_of(abs_s, n, 0.99), pct_of(beyond, n, 0.5),
+            pct_of(beyond, n, 0.9), pct_of(beyond, n, 0.99));
+    free(beyond);
     free(rel);
     free(abs_s);
 }
