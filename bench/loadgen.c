@@ -877,6 +877,8 @@ struct user {
     int32_t *cand;
     int32_t ncand;
     double t_ready;
+    float t_active; /* s after t0 the user was first seen ACTIVE; 0 before */
+    float t_lastw;  /* s after t0 of the user's last WAITING answer */
 };
 
 struct tev {
@@ -895,6 +897,17 @@ static uint64_t F_cnt[ST_N], F_err[ST_N];
 static uint64_t F_paid, F_refused, F_soldout_left, F_expired, F_failed, F_done, F_admitted, F_limit;
 static double F_t0, F_first_paid, F_sellout, F_last_paid;
 static uint64_t F_st429, F_st5xx;
+/* The estimated waits the users were told while WAITING (at issue and at each
+ * poll), judged at the end against when each was first seen ACTIVE. */
+struct eta_obs {
+    uint32_t u;
+    uint8_t at_issue;
+    float t, eta; /* s after t0; estimatedWaitSeconds */
+};
+static struct eta_obs *F_obs;
+static size_t F_nobs, F_obs_cap;
+#define ETA_SPLIT_S 10.0   /* estimates given before and after the sale has run this long */
+#define ETA_MIN_REAL_S 1.0 /* real waits shorter are below the polls' resolution */
 /* per-0.5 s timeline */
 #define TL_BIN 0.5
 #define TL_MAX 2000
@@ -1035,16 +1048,26 @@ static void flow_idle(struct conn *c)
     g_idle_ready++;
 }
 
-/* A queue answer (issue or poll): ACTIVE → dates; WAITING → poll later. */
-static void flow_ticket(uint32_t u, char *body)
+/* A queue answer (issue or poll): ACTIVE → dates; WAITING → poll later. The
+ * estimate a WAITING answer gives is kept for the ETA error. */
+static void flow_ticket(uint32_t u, char *body, int at_issue)
 {
     struct user *x = &F_u[u];
     char st[16] = "";
-    long long poll = 1000;
+    long long poll = 1000, eta = -1;
     json_str(body, "token", x->q, sizeof x->q);
     json_str(body, "status", st, sizeof st);
     json_int(body, "pollAfterMs", &poll);
+    float t = (float)(now_s() - F_t0);
+    if (strcmp(st, "ACTIVE") != 0 && json_int(body, "estimatedWaitSeconds", &eta) == 0 && eta >= 0) {
+        if (F_nobs == F_obs_cap)
+            F_obs = xrealloc(F_obs, (F_obs_cap = F_obs_cap ? F_obs_cap * 2 : 65536) * sizeof *F_obs);
+        F_obs[F_nobs++] = (struct eta_obs){.u = u, .at_issue = (uint8_t)at_issue, .t = t, .eta = (float)eta};
+        x->t_lastw = t;
+    }
     if (strcmp(st, "ACTIVE") == 0) {
+        if (x->t_active == 0)
+            x->t_active = t > 0 ? t : 1e-6f;
         F_admitted++;
         user_ready(u, ST_DATES);
     } else
@@ -1069,14 +1092,14 @@ static void flow_response(struct conn *c, int status, char *body, size_t blen)
     switch (step) {
     case ST_ISSUE:
         if (ok) {
-            flow_ticket(u, body);
+            flow_ticket(u, body, 1);
         } else
             user_later(u, ST_ISSUE, 1.0);
         break;
     case ST_POLL:
         F_tl[tl_bin(t)].polls++;
         if (ok)
-            flow_ticket(u, body);
+            flow_ticket(u, body, 0);
         else if (status == 410) {
             F_expired++;
             user_done(u);
@@ -1185,6 +1208,70 @@ static void flow_fail(struct conn *c)
     user_done(u);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct_of(const double *v, size_t n, double q)
+{
+    if (n == 0)
+        return -1;
+    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+/* One group of estimates as JSON: how many were judged (the user was later seen
+ * ACTIVE and the real wait was at least ETA_MIN_REAL_S), how many were too short
+ * to judge, how many users never got in, and p50/p90/p99 of the relative error
+ * |eta - real| / real (percent) and of the absolute error (s). The real wait is
+ * known only to the poll interval: the admission came after the user's last
+ * WAITING answer (lo) and before the ACTIVE one (real); "beyond resolution" is how
+ * far eta lies outside [lo, real], over real. The group: at_issue
+ * (1: only the estimate at issue, 0: every estimate), given before or after
+ * ETA_SPLIT_S (after: 1). */
+static void eta_json(FILE *f, const char *name, int at_issue_only, int after)
+{
+    double *rel = xmalloc((F_nobs + 1) * sizeof *rel), *abs_s = xmalloc((F_nobs + 1) * sizeof *abs_s);
+    double *beyond = xmalloc((F_nobs + 1) * sizeof *beyond);
+    size_t n = 0, shorter = 0, never = 0;
+    for (size_t i = 0; i < F_nobs; i++) {
+        const struct eta_obs *o = &F_obs[i];
+        if ((at_issue_only && !o->at_issue) || ((o->t >= ETA_SPLIT_S) != (after != 0)))
+            continue;
+        float ta = F_u[o->u].t_active;
+        if (ta == 0) {
+            never++;
+            continue;
+        }
+        double real = (double)ta - (double)o->t;
+        if (real < ETA_MIN_REAL_S) {
+            shorter++;
+            continue;
+        }
+        double lo = (double)F_u[o->u].t_lastw - (double)o->t, eta = (double)o->eta;
+        abs_s[n] = fabs(eta - real);
+        rel[n] = 100.0 * abs_s[n] / real;
+        beyond[n] = 100.0 * (eta < lo ? lo - eta : eta > real ? eta - real : 0) / real;
+        n++;
+    }
+    qsort(rel, n, sizeof *rel, cmp_double);
+    qsort(abs_s, n, sizeof *abs_s, cmp_double);
+    qsort(beyond, n, sizeof *beyond, cmp_double);
+    fprintf(f,
+            "\"%s\":{\"judged\":%zu,\"shorter_than_resolution\":%zu,\"never_admitted\":%zu,"
+            "\"rel_err_pct\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f},"
+            "\"abs_err_s\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f},"
+            "\"rel_err_beyond_resolution_pct\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f}}",
+            name, n, shorter, never, pct_of(rel, n, 0.5), pct_of(rel, n, 0.9), pct_of(rel, n, 0.99),
+            pct_of(abs_s, n, 0.5), pct_of(abs_s, n, 0.9), pct_of(abs_s, n, 0.99), pct_of(beyond, n, 0.5),
+            pct_of(beyond, n, 0.9), pct_of(beyond, n, 0.99));
+    free(beyond);
+    free(rel);
+    free(abs_s);
+}
+
 static int mode_flow(void)
 {
     if (O.users <= 0 || O.tokens == NULL || O.concert <= 0 || O.arrival <= 0)
@@ -1291,6 +1378,23 @@ static int mode_flow(void)
         hist_json(stdout, &F_h[s]);
         printf("}");
     }
+    if (getenv("LOADGEN_ETA_LOG")) { /* every estimate, for a closer look: t eta at_issue t_active (0: never) */
+        FILE *f = fopen(getenv("LOADGEN_ETA_LOG"), "w");
+        if (f == NULL)
+            die("%s: %s", getenv("LOADGEN_ETA_LOG"), strerror(errno));
+        for (size_t i = 0; i < F_nobs; i++)
+            fprintf(f, "%u %.3f %.0f %d %.3f\n", F_obs[i].u, F_obs[i].t, F_obs[i].eta, F_obs[i].at_issue,
+                    F_u[F_obs[i].u].t_active);
+        fclose(f);
+    }
+    printf("},\"eta\":{\"split_s\":%.0f,\"min_real_s\":%.1f,\"estimates\":%zu,", ETA_SPLIT_S, ETA_MIN_REAL_S, F_nobs);
+    eta_json(stdout, "issued_before", 1, 0);
+    printf(",");
+    eta_json(stdout, "issued_after", 1, 1);
+    printf(",");
+    eta_json(stdout, "given_before", 0, 0);
+    printf(",");
+    eta_json(stdout, "given_after", 0, 1);
     printf("},\"cpu\":");
     cpu_json(stdout, &cpu0, &cpu1, t_end - F_t0);
     printf("}\n");

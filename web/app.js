@@ -82,6 +82,7 @@ const state = {
   seatTimer: null,
   countdownTimer: null,
   queueStartPos: 0,
+  queueBestPos: 0,
 };
 
 const auth = () => store.get('auth');          // {accessToken, userId, name, expiresAt}
@@ -364,6 +365,7 @@ async function joinQueue(concert) {
     const { data } = await api('POST', `/concerts/${concert.concertId}/queue/tokens`);
     store.set('queue', { token: data.token, concertId: concert.concertId });
     state.queueStartPos = 0;
+    state.queueBestPos = 0;
     onQueueStatus(data);
   } catch (e) { showError(e); }
 }
@@ -379,14 +381,17 @@ function onQueueStatus(t) {
   show('queue');
   $('queue-concert').textContent = state.concert ? state.concert.title : '';
   const pos = t.position;
-  state.queueStartPos = Math.max(state.queueStartPos, pos);
+  // Progress through the line: 0 % at the position first seen, growing as the
+  // position falls, never back (the best position seen counts).
+  if (!state.queueStartPos) state.queueStartPos = pos;
+  state.queueBestPos = state.queueBestPos ? Math.min(state.queueBestPos, pos) : pos;
   $('queue-state').textContent = 'You are waiting in line.';
   $('queue-position').textContent = wonFmt.format(pos);
   $('queue-ahead').textContent = wonFmt.format(Math.max(0, pos - 1));
   $('queue-eta').textContent = fmtWait(t.estimatedWaitSeconds);
   const p = $('queue-progress');
-  p.max = state.queueStartPos + 1;
-  p.value = state.queueStartPos - pos + 1;
+  p.max = state.queueStartPos;
+  p.value = Math.max(0, state.queueStartPos - state.queueBestPos);
   p.setAttribute('aria-valuetext', `position ${pos}`);
   $('queue-next').textContent = `Checking again in ${Math.max(1, Math.round(t.pollAfterMs / 1000))} s.`;
   const live = `Position ${pos}, ${Math.max(0, pos - 1)} ahead of you.`;

@@ -7,33 +7,43 @@
 #include <math.h>
 
 #define RATE_HORIZON_MS 10000.0 /* time constant of the admission-rate moving average */
+#define PACE_PRIOR_MS 1000.0    /* how much measuring the configured rate counts for */
 #define ACTIVE_POLL_CAP_MS 60000
 #define WAITING_POLL_CAP_MS 30000
 #define WAITING_POLL_MIN_MS 1000
 
-/* Seconds for `position` admissions at `rate` per second, rounded up; INT64_MAX
- * when that does not fit. */
-static int64_t seconds_at_rate(int64_t position, double rate)
+/* The configured admissions per second, for before anything was measured:
+ * admit_rate, else active_max slots turning over once per active_idle; 0 when no
+ * configuration can admit anybody. */
+static double configured_rate(const struct waitroom_config *cfg)
 {
-    double s = ceil((double)position / rate);
-    if (!(s < 9.2e18)) /* also catches NaN and +inf */
-        return INT64_MAX;
-    return (int64_t)s;
+    if (cfg->admit_rate > 0 && isfinite(cfg->admit_rate))
+        return cfg->admit_rate;
+    if (cfg->active_max > 0 && cfg->active_idle_ms > 0)
+        return (double)cfg->active_max * 1000.0 / (double)cfg->active_idle_ms;
+    return 0;
 }
 
-/* See queue_rules.h. A NaN or infinite measured rate counts as "nothing measured";
- * a configuration that can never admit anybody gives INT64_MAX. */
-int64_t queue_eta_seconds(int64_t position, double measured_rate, const struct waitroom_config *cfg)
+/* See queue_rules.h. A NaN, infinite or non-positive pace rate counts as "nothing
+ * measured"; an origin in the future (another instance's clock) counts as now. */
+int64_t queue_eta_seconds(int64_t position, const struct queue_pace *pace, int64_t now_ms,
+                          const struct waitroom_config *cfg)
 {
     if (position <= 0)
         return 0;
-    if (measured_rate > 0 && isfinite(measured_rate))
-        return seconds_at_rate(position, measured_rate);
-    if (cfg->admit_rate > 0 && isfinite(cfg->admit_rate))
-        return seconds_at_rate(position, cfg->admit_rate);
-    if (cfg->active_max > 0 && cfg->active_idle_ms > 0)
-        return seconds_at_rate(position, (double)cfg->active_max * 1000.0 / (double)cfg->active_idle_ms);
-    return INT64_MAX;
+    double rate = pace->rate > 0 && isfinite(pace->rate) ? pace->rate : configured_rate(cfg);
+    if (!(rate > 0))
+        return INT64_MAX;
+    double interval = 1000.0 / rate; /* ms per promotion */
+    double since = pace->at_ms > 0 && now_ms > pace->at_ms ? (double)now_ms - (double)pace->at_ms : 0;
+    double due = (double)position * interval - since;
+    double rest = ((double)position - 0.5) * interval; /* the hold once half an interval is left */
+    if (!(due >= rest))
+        due = rest;
+    double s = ceil(due / 1000.0);
+    if (!(s < 9.2e18)) /* also catches NaN and +inf */
+        return INT64_MAX;
+    return s < 1 ? 1 : (int64_t)s;
 }
 
 /* See queue_rules.h. When a third of waiting_idle is under 1 s the upper bound wins:
@@ -85,6 +95,20 @@ double queue_rate_update(double avg, double *weight, int64_t admitted, int64_t e
     double r = nw > 0 ? avg + alpha / nw * (sample - avg) : avg;
     *weight = nw <= 1 ? nw : 1;
     return (r >= 0 && isfinite(r)) ? r : 0;
+}
+
+/* See queue_rules.h. The prior's weight is what queue_rate_update gives one
+ * second measured from nothing; without a configured rate there is no prior. */
+double queue_pace_update(double rate, double *weight, int64_t promoted, int64_t elapsed_ms,
+                         const struct waitroom_config *cfg)
+{
+    double w = *weight;
+    if (!(w > 0 && w <= 1) || !(rate >= 0) || !isfinite(rate)) {
+        rate = configured_rate(cfg);
+        w = rate > 0 ? 1.0 - exp(-PACE_PRIOR_MS / RATE_HORIZON_MS) : 0;
+    }
+    *weight = w;
+    return queue_rate_update(rate, weight, promoted, elapsed_ms);
 }
 
 /* See queue_rules.h. Refills *budget for elapsed_ms (<= 0: no refill) and returns

@@ -15,11 +15,37 @@ struct waitroom_config {
     int64_t exact_poll_depth;
 };
 
-/* Estimated seconds until `position` is admitted. measured_rate is the moving
- * average of admissions per second; when nothing was measured yet (<= 0) the
- * estimate falls back to admit_rate, else to active_max slots turning over once
- * per active_idle. Never negative; saturates instead of overflowing. */
-int64_t queue_eta_seconds(int64_t position, double measured_rate, const struct waitroom_config *cfg);
+/* How fast a concert's line moves, as the estimate projects it (DESIGN "Waiting
+ * room", the serving counter). */
+struct queue_pace {
+    double rate;   /* moving average of promotions per second (queue_pace_update); <= 0: nothing measured */
+    int64_t at_ms; /* when the line last moved (a promotion) or formed: the projection's origin; 0: now */
+};
+
+/* Estimated seconds until `position` is admitted, at now_ms: the serving counter.
+ * With I = 1 / pace->rate (or, before anything was measured, 1 / admit_rate, else
+ * active_idle / active_max), the p-th in line is expected at pace->at_ms + p * I.
+ * It counts down until only half an interval is left for the head of the line and
+ * holds there (a stall: the next one may go any moment or take a while, and the
+ * others follow at I): max(at + p * I - now, (p - 1/2) * I), in whole seconds
+ * rounded up, at least 1. A user who only waits sees it fall or hold between
+ * promotions, and fall at one as long as the pace holds; neighbours differ by at
+ * most I, and position p + 1 is never told more than 3 times position p's. Position
+ * <= 0 gives 0; it saturates at INT64_MAX (also when no configuration can ever
+ * admit anybody) and is never negative. */
+int64_t queue_eta_seconds(int64_t position, const struct queue_pace *pace, int64_t now_ms,
+                          const struct waitroom_config *cfg);
+
+/* The pace's moving average, folded at promotions only (so it does not decay while
+ * the line stalls: a stall shows in the sample that ends it): `promoted` tokens left
+ * the line over the elapsed_ms since the line last moved or formed. As
+ * queue_rate_update (10 s horizon, weight-corrected), except that a history with no
+ * weight starts from the configured rate (admit_rate, else active_max per
+ * active_idle) counted as one second measured: a first sample over a few
+ * milliseconds moves the estimate only part of the way. elapsed_ms <= 0 measures
+ * nothing (the caller keeps the promotions for the next fold). */
+double queue_pace_update(double rate, double *weight, int64_t promoted, int64_t elapsed_ms,
+                         const struct waitroom_config *cfg);
 
 /* When the client should poll again: ACTIVE tokens only need to stay alive
  * (a third of active_idle, capped at 60 s); WAITING tokens poll sooner near the

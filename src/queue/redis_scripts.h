@@ -23,7 +23,9 @@
  *   PFX..users    HASH    user id -> live token (re-issue)
  *   PFX..st       HASH    budget, refill_at, rate, rate_w, rate_at, admitted_total,
  *                         admitted_since, departed_total (WAITING tokens that left
- *                         or expired), issued_at and issued_seq (below)
+ *                         or expired), issued_at and issued_seq (below), and the
+ *                         line's pace for the estimated wait: pace, pace_w, pace_at
+ *                         (last promotion, or when the line formed), pace_n
  *   PFX..t:TOK    HASH    one token: u user, s W|A|E, q seq, i issued_at,
  *                         a activated_at, e expired_at; TTL once EXPIRED
  * Each call declares one key, KEYS[1], of that slot (the token's hash, or st, or
@@ -37,14 +39,14 @@
  *
  * Replies: a code, an integer: 0 ok, 1 unknown token, 2 another user's, 3 expired,
  * 4 not active, 5 token already exists (issue: draw another); or a string, as
- * tables are costly to return. A ticket is "A" (ACTIVE) or "W position rate
- * admitted_total departed_total" (rate as "%.17g"): the counters read with the
+ * tables are costly to return. A ticket is "A" (ACTIVE) or "W position pace pace_at
+ * admitted_total departed_total" (pace as "%.17g"): the counters read with the
  * position let the caller estimate the position later without a round trip
  * (redis_view.h). ETA and pollAfterMs are computed by the caller with
  * domain/queue_rules.c. The concert's figures, as the tick and the view refresh
  * reply them (a table: rare calls), are {waiting, active, 1 when an expiry batch
  * was full, 1 when the concert may be forgotten, admitted_total, departed_total,
- * rate}.
+ * rate, pace, pace_at}.
  *
  * What a call costs the server is mostly its redis.call()s (a few thousand
  * instructions each, on top of the FCALL, whatever the command), its arguments, and
@@ -62,9 +64,10 @@
  * issue by at most a tick (a tick already under way when the issue ran may stamp
  * its start, a few milliseconds before it).
  *
- * rate_update() and admissible() mirror queue_rate_update() and queue_admissible()
- * of domain/queue_rules.c operation for operation (both are IEEE doubles; the unit
- * tests compare the results with the C functions). Keep them in step. */
+ * rate_update(), pace_update() and admissible() mirror queue_rate_update(),
+ * queue_pace_update() and queue_admissible() of domain/queue_rules.c operation for
+ * operation (both are IEEE doubles; the unit tests compare the results with the C
+ * functions). Keep them in step. */
 #ifndef BX_QUEUE_REDIS_SCRIPTS_H
 #define BX_QUEUE_REDIS_SCRIPTS_H
 
@@ -122,6 +125,18 @@
     "  if r >= 0 and finite(r) then return r, nw end\n"                                                                \
     "  return 0, nw\n"                                                                                                 \
     "end\n"                                                                                                            \
+    "-- queue_pace_update(): the configured rate, counted as one second measured,\n"                                   \
+    "-- when there is no history; then rate_update()\n"                                                                \
+    "local function pace_update(rate, w, n, elapsed)\n"                                                                \
+    "  if not (w > 0 and w <= 1) or not (rate >= 0) or not finite(rate) then\n"                                        \
+    "    rate = 0\n"                                                                                                   \
+    "    if ADMIT_RATE > 0 and finite(ADMIT_RATE) then rate = ADMIT_RATE\n"                                            \
+    "    elseif ACTIVE_MAX > 0 and ACT_IDLE > 0 then rate = ACTIVE_MAX * 1000.0 / ACT_IDLE end\n"                      \
+    "    w = 0\n"                                                                                                      \
+    "    if rate > 0 then w = 1.0 - math.exp(-1000.0 / 10000.0) end\n"                                                 \
+    "  end\n"                                                                                                          \
+    "  return rate_update(rate, w, n, elapsed)\n"                                                                      \
+    "end\n"                                                                                                            \
     "-- cmd key list[...], in chunks when the list is long (unpack has a bounded\n"                                    \
     "-- stack); the replies that are arrays, concatenated.\n"                                                          \
     "local function chunked(cmd, key, list)\n"                                                                         \
@@ -133,19 +148,19 @@
     "  end\n"                                                                                                          \
     "  return out\n"                                                                                                   \
     "end\n"                                                                                                            \
-    "-- The concert's hash st: the named fields, numbers but rate (as stored, '0' when\n"                              \
-    "-- absent) and issued_seq (a string or false), and whether it exists.\n"                                          \
+    "-- The concert's hash st: the named fields, numbers but rate and pace (as stored,\n"                              \
+    "-- '0' when absent) and issued_seq (a string or false), and whether it exists.\n"                                 \
     "local function st_read(fields)\n"                                                                                 \
     "  local v = redis.call('HMGET', PFX .. 'st', unpack(fields))\n"                                                   \
     "  local st = {present = false, budget = 0, refill_at = 0, rate = '0', rate_w = 0, rate_at = 0, admitted_total = " \
     "0,\n"                                                                                                             \
     "              admitted_since = 0, departed_total = 0, issued_at = 0, issued_seq = false, refilled = false,\n"     \
-    "              spent = false}\n"                                                                                   \
+    "              spent = false, pace = '0', pace_w = 0, pace_at = 0, pace_n = 0, paced = false}\n"                   \
     "  for i, f in ipairs(fields) do\n"                                                                                \
     "    local x = v[i]\n"                                                                                             \
     "    if x then\n"                                                                                                  \
     "      st.present = true\n"                                                                                        \
-    "      if f == 'rate' or f == 'issued_seq' then st[f] = x else st[f] = num(x) end\n"                               \
+    "      if f == 'rate' or f == 'pace' or f == 'issued_seq' then st[f] = x else st[f] = num(x) end\n"                \
     "    end\n"                                                                                                        \
     "  end\n"                                                                                                          \
     "  return st\n"                                                                                                    \
@@ -157,7 +172,8 @@
     "  if ADMIT_RATE > 1 then st.budget = ADMIT_RATE end\n"                                                            \
     "  st.refill_at, st.rate_at, st.rate, st.rate_w = now(), now(), '0', 0\n"                                          \
     "  st.admitted_total, st.admitted_since, st.departed_total = 0, 0, 0\n"                                            \
-    "  st.refilled, st.spent = true, true\n"                                                                           \
+    "  st.pace, st.pace_w, st.pace_at, st.pace_n = '0', 0, now(), 0\n"                                                 \
+    "  st.refilled, st.spent, st.paced = true, true, true\n"                                                           \
     "  return {'rate_at', NOW_S, 'rate', '0', 'rate_w', '0', 'departed_total', 0}\n"                                   \
     "end\n"                                                                                                            \
     "-- Appends to f what admission changed in st (budget and refill_at as the caller\n"                               \
@@ -167,6 +183,10 @@
     "  if st.spent then f[#f + 1] = 'budget'; f[#f + 1] = fmt(st.budget) end\n"                                        \
     "  f[#f + 1] = 'admitted_total'; f[#f + 1] = st.admitted_total\n"                                                  \
     "  f[#f + 1] = 'admitted_since'; f[#f + 1] = st.admitted_since\n"                                                  \
+    "  if st.paced then\n"                                                                                             \
+    "    f[#f + 1] = 'pace'; f[#f + 1] = st.pace; f[#f + 1] = 'pace_w'; f[#f + 1] = fmt(st.pace_w)\n"                  \
+    "    f[#f + 1] = 'pace_at'; f[#f + 1] = fmt(st.pace_at); f[#f + 1] = 'pace_n'; f[#f + 1] = st.pace_n\n"            \
+    "  end\n"                                                                                                          \
     "  return f\n"                                                                                                     \
     "end\n"                                                                                                            \
     "-- Refills the admit_rate budget up to now; returns how many may be admitted.\n"                                  \
@@ -182,7 +202,9 @@
     "end\n"                                                                                                            \
     "-- Admits the oldest WAITING tokens into free slots within the admit_rate budget,\n"                              \
     "-- given the counts the caller read; changes st (budget, refill_at,\n"                                            \
-    "-- admitted_total, admitted_since), which the caller writes. Returns the count.\n"                                \
+    "-- admitted_total, admitted_since, and the pace as queue_pace_update() folds the\n"                               \
+    "-- promotions: pace, pace_w, pace_at, pace_n), which the caller writes. Returns\n"                                \
+    "-- the count.\n"                                                                                                  \
     "local function admit_run(st, active, waiting)\n"                                                                  \
     "  local n = refill(st, active)\n"                                                                                 \
     "  if n > waiting then n = waiting end\n"                                                                          \
@@ -207,6 +229,11 @@
     "    if ADMIT_RATE > 0 then st.budget = st.budget - n; st.spent = true end\n"                                      \
     "    st.admitted_total = st.admitted_total + n\n"                                                                  \
     "    st.admitted_since = st.admitted_since + n\n"                                                                  \
+    "    st.pace_n, st.paced = st.pace_n + n, true\n"                                                                  \
+    "    if NOW > st.pace_at then\n"                                                                                   \
+    "      local r, w = pace_update(num(st.pace), st.pace_w, st.pace_n, NOW - st.pace_at)\n"                           \
+    "      st.pace, st.pace_w, st.pace_at, st.pace_n = fmt(r), w, NOW, 0\n"                                            \
+    "    end\n"                                                                                                        \
     "  end\n"                                                                                                          \
     "  return n\n"                                                                                                     \
     "end\n"                                                                                                            \
@@ -252,12 +279,13 @@
     "  if s == 'A' then redis.call('ZADD', PFX .. 'al', NOW_S, tok) else redis.call('ZADD', PFX .. 'wl', NOW_S, tok) " \
     "end\n"                                                                                                            \
     "end\n"                                                                                                            \
-    "-- A ticket: \"A\", or \"W position rate admitted_total departed_total\".\n"                                      \
+    "-- A ticket: \"A\", or \"W position pace pace_at admitted_total departed_total\".\n"                              \
     "local function ticket(tok, s)\n"                                                                                  \
     "  if s == 'A' then return 'A' end\n"                                                                              \
     "  local pos = redis.call('ZRANK', PFX .. 'wq', tok) + 1\n"                                                        \
-    "  local v = redis.call('HMGET', PFX .. 'st', 'rate', 'admitted_total', 'departed_total')\n"                       \
-    "  return 'W ' .. pos .. ' ' .. (v[1] or '0') .. ' ' .. (v[2] or '0') .. ' ' .. (v[3] or '0')\n"                   \
+    "  local v = redis.call('HMGET', PFX .. 'st', 'pace', 'pace_at', 'admitted_total', 'departed_total')\n"            \
+    "  return 'W ' .. pos .. ' ' .. (v[1] or '0') .. ' ' .. (v[2] or '0') .. ' ' .. (v[3] or '0') .. ' ' .. (v[4] or " \
+    "'0')\n"                                                                                                           \
     "end\n"                                                                                                            \
     "\n"                                                                                                               \
     "-- issue: KEYS[1] the fresh token's hash; ARGV[3] configuration, [4] user, [5] the\n"                             \
@@ -282,16 +310,18 @@
     "  if redis.call('EXISTS', keys[1]) == 1 then return 5 end\n"                                                      \
     "  local waiting = redis.call('ZCARD', PFX .. 'wq')\n"                                                             \
     "  local seq = redis.call('INCR', PFX .. 'seq')\n"                                                                 \
-    "  local s, empty, rate, at, dt = 'W', 0\n"                                                                        \
+    "  local s, empty, pace, pat, at, dt = 'W', 0\n"                                                                   \
     "  local v\n"                                                                                                      \
-    "  if waiting > 0 then v = redis.call('HMGET', PFX .. 'st', 'rate', 'admitted_total', 'departed_total') end\n"     \
-    "  if v and v[1] then\n"                                                                                           \
-    "    rate, at, dt = v[1], v[2] or '0', v[3] or '0'\n"                                                              \
+    "  if waiting > 0 then v = redis.call('HMGET', PFX .. 'st', 'pace', 'pace_at', 'admitted_total', "                 \
+    "'departed_total') end\n"                                                                                          \
+    "  if v and v[2] then\n"                                                                                           \
+    "    pace, pat, at, dt = v[1] or '0', v[2], v[3] or '0', v[4] or '0'\n"                                            \
     "  else\n"                                                                                                         \
     "    -- nobody waits (admission: as admit_run would, for this one token), or a new\n"                              \
     "    -- concert: st is read and written, and the issue time is exact\n"                                            \
     "    config()\n"                                                                                                   \
-    "    local st = st_read({'budget', 'refill_at', 'admitted_total', 'admitted_since', 'rate', 'departed_total'})\n"  \
+    "    local st = st_read({'budget', 'refill_at', 'admitted_total', 'admitted_since', 'departed_total', 'pace',\n"   \
+    "                        'pace_at', 'pace_n'})\n"                                                                  \
     "    local f = {'issued_at', NOW_S, 'issued_seq', seq}\n"                                                          \
     "    if not st.present then f = st_init(st); f[#f + 1] = 'issued_at'; f[#f + 1] = NOW_S end\n"                     \
     "    if waiting == 0 then\n"                                                                                       \
@@ -305,8 +335,13 @@
     "      end\n"                                                                                                      \
     "    end\n"                                                                                                        \
     "    if not st.present then f[#f + 1] = 'issued_seq'; f[#f + 1] = seq end\n"                                       \
+    "    -- a token that waits where nobody did: the line forms now, the estimate\n"                                   \
+    "    -- projects from here (unless promotions wait to be folded)\n"                                                \
+    "    if s == 'W' and (st.pace_at == 0 or (waiting == 0 and st.pace_n == 0 and now() > st.pace_at)) then\n"         \
+    "      st.pace_at = now(); f[#f + 1] = 'pace_at'; f[#f + 1] = NOW_S\n"                                             \
+    "    end\n"                                                                                                        \
     "    redis.call('HSET', PFX .. 'st', unpack(admit_fields(st, f)))\n"                                               \
-    "    rate, at, dt = st.rate, st.admitted_total, st.departed_total\n"                                               \
+    "    pace, pat, at, dt = st.pace, fmt(st.pace_at), st.admitted_total, st.departed_total\n"                         \
     "  end\n"                                                                                                          \
     "  redis.call('HSET', PFX .. 'users', user, tok)\n"                                                                \
     "  if s == 'A' then\n"                                                                                             \
@@ -317,7 +352,8 @@
     "  redis.call('HSET', keys[1], 'u', user, 's', 'W', 'q', seq, 'i', NOW_S)\n"                                       \
     "  redis.call('ZADD', PFX .. 'wq', seq, tok)\n"                                                                    \
     "  redis.call('ZADD', PFX .. 'wl', NOW_S, tok)\n"                                                                  \
-    "  return '1 ' .. empty .. ' ' .. tok .. ' W ' .. (waiting + 1) .. ' ' .. rate .. ' ' .. at .. ' ' .. dt\n"        \
+    "  return '1 ' .. empty .. ' ' .. tok .. ' W ' .. (waiting + 1) .. ' ' .. pace .. ' ' .. pat .. ' ' .. at .. ' ' " \
+    ".. dt\n"                                                                                                          \
     "end\n"                                                                                                            \
     "\n"                                                                                                               \
     "-- status: KEYS[1] the token's hash; ARGV[3] user, [4] token. Touches a live\n"                                   \
@@ -351,7 +387,9 @@
     "  if code ~= 0 then return code end\n"                                                                            \
     "  if args[6] == '1' and s ~= 'A' then return 4 end\n"                                                             \
     "  config()\n"                                                                                                     \
-    "  local st = st_read({'budget', 'refill_at', 'admitted_total', 'admitted_since', 'departed_total'})\n"            \
+    "  local st = st_read({'budget', 'refill_at', 'admitted_total', 'admitted_since', 'departed_total', 'pace', "      \
+    "'pace_w',\n"                                                                                                      \
+    "                      'pace_at', 'pace_n'})\n"                                                                    \
     "  expire_one(st, args[5], args[4], s)\n"                                                                          \
     "  admit_run(st, redis.call('ZCARD', PFX .. 'al'), redis.call('ZCARD', PFX .. 'wq'))\n"                            \
     "  local f = {}\n"                                                                                                 \
@@ -361,11 +399,11 @@
     "end\n"                                                                                                            \
     "\n"                                                                                                               \
     "local function figures(st, waiting, active, full, forget)\n"                                                      \
-    "  return {waiting, active, full, forget, st.admitted_total, st.departed_total, st.rate}\n"                        \
+    "  return {waiting, active, full, forget, st.admitted_total, st.departed_total, st.rate, st.pace, st.pace_at}\n"   \
     "end\n"                                                                                                            \
     "\n"                                                                                                               \
     "local ST_ALL = {'budget', 'refill_at', 'rate', 'rate_w', 'rate_at', 'admitted_total', 'admitted_since',\n"        \
-    "                'departed_total', 'issued_at', 'issued_seq'}\n"                                                   \
+    "                'departed_total', 'issued_at', 'issued_seq', 'pace', 'pace_w', 'pace_at', 'pace_n'}\n"            \
     "-- tick: KEYS[1] the concert's st; ARGV[3] configuration, [4] batch (expiries per\n"                              \
     "-- list per call), [5] ms after the last issue an empty concert may be forgotten.\n"                              \
     "-- Expires idle tokens, admits, folds the admissions since the last call into the\n"                              \
@@ -439,7 +477,7 @@
     "-- view refresh).\n"                                                                                              \
     "local function read_figures(keys, args)\n"                                                                        \
     "  begin(args)\n"                                                                                                  \
-    "  local st = st_read({'admitted_total', 'departed_total', 'rate'})\n"                                             \
+    "  local st = st_read({'admitted_total', 'departed_total', 'rate', 'pace', 'pace_at'})\n"                          \
     "  return figures(st, redis.call('ZCARD', PFX .. 'wq'), redis.call('ZCARD', PFX .. 'al'), 0, 0)\n"                 \
     "end\n"                                                                                                            \
     "\n"                                                                                                               \

@@ -110,7 +110,8 @@ size_t redis_view_stats(struct redis_view *v, struct waitroom_concert_stats *out
                                                  .waiting = c->waiting,
                                                  .active = c->active,
                                                  .admitted_total = c->admitted_total,
-                                                 .admit_rate_avg = c->rate};
+                                                 .admit_rate_avg = c->rate,
+                                                 .pace = c->pace};
     }
     pthread_mutex_unlock(&v->fig_mu);
     return n;
@@ -258,7 +259,7 @@ static int64_t estimate(const struct redis_view_rules *r, const struct entry *e,
 }
 
 bool redis_view_poll(struct redis_view *v, const char *token, int64_t user_id, int64_t concert_id, int64_t now,
-                     int64_t *position, double *rate)
+                     int64_t *position, struct queue_pace *pace)
 {
     struct redis_view_concert c;
     if (!fresh_figures(v, concert_id, now, &c))
@@ -272,7 +273,7 @@ bool redis_view_poll(struct redis_view *v, const char *token, int64_t user_id, i
     }
     pthread_mutex_unlock(&v->tok_mu);
     *position = p;
-    *rate = c.rate;
+    *pace = c.pace;
     return p > 0;
 }
 

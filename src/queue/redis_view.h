@@ -30,6 +30,7 @@ struct redis_view_concert {
     int64_t admitted_total; /* admissions ever */
     int64_t departed_total; /* WAITING tokens that left or expired, ever */
     double rate;            /* measured admissions per second */
+    struct queue_pace pace; /* the line's pace (the estimated wait) */
 };
 
 /* When a poll may be answered from the view (all times in the callers' ms). */
@@ -64,10 +65,10 @@ void redis_view_token_read(struct redis_view *v, const char *token, int64_t user
 /* The token is no longer known to wait (any other answer about it). */
 void redis_view_token_forget(struct redis_view *v, const char *token);
 /* A poll at `now` answered from the view: true with the estimated position and the
- * concert's rate when the rules allow it; the token then counts as polled at now
+ * concert's pace when the rules allow it; the token then counts as polled at now
  * (written back to Redis by the next redis_view_take_polled). */
 bool redis_view_poll(struct redis_view *v, const char *token, int64_t user_id, int64_t concert_id, int64_t now,
-                     int64_t *position, double *rate);
+                     int64_t *position, struct queue_pace *pace);
 
 /* A poll Redis has not seen. */
 struct redis_view_polled {

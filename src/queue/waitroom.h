@@ -32,7 +32,8 @@ struct waitroom_concert_stats {
     int64_t waiting;
     int64_t active;
     int64_t admitted_total;
-    double admit_rate_avg; /* measured admissions per second (moving average) */
+    double admit_rate_avg;  /* measured admissions per second (moving average) */
+    struct queue_pace pace; /* the line's pace, as the estimated wait projects it */
 };
 
 struct waitroom;

@@ -132,6 +132,11 @@ struct cq {
     int64_t waiting, admitted_total, admitted_since;
     double rate_avg, rate_weight, budget;
     int64_t refill_at, rate_at;
+    /* The line's pace (queue_eta_seconds): pace.at_ms is the last promotion (or
+     * when the line formed), pace_n promotions not yet folded (same millisecond). */
+    struct queue_pace pace;
+    double pace_weight;
+    int64_t pace_n;
 };
 
 /* Open addressing with linear probing over ids (NONE = empty), load <= 3/4, grown
@@ -774,7 +779,7 @@ static uint32_t concert_get(struct wm *w, int64_t concert_id, int64_t origin, in
     c->concert_id = concert_id;
     c->origin = origin;
     c->budget = w->cfg.admit_rate > 1 ? w->cfg.admit_rate : 1; /* the bucket starts full */
-    c->refill_at = c->rate_at = now;
+    c->refill_at = c->rate_at = c->pace.at_ms = now;
     ci = w->ncq++;
     w->cq[ci] = c;
     htab_put(w, H_CONCERT, &w->by_concert, ci);
@@ -847,7 +852,7 @@ static bx_err save(struct wm *w, const struct queue_record *r)
     return BX_OK;
 }
 
-static void ticket_of(const struct wm *w, uint32_t id, struct queue_ticket *out)
+static void ticket_of(const struct wm *w, uint32_t id, int64_t now, struct queue_ticket *out)
 {
     const struct tok *t = &w->tok[id];
     const struct cq *c = w->cq[tok_concert(t)];
@@ -861,7 +866,7 @@ static void ticket_of(const struct wm *w, uint32_t id, struct queue_ticket *out)
     } else {
         out->status = QUEUE_WAITING;
         out->position = window_rank(c, t->aux - c->win_lo);
-        out->eta_seconds = queue_eta_seconds(out->position, c->rate_avg, &w->cfg);
+        out->eta_seconds = queue_eta_seconds(out->position, &c->pace, now, &w->cfg);
         out->poll_after_ms = queue_poll_after_ms(0, out->eta_seconds, &w->cfg);
     }
 }
@@ -900,9 +905,29 @@ static bx_err admit_one(struct wm *w, struct cq *c, int64_t now)
     return BX_OK;
 }
 
+static bx_err admit_some(struct wm *w, struct cq *c, int64_t now);
+
 /* Admits the oldest WAITING tokens of c into free slots, within the admit_rate
- * budget (CONTRACT §4). Stops at the first store error and returns it. */
-static bx_err admit_run(struct wm *w, struct cq *c, int64_t now)
+ * budget (CONTRACT §4). Stops at the first store error and returns it. paced: the
+ * admissions are the line moving, folded into c's pace (false for a token admitted
+ * at its issue, which never waited). */
+static bx_err admit_run(struct wm *w, struct cq *c, int64_t now, bool paced)
+{
+    int64_t before = c->admitted_total;
+    bx_err e = admit_some(w, c, now);
+    if (paced && c->admitted_total > before) {
+        c->pace_n += c->admitted_total - before;
+        if (now > c->pace.at_ms) {
+            c->pace.rate = queue_pace_update(c->pace.rate, &c->pace_weight, c->pace_n, now - c->pace.at_ms, &w->cfg);
+            c->pace_n = 0;
+            c->pace.at_ms = now;
+        }
+    }
+    return e;
+}
+
+/* admit_run's admissions. */
+static bx_err admit_some(struct wm *w, struct cq *c, int64_t now)
 {
     int64_t elapsed = now > c->refill_at ? now - c->refill_at : 0;
     if (now > c->refill_at)
@@ -1198,7 +1223,7 @@ static bx_err mem_issue(struct waitroom *base, int64_t user_id, int64_t concert_
     uint32_t id = find_user(w, user_id, ci);
     if (id != NONE) {
         touch(w, id, now);
-        ticket_of(w, id, out);
+        ticket_of(w, id, now, out);
         *created = false;
         goto out;
     }
@@ -1233,8 +1258,13 @@ static bx_err mem_issue(struct waitroom *base, int64_t user_id, int64_t concert_
     c->waiting++;
     wheel_add(w, id, now);
     htab_put(w, H_USER, &w->by_user, id);
-    (void)admit_run(w, c, now);
-    ticket_of(w, id, out);
+    /* Into an empty line only this token can be admitted: not the line moving; if
+     * it waits, the line forms now, and the estimate projects from here. */
+    bool line_was_empty = c->waiting == 1;
+    (void)admit_run(w, c, now, !line_was_empty);
+    if (line_was_empty && tok_status(t) == ST_WAITING && c->pace_n == 0 && now > c->pace.at_ms)
+        c->pace.at_ms = now;
+    ticket_of(w, id, now, out);
     *created = true;
 out:
     pthread_mutex_unlock(&w->mu);
@@ -1251,7 +1281,7 @@ static bx_err mem_status(struct waitroom *base, const char *token, int64_t user_
     bx_err e = resolve(w, token, user_id, &id);
     if (e == BX_OK) {
         touch(w, id, now);
-        ticket_of(w, id, out);
+        ticket_of(w, id, now, out);
     }
     pthread_mutex_unlock(&w->mu);
     return e;
@@ -1290,7 +1320,7 @@ static bx_err end_token(struct waitroom *base, const char *token, int64_t user_i
         struct cq *c = w->cq[tok_concert(&w->tok[id])];
         e = expire(w, id, now);
         if (e == BX_OK)
-            (void)admit_run(w, c, now);
+            (void)admit_run(w, c, now, true);
     }
     pthread_mutex_unlock(&w->mu);
     return e;
@@ -1479,7 +1509,7 @@ static bx_err mem_tick(struct waitroom *base, int64_t now)
         e = e2;
     for (uint32_t i = 0; i < w->ncq; i++) {
         struct cq *c = w->cq[i];
-        e2 = admit_run(w, c, now);
+        e2 = admit_run(w, c, now, true);
         if (e == BX_OK)
             e = e2;
         if (now > c->rate_at) {
@@ -1506,7 +1536,8 @@ static bx_err wm_stats(struct waitroom *base, struct waitroom_concert_stats *out
                                                  .waiting = c->waiting,
                                                  .active = c->nact,
                                                  .admitted_total = c->admitted_total,
-                                                 .admit_rate_avg = c->rate_avg};
+                                                 .admit_rate_avg = c->rate_avg,
+                                                 .pace = c->pace};
     }
     *n = k;
     pthread_mutex_unlock(&w->mu);

@@ -188,11 +188,12 @@ static bx_err code_error(long long code)
     }
 }
 
-/* What a ticket says ("A", or "W position rate admitted_total departed_total"). */
+/* What a ticket says ("A", or "W position pace pace_at admitted_total
+ * departed_total": the concert's struct queue_pace). */
 struct ticket_reply {
     bool waiting;
     int64_t position, admitted_total, departed_total;
-    double rate;
+    struct queue_pace pace;
 };
 
 /* A decimal integer of s ending at a space or the end; the position after it. */
@@ -221,11 +222,11 @@ static bool ticket_parse(const char *s, struct ticket_reply *t)
     char *e;
     if (!parse_ll(s + 2, &p, &t->position) || *p != ' ')
         return false;
-    t->rate = strtod(p + 1, &e);
+    t->pace.rate = strtod(p + 1, &e);
     if (e == p + 1 || *e != ' ')
         return false;
-    return parse_ll(e + 1, &p, &t->admitted_total) && *p == ' ' && parse_ll(p + 1, &p, &t->departed_total) &&
-           *p == '\0';
+    return parse_ll(e + 1, &p, &t->pace.at_ms) && *p == ' ' && parse_ll(p + 1, &p, &t->admitted_total) && *p == ' ' &&
+           parse_ll(p + 1, &p, &t->departed_total) && *p == '\0';
 }
 
 /* A reply that is a code (an integer) or, when string_ok, a string: BX_OK and *code
@@ -247,7 +248,7 @@ static bx_err code_or_string(bx_err e, const redisReply *r, bool string_ok, long
 }
 
 static void ticket_fill(const struct wr *w, const char *token, int64_t user_id, int64_t concert_id, bool waiting,
-                        int64_t position, double rate, struct queue_ticket *t)
+                        int64_t position, const struct queue_pace *pace, int64_t now, struct queue_ticket *t)
 {
     memset(t, 0, sizeof *t);
     memcpy(t->token, token, BX_QUEUE_TOKEN_LEN);
@@ -255,7 +256,7 @@ static void ticket_fill(const struct wr *w, const char *token, int64_t user_id, 
     t->concert_id = concert_id;
     t->status = waiting ? QUEUE_WAITING : QUEUE_ACTIVE;
     t->position = waiting ? position : 0;
-    t->eta_seconds = waiting ? queue_eta_seconds(position, rate, &w->cfg) : 0;
+    t->eta_seconds = waiting ? queue_eta_seconds(position, pace, now, &w->cfg) : 0;
     t->poll_after_ms = queue_poll_after_ms(!waiting, t->eta_seconds, &w->cfg);
 }
 
@@ -388,7 +389,7 @@ static bx_err issued(struct op *o, const redisReply *r)
     char token[BX_QUEUE_TOKEN_LEN + 1];
     memcpy(token, s + 4, BX_QUEUE_TOKEN_LEN);
     token[BX_QUEUE_TOKEN_LEN] = '\0';
-    ticket_fill(o->w, token, o->user_id, o->concert_id, t.waiting, t.position, t.rate, o->out);
+    ticket_fill(o->w, token, o->user_id, o->concert_id, t.waiting, t.position, &t.pace, o->now, o->out);
     *o->created = s[0] == '1';
     if (t.waiting)
         redis_view_token_read(o->w->view, token, o->user_id, o->concert_id, t.position, t.admitted_total,
@@ -458,7 +459,7 @@ static void on_status_reply(void *arg, bx_err e, const redisReply *r)
         e = BX_ERR_INTERNAL;
     }
     if (e == BX_OK)
-        ticket_fill(o->w, o->token, o->user_id, o->concert_id, t.waiting, t.position, t.rate, o->out);
+        ticket_fill(o->w, o->token, o->user_id, o->concert_id, t.waiting, t.position, &t.pace, o->now, o->out);
     if (e == BX_OK && t.waiting)
         redis_view_token_read(o->w->view, o->token, o->user_id, o->concert_id, t.position, t.admitted_total,
                               t.departed_total, o->now);
@@ -474,15 +475,15 @@ static void wr_status(struct waitroom_port *p, const char *token, int64_t user_i
 {
     struct wr *w = wr_of(p->room);
     int64_t concert_id, position;
-    double rate;
+    struct queue_pace pace;
     bx_err e = token_concert(token, &concert_id);
     if (e != BX_OK) {
         done(arg, e);
         return;
     }
-    if (redis_view_poll(w->view, token, user_id, concert_id, now, &position, &rate)) {
+    if (redis_view_poll(w->view, token, user_id, concert_id, now, &position, &pace)) {
         count(&w->polls_local);
-        ticket_fill(w, token, user_id, concert_id, true, position, rate, out);
+        ticket_fill(w, token, user_id, concert_id, true, position, &pace, now, out);
         done(arg, BX_OK);
         return;
     }
@@ -719,10 +720,12 @@ static void tick_write_back(struct tick *t)
     fan_start(t, nb, touch_send, tick_list);
 }
 
-/* The figures {waiting, active, full, forget, admitted_total, departed_total, rate}. */
+/* The figures {waiting, active, full, forget, admitted_total, departed_total, rate,
+ * pace, pace_at}. */
 static bool figures_parse(const redisReply *r, struct redis_view_concert *c, struct tick_item *it)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 7 || r->element[6]->type != REDIS_REPLY_STRING)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 9 || r->element[6]->type != REDIS_REPLY_STRING ||
+        r->element[7]->type != REDIS_REPLY_STRING || r->element[8]->type != REDIS_REPLY_INTEGER)
         return false;
     for (size_t j = 0; j < 6; j++)
         if (r->element[j]->type != REDIS_REPLY_INTEGER)
@@ -734,6 +737,8 @@ static bool figures_parse(const redisReply *r, struct redis_view_concert *c, str
     c->admitted_total = r->element[4]->integer;
     c->departed_total = r->element[5]->integer;
     c->rate = strtod(r->element[6]->str, NULL);
+    c->pace.rate = strtod(r->element[7]->str, NULL);
+    c->pace.at_ms = r->element[8]->integer;
     return true;
 }
 

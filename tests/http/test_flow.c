@@ -514,6 +514,69 @@ Test(flow, a_waiting_user_who_leaves_lets_the_others_move_up)
     expect_position(at[3], qt[3], "WAITING", 2);
 }
 
+/* The estimated wait the user sees (estimatedWaitSeconds) of a WAITING token at
+ * the position expected. */
+static int64_t waiting_eta(const char *at, const char *qt, int position)
+{
+    struct bx_resp *r = queue_status(at, qt);
+    bx_expect(r, 200, NULL);
+    cr_assert_str_eq(bx_jstr(r->json, "status"), "WAITING", "%s", r->body);
+    cr_assert_eq(bx_jint(r->json, "position"), position, "%s", r->body);
+    int64_t eta = bx_jint(r->json, "estimatedWaitSeconds");
+    cr_assert(eta >= 1, "a waiting user is told at least a second: %s", r->body);
+    return eta;
+}
+
+/* Neighbours in line are told comparable waits: position k + 1 at most about 2.5
+ * times position k's (never the 300 s against 6 s the estimate once gave). */
+static void expect_neighbours_agree(const int64_t *eta, int n)
+{
+    for (int k = 0; k + 1 < n; k++) {
+        cr_assert(eta[k + 1] >= eta[k], "position %d told %lld s, position %d %lld s", k + 1, (long long)eta[k], k + 2,
+                  (long long)eta[k + 1]);
+        cr_assert(eta[k + 1] * 2 <= eta[k] * 5 + 4, "position %d told %lld s, position %d %lld s", k + 1,
+                  (long long)eta[k], k + 2, (long long)eta[k + 1]);
+    }
+}
+
+Test(flow, the_estimated_wait_agrees_between_neighbours_and_never_grows_while_nobody_leaves)
+{
+    START("--active-max", "1");
+    int64_t cid = bx_admin_concert(&C, "Patient line");
+    const char *at[5], *qt[5];
+    for (int i = 0; i < 5; i++) {
+        at[i] = bx_user(&C, bx_str(&C, "eta-%d", i), NULL);
+        qt[i] = bx_queue_issue(&C, at[i], cid, NULL, 0);
+    }
+    expect_position(at[0], qt[0], "ACTIVE", 0);
+    int64_t eta[4];
+    for (int k = 0; k < 4; k++)
+        eta[k] = waiting_eta(at[k + 1], qt[k + 1], k + 1);
+    expect_neighbours_agree(eta, 4);
+    /* nobody leaves for 3 s: the head of the line and the next poll every 300 ms */
+    int64_t first = eta[0], last1 = eta[0], last2 = eta[1];
+    for (int i = 0; i < 10; i++) {
+        bx_sleep_ms(300);
+        int64_t e1 = waiting_eta(at[1], qt[1], 1), e2 = waiting_eta(at[2], qt[2], 2);
+        cr_assert(e1 <= last1 + 1, "position 1 told %lld s, then %lld s", (long long)last1, (long long)e1);
+        cr_assert(e2 <= last2 + 1, "position 2 told %lld s, then %lld s", (long long)last2, (long long)e2);
+        cr_assert(e2 * 2 <= e1 * 5 + 4, "position 1 told %lld s, position 2 %lld s", (long long)e1, (long long)e2);
+        last1 = e1;
+        last2 = e2;
+    }
+    cr_assert(last1 <= first, "position 1 told %lld s at first, %lld s 3 s later", (long long)first, (long long)last1);
+    /* the line moves once: those still waiting are told no more than before, and
+     * still agree with each other */
+    bx_expect(
+        bx_http(&C, "DELETE", "/api/v1/queue/tokens/current", &(struct bx_req){.bearer = at[0], .queue_token = qt[0]}),
+        204, NULL);
+    bx_wait_active(&C, at[1], qt[1], 3000);
+    for (int k = 0; k < 3; k++)
+        eta[k] = waiting_eta(at[k + 2], qt[k + 2], k + 1);
+    cr_assert(eta[0] <= last2 + 1, "position 2 told %lld s, at position 1 %lld s", (long long)last2, (long long)eta[0]);
+    expect_neighbours_agree(eta, 3);
+}
+
 Test(flow, an_active_token_in_use_does_not_expire)
 {
     START("--active-idle", "1");

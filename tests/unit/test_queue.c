@@ -482,35 +482,173 @@ static const struct queue_record *fake_get(const struct fake_store *f, const cha
 
 /* ---- queue_rules.c ---- */
 
-Test(queue_rules, eta_divides_position_by_the_measured_rate)
+/* The estimate at now for a line moving at rate per second since at. */
+static int64_t eta_at(int64_t position, double rate, int64_t at, int64_t now, const struct waitroom_config *c)
+{
+    struct queue_pace pace = {.rate = rate, .at_ms = at};
+    return queue_eta_seconds(position, &pace, now, c);
+}
+
+Test(queue_rules, eta_is_position_times_the_interval_when_the_line_just_moved)
 {
     struct waitroom_config c = config(1000);
-    cr_assert_eq(queue_eta_seconds(100, 2.0, &c), 50);
-    cr_assert_eq(queue_eta_seconds(3, 2.0, &c), 2, "rounded up");
-    cr_assert_eq(queue_eta_seconds(0, 2.0, &c), 0);
-    cr_assert_eq(queue_eta_seconds(-5, 2.0, &c), 0);
+    cr_assert_eq(eta_at(100, 2.0, 5000, 5000, &c), 50);
+    cr_assert_eq(eta_at(3, 2.0, 5000, 5000, &c), 2, "rounded up");
+    cr_assert_eq(eta_at(0, 2.0, 5000, 5000, &c), 0);
+    cr_assert_eq(eta_at(-5, 2.0, 5000, 5000, &c), 0);
+    cr_assert_eq(eta_at(100, 2.0, 0, 5000, &c), 50, "no origin: projected from now");
+    cr_assert_eq(eta_at(100, 2.0, 9000, 5000, &c), 50, "an origin ahead of this clock counts as now");
+}
+
+Test(queue_rules, eta_counts_down_from_the_last_promotion)
+{
+    struct waitroom_config c = config(1000);
+    cr_assert_eq(eta_at(100, 0.1, 5000, 9000, &c), 996, "4 s after the line moved, 4 s less");
+    cr_assert_eq(eta_at(100, 0.1, 5000, 9001, &c), 996, "rounded up");
+    cr_assert_eq(eta_at(100, 0.1, 5000, 11000, &c), 995, "half an interval on, the line is late: it holds");
+    cr_assert_eq(eta_at(100, 0.1, 5000, 600000, &c), 995);
+    cr_assert_eq(eta_at(1, 1.0, 5000, 5400, &c), 1, "never under a second while waiting");
 }
 
 Test(queue_rules, eta_falls_back_to_admit_rate_then_to_slot_turnover)
 {
     struct waitroom_config c = config(1000); /* 1000 slots per 300 s = 3.33/s */
-    cr_assert_eq(queue_eta_seconds(100, 0, &c), 30);
-    cr_assert_eq(queue_eta_seconds(100, NAN, &c), 30);
+    cr_assert_eq(eta_at(100, 0, 0, 0, &c), 30);
+    cr_assert_eq(eta_at(100, NAN, 0, 0, &c), 30);
     c.admit_rate = 5;
-    cr_assert_eq(queue_eta_seconds(100, 0, &c), 20);
-    cr_assert_eq(queue_eta_seconds(100, -1, &c), 20);
-    cr_assert_eq(queue_eta_seconds(100, 4, &c), 25, "a measurement beats the configuration");
+    cr_assert_eq(eta_at(100, 0, 0, 0, &c), 20);
+    cr_assert_eq(eta_at(100, -1, 0, 0, &c), 20);
+    cr_assert_eq(eta_at(100, 4, 0, 0, &c), 25, "a measurement beats the configuration");
+}
+
+Test(queue_rules, eta_before_any_measurement_is_consistent_between_neighbours)
+{
+    /* the issue: --active-max 1, position 1 told 300 s and position 2 about 6 s */
+    struct waitroom_config c = config(1);
+    cr_assert_eq(eta_at(1, 0, 1000, 1000, &c), 300);
+    cr_assert_eq(eta_at(2, 0, 1000, 1500, &c), 600);
+    cr_assert_eq(eta_at(3, 0, 1000, 1500, &c), 900);
 }
 
 Test(queue_rules, eta_saturates_instead_of_overflowing)
 {
     struct waitroom_config c = config(1000);
-    cr_assert_eq(queue_eta_seconds(INT64_MAX, 1e-300, &c), INT64_MAX);
-    cr_assert_eq(queue_eta_seconds(INT64_MAX, INFINITY, &c), queue_eta_seconds(INT64_MAX, 0, &c),
+    cr_assert_eq(eta_at(INT64_MAX, 1e-300, 0, 0, &c), INT64_MAX);
+    cr_assert_eq(eta_at(INT64_MAX, INFINITY, 0, 0, &c), eta_at(INT64_MAX, 0, 0, 0, &c),
                  "an infinite measurement counts as none");
-    cr_assert_gt(queue_eta_seconds(INT64_MAX, 0, &c), 0);
+    cr_assert_gt(eta_at(INT64_MAX, 0, 0, 0, &c), 0);
+    cr_assert_eq(eta_at(5, 2.0, 1, INT64_MAX, &c), 3, "a stall as long as a clock holds at (p - 1/2) intervals");
+    cr_assert_eq(eta_at(5, 2.0, INT64_MIN, INT64_MAX, &c), 3);
+    cr_assert_eq(eta_at(5, 2.0, INT64_MAX, INT64_MIN, &c), 3);
+    cr_assert_eq(eta_at(5, 1e300, 1, 2, &c), 1, "however fast, at least a second");
     c.active_max = 0;
-    cr_assert_eq(queue_eta_seconds(1, 0, &c), INT64_MAX, "nobody can ever be admitted");
+    cr_assert_eq(eta_at(1, 0, 0, 0, &c), INT64_MAX, "nobody can ever be admitted");
+}
+
+Test(queue_rules, neighbours_never_differ_by_an_order_of_magnitude)
+{
+    struct waitroom_config c1 = config(1), c5000 = config(5000);
+    const struct waitroom_config *cfgs[] = {&c1, &c5000};
+    const double rates[] = {0, 0.01, 1.0 / 6, 2, 2000};
+    const int64_t since[] = {0, 100, 2900, 6000, 59000, 600000};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++)
+            for (size_t s = 0; s < sizeof since / sizeof since[0]; s++)
+                for (int64_t p = 1; p < 2000; p++) {
+                    int64_t a = eta_at(p, rates[r], 1000, 1000 + since[s], cfgs[k]);
+                    int64_t b = eta_at(p + 1, rates[r], 1000, 1000 + since[s], cfgs[k]);
+                    cr_assert(b >= a, "position %lld: %lld then %lld", (long long)p, (long long)a, (long long)b);
+                    cr_assert(b <= 3 * a + 1, "rate %g, %lld ms on: position %lld %lld s, next %lld s", rates[r],
+                              (long long)since[s], (long long)p, (long long)a, (long long)b);
+                }
+}
+
+/* One waiting user polling every poll_ms while the line moves by `batch` every
+ * every_ms (folded as the backends fold it), from position start; asserts the
+ * estimate never rises and returns how many polls there were. */
+static int wait_at_a_steady_pace(const struct waitroom_config *c, double rate, double weight, int64_t start,
+                                 int64_t batch, int64_t every_ms, int64_t poll_ms)
+{
+    struct queue_pace pace = {.rate = rate, .at_ms = 1000};
+    int64_t pos = start, now = 1000, next = 1000 + every_ms, last = INT64_MAX;
+    int polls = 0;
+    while (pos > 0) {
+        now += poll_ms;
+        while (next <= now && pos > 0) {
+            pace.rate = queue_pace_update(pace.rate, &weight, batch, next - pace.at_ms, c);
+            pace.at_ms = next;
+            pos -= batch;
+            next += every_ms;
+        }
+        if (pos <= 0)
+            break;
+        int64_t eta = queue_eta_seconds(pos, &pace, now, c);
+        cr_assert(eta <= last, "position %lld at %lld ms: %lld s after %lld s", (long long)pos, (long long)now,
+                  (long long)eta, (long long)last);
+        last = eta;
+        polls++;
+    }
+    return polls;
+}
+
+Test(queue_rules, a_user_who_only_waits_at_a_steady_pace_sees_the_estimate_fall)
+{
+    struct waitroom_config c = config(1000);
+    cr_assert_gt(wait_at_a_steady_pace(&c, 2.0, 1, 200, 1, 500, 70), 100, "measured: 2/s");
+    cr_assert_gt(wait_at_a_steady_pace(&c, 20.0, 1, 400, 2, 100, 330), 50, "batches every tick");
+    cr_assert_gt(wait_at_a_steady_pace(&c, 10.0, 1, 100, 10, 1000, 1000), 5, "batches of 10 a second");
+    struct waitroom_config one = config(1);
+    cr_assert_gt(wait_at_a_steady_pace(&one, 0, 0, 30, 1, 6000, 1000), 100,
+                 "the issue's line: one slot, someone every 6 s, from nothing measured");
+    struct waitroom_config crowd = config(5000);
+    cr_assert_gt(wait_at_a_steady_pace(&crowd, 0, 0, 50000, 200, 100, 1000), 20, "an on-sale from nothing");
+}
+
+Test(queue_rules, a_stall_holds_the_estimate_instead_of_growing_it)
+{
+    struct waitroom_config c = config(1);
+    struct queue_pace pace = {.rate = 1.0 / 6, .at_ms = 1000};
+    int64_t last = queue_eta_seconds(1, &pace, 1000, &c);
+    cr_assert_eq(last, 6);
+    for (int64_t now = 1000; now < 1000 + 600000; now += 1000) { /* ten minutes with nobody leaving */
+        int64_t eta = queue_eta_seconds(1, &pace, now, &c);
+        cr_assert(eta <= last && eta >= 3, "%lld ms: %lld s after %lld s", (long long)now, (long long)eta,
+                  (long long)last);
+        last = eta;
+        cr_assert_eq(queue_eta_seconds(2, &pace, now, &c), eta + 6, "the next one in line: one interval more");
+    }
+    /* the stall ends: the line moved once in 600 s, and the estimate says so, linearly */
+    double w = 1;
+    pace.rate = queue_pace_update(pace.rate, &w, 1, 600000, &c);
+    pace.at_ms = 601000;
+    int64_t eta = queue_eta_seconds(1, &pace, 601000, &c);
+    cr_assert(eta > 300 && eta <= 600, "%lld", (long long)eta);
+}
+
+Test(queue_rules, pace_starts_from_the_configuration_and_does_not_overreact)
+{
+    struct waitroom_config c = config(1); /* 1 slot per 300 s */
+    double w = 0, r = queue_pace_update(0, &w, 1, 100, &c);
+    cr_assert(1 / r > 1.0, "one promotion 100 ms after the line formed: %g s apart", 1 / r);
+    w = 0;
+    r = queue_pace_update(0, &w, 1, 6000, &c);
+    cr_assert(1 / r > 6 && 1 / r < 8, "one over 6 s: most of the way (%g s)", 1 / r);
+    for (int i = 0; i < 20; i++)
+        r = queue_pace_update(r, &w, 1, 6000, &c);
+    cr_assert_float_eq(1 / r, 6, 0.01, "then the measurement (%g s)", 1 / r);
+    double w2 = 0;
+    struct waitroom_config crowd = config(5000);
+    r = queue_pace_update(0, &w2, 2000, 1000, &crowd);
+    cr_assert(r > 800 && r < 2000, "a crowd's first second: about half way from 17/s to 2000/s (%g)", r);
+    double wn = NAN;
+    double restarted = queue_pace_update(5, &wn, 0, 0, &c);
+    cr_assert_float_eq(restarted, 1.0 / 300, 1e-12, "a broken weight restarts");
+    cr_assert(wn > 0 && wn < 1);
+    struct waitroom_config none = config(0);
+    double w0 = 0;
+    double measured = queue_pace_update(0, &w0, 3, 1000, &none);
+    cr_assert_float_eq(measured, 3, 1e-9, "no configured rate: no prior");
+    cr_assert(queue_pace_update(INFINITY, &w, 1, INT64_MAX, &c) >= 0);
 }
 
 Test(queue_rules, poll_after_keeps_active_tokens_alive_capped_at_a_minute)
@@ -846,13 +984,51 @@ Test(waitroom, eta_comes_from_the_measured_admission_rate)
     double weight = 0, expect = queue_rate_update(0, &weight, 1, 1);
     expect = queue_rate_update(expect, &weight, 1, 1000);
     cr_assert_float_eq(rate, expect, 1e-12);
+    /* the pace: b's promotion only (a never waited), 1000 ms after the line formed */
+    struct queue_pace pace = stats_of(w, 4).pace;
+    double pw = 0, pexpect = queue_pace_update(0, &pw, 1, 1000, &c);
+    cr_assert_float_eq(pace.rate, pexpect, 1e-12);
+    cr_assert_eq(pace.at_ms, 1000);
     s = status_ok(w, &d, 1002);
     cr_assert_eq(s.position, 1);
-    cr_assert_eq(s.eta_seconds, (int64_t)ceil(1 / rate));
-    cr_assert_eq(s.eta_seconds, queue_eta_seconds(1, rate, &c));
+    cr_assert_eq(s.eta_seconds, (int64_t)ceil((1 / pexpect * 1000 - 2) / 1000));
+    cr_assert_eq(s.eta_seconds, queue_eta_seconds(1, &pace, 1002, &c));
     cr_assert_eq(s.poll_after_ms, queue_poll_after_ms(0, s.eta_seconds, &c));
     struct queue_ticket act = status_ok(w, &b, 1002);
     cr_assert_eq(act.poll_after_ms, 60000);
+    room_close(w);
+}
+
+/* The issue: with one slot, neighbours were told 300 s and 6 s, and the head of
+ * the line saw its estimate grow while nobody left. */
+Test(waitroom, eta_counts_down_and_neighbours_agree)
+{
+    struct waitroom_config c = config(1);
+    struct room *w = open_room(&c, NULL);
+    struct queue_ticket a = issue(w, 1, 5, 1000), b = issue(w, 2, 5, 1000), d = issue(w, 3, 5, 1500);
+    cr_assert_eq(b.eta_seconds, 300, "nothing measured: one slot per 300 s");
+    cr_assert_eq(d.eta_seconds, 600, "the next one: one interval more");
+    int64_t last = d.eta_seconds;
+    for (int64_t now = 2000; now <= 21000; now += 1000) { /* nobody leaves */
+        cr_assert_eq(q_tick(w, now), BX_OK);
+        struct queue_ticket s = status_ok(w, &d, now), h = status_ok(w, &b, now);
+        cr_assert(s.eta_seconds <= last, "%lld ms: %lld s after %lld s", (long long)now, (long long)s.eta_seconds,
+                  (long long)last);
+        cr_assert_eq(s.eta_seconds - h.eta_seconds, 300);
+        last = s.eta_seconds;
+    }
+    cr_assert_eq(last, 580);
+    cr_assert_eq(q_complete(w, a.token, 1, 21000), BX_OK); /* b admitted after 20 s */
+    cr_assert_eq(q_tick(w, 21000), BX_OK);
+    struct queue_ticket s = status_ok(w, &d, 21000);
+    cr_assert_eq(s.position, 1);
+    double pw = 0, rate = queue_pace_update(0, &pw, 1, 20000, &c);
+    cr_assert_eq(s.eta_seconds, (int64_t)ceil(1 / rate), "%lld", (long long)s.eta_seconds);
+    cr_assert(s.eta_seconds >= 20 && s.eta_seconds <= 40, "%lld", (long long)s.eta_seconds);
+    struct queue_ticket e = issue(w, 4, 5, 22000);
+    cr_assert_eq(e.position, 2);
+    cr_assert(e.eta_seconds <= 3 * s.eta_seconds, "%lld after %lld", (long long)e.eta_seconds,
+              (long long)s.eta_seconds);
     room_close(w);
 }
 
@@ -2166,7 +2342,8 @@ Test(waitroom_local, a_deep_poll_is_answered_from_the_view_without_a_round_trip)
     cr_assert_eq(q_tick(w, 1000), BX_OK);
     cr_assert_eq(local_position(w, &t[9], 1100), 10);
     struct queue_ticket s = status_ok(w, &t[9], 1100);
-    cr_assert_eq(s.eta_seconds, queue_eta_seconds(10, stats_of(w, 7).admit_rate_avg, &c));
+    struct queue_pace pace = stats_of(w, 7).pace;
+    cr_assert_eq(s.eta_seconds, queue_eta_seconds(10, &pace, 1100, &c));
     cr_assert_eq(s.poll_after_ms, queue_poll_after_ms(0, s.eta_seconds, &c));
     cr_assert_eq(exact_position(w, &t[1], 1100), 2, "near the head every answer is exact");
     cr_assert_eq(status_err(w, t[9].token, 99, 1100), BX_ERR_TOKEN_NOT_YOURS, "another user asks Redis");
