@@ -5,6 +5,7 @@
 #include "domain/queue_rules.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 #define RATE_HORIZON_MS 10000.0 /* time constant of the admission-rate moving average */
 #define PACE_PRIOR_MS 1000.0    /* how much measuring the configured rate counts for */
@@ -71,6 +72,14 @@ int64_t queue_poll_after_ms(int active, int64_t eta_seconds, const struct waitro
     if (v > hi)
         v = hi;
     return v < 1 ? 1 : v;
+}
+
+/* See queue_rules.h. */
+int64_t queue_waiting_poll_after_ms(int64_t eta_seconds, const struct queue_pace *pace,
+                                    const struct waitroom_config *cfg)
+{
+    bool measured = pace->rate > 0 && isfinite(pace->rate);
+    return queue_poll_after_ms(0, measured ? eta_seconds : 0, cfg);
 }
 
 /* See queue_rules.h. An exponential average with weight alpha = 1 - e^(-elapsed/10 s)

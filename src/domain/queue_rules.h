@@ -53,6 +53,13 @@ double queue_pace_update(double rate, double *weight, int64_t promoted, int64_t 
  * of waiting_idle (so polling on time never loses a place), capped at 30 s. */
 int64_t queue_poll_after_ms(int active, int64_t eta_seconds, const struct waitroom_config *cfg);
 
+/* A WAITING token's poll interval: queue_poll_after_ms of its estimate once the
+ * line's pace was measured; before that the estimate is the configured worst case,
+ * so the shortest interval (an on-sale's first crowd, told to come back in 30 s,
+ * would learn of its admission that late). */
+int64_t queue_waiting_poll_after_ms(int64_t eta_seconds, const struct queue_pace *pace,
+                                    const struct waitroom_config *cfg);
+
 /* Moving average of admissions per second: folds `admitted` over `elapsed_ms`
  * into avg (exponential, ~10 s horizon) and returns the new average. *weight is
  * how much of the horizon has been measured (0 before anything, tending to 1): the

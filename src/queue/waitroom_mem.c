@@ -867,7 +867,7 @@ static void ticket_of(const struct wm *w, uint32_t id, int64_t now, struct queue
         out->status = QUEUE_WAITING;
         out->position = window_rank(c, t->aux - c->win_lo);
         out->eta_seconds = queue_eta_seconds(out->position, &c->pace, now, &w->cfg);
-        out->poll_after_ms = queue_poll_after_ms(0, out->eta_seconds, &w->cfg);
+        out->poll_after_ms = queue_waiting_poll_after_ms(out->eta_seconds, &c->pace, &w->cfg);
     }
 }
 

@@ -257,7 +257,8 @@ static void ticket_fill(const struct wr *w, const char *token, int64_t user_id, 
     t->status = waiting ? QUEUE_WAITING : QUEUE_ACTIVE;
     t->position = waiting ? position : 0;
     t->eta_seconds = waiting ? queue_eta_seconds(position, pace, now, &w->cfg) : 0;
-    t->poll_after_ms = queue_poll_after_ms(!waiting, t->eta_seconds, &w->cfg);
+    t->poll_after_ms = waiting ? queue_waiting_poll_after_ms(t->eta_seconds, pace, &w->cfg)
+                               : queue_poll_after_ms(1, 0, &w->cfg);
 }
 
 /* A client's token → its concert, or QUEUE_TOKEN_INVALID without a round trip. */

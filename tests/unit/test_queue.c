@@ -651,6 +651,19 @@ Test(queue_rules, pace_starts_from_the_configuration_and_does_not_overreact)
     cr_assert(queue_pace_update(INFINITY, &w, 1, INT64_MAX, &c) >= 0);
 }
 
+Test(queue_rules, a_line_that_has_not_moved_yet_is_polled_at_the_shortest_interval)
+{
+    struct waitroom_config c = config(1000); /* waiting_idle 120 s → upper bound 30 s */
+    struct queue_pace unmeasured = {.rate = 0, .at_ms = 1000};
+    struct queue_pace measured = {.rate = 10, .at_ms = 1000};
+    int64_t eta = queue_eta_seconds(5000, &unmeasured, 1000, &c);
+    cr_assert_gt(eta, 120, "the worst case: far back in a line nobody has left yet");
+    cr_assert_eq(queue_waiting_poll_after_ms(eta, &unmeasured, &c), 1000);
+    cr_assert_eq(queue_waiting_poll_after_ms(40, &measured, &c), 10000, "measured: a quarter of the estimate");
+    struct queue_pace nan_pace = {.rate = NAN, .at_ms = 1000};
+    cr_assert_eq(queue_waiting_poll_after_ms(40, &nan_pace, &c), 1000);
+}
+
 Test(queue_rules, poll_after_keeps_active_tokens_alive_capped_at_a_minute)
 {
     struct waitroom_config c = config(1000);
@@ -975,7 +988,7 @@ Test(waitroom, eta_comes_from_the_measured_admission_rate)
     /* nothing measured yet: 1 slot per 300 s, position 2 → 600 s */
     struct queue_ticket s = status_ok(w, &d, 0);
     cr_assert_eq(s.eta_seconds, 600);
-    cr_assert_eq(s.poll_after_ms, 30000);
+    cr_assert_eq(s.poll_after_ms, 1000, "an estimate nobody's departure backs yet: poll soon");
     cr_assert_eq(q_tick(w, 1), BX_OK);
     cr_assert_eq(q_complete(w, a.token, 1, 1000), BX_OK); /* b admitted */
     cr_assert_eq(q_tick(w, 1001), BX_OK);
@@ -993,7 +1006,7 @@ Test(waitroom, eta_comes_from_the_measured_admission_rate)
     cr_assert_eq(s.position, 1);
     cr_assert_eq(s.eta_seconds, (int64_t)ceil((1 / pexpect * 1000 - 2) / 1000));
     cr_assert_eq(s.eta_seconds, queue_eta_seconds(1, &pace, 1002, &c));
-    cr_assert_eq(s.poll_after_ms, queue_poll_after_ms(0, s.eta_seconds, &c));
+    cr_assert_eq(s.poll_after_ms, queue_waiting_poll_after_ms(s.eta_seconds, &pace, &c));
     struct queue_ticket act = status_ok(w, &b, 1002);
     cr_assert_eq(act.poll_after_ms, 60000);
     room_close(w);
@@ -2344,7 +2357,7 @@ Test(waitroom_local, a_deep_poll_is_answered_from_the_view_without_a_round_trip)
     struct queue_ticket s = status_ok(w, &t[9], 1100);
     struct queue_pace pace = stats_of(w, 7).pace;
     cr_assert_eq(s.eta_seconds, queue_eta_seconds(10, &pace, 1100, &c));
-    cr_assert_eq(s.poll_after_ms, queue_poll_after_ms(0, s.eta_seconds, &c));
+    cr_assert_eq(s.poll_after_ms, queue_waiting_poll_after_ms(s.eta_seconds, &pace, &c));
     cr_assert_eq(exact_position(w, &t[1], 1100), 2, "near the head every answer is exact");
     cr_assert_eq(status_err(w, t[9].token, 99, 1100), BX_ERR_TOKEN_NOT_YOURS, "another user asks Redis");
     cr_assert_eq(q_tick(w, 1000), BX_OK); /* the view as of 1000 again */
