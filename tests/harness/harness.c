@@ -908,6 +908,11 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return 0;
 }
 
+void bx_remove_tree(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void bx_server_cleanup(struct bx_server *s)
 {
     bool running = false;
@@ -937,7 +942,7 @@ void bx_server_cleanup(struct bx_server *s)
     }
     if (s->dir[0] != '\0') {
         if (!keep)
-            nftw(s->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+            bx_remove_tree(s->dir);
         else
             fprintf(stderr, "harness: kept %s (database %s, Redis prefix %s)\n", s->dir, s->dbname, s->redis_ns);
         s->dir[0] = '\0';

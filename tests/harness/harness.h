@@ -89,6 +89,9 @@ void bx_server_relaunch(struct bx_server *s);
  * (scale-out), removes the temp dir. Safe to call twice and on a server never
  * started (zero-initialised). Meant for .fini fixtures. */
 void bx_server_cleanup(struct bx_server *s);
+
+/* Removes the directory tree at dir (a test's scratch directory), best effort. */
+void bx_remove_tree(const char *dir);
 /* Prints the last `lines` lines of each instance's log (and nginx's error log) to stderr. */
 void bx_server_log_tail(const struct bx_server *s, int lines);
 /* "embedded" or "scale-out" (after start). */

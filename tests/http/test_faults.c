@@ -15,7 +15,6 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,15 +25,6 @@
 static struct bx_server srv;
 static char svc_dir[256];
 static bool pg_started, redis_started;
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
 
 static void teardown(void)
 {
@@ -50,7 +40,7 @@ static void teardown(void)
             bx_redis_stop(d);
         }
         if (getenv("BOXOFFICE_TEST_KEEP") == NULL)
-            nftw(svc_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+            bx_remove_tree(svc_dir);
         svc_dir[0] = '\0';
     }
 }

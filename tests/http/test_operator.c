@@ -7,7 +7,6 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -21,19 +20,12 @@ static struct bx_server srv;
 static struct bx_client C;
 static char dir[256]; /* scratch directory of the test */
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void teardown(void)
 {
     bx_client_release(&C);
     bx_server_cleanup(&srv);
     if (dir[0] != '\0')
-        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        bx_remove_tree(dir);
     dir[0] = '\0';
 }
 

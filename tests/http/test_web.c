@@ -6,7 +6,6 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +17,13 @@ static struct bx_client C; /* through nginx in scale-out mode */
 static struct bx_client I; /* instance A directly */
 static char root[256];     /* the web root */
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void teardown(void)
 {
     bx_client_release(&C);
     bx_client_release(&I);
     bx_server_cleanup(&srv);
     if (root[0] != '\0')
-        nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        bx_remove_tree(root);
     root[0] = '\0';
 }
 
