@@ -42,6 +42,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_PROG "loadgen"
+#include "bench_fail.h"
+
 /* ---------------------------------------------------------------- utilities */
 
 static double now_s(void)
@@ -49,41 +52,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "loadgen: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p == NULL)
-        die("out of memory");
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t m)
-{
-    void *p = calloc(n ? n : 1, m ? m : 1);
-    if (p == NULL)
-        die("out of memory");
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (p == NULL)
-        die("out of memory");
-    return p;
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;

@@ -35,6 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_PROG "login_flood"
+#include "bench_fail.h"
+
 #define MAX_CONNS 1024
 #define MAX_PROBES 10000
 #define MAX_SOURCES 256
@@ -44,17 +47,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "login_flood: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
 }
 
 struct conn {
