@@ -23,10 +23,10 @@ passed=0 failed=0 broken=()
 # What failed, repeated just above the summary (CI shows the tail of the output).
 details=$(mktemp /tmp/boxoffice-failures.XXXXXX)
 
-# Three lanes run side by side (the suites mostly wait on servers and clocks; one
+# One lane per build, side by side (the suites mostly wait on servers and clocks; one
 # after the other they leave the two cores idle two thirds of the time): the first
-# build's suites, the browser tests and then the hygiene checks; each further build's
-# suites. Each build lane has its own throwaway PostgreSQL and Redis (suites stop and
+# build's lane runs its suites, the browser tests and then the hygiene checks; each
+# further build's lane its suites. Each build lane has its own throwaway PostgreSQL and Redis (suites stop and
 # freeze them), stopped whatever happens. The first lane prints as it goes, the
 # others when they end; the counts add up at the end.
 svc_dir=$(mktemp -d /tmp/boxoffice-services.XXXXXX)
