@@ -142,13 +142,19 @@ def median_rounds(ratios):
     return sorted(range(len(ratios)), key=lambda i: ratios[i])[len(ratios) // 2]
 
 
-def median_pair(prefix):
-    """Three (boxoffice, nginx) wrk pairs run back to back: the pair with the median
-    ratio, and the three ratios in run order."""
-    runs = [(wrk("%s-bx.%d" % (prefix, i)), wrk("%s-nginx.%d" % (prefix, i))) for i in (1, 2, 3)]
-    ratios = [b["rps"] / n["rps"] if n["rps"] else 0 for b, n in runs]
+def median_of_rounds(round_of):
+    """Three (measured, baseline) rounds run back to back, round_of(i) for i = 1..3:
+    the round with the median ratio, its two sides, the three ratios in run order and
+    the rounds."""
+    runs = [round_of(i) for i in (1, 2, 3)]
+    ratios = [a["rps"] / b["rps"] if b["rps"] else 0 for a, b in runs]
     k = median_rounds(ratios)
     return runs[k][0], runs[k][1], ratios, runs
+
+
+def median_pair(prefix):
+    """Three (boxoffice, nginx) wrk pairs run back to back (median_of_rounds)."""
+    return median_of_rounds(lambda i: (wrk("%s-bx.%d" % (prefix, i)), wrk("%s-nginx.%d" % (prefix, i))))
 
 
 def pair_note(ratios):
@@ -226,22 +232,16 @@ def _():
 # ---------------------------------------------------------------- S1-S3 scale-out
 
 
-def so_rounds(name, base, label):
-    """Three rounds of NAME.i (two instances, summed) against BASE.i (a single wrk
-    file, or a summed pair when label says so): the median round and the ratios."""
-    runs = []
-    for i in (1, 2, 3):
-        a = wrk_sum("%s.%d" % (name, i))
-        b = wrk("%s.%d" % (base, i)) if label == "single" else wrk_sum("%s.%d" % (base, i))
-        runs.append((a, b))
-    ratios = [a["rps"] / b["rps"] if b["rps"] else 0 for a, b in runs]
-    k = median_rounds(ratios)
-    return runs[k][0], runs[k][1], ratios, runs
+def so_rounds(name, base, base_summed=False):
+    """Three rounds of NAME.i (two instances, summed) against BASE.i (one wrk file, or
+    two instances summed when base_summed) (median_of_rounds)."""
+    base_of = wrk_sum if base_summed else wrk
+    return median_of_rounds(lambda i: (wrk_sum("%s.%d" % (name, i)), base_of("%s.%d" % (base, i))))
 
 
 @bar_row("S1", "queue status poll, scale-out (2 instances): throughput vs nginx", ">= 0.5")
 def _():
-    so, ng, ratios, runs = so_rounds("s1-so", "s1-so-nginx", "single")
+    so, ng, ratios, runs = so_rounds("s1-so", "s1-so-nginx")
     r = so["rps"] / ng["rps"]
     side["s1_so"] = (so, ng)
     add("S1", "queue status poll, WAITING tokens, scale-out (2 instances, one wrk each, summed; %d-byte body; %s)"
@@ -252,7 +252,7 @@ def _():
 
 @bar_row("S2", "seat map, 50 seats, scale-out (2 instances): throughput vs nginx", "(no bar)")
 def _():
-    so, ng, ratios, runs = so_rounds("s2-so", "s2-so-nginx", "single")
+    so, ng, ratios, runs = so_rounds("s2-so", "s2-so-nginx")
     r = so["rps"] / ng["rps"]
     side["s2_so"] = (so, ng)
     add("S2", "seat map, 50 seats, ACTIVE tokens, scale-out (2 instances, summed; %d-byte body; %s; %d non-2xx)"
@@ -374,7 +374,7 @@ def _():
 
 @bar_row("S1", "queue status poll, scale-out, through the relays: throughput vs straight", ">= 0.75")
 def _():
-    rl, so, ratios, runs = so_rounds("s1-relay", "s1-so", "pair")
+    rl, so, ratios, runs = so_rounds("s1-relay", "s1-so", base_summed=True)
     r = rl["rps"] / so["rps"]
     add("S1", "queue status poll, scale-out, PostgreSQL and Redis %s us away each way: relayed %s vs straight %s req/s "
         "(%s)" % (M["relay_delay_us"], fmt(rl["rps"]), fmt(so["rps"]), pair_note(ratios)),
