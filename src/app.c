@@ -1,5 +1,6 @@
 /* app.c — start-up and shut-down of the shared state (app.h). */
 #include "app.h"
+#include "queue/waitroom_redis.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -176,6 +177,14 @@ int app_init(const struct config *cfg)
         log_error("cannot open the waiting room %s: %s", cfg->queue, err);
         return -1;
     }
+    if (strncmp(cfg->queue, "redis://", 8) == 0) {
+        app.shared_limits =
+            ratelimit_redis_new(waitroom_redis_namespace(app.waitroom), cfg->rate_limit, cfg->rate_burst);
+        if (app.shared_limits == NULL) {
+            log_error("out of memory for the rate limiters");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -185,12 +194,14 @@ void app_release(void)
         app.waitroom->ops->close(app.waitroom);
     app.waitroom = NULL;
     ratelimit_free(app.limits);
+    ratelimit_redis_free(app.shared_limits);
     ratelimit_free(app.address_limits);
     backoff_free(app.login_addresses);
     backoff_free(app.login_pairs);
     backoff_free(app.login_names);
     backoff_free(app.login_marks);
     app.limits = app.address_limits = NULL;
+    app.shared_limits = NULL;
     app.login_addresses = app.login_pairs = app.login_names = app.login_marks = NULL;
     sodium_memzero(app.secret, sizeof app.secret);
 }

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include "config.h"
+#include "queue/ratelimit_redis.h"
 #include "queue/waitroom.h"
 #include "store/store.h"
 #include "util/backoff.h"
@@ -20,6 +21,7 @@ struct app {
     struct password_cost pwcost;
     struct waitroom *waitroom;          /* shared by all loops */
     struct ratelimit *limits;           /* per user and action (api/auth.c) */
+    struct ratelimit_redis *shared_limits; /* the same, shared by the instances (scale-out only) */
     struct ratelimit *address_limits;   /* sign-ups and log-ins per client address */
     struct backoff *login_addresses;    /* log-ins per client address, whatever the name */
     struct backoff *login_pairs;        /* log-ins per (name, client address) */

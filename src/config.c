@@ -40,7 +40,7 @@ static const struct opt opts[] = {
     {"active-idle", INT(active_idle), 1, 86400, "300", "seconds without a request before an ACTIVE token expires"},
     {"max-seats-per-user", INT(max_seats_per_user), 1, 10000, "4", "seats per user per schedule, held or sold"},
     {"rate-limit", OPT_DOUBLE, offsetof(struct config, rate_limit), 0, 0, 1000000, "20",
-     "per-user requests per second for queue tokens, holds, charges and log-ins (0 = off)"},
+     "per-user requests per second for queue tokens, holds and charges, one budget over all instances (0 = off)"},
     {"rate-burst", OPT_DOUBLE, offsetof(struct config, rate_burst), 0, 1, 1000000, "100",
      "per-user burst allowed above --rate-limit"},
     {"address-rate-limit", OPT_DOUBLE, offsetof(struct config, address_rate_limit), 0, 0, 1000000, "5",

@@ -27,10 +27,14 @@ void api_require_concert(struct call *c, int64_t concert_id, astore_done_fn done
 void api_require_active(struct call *c, int64_t concert_id, waitroom_done_fn done, void *state);
 /* Answers a refused gate: 403/410 (an unknown token is simply "not admitted"). */
 void api_gate_fail(struct call *c, bx_err e);
-/* Per-user limits (DESIGN "API details": anti-scalping): one token of the user's bucket for action;
- * -1 after answering 429 RATE_LIMITED with Retry-After. */
+/* Per-user limits (DESIGN "API details": anti-scalping): one token of the user's
+ * bucket for action, then next(c); or 429 RATE_LIMITED with Retry-After. In
+ * scale-out the buckets are in Redis, shared by every instance
+ * (queue/ratelimit_redis.h), behind this instance's own; when Redis does not
+ * answer, this instance's bucket decides alone. next runs at once or as a step of
+ * its own (call_step_state): the call's state is still free for the handler. */
 enum rate_action { RATE_QUEUE_TOKEN = 1, RATE_HOLD, RATE_CHARGE };
-int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject);
+void api_rate_limit(struct call *c, enum rate_action action, uint64_t subject, void (*next)(struct call *c));
 /* Per client address (http/client.h), for what costs a password hash (sign-up,
  * log-in): one token of the address's bucket (--address-rate-limit); -1 after
  * answering 429 RATE_LIMITED with Retry-After. */

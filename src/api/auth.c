@@ -5,6 +5,7 @@
 #include "app.h"
 #include "http/client.h"
 #include "http/parse.h"
+#include "queue/waitroom_redis.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -108,11 +109,43 @@ int api_refuse_rate_late(struct call *c, int64_t wait_ms, const char *message)
     return -1;
 }
 
-int api_rate_limit(struct call *c, enum rate_action action, uint64_t subject)
+/* The shared bucket's answer (scale-out). */
+struct rate_step {
+    void (*next)(struct call *c);
+};
+
+static void rate_taken(void *arg, bx_err e, int64_t wait_ms)
+{
+    struct rate_step *st = arg;
+    struct call *c = call_resume(st);
+    if (c == NULL)
+        return;
+    /* Redis did not answer: this instance's bucket, which allowed it, decides */
+    if (e == BX_OK && wait_ms > 0)
+        api_refuse_rate(c, wait_ms, NULL);
+    else
+        st->next(c);
+}
+
+void api_rate_limit(struct call *c, enum rate_action action, uint64_t subject, void (*next)(struct call *c))
 {
     uint64_t key = (uint64_t)action << 56 ^ subject;
+    /* this instance's own bucket first: what it refuses, the shared one would too
+     * (its requests alone are over the rate), so a flood costs Redis nothing */
     int64_t wait_ms = ratelimit_take(app.limits, key, c->now);
-    return wait_ms == 0 ? 0 : api_refuse_rate(c, wait_ms, NULL);
+    if (wait_ms != 0) {
+        api_refuse_rate(c, wait_ms, NULL);
+        return;
+    }
+    if (app.shared_limits == NULL || ratelimit_redis_off(app.shared_limits)) {
+        next(c);
+        return;
+    }
+    struct rate_step *st = call_step_state(c, sizeof *st);
+    st->next = next;
+    call_step_begin_on(st);
+    if (ratelimit_redis_take(app.shared_limits, waitroom_redis_conn(c->loop->queue), key, c->now, rate_taken, st) != 0)
+        rate_taken(st, BX_ERR_UNAVAILABLE, 0);
 }
 
 int api_address_limit(struct call *c)

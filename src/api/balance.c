@@ -46,12 +46,11 @@ static void charge_written(void *arg, bx_err e)
         reply_balance(c, w->balance);
 }
 
-void balance_charge(struct call *c)
+static void charge_allowed(struct call *c)
 {
     int64_t amount;
     struct idem idem;
-    if (api_rate_limit(c, RATE_CHARGE, (uint64_t)c->user_id) != 0 || call_body(c) ||
-        call_body_int(c, "amount", &amount) || call_idempotency(c, "charge", &idem))
+    if (call_body(c) || call_body_int(c, "amount", &amount) || call_idempotency(c, "charge", &idem))
         return;
     if (!money_charge_amount_valid(amount)) {
         call_reply_error(c, BX_ERR_VALIDATION, "amount", "amount must be an integer from 1 to 10000000");
@@ -62,4 +61,9 @@ void balance_charge(struct call *c)
     store_write_set_idem(w, &idem);
     call_step_begin(c);
     astore_write(c->loop->store, w, charge_written, w);
+}
+
+void balance_charge(struct call *c)
+{
+    api_rate_limit(c, RATE_CHARGE, (uint64_t)c->user_id, charge_allowed);
 }

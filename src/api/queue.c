@@ -49,12 +49,15 @@ static void issue_concert_found(void *arg, bx_err e)
 
 /* A new token is answered once it is durable; so is a re-issue (the token it
  * answers may not be durable yet). */
-void queue_issue(struct call *c)
+static void issue_allowed(struct call *c)
 {
-    if (api_rate_limit(c, RATE_QUEUE_TOKEN, (uint64_t)c->user_id) != 0)
-        return;
     struct queue_state *st = call_state(c, sizeof *st, NULL);
     api_require_concert(c, c->id, issue_concert_found, st);
+}
+
+void queue_issue(struct call *c)
+{
+    api_rate_limit(c, RATE_QUEUE_TOKEN, (uint64_t)c->user_id, issue_allowed);
 }
 
 static void status_answer(void *arg, bx_err e)

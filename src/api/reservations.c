@@ -59,11 +59,10 @@ static void hold_schedule_found(void *arg, bx_err e)
     api_require_active(c, st->sched.concert_id, hold_admitted, st);
 }
 
-void reservations_create(struct call *c)
+static void hold_allowed(struct call *c)
 {
     int64_t schedule_id, seat_no;
-    if (api_rate_limit(c, RATE_HOLD, (uint64_t)c->user_id) != 0 || call_body(c) ||
-        call_body_int(c, "scheduleId", &schedule_id) || call_body_int(c, "seatNo", &seat_no))
+    if (call_body(c) || call_body_int(c, "scheduleId", &schedule_id) || call_body_int(c, "seatNo", &seat_no))
         return;
     if (schedule_id <= 0) {
         call_fail(c, BX_ERR_SCHEDULE_NOT_FOUND);
@@ -84,6 +83,11 @@ void reservations_create(struct call *c)
     }
     call_step_begin(c);
     astore_schedule_get(c->loop->store, schedule_id, &st->sched, hold_schedule_found, st);
+}
+
+void reservations_create(struct call *c)
+{
+    api_rate_limit(c, RATE_HOLD, (uint64_t)c->user_id, hold_allowed);
 }
 
 struct reservation_state {

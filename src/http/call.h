@@ -79,6 +79,12 @@ struct call {
  * call_state aborts when out of memory. */
 void *call_state(struct call *c, size_t size, void (*release)(void *state));
 void call_step_begin(struct call *c);
+/* A state of its own for a step that runs before the handler's steps and must not
+ * take the call's state (api_rate_limit's, which then hands the call to a handler
+ * that asks for its own): the same lifetime rules; begin the step with
+ * call_step_begin_on(state), end it with call_resume(state). */
+void *call_step_state(struct call *c, size_t size);
+void call_step_begin_on(void *state);
 struct call *call_resume(void *state);
 /* call_resume, and when the step failed (e != BX_OK) the error is answered too:
  * the call only when it goes on. */

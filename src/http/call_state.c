@@ -5,12 +5,14 @@
  * step in flight another. */
 #include "http/call.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 struct call_state {
     struct call *call; /* NULL once the request is gone */
     struct loop_ctx *loop;
-    int steps;         /* in flight */
+    int steps; /* in flight */
+    bool own;  /* call_step_state's: not the call's state */
     void (*release)(void *state);
     _Alignas(16) unsigned char state[];
 };
@@ -31,33 +33,49 @@ static void state_free(struct call_state *h)
 static void on_request_gone(void *p)
 {
     struct call_state *h = *(struct call_state **)p;
-    h->call->state = NULL;
+    if (!h->own)
+        h->call->state = NULL;
     h->call = NULL;
     if (h->steps == 0)
         state_free(h);
 }
 
-void *call_state(struct call *c, size_t size, void (*release)(void *state))
+static struct call_state *state_new(struct call *c, size_t size, void (*release)(void *state), bool own)
 {
-    if (c->state != NULL)
-        return c->state;
     struct call_state *h = calloc(1, sizeof *h + size);
     if (h == NULL)
         h2o_fatal("no memory for a request's state");
     h->call = c;
     h->loop = c->loop;
+    h->own = own;
     h->release = release;
     struct call_state **ref = h2o_mem_alloc_shared(&c->req->pool, sizeof *ref, on_request_gone);
     *ref = h;
-    c->state = h->state;
-    return h->state;
+    return h;
+}
+
+void *call_state(struct call *c, size_t size, void (*release)(void *state))
+{
+    if (c->state == NULL)
+        c->state = state_new(c, size, release, false)->state;
+    return c->state;
+}
+
+void *call_step_state(struct call *c, size_t size)
+{
+    return state_new(c, size, NULL, true)->state;
+}
+
+void call_step_begin_on(void *state)
+{
+    struct call_state *h = header_of(state);
+    h->steps++;
+    h->loop->pending_jobs++;
 }
 
 void call_step_begin(struct call *c)
 {
-    struct call_state *h = header_of(c->state);
-    h->steps++;
-    h->loop->pending_jobs++;
+    call_step_begin_on(c->state);
 }
 
 struct call *call_resume(void *state)

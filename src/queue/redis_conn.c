@@ -8,6 +8,7 @@
 #include "util/log.h"
 
 #include <hiredis/async.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -505,6 +506,19 @@ static struct cmd *cmd_new_fcall(const struct redis_function *fn, int argc, cons
         p += len;
     }
     return k;
+}
+
+char *redis_library_text(const char *family, const char *lua, char *tag, size_t cap)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (const char *p = lua; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    snprintf(tag, cap, "%s_%016" PRIx64, family, h);
+    size_t len = strlen(lua) + 2 * strlen(tag) + 32;
+    char *text = malloc(len);
+    if (text != NULL)
+        snprintf(text, len, "#!lua name=%s\nlocal V = '%s_'\n%s", tag, tag, lua);
+    return text;
 }
 
 int redis_conn_fcall(struct redis_conn *c, const struct redis_function *fn, int argc, const char *const *argv,

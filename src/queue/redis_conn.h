@@ -52,6 +52,15 @@ struct redis_function {
     const char *name;
 };
 
+/* A library as FUNCTION LOAD takes it, named after a hash of its code (FNV-1a):
+ *   #!lua name=<family>_<16 hex digits>
+ *   local V = '<that name>_'
+ * followed by lua, whose functions register as V..'name'. Each version of the code
+ * thus has its own functions, and instances of two versions (a rolling upgrade)
+ * each call theirs on the same keys. The name goes to tag (cap >= strlen(family)
+ * + 18). Returns the text (free it), or NULL when out of memory. */
+char *redis_library_text(const char *family, const char *lua, char *tag, size_t cap);
+
 /* The outcome of one command, called exactly once, on the loop, never from inside
  * the function that queued it:
  *   e == BX_OK:              reply is the server's answer (never an error reply).

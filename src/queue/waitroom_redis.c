@@ -1007,6 +1007,11 @@ static void wr_close(struct waitroom *base)
     free(w);
 }
 
+const char *waitroom_redis_namespace(const struct waitroom *w)
+{
+    return ((const struct wr *)w)->ns;
+}
+
 struct redis_conn *waitroom_redis_conn(struct waitroom_port *p)
 {
     return port_of(p)->conn;
@@ -1199,22 +1204,14 @@ static redisContext *connect_blocking(const struct wr *w, char *err, size_t errl
     return rc;
 }
 
-/* The library as FUNCTION LOAD takes it: its name and the functions' prefix carry
- * a hash of RS_LIBRARY (FNV-1a), so each version of it has its own functions
- * (redis_scripts.h). 0, or -1 when out of memory. */
+/* The library as FUNCTION LOAD takes it, versioned by a hash of RS_LIBRARY
+ * (redis_conn.h, redis_scripts.h). 0, or -1 when out of memory. */
 static int library_build(struct wr *w)
 {
-    static const char library[] = RS_LIBRARY;
-    uint64_t h = 14695981039346656037ULL;
-    for (size_t i = 0; i < sizeof library - 1; i++)
-        h = (h ^ (uint8_t)library[i]) * 1099511628211ULL;
     char tag[LIBRARY_TAG_LEN + 1];
-    snprintf(tag, sizeof tag, "bx_%016" PRIx64, h);
-    size_t cap = sizeof library + 2 * sizeof tag + 64;
-    w->library = malloc(cap);
+    w->library = redis_library_text("bx", RS_LIBRARY, tag, sizeof tag);
     if (w->library == NULL)
         return -1;
-    snprintf(w->library, cap, "#!lua name=%s\nlocal V = '%s_'\n%s", tag, tag, library);
     for (int s = 0; s < S_COUNT; s++) {
         snprintf(w->script_fn[s], sizeof w->script_fn[s], "%s_%s", tag, script_name[s]);
         w->scripts[s] = (struct redis_function){.library = w->library, .name = w->script_fn[s]};

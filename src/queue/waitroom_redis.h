@@ -1,5 +1,6 @@
 /* waitroom_redis.h — what the Redis waiting room offers beyond waitroom.h, for
- * tests and tools: its counters, a port's connection, and a view refresh. */
+ * tests, tools and the shared rate limits: its counters, its namespace, a port's
+ * connection, and a view refresh. */
 #ifndef BX_QUEUE_WAITROOM_REDIS_H
 #define BX_QUEUE_WAITROOM_REDIS_H
 
@@ -18,6 +19,9 @@ struct waitroom_redis_counters {
 
 /* w must be a Redis waiting room. Any thread. */
 void waitroom_redis_counters(struct waitroom *w, struct waitroom_redis_counters *out);
+/* The key namespace ("bx", or the URL's ?prefix=), for other keys of the same
+ * deployment (queue/ratelimit_redis.h). */
+const char *waitroom_redis_namespace(const struct waitroom *w);
 /* The port's connection (p must be a Redis port); on p's loop only. */
 struct redis_conn *waitroom_redis_conn(struct waitroom_port *p);
 /* Reads every concert's figures into the view, changing nothing in Redis (the tick

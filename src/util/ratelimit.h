@@ -1,7 +1,7 @@
 /* ratelimit.h — per-key token buckets (per user and action) with bounded memory:
  * a fixed table, so a flood of distinct keys evicts old buckets instead of growing.
- * Thread-safe (striped locks). Counts are per process: with N instances the
- * effective allowance is N times the configured rate. */
+ * Thread-safe (striped locks). Counts are per process; scale-out instances also
+ * share a bucket per key in Redis (queue/ratelimit_redis.h). */
 #ifndef BX_UTIL_RATELIMIT_H
 #define BX_UTIL_RATELIMIT_H
 

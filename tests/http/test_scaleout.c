@@ -919,6 +919,49 @@ Test(scaleout, both_instances_share_one_database_one_queue_and_one_token_secret)
     bx_client_release(&b);
 }
 
+Test(scaleout, a_users_rate_limit_is_one_budget_over_both_instances)
+{
+    START("--rate-limit", "1", "--rate-burst", "4");
+    struct bx_client a, b;
+    bx_client_init_instance(&a, &srv, 0);
+    bx_client_init_instance(&b, &srv, 1);
+    const char *at = bx_user(&C, "hasty", NULL);
+    /* 24 charges at once, alternately through each instance: with a bucket per
+     * instance, 8 would pass before the first refill */
+    int allowed = 0, refused = 0;
+    int64_t t0 = bx_now_ms();
+    for (int i = 0; i < 24; i++) {
+        struct bx_client *via = i % 2 ? &b : &a;
+        struct bx_resp *r = bx_http_json(via, "POST", "/api/v1/users/me/balance/charge", &(struct bx_req){.bearer = at},
+                                         json_pack("{s:i}", "amount", 1));
+        if (r->status == 200) {
+            allowed++;
+            continue;
+        }
+        bx_expect(r, 429, "RATE_LIMITED");
+        char retry[16];
+        cr_assert_not_null(bx_header(r, "retry-after", retry, sizeof retry), "a 429 says when to retry");
+        cr_assert(atoi(retry) >= 1 && atoi(retry) <= 2, "Retry-After %s", retry);
+        refused++;
+    }
+    int64_t ms = bx_now_ms() - t0;
+    printf("figure: 24 charges in %lld ms over two instances at 1/s, burst 4: %d allowed, %d refused\n",
+           (long long)ms, allowed, refused);
+    fflush(stdout);
+    cr_assert(ms < 2000, "the charges took %lld ms: too slow to judge the budget", (long long)ms);
+    cr_assert(allowed >= 4 && allowed <= 4 + ms / 1000 + 1,
+              "%d charges allowed in %lld ms: the burst of 4 is the budget of the user, not of each instance", allowed,
+              (long long)ms);
+    cr_assert_eq(bx_balance(&C, at), allowed, "a refused charge moved nothing");
+    /* the budget comes back at the rate, through either instance */
+    bx_sleep_ms(1100);
+    bx_expect(bx_http_json(&b, "POST", "/api/v1/users/me/balance/charge", &(struct bx_req){.bearer = at},
+                           json_pack("{s:i}", "amount", 1)),
+              200, NULL);
+    bx_client_release(&a);
+    bx_client_release(&b);
+}
+
 /* The compact availability of schedule sid as instance k shows it (NULL: no map). */
 static const char *availability_on(struct bx_client *k, const struct user *u, int64_t sid)
 {

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 #ifdef BX_TEST_REDIS
+#include "queue/ratelimit_redis.h"
 #include "queue/redis_conn.h"
 #include "queue/waitroom_redis.h"
 #include <hiredis/hiredis.h>
@@ -2565,5 +2566,98 @@ Test(waitroom_local, a_tick_never_overlaps_the_one_in_flight)
     cr_assert_eq(counters_of(w).ticks, 2, "the next one runs");
     room_close(other);
     room_close(w);
+}
+/* ---- Redis only: per-user rate limits shared by the instances (queue/ratelimit_redis.c) ---- */
+
+struct take_answer {
+    bool fired;
+    bx_err e;
+    int64_t wait_ms;
+};
+
+static void taken(void *arg, bx_err e, int64_t wait_ms)
+{
+    struct take_answer *a = arg;
+    *a = (struct take_answer){.fired = true, .e = e, .wait_ms = wait_ms};
+}
+
+static bool take_answered(void *arg)
+{
+    return ((struct take_answer *)arg)->fired;
+}
+
+/* One take through room r's connection: the wait (0 = allowed). */
+static int64_t take(struct room *r, const struct ratelimit_redis *rl, uint64_t key, int64_t now)
+{
+    struct take_answer a = {0};
+    room_ready(r, now);
+    cr_assert_eq(ratelimit_redis_take(rl, waitroom_redis_conn(r->p), key, now, taken, &a), 0);
+    cr_assert_not(a.fired, "never answered from inside the send");
+    loop_run(r->loop, take_answered, &a);
+    cr_assert_eq(a.e, BX_OK, "take: %s", bx_err_info(a.e)->code);
+    return a.wait_ms;
+}
+
+Test(shared_limits, a_burst_is_allowed_then_refused_with_the_wait_until_the_next_token)
+{
+    struct waitroom_config c = config(1);
+    struct room *r = open_instance(&c);
+    struct ratelimit_redis *rl = ratelimit_redis_new(test_ns(), 2.0, 5.0);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(take(r, rl, 42, 1000000), 0, "request %d of the burst", i);
+    cr_assert_eq(take(r, rl, 42, 1000000), 500, "one token at 2/s takes 500 ms");
+    cr_assert_eq(take(r, rl, 42, 1000499), 1);
+    cr_assert_eq(take(r, rl, 42, 1000500), 0, "the token came");
+    cr_assert_gt(take(r, rl, 42, 1000500), 0);
+    cr_assert_eq(take(r, rl, 43, 1000500), 0, "another key has its own bucket");
+    ratelimit_redis_free(rl);
+    room_close(r);
+}
+
+Test(shared_limits, tokens_refill_at_the_rate_up_to_the_burst_and_a_full_bucket_leaves_redis)
+{
+    struct waitroom_config c = config(1);
+    struct room *r = open_instance(&c);
+    struct ratelimit_redis *rl = ratelimit_redis_new(test_ns(), 10.0, 3.0);
+    int64_t now = 2000000;
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(take(r, rl, 7, now), 0);
+    cr_assert_gt(take(r, rl, 7, now), 0);
+    cr_assert_eq(take(r, rl, 7, now + 100), 0, "100 ms at 10/s gives one token back");
+    cr_assert_gt(take(r, rl, 7, now + 100), 0);
+    for (int i = 0; i < 3; i++) /* a long pause refills only up to the burst */
+        cr_assert_eq(take(r, rl, 7, now + 60000), 0);
+    cr_assert_gt(take(r, rl, 7, now + 60000), 0);
+    /* the key lives only until its bucket would be full again: 300 ms here */
+    redisContext *rc = test_redis();
+    redisReply *ttl = redisCommand(rc, "PTTL %s:rl:%016llx", test_ns(), 7ULL);
+    cr_assert(ttl && ttl->type == REDIS_REPLY_INTEGER && ttl->integer > 0 && ttl->integer <= 300,
+              "PTTL of the bucket: %lld", ttl ? ttl->integer : -99);
+    freeReplyObject(ttl);
+    redisFree(rc);
+    ratelimit_redis_free(rl);
+    room_close(r);
+}
+
+Test(shared_limits, two_instances_together_allow_the_rate_once)
+{
+    struct waitroom_config c = config(1);
+    struct room *a = open_instance(&c), *b = open_instance(&c);
+    struct ratelimit_redis *la = ratelimit_redis_new(test_ns(), 1.0, 4.0), *lb = ratelimit_redis_new(test_ns(), 1.0, 4.0);
+    int allowed = 0;
+    for (int i = 0; i < 20; i++) /* 20 requests in 1.14 s, alternately through each instance */
+        allowed += take(i % 2 ? b : a, i % 2 ? lb : la, 99, 3000000 + i * 60) == 0;
+    cr_assert_eq(allowed, 4 + 1, "the burst of 4, then the token of the first second at 1/s: %d", allowed);
+    ratelimit_redis_free(la);
+    ratelimit_redis_free(lb);
+    room_close(b);
+    room_close(a);
+}
+
+Test(shared_limits, a_zero_rate_is_off_and_needs_no_call)
+{
+    struct ratelimit_redis *rl = ratelimit_redis_new("bx", 0, 10);
+    cr_assert(ratelimit_redis_off(rl));
+    ratelimit_redis_free(rl);
 }
 #endif
