@@ -23,13 +23,22 @@ passed=0 failed=0 broken=()
 # What failed, repeated just above the summary (CI shows the tail of the output).
 details=$(mktemp /tmp/boxoffice-failures.XXXXXX)
 
-# One lane per build, side by side (the suites mostly wait on servers and clocks; one
-# after the other they leave the two cores idle two thirds of the time): the first
-# build's lane runs its suites, the browser tests and then the hygiene checks; each
-# further build's lane its suites. Each build lane has its own throwaway PostgreSQL and Redis (suites stop and
-# freeze them), stopped whatever happens. The first lane prints as it goes, the
-# others when they end; the counts add up at the end.
-svc_dir=$(mktemp -d /tmp/boxoffice-services.XXXXXX)
+# Lanes side by side: each build's two halves (above), and the browser tests with
+# the hygiene checks (on the first build). The suites mostly wait on servers and
+# clocks: one after the other they would leave the two cores idle most of the time.
+# A build that is not compiled yet (make test compiles only the first before this
+# script) is compiled at the head of its first half, while the other lanes already
+# run; its second half waits for that. Each lane has its own throwaway PostgreSQL
+# and Redis (suites stop and freeze them), stopped whatever happens. The first lane
+# prints as it goes, the others when they end; the counts add up at the end.
+# Scratch on tmpfs when the machine has one: the suites' servers commit (fsync)
+# tens of thousands of times, and the lanes would queue on the disk. Process kills,
+# which the crash suites are about, keep what was written either way. Servers'
+# data directories (the harness's BOXOFFICE_TEST_TMP) go there too, and go with it.
+scratch=/tmp
+[[ -d /dev/shm && -w /dev/shm ]] && scratch=/dev/shm
+svc_dir=$(mktemp -d "$scratch/boxoffice-services.XXXXXX")
+export BOXOFFICE_TEST_TMP=$svc_dir/servers
 cleanup() {
   local d
   for d in "$svc_dir"/*/; do
@@ -103,20 +112,27 @@ run_browser() { # build-dir
   fi
 }
 
-run_build() { # build-dir: its unit suites, then every HTTP suite in both modes
-  local dir=$1 exe mode
+# A build's suites come in two halves that run side by side: the unit suites with
+# the HTTP suites in embedded mode, and the HTTP suites in scale-out mode (two
+# instances on PostgreSQL + Redis behind nginx; test_scaleout is scale-out only).
+# Every HTTP suite runs in both modes (CONTRACT §2).
+run_http() { # build-dir mode
+  local dir=$1 mode=$2 exe
+  for exe in "$dir"/tests/http/http_test_*; do
+    [[ -x $exe && -f $exe ]] || continue
+    [[ $exe == *http_test_scaleout && $mode == embedded ]] && continue
+    run_criterion "$dir" "$exe" "$mode"
+  done
+}
+run_embedded_half() { # build-dir
+  local dir=$1 exe
   for exe in "$dir"/tests/unit/test_*; do
     [[ -x $exe && -f $exe ]] && run_criterion "$dir" "$exe"
   done
-  # Every HTTP suite runs in both modes (CONTRACT §2): one process on SQLite, then two
-  # instances on PostgreSQL + Redis behind nginx. test_scaleout is scale-out only.
-  for mode in embedded scaleout; do
-    for exe in "$dir"/tests/http/http_test_*; do
-      [[ -x $exe && -f $exe ]] || continue
-      [[ $exe == *http_test_scaleout && $mode == embedded ]] && continue
-      run_criterion "$dir" "$exe" "$mode"
-    done
-  done
+  run_http "$dir" embedded
+}
+run_scaleout_half() { # build-dir
+  run_http "$1" scaleout
 }
 
 # Hygiene on the first (plain) build: fuzz smoke (replays every saved crash first),
@@ -167,19 +183,50 @@ lane() {
   )
 }
 
+# A build's halves: the first compiles the build if needed (ninja's output in the
+# lane's log; a failure counts once), then marks it done (and ok); the second waits
+# for that mark.
+embedded_lane() { # build-dir
+  local dir=$1 name log
+  name=$(basename "$dir") log=$out_dir/$(basename "$1")-compile.log
+  if ninja -C "$dir" >"$log" 2>&1; then
+    touch "$lanes/$name.ok"
+  else
+    failed=$((failed + 1)) broken+=("$name (does not compile: $log)")
+    tail -n 30 "$log"
+  fi
+  touch "$lanes/$name.done"
+  [[ -f $lanes/$name.ok ]] && run_embedded_half "$dir"
+}
+scaleout_lane() { # build-dir
+  local name
+  name=$(basename "$1")
+  until [[ -f $lanes/$name.done ]]; do sleep 1; done
+  [[ -f $lanes/$name.ok ]] && run_scaleout_half "$1"
+}
+hygiene_lane() { # first build-dir
+  run_browser "$1"
+  hygiene "$1"
+}
+
 names=()
 if (($# > 0)); then
-  first=$1
-  shift
   for dir in "$@"; do
     name=$(basename "$dir")
-    names+=("$name")
-    lane "$name" run_build "$dir" >"$lanes/$name.out" 2>&1 &
+    names+=("$name-embedded" "$name-scaleout")
   done
-  first_lane() { run_build "$first"; run_browser "$first"; hygiene "$first"; }
-  lane "$(basename "$first")" first_lane
+  names+=(hygiene)
+  for dir in "$@"; do
+    name=$(basename "$dir")
+    if [[ $dir == "$1" ]]; then # the first lane prints as it goes
+      lane "$name-embedded" embedded_lane "$dir" &
+    else
+      lane "$name-embedded" embedded_lane "$dir" >"$lanes/$name-embedded.out" 2>&1 &
+    fi
+    lane "$name-scaleout" scaleout_lane "$dir" >"$lanes/$name-scaleout.out" 2>&1 &
+  done
+  lane hygiene hygiene_lane "$1" >"$lanes/hygiene.out" 2>&1 &
   wait
-  names=("$(basename "$first")" "${names[@]}")
 fi
 for name in "${names[@]:1}"; do
   cat "$lanes/$name.out"
