@@ -91,8 +91,9 @@ struct sample {
 };
 
 enum { WORKERS = 4, MAXS = 60000, PRICE = 1000, CHARGE = 1000 };
-/* from this long after the dependency is back nothing may fail: the start itself,
- * one reconnect interval (1 s) and a margin */
+/* from this long after the dependency is back (its start returned: on a loaded
+ * machine PostgreSQL's own start takes seconds) nothing may fail: one reconnect
+ * interval (1 s) and a margin */
 enum { SETTLE_MS = 2000 };
 
 struct worker {
@@ -270,7 +271,7 @@ static int64_t wait_readyz(long want, int timeout_ms)
 struct outage {
     const char *what; /* "PostgreSQL" / "Redis" */
     const bool *needs;
-    int64_t down_at, up_at, ready_at; /* stopped (confirmed), start begun, both ready again */
+    int64_t down_at, up_at, back_at, ready_at; /* stopped (confirmed), start begun, start done, both ready again */
 };
 
 static void run_outage(struct outage *o, void (*stop_fn)(void), void (*start_fn)(void))
@@ -314,7 +315,8 @@ static void run_outage(struct outage *o, void (*stop_fn)(void), void (*start_fn)
     snprintf(readyz_body, sizeof readyz_body, "%s", via_nginx->body);
     o->up_at = bx_now_ms();
     start_fn();
-    int64_t started_ms = bx_now_ms() - o->up_at;
+    o->back_at = bx_now_ms();
+    int64_t started_ms = o->back_at - o->up_at;
     int64_t ready_ms = wait_readyz(200, 15000);
     o->ready_at = bx_now_ms();
     /* each event loop reconnects on its own, at most once a second (DESIGN.md), so a
@@ -355,7 +357,7 @@ static void run_outage(struct outage *o, void (*stop_fn)(void), void (*start_fn)
             bool failed = s->status >= 500 || s->status == 0;
             if (s->t0 >= o->up_at && failed && s->t1 - o->up_at > last_fail_after)
                 last_fail_after = s->t1 - o->up_at;
-            if (s->t0 >= o->up_at + SETTLE_MS) {
+            if (s->t0 >= o->back_at + SETTLE_MS) {
                 after[s->op]++;
                 fail_after[s->op] += failed;
             } else if (s->t0 >= o->up_at) {
@@ -384,7 +386,7 @@ static void run_outage(struct outage *o, void (*stop_fn)(void), void (*start_fn)
     printf("figure: %s down: both /readyz 503 %lld ms after the stop (through nginx: %ld %s), %d of %d readiness polls "
            "said ready while down; %s back in %lld ms, both instances ready %lld ms later, first charge/payment "
            "acknowledged %lld ms after the start, no instance restarted; %d requests refused while the loops reconnected, the "
-           "last %lld ms after the start; from %d s after the start: %d requests, %d failed\n",
+           "last %lld ms after the start; from %d s after it was back: %d requests, %d failed\n",
            o->what, (long long)notready_ms, nginx_readyz, readyz_body, ready_while_down, readyz_polls, o->what,
            (long long)started_ms, (long long)ready_ms, (long long)first_write_after, fail_settling,
            (long long)last_fail_after, SETTLE_MS / 1000, n_after, n_fail_after);
