@@ -1569,9 +1569,11 @@ static int mode_issue(void)
  *             them, from line --skip) takes a queue token for --concert and, once
  *             ACTIVE, reads the compact seat map of a random schedule of
  *             --schedules, holds a random free seat and pays (which ends the
- *             token). A user not admitted at once, or whose map, hold or payment
- *             fails, leaves the queue (DELETE of the token), so the slot is not
- *             kept. Each step on a keep-alive connection to the chain's target (a
+ *             token); when the map fails, a random seat of that schedule's
+ *             last map (a buyer clicking the map seen a moment ago;
+ *             "blind_holds"). A user not admitted at once, or whose hold or
+ *             payment fails, leaves the queue (DELETE of the token), so the
+ *             slot is not kept. Each step on a keep-alive connection to the chain's target (a
  *             new one when none is idle); a step's latency counts from when it was
  *             due (the first) or sent (the others: at once after the previous
  *             answer).
@@ -1597,6 +1599,7 @@ struct pconn {
 
 struct pchain {
     long user;
+    int si; /* index of sched in P_sched */
     int64_t sched, resv;
     char q[40];
 };
@@ -1609,11 +1612,12 @@ static long P_nchain;
 static struct lines P_wait, P_book;
 static char **P_wait_h;
 static int64_t *P_sched;
+static long *P_seats; /* seats of each schedule, from its last map read (0: none yet) */
 static int P_nsched;
 static FILE *P_log;
 static double P_t0;
 static long P_busy;
-static uint64_t P_count[PK_N], P_ok[PK_N], P_other[PK_N], P_connfail[PK_N], P_noseat, P_notadmitted;
+static uint64_t P_count[PK_N], P_ok[PK_N], P_other[PK_N], P_connfail[PK_N], P_noseat, P_notadmitted, P_blind;
 
 static void plog(struct pconn *c, double t_done, int status)
 {
@@ -1797,7 +1801,8 @@ static void chain_start(long k, double due)
 {
     struct pchain *ch = &P_chain[k];
     ch->user = k % (long)P_book.n;
-    ch->sched = P_sched[rnd() % (uint64_t)P_nsched];
+    ch->si = (int)(rnd() % (uint64_t)P_nsched);
+    ch->sched = P_sched[ch->si];
     ch->q[0] = 0;
     chain_step(pconn_get((int)(k % g_ntg)), k, PK_ISSUE, due);
 }
@@ -1833,6 +1838,14 @@ static void pconn_answered(struct pconn *c, int status, char *body)
         return;
     }
     case PK_SEATS: {
+        if (!ok && P_seats[ch->si] > 0) {
+            /* as a buyer who saw the map a moment ago: a seat picked blind, so the
+             * hold path runs even while maps fail (a frozen PostgreSQL) */
+            ch->resv = 1 + (int64_t)(rnd() % (uint64_t)P_seats[ch->si]);
+            P_blind++;
+            chain_step(c, k, PK_HOLD, t);
+            return;
+        }
         if (!ok) {
             chain_step(c, k, PK_LEAVE, t);
             return;
@@ -1842,9 +1855,11 @@ static void pconn_answered(struct pconn *c, int status, char *body)
         const char *a = strstr(body, "\"availability\":\"");
         const char *f = a ? a + strlen("\"availability\":\"") : "";
         long n = 0, pick = -1;
-        for (long i = 0; f[i] == '0' || f[i] == '1'; i++)
+        long i = 0;
+        for (; f[i] == '0' || f[i] == '1'; i++)
             if (f[i] == '1' && rnd() % (uint64_t)(++n) == 0)
                 pick = i + 1;
+        P_seats[ch->si] = i;
         if (pick < 0) {
             P_noseat++;
             chain_step(c, k, PK_LEAVE, t);
@@ -1945,6 +1960,7 @@ static int mode_probe(void)
         lines_load(&P_book, O.tokens, (size_t)O.skip, (size_t)O.users);
         char *sl = strdup(O.schedules), *save = NULL;
         P_sched = xmalloc(strlen(sl) * sizeof(int64_t));
+        P_seats = xcalloc(strlen(sl), sizeof(long));
         for (char *t = strtok_r(sl, ",", &save); t; t = strtok_r(NULL, ",", &save))
             P_sched[P_nsched++] = atoll(t);
         free(sl);
@@ -1999,8 +2015,8 @@ static int mode_probe(void)
         fclose(P_log);
     printf(
         "{\"mode\":\"probe\",\"t0_unix\":%.6f,\"duration_s\":%.3f,\"probes\":%ld,\"chains\":%ld,\"no_free_seat\":%llu,"
-        "\"unanswered\":%ld,\"connections\":%zu,\"requests\":{",
-        t0_unix, O.duration, kp, kb, (unsigned long long)P_noseat, unanswered, P_nall);
+        "\"blind_holds\":%llu,\"unanswered\":%ld,\"connections\":%zu,\"requests\":{",
+        t0_unix, O.duration, kp, kb, (unsigned long long)P_noseat, (unsigned long long)P_blind, unanswered, P_nall);
     for (int k = 0; k < PK_N; k++)
         printf("%s\"%s\":{\"count\":%llu,\"ok\":%llu,\"other\":%llu,\"conn_failed\":%llu}", k ? "," : "", pk_name[k],
                (unsigned long long)P_count[k], (unsigned long long)P_ok[k], (unsigned long long)P_other[k],
