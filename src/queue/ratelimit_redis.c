@@ -14,7 +14,8 @@
 #include <string.h>
 
 /* take(KEYS[1] the bucket, ARGV[1] now ms, ARGV[2] T ms per token, ARGV[3] B):
- * 0 when allowed, else the milliseconds until a token comes (>= 1). */
+ * 0 when allowed, else the milliseconds until a token comes (>= 1). T is rarely
+ * a whole number (1000/3): a TAT a rounding error past the limit counts as on it. */
 #define RL_LIBRARY                                                                                                     \
     "local function take(keys, args)\n"                                                                                \
     "  local now, t, b = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])\n"                                    \
@@ -22,7 +23,7 @@
     "  if tat < now then tat = now end\n"                                                                              \
     "  local next_tat = tat + t\n"                                                                                     \
     "  local over = next_tat - now - b * t\n"                                                                          \
-    "  if over > 0 then return math.max(1, math.ceil(over)) end\n"                                                     \
+    "  if over > 1e-6 then return math.max(1, math.ceil(over)) end\n"                                                  \
     "  local ttl = math.max(1, math.ceil(next_tat - now))\n"                                                           \
     "  redis.call('SET', keys[1], string.format('%.17g', next_tat), 'PX', ttl)\n"                                      \
     "  return 0\n"                                                                                                     \

@@ -2648,6 +2648,21 @@ Test(shared_limits, tokens_refill_at_the_rate_up_to_the_burst_and_a_full_bucket_
     room_close(r);
 }
 
+Test(shared_limits, a_rate_of_no_whole_number_of_ms_per_token_keeps_its_pace)
+{
+    struct waitroom_config c = config(1);
+    struct room *r = open_instance(&c);
+    struct ratelimit_redis *rl = ratelimit_redis_new(test_ns(), 3.0, 2.0);
+    int allowed = 0;
+    for (int64_t ms = 0; ms <= 3000; ms++) /* a take every millisecond for 3 s */
+        allowed += take(r, rl, 5, 4000000 + ms) == 0;
+    /* the burst of 2, then one token each 333.3 ms: 1000, 2000 and 3000 ms are on the
+     * dot, where a rounding error must not refuse */
+    cr_assert_eq(allowed, 2 + 9, "%d allowed", allowed);
+    ratelimit_redis_free(rl);
+    room_close(r);
+}
+
 Test(shared_limits, two_instances_together_allow_the_rate_once)
 {
     struct waitroom_config c = config(1);
