@@ -163,8 +163,10 @@ int app_init(const struct config *cfg)
         log_error("out of memory for the rate limiters");
         return -1;
     }
-    struct store *persist = app_store_open(cfg, STORE_OPEN_RELAXED);
-    if (persist == NULL)
+    /* only the in-memory waiting room persists through the store (Redis keeps its
+     * own): a connection opened to be closed costs PostgreSQL a backend start */
+    struct store *persist = NULL;
+    if (strcmp(cfg->queue, "memory") == 0 && (persist = app_store_open(cfg, STORE_OPEN_RELAXED)) == NULL)
         return -1;
     struct waitroom_config wcfg = {
         .active_max = cfg->active_max,
