@@ -78,9 +78,18 @@ static bool racer_setup(struct bx_client *c, struct racer *x)
     if (r->status != 200)
         return note(x->err, sizeof x->err, r), false;
     snprintf(x->at, sizeof x->at, "%s", bx_jstr(r->json, "accessToken"));
-    r = bx_http(c, "POST", bx_str(c, "/api/v1/concerts/%lld/queue/tokens", (long long)x->cid),
-                &(struct bx_req){.bearer = x->at});
-    if (r->status != 201 || strcmp(bx_jstr(r->json, "status"), "ACTIVE") != 0)
+    /* 503 is the contract's "retry shortly" (a loaded machine's instance may pass a
+     * Redis deadline): retried as the holds below are; a retry after a token was
+     * made finds it (200) */
+    for (int tries = 0;; tries++) {
+        r = bx_http(c, "POST", bx_str(c, "/api/v1/concerts/%lld/queue/tokens", (long long)x->cid),
+                    &(struct bx_req){.bearer = x->at});
+        if (r->status != 503 || tries >= MAX_503_RETRIES)
+            break;
+        x->retries503++;
+        bx_sleep_ms(10);
+    }
+    if ((r->status != 201 && r->status != 200) || strcmp(bx_jstr(r->json, "status"), "ACTIVE") != 0)
         return note(x->err, sizeof x->err, r), false;
     snprintf(x->qt, sizeof x->qt, "%s", bx_jstr(r->json, "token"));
     return true;
