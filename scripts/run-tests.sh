@@ -107,26 +107,20 @@ run_browser() { # build-dir
   fi
 }
 
-# A build's suites: the unit suites with the HTTP suites in embedded mode, then the
-# HTTP suites in scale-out mode (two instances on PostgreSQL + Redis behind nginx;
-# test_scaleout is scale-out only). Every HTTP suite runs in both modes (CONTRACT §2).
-run_http() { # build-dir mode
-  local dir=$1 mode=$2 exe
-  for exe in "$dir"/tests/http/http_test_*; do
-    [[ -x $exe && -f $exe ]] || continue
-    [[ $exe == *http_test_scaleout && $mode == embedded ]] && continue
-    run_criterion "$dir" "$exe" "$mode"
-  done
-}
-run_embedded_half() { # build-dir
-  local dir=$1 exe
+run_build() { # build-dir: its unit suites, then every HTTP suite in both modes
+  local dir=$1 exe mode
   for exe in "$dir"/tests/unit/test_*; do
     [[ -x $exe && -f $exe ]] && run_criterion "$dir" "$exe"
   done
-  run_http "$dir" embedded
-}
-run_scaleout_half() { # build-dir
-  run_http "$1" scaleout
+  # Every HTTP suite runs in both modes (CONTRACT §2): one process on SQLite, then two
+  # instances on PostgreSQL + Redis behind nginx. test_scaleout is scale-out only.
+  for mode in embedded scaleout; do
+    for exe in "$dir"/tests/http/http_test_*; do
+      [[ -x $exe && -f $exe ]] || continue
+      [[ $exe == *http_test_scaleout && $mode == embedded ]] && continue
+      run_criterion "$dir" "$exe" "$mode"
+    done
+  done
 }
 
 # Hygiene on the first (plain) build: fuzz smoke (replays every saved crash first),
@@ -178,20 +172,19 @@ lane() {
 }
 
 # One lane per build: it compiles the build if needed (ninja's output in the
-# lane's log; a failure counts once), then runs its unit and embedded suites and
-# its scale-out suites; the first build's lane then runs the browser tests and the
-# hygiene checks. (Five lanes, each build's halves apart, were 1.5 min faster with
-# the builds compiled, but starved the timing-bound suites into flakes.)
+# lane's log; a failure counts once), then runs its suites; the first build's lane
+# then runs the browser tests and the hygiene checks. (Five lanes, each build's
+# embedded and scale-out suites apart, were 1.5 min faster with the builds compiled,
+# but starved the timing-bound suites into flakes.)
 build_lane() { # build-dir [first]
   local dir=$1 name log
-  name=$(basename "$dir") log=$out_dir/$(basename "$1")-compile.log
+  name=$(basename "$dir") log=$out_dir/$(basename "$dir")-compile.log
   if ! ninja -C "$dir" >"$log" 2>&1; then
     failed=$((failed + 1)) broken+=("$name (does not compile: $log)")
     tail -n 30 "$log"
     return
   fi
-  run_embedded_half "$dir"
-  run_scaleout_half "$dir"
+  run_build "$dir"
   if [[ ${2:-} == first ]]; then
     run_browser "$dir"
     hygiene "$dir"
