@@ -17,6 +17,417 @@ static const char pg_schema_bootstrap[] =
     "  version integer PRIMARY KEY,"
     "  applied_at bigint NOT NULL)";
 
+/* bx_hold as migrations 1 and 5 create it (see migration 5). */
+#define HOLD_HEAD \
+    "FUNCTION bx_hold(p_user bigint, p_schedule bigint, p_seat integer, p_now bigint, p_expires bigint,\n" \
+    "    p_max integer, OUT o_code text, OUT o_id bigint, OUT o_concert bigint, OUT o_price bigint)\n" \
+    "    LANGUAGE plpgsql AS $fn$\n" \
+    "DECLARE\n" \
+    "  v_opens bigint; v_closes bigint; v_status text; v_old bigint; v_hold_end bigint; v_count bigint;\n" \
+    "BEGIN\n" \
+    "  SELECT concert_id, sale_opens_at, sale_closes_at INTO o_concert, v_opens, v_closes\n" \
+    "    FROM schedules WHERE id = p_schedule;\n" \
+    "  IF NOT FOUND THEN o_code := 'SCHEDULE_NOT_FOUND'; RETURN; END IF;\n" \
+    "  IF NOT (v_opens <= p_now AND p_now < v_closes) THEN o_code := 'SALE_CLOSED'; RETURN; END IF;\n" \
+    "  PERFORM 1 FROM users WHERE id = p_user FOR NO KEY UPDATE;\n" \
+    "  SELECT price, status, reservation_id, hold_expires_at INTO o_price, v_status, v_old, v_hold_end\n" \
+    "    FROM seats WHERE schedule_id = p_schedule AND seat_no = p_seat FOR NO KEY UPDATE;\n" \
+    "  IF NOT FOUND THEN o_code := 'SEAT_NOT_FOUND'; RETURN; END IF;\n" \
+    "  SELECT count(*) INTO v_count FROM reservations\n"
+
+#define HOLD1_SEAT_LIMIT \
+    "    WHERE schedule_id = p_schedule AND user_id = p_user\n"
+
+#define HOLD5_SEAT_LIMIT \
+    "    WHERE user_id = p_user AND schedule_id + 0 = p_schedule\n"
+
+#define HOLD_TAIL \
+    "      AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > p_now));\n" \
+    "  IF v_count >= p_max THEN o_code := 'SEAT_LIMIT'; RETURN; END IF;\n" \
+    "  IF NOT (v_status = 'AVAILABLE' OR (v_status = 'HELD' AND v_hold_end <= p_now)) THEN\n" \
+    "    o_code := 'SEAT_UNAVAILABLE'; RETURN;\n" \
+    "  END IF;\n" \
+    "  INSERT INTO reservations(user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n" \
+    "    VALUES (p_user, p_schedule, p_seat, o_price, 'HELD', p_now, p_expires) RETURNING id INTO o_id;\n" \
+    "  UPDATE seats SET status = 'HELD', reservation_id = o_id, hold_expires_at = p_expires\n" \
+    "    WHERE schedule_id = p_schedule AND seat_no = p_seat;\n" \
+    "  IF v_status = 'HELD' THEN\n" \
+    "    UPDATE reservations SET status = 'EXPIRED' WHERE id = v_old AND status = 'HELD' AND expires_at <= p_now;\n" \
+    "  END IF;\n" \
+    "  o_code := 'OK';\n" \
+    "END\n" \
+    "$fn$;"
+
+/* bx_write_batch as migrations 4 and 5 create it: the text they share (WB_*)
+ * and what each has of its own (WB4_*, WB5_*; see migration 5). */
+#define WB_HEAD \
+    "CREATE OR REPLACE FUNCTION bx_write_batch(p_kind text[], p_user bigint[], p_now bigint[], p_schedule bigint[], p_seat integer[],\n" \
+    "    p_expires bigint[], p_max integer[], p_res bigint[], p_amount bigint[], p_concert bigint[], p_key text[],\n" \
+    "    p_hash bytea[], p_balance_max bigint)\n" \
+    "    RETURNS TABLE(o_code text, o_id bigint, o_concert bigint, o_price bigint, o_res bigint, o_amount bigint,\n" \
+    "                  o_balance bigint, o_paid_at bigint, o_live_holds integer)\n" \
+    "    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$\n" \
+    "DECLARE\n" \
+    "  n integer := coalesce(array_length(p_kind, 1), 0);\n" \
+    "  v_user_ok boolean[]; v_seat_ok boolean[]; v_sets boolean;\n" \
+    "  l_schedule bigint[]; l_seat integer[]; l_status text[]; l_res bigint[]; l_end bigint[];\n" \
+    "  r_code text[]; r_id bigint[]; r_concert bigint[]; r_price bigint[]; r_res bigint[]; r_amount bigint[];\n" \
+    "  r_balance bigint[]; r_paid_at bigint[];\n" \
+    "  c_code text[]; c_id bigint[]; c_concert bigint[]; c_price bigint[]; c_res bigint[]; c_amount bigint[];\n" \
+    "  c_balance bigint[]; c_paid_at bigint[];\n" \
+    "  v_from integer := 1; v_to integer; v_next integer; v_rounds integer := 0;\n" \
+    "  v_paid integer; v_sold integer; v_confirmed integer; v_debited integer;\n" \
+    "  v_changes text[];\n" \
+    "  v_code text; v_id bigint; v_concert bigint; v_price bigint; v_res bigint; v_amount bigint; v_balance bigint;\n" \
+    "  v_paid_at bigint;\n" \
+    "BEGIN\n" \
+    "  IF n = 0 THEN RETURN; END IF;\n" \
+    "  IF array_length(p_user, 1) IS DISTINCT FROM n OR array_length(p_now, 1) IS DISTINCT FROM n\n" \
+    "     OR array_length(p_schedule, 1) IS DISTINCT FROM n OR array_length(p_seat, 1) IS DISTINCT FROM n\n" \
+    "     OR array_length(p_expires, 1) IS DISTINCT FROM n OR array_length(p_max, 1) IS DISTINCT FROM n\n" \
+    "     OR array_length(p_res, 1) IS DISTINCT FROM n OR array_length(p_amount, 1) IS DISTINCT FROM n\n" \
+    "     OR array_length(p_concert, 1) IS DISTINCT FROM n OR array_length(p_key, 1) IS DISTINCT FROM n\n" \
+    "     OR array_length(p_hash, 1) IS DISTINCT FROM n THEN\n" \
+    "    RAISE EXCEPTION 'bx_write_batch: the input arrays differ in length (% kinds)', n;\n" \
+    "  END IF;\n" \
+    "\n" \
+    "  -- Lock step 1: every user row of the batch, in id order; and whether every\n" \
+    "  -- item has the inputs its kind needs (rounds assume it).\n" \
+    "  WITH locked AS MATERIALIZED (\n" \
+    "    SELECT u.id FROM users u WHERE u.id = ANY(p_user) ORDER BY u.id FOR NO KEY UPDATE\n" \
+    "  )\n" \
+    "  SELECT array_agg(l.id IS NOT NULL ORDER BY x.i),\n" \
+    "         (SELECT coalesce(bool_and(y.kind IS NULL OR y.kind NOT IN ('HOLD', 'PAY', 'CANCEL', 'CHARGE')\n" \
+    "                   OR (y.user_id IS NOT NULL AND y.now IS NOT NULL\n" \
+    "                       AND CASE y.kind\n" \
+    "                             WHEN 'HOLD' THEN y.schedule_id IS NOT NULL AND y.seat_no IS NOT NULL\n" \
+    "                                              AND y.expires IS NOT NULL AND y.max_seats IS NOT NULL\n" \
+    "                             WHEN 'CHARGE' THEN y.amount IS NOT NULL AND p_balance_max IS NOT NULL\n" \
+    "                                                AND (y.key IS NULL) = (y.hash IS NULL)\n" \
+    "                             WHEN 'PAY' THEN y.res IS NOT NULL AND (y.key IS NULL) = (y.hash IS NULL)\n" \
+    "                             ELSE y.res IS NOT NULL END)), true)\n" \
+    "            FROM unnest(p_kind, p_user, p_now, p_schedule, p_seat, p_expires, p_max, p_res, p_amount, p_key, p_hash)\n" \
+    "                 AS y(kind, user_id, now, schedule_id, seat_no, expires, max_seats, res, amount, key, hash))\n" \
+    "    INTO v_user_ok, v_sets\n" \
+    "    FROM unnest(p_user) WITH ORDINALITY AS x(user_id, i) LEFT JOIN locked l ON l.id = x.user_id;\n" \
+    "  IF n < 4 OR current_setting('boxoffice.write_batch_per_item', true) = 'on' THEN v_sets := false; END IF;\n" \
+    "\n" \
+    "  -- Lock step 2: every seat row the batch touches, in (schedule_id, seat_no) order.\n" \
+    "  WITH want AS (\n" \
+    "    SELECT x.i, x.schedule_id, x.seat_no\n" \
+    "      FROM unnest(p_kind, p_schedule, p_seat) WITH ORDINALITY AS x(kind, schedule_id, seat_no, i)\n" \
+    "      WHERE x.kind = 'HOLD'\n" \
+    "    UNION ALL\n" \
+    "    SELECT x.i, r.schedule_id, r.seat_no\n"
+
+#define WB4_LOCK2_RESERVATIONS \
+    "      FROM unnest(p_kind, p_res, p_user) WITH ORDINALITY AS x(kind, res, user_id, i)\n" \
+    "      JOIN reservations r ON r.id = x.res AND r.user_id = x.user_id\n" \
+    "      WHERE x.kind IN ('PAY', 'CANCEL')\n"
+
+#define WB5_LOCK2_RESERVATIONS \
+    "      FROM unnest(p_kind, p_res, p_user) WITH ORDINALITY AS x(kind, res, user_id, i)\n" \
+    "      CROSS JOIN LATERAL (SELECT r.schedule_id, r.seat_no FROM reservations r\n" \
+    "                           WHERE r.id = x.res AND r.user_id = x.user_id OFFSET 0) r\n" \
+    "      WHERE x.kind IN ('PAY', 'CANCEL')\n"
+
+#define WB_LOCK2_TO_ROUND \
+    "  ), locked AS MATERIALIZED (\n" \
+    "    SELECT t.schedule_id, t.seat_no, t.status, t.reservation_id, t.hold_expires_at\n" \
+    "      FROM (SELECT DISTINCT w.schedule_id, w.seat_no FROM want w) k\n" \
+    "      JOIN seats t ON t.schedule_id = k.schedule_id AND t.seat_no = k.seat_no\n" \
+    "      ORDER BY t.schedule_id, t.seat_no FOR NO KEY UPDATE OF t\n" \
+    "  )\n" \
+    "  SELECT (SELECT array_agg(l.seat_no IS NOT NULL ORDER BY x.i)\n" \
+    "            FROM generate_series(1, n) AS x(i) LEFT JOIN want w ON w.i = x.i\n" \
+    "            LEFT JOIN locked l ON l.schedule_id = w.schedule_id AND l.seat_no = w.seat_no),\n" \
+    "         array_agg(l.schedule_id ORDER BY l.schedule_id, l.seat_no),\n" \
+    "         array_agg(l.seat_no ORDER BY l.schedule_id, l.seat_no),\n" \
+    "         array_agg(l.status ORDER BY l.schedule_id, l.seat_no),\n" \
+    "         array_agg(l.reservation_id ORDER BY l.schedule_id, l.seat_no),\n" \
+    "         array_agg(l.hold_expires_at ORDER BY l.schedule_id, l.seat_no)\n" \
+    "    INTO v_seat_ok, l_schedule, l_seat, l_status, l_res, l_end\n" \
+    "    FROM locked l;\n" \
+    "\n" \
+    "  WHILE v_from <= n LOOP\n" \
+    "    -- A round stops before the first user met again: fewer than 4 items before it, items one by one.\n" \
+    "    IF v_sets THEN\n" \
+    "      SELECT coalesce(min(y.i), n - v_from + 2) INTO v_next\n" \
+    "        FROM (SELECT x.i, row_number() OVER (PARTITION BY x.user_id ORDER BY x.i) AS nth\n" \
+    "                FROM unnest(p_user[v_from:n]) WITH ORDINALITY AS x(user_id, i)) y\n" \
+    "       WHERE y.nth > 1;\n" \
+    "      IF v_next - 1 < 4 THEN v_sets := false; END IF;\n" \
+    "    END IF;\n" \
+    "    IF NOT v_sets OR v_rounds >= 8 THEN\n" \
+    "      -- The items left, in order, each through its own function; rows they lock are locked already.\n" \
+    "      FOR i IN v_from..n LOOP\n" \
+    "        v_code := NULL; v_id := NULL; v_concert := NULL; v_price := NULL;\n" \
+    "        v_res := NULL; v_amount := NULL; v_balance := NULL; v_paid_at := NULL;\n" \
+    "        IF NOT v_user_ok[i] THEN\n" \
+    "          v_code := CASE WHEN p_kind[i] IN ('HOLD', 'CHARGE') THEN 'NOT_FOUND'\n" \
+    "                         WHEN p_kind[i] IN ('PAY', 'CANCEL') THEN 'RESERVATION_NOT_FOUND' ELSE 'VALIDATION' END;\n" \
+    "        ELSIF p_kind[i] = 'HOLD' THEN\n" \
+    "          SELECT h.o_code, h.o_id, h.o_concert, h.o_price INTO v_code, v_id, v_concert, v_price\n" \
+    "            FROM bx_hold(p_user[i], p_schedule[i], CASE WHEN v_seat_ok[i] THEN p_seat[i] END, p_now[i], p_expires[i],\n" \
+    "                         p_max[i]) h;\n" \
+    "        ELSIF p_kind[i] = 'PAY' THEN\n" \
+    "          SELECT y.o_code, y.o_id, y.o_res, y.o_amount, y.o_balance, y.o_paid_at\n" \
+    "            INTO v_code, v_id, v_res, v_amount, v_balance, v_paid_at\n" \
+    "            FROM bx_pay(p_user[i], p_res[i], coalesce(p_amount[i], -1), p_now[i], p_key[i], p_hash[i]) y;\n" \
+    "        ELSIF p_kind[i] = 'CANCEL' THEN\n" \
+    "          SELECT c.o_code INTO v_code FROM bx_cancel(p_user[i], p_res[i], p_now[i]) c;\n" \
+    "        ELSIF p_kind[i] = 'CHARGE' THEN\n" \
+    "          SELECT c.o_code, c.o_balance INTO v_code, v_balance\n" \
+    "            FROM bx_charge(p_user[i], p_amount[i], p_now[i], p_key[i], p_hash[i], p_balance_max) c;\n" \
+    "        ELSE\n" \
+    "          v_code := 'VALIDATION';\n" \
+    "        END IF;\n" \
+    "        r_code[i] := v_code; r_id[i] := v_id; r_concert[i] := v_concert; r_price[i] := v_price;\n" \
+    "        r_res[i] := v_res; r_amount[i] := v_amount; r_balance[i] := v_balance; r_paid_at[i] := v_paid_at;\n" \
+    "      END LOOP;\n" \
+    "      EXIT;\n" \
+    "    END IF;\n" \
+    "\n" \
+    "    -- One round: items v_from .. v_to - 1, decided on the state the round starts\n" \
+    "    -- from and written together.\n" \
+    "    v_rounds := v_rounds + 1;\n" \
+    "    WITH x AS (\n" \
+    "      SELECT x.*\n" \
+    "        FROM unnest(p_kind, p_user, p_now, p_schedule, p_seat, p_expires, p_max, p_res, p_amount, p_key, p_hash,\n" \
+    "                    v_user_ok, v_seat_ok)\n" \
+    "             WITH ORDINALITY AS x(kind, user_id, now, schedule_id, seat_no, expires, max_seats, res, amount, key, hash,\n" \
+    "                                  user_ok, seat_ok, i)\n" \
+    "       WHERE x.i >= v_from\n" \
+    "    ), d AS (\n" \
+    "      SELECT x.*,\n" \
+    "             s.id IS NOT NULL AS s_found, s.concert_id AS s_concert,\n" \
+    "             s.sale_opens_at <= x.now AND x.now < s.sale_closes_at AS s_open,\n" \
+    "             t.seat_no IS NOT NULL AS t_found, t.price AS t_price, t.status AS t_status, t.reservation_id AS t_res,\n" \
+    "             t.hold_expires_at AS t_end, o.user_id AS t_owner,\n" \
+    "             r.id IS NOT NULL AS r_found, r.schedule_id AS r_schedule, r.seat_no AS r_seat, r.status AS r_status,\n" \
+    "             r.price AS r_price, r.expires_at AS r_end,\n" \
+    "             k.user_id IS NOT NULL AS k_found, k.request_hash AS k_hash,\n" \
+    "             py.id AS py_id, py.reservation_id AS py_res, py.amount AS py_amount, py.balance_after AS py_balance,\n" \
+    "             py.paid_at AS py_paid_at, lg.id IS NOT NULL AS lg_found, lg.balance_after AS lg_balance,\n" \
+    "             u.balance\n"
+
+#define WB4_ROUND_LOOKUPS \
+    "        FROM x\n" \
+    "        LEFT JOIN schedules s ON x.kind = 'HOLD' AND x.user_ok AND s.id = x.schedule_id\n" \
+    "        LEFT JOIN seats t ON x.kind = 'HOLD' AND x.user_ok AND x.seat_ok\n" \
+    "                         AND t.schedule_id = x.schedule_id AND t.seat_no = x.seat_no\n" \
+    "        LEFT JOIN reservations o ON t.status = 'HELD' AND o.id = t.reservation_id\n" \
+    "        LEFT JOIN reservations r ON x.kind IN ('PAY', 'CANCEL') AND x.user_ok AND r.id = x.res AND r.user_id = x.user_id\n" \
+    "        LEFT JOIN idempotency k ON x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND k.user_id = x.user_id\n" \
+    "                               AND k.scope = CASE x.kind WHEN 'PAY' THEN 'payment' ELSE 'charge' END AND k.key = x.key\n" \
+    "        LEFT JOIN payments py ON x.kind = 'PAY' AND py.id = k.result_id AND py.user_id = x.user_id\n" \
+    "        LEFT JOIN ledger lg ON x.kind = 'CHARGE' AND lg.id = k.result_id AND lg.user_id = x.user_id\n" \
+    "        LEFT JOIN users u ON x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND u.id = x.user_id\n"
+
+#define WB5_ROUND_LOOKUPS \
+    "        FROM x\n" \
+    "        LEFT JOIN schedules s ON x.kind = 'HOLD' AND x.user_ok AND s.id = x.schedule_id\n" \
+    "        LEFT JOIN seats t ON x.kind = 'HOLD' AND x.user_ok AND x.seat_ok\n" \
+    "                         AND t.schedule_id = x.schedule_id AND t.seat_no = x.seat_no\n" \
+    "        LEFT JOIN LATERAL (SELECT o.user_id FROM reservations o\n" \
+    "                            WHERE t.status = 'HELD' AND o.id = t.reservation_id OFFSET 0) o ON true\n" \
+    "        LEFT JOIN LATERAL (SELECT r.id, r.schedule_id, r.seat_no, r.status, r.price, r.expires_at FROM reservations r\n" \
+    "                            WHERE x.kind IN ('PAY', 'CANCEL') AND x.user_ok AND r.id = x.res AND r.user_id = x.user_id\n" \
+    "                            OFFSET 0) r ON true\n" \
+    "        LEFT JOIN LATERAL (SELECT k.user_id, k.request_hash, k.result_id FROM idempotency k\n" \
+    "                            WHERE x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND k.user_id = x.user_id\n" \
+    "                              AND k.scope = CASE x.kind WHEN 'PAY' THEN 'payment' ELSE 'charge' END AND k.key = x.key\n" \
+    "                            OFFSET 0) k ON true\n" \
+    "        LEFT JOIN LATERAL (SELECT py.id, py.reservation_id, py.amount, py.balance_after, py.paid_at FROM payments py\n" \
+    "                            WHERE x.kind = 'PAY' AND py.id = k.result_id AND py.user_id = x.user_id OFFSET 0) py ON true\n" \
+    "        LEFT JOIN LATERAL (SELECT lg.id, lg.balance_after FROM ledger lg\n" \
+    "                            WHERE x.kind = 'CHARGE' AND lg.id = k.result_id AND lg.user_id = x.user_id OFFSET 0) lg ON true\n" \
+    "        LEFT JOIN users u ON x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND u.id = x.user_id\n"
+
+#define WB_ROUND_CHECKS \
+    "    ), c AS MATERIALIZED (\n" \
+    "      SELECT d.*,\n" \
+    "             CASE\n" \
+    "               WHEN d.kind IS NULL OR d.kind NOT IN ('HOLD', 'PAY', 'CANCEL', 'CHARGE') THEN 'VALIDATION'\n" \
+    "               WHEN NOT d.user_ok THEN\n" \
+    "                 CASE WHEN d.kind IN ('HOLD', 'CHARGE') THEN 'NOT_FOUND' ELSE 'RESERVATION_NOT_FOUND' END\n" \
+    "               WHEN d.kind = 'HOLD' THEN CASE\n" \
+    "                 WHEN NOT d.s_found THEN 'SCHEDULE_NOT_FOUND'\n" \
+    "                 WHEN NOT d.s_open THEN 'SALE_CLOSED'\n" \
+    "                 WHEN NOT d.t_found THEN 'SEAT_NOT_FOUND'\n"
+
+#define WB4_SEAT_LIMIT \
+    "                 WHEN (SELECT count(*) FROM reservations h\n" \
+    "                        WHERE h.schedule_id = d.schedule_id AND h.user_id = d.user_id\n"
+
+#define WB5_SEAT_LIMIT \
+    "                 WHEN (SELECT count(*) FROM reservations h\n" \
+    "                        WHERE h.user_id = d.user_id AND h.schedule_id + 0 = d.schedule_id\n"
+
+#define WB_TAIL \
+    "                          AND (h.status = 'CONFIRMED' OR (h.status = 'HELD' AND h.expires_at > d.now))) >= d.max_seats\n" \
+    "                   THEN 'SEAT_LIMIT'\n" \
+    "                 WHEN NOT (d.t_status = 'AVAILABLE' OR (d.t_status = 'HELD' AND d.t_end <= d.now)) THEN 'SEAT_UNAVAILABLE'\n" \
+    "                 ELSE 'OK' END\n" \
+    "               WHEN d.kind = 'CANCEL' THEN CASE\n" \
+    "                 WHEN NOT d.r_found THEN 'RESERVATION_NOT_FOUND'\n" \
+    "                 WHEN d.r_status = 'HELD' AND d.r_end > d.now THEN 'OK'\n" \
+    "                 ELSE 'NOT_HELD' END\n" \
+    "               WHEN d.k_found THEN CASE\n" \
+    "                 WHEN d.k_hash IS DISTINCT FROM d.hash THEN 'IDEMPOTENCY_MISMATCH'\n" \
+    "                 WHEN d.py_id IS NOT NULL OR d.lg_found THEN 'REPLAY'\n" \
+    "                 ELSE 'INTERNAL' END\n" \
+    "               WHEN d.kind = 'CHARGE' THEN CASE\n" \
+    "                 WHEN d.amount <= 0 OR d.balance < 0 OR d.amount > p_balance_max - d.balance THEN 'BALANCE_LIMIT'\n" \
+    "                 ELSE 'OK' END\n" \
+    "               ELSE CASE\n" \
+    "                 WHEN NOT d.r_found THEN 'RESERVATION_NOT_FOUND'\n" \
+    "                 WHEN d.r_status = 'CONFIRMED' THEN 'ALREADY_PAID'\n" \
+    "                 WHEN d.r_status = 'CANCELLED' THEN 'NOT_HELD'\n" \
+    "                 WHEN d.r_status <> 'HELD' OR d.r_end <= d.now THEN 'HOLD_EXPIRED'\n" \
+    "                 WHEN coalesce(d.amount, -1) >= 0 AND coalesce(d.amount, -1) <> d.r_price THEN 'PRICE_MISMATCH'\n" \
+    "                 WHEN d.balance < d.r_price THEN 'INSUFFICIENT_BALANCE'\n" \
+    "                 ELSE 'OK' END\n" \
+    "             END AS code,\n" \
+    "             CASE WHEN d.user_ok AND d.kind IN ('HOLD', 'PAY', 'CANCEL', 'CHARGE') THEN d.user_id END AS k_user,\n" \
+    "             CASE WHEN d.user_ok AND d.kind = 'HOLD' THEN d.schedule_id WHEN d.r_found THEN d.r_schedule END AS k_schedule,\n" \
+    "             CASE WHEN d.user_ok AND d.kind = 'HOLD' THEN d.seat_no WHEN d.r_found THEN d.r_seat END AS k_seat\n" \
+    "        FROM d\n" \
+    "    ), q AS (\n" \
+    "      SELECT coalesce(min(j.i), n + 1) AS q FROM (\n" \
+    "        SELECT a.i FROM (SELECT c.i, row_number() OVER (PARTITION BY c.k_user ORDER BY c.i) AS nth\n" \
+    "                           FROM c WHERE c.k_user IS NOT NULL) a WHERE a.nth > 1\n" \
+    "        UNION ALL\n" \
+    "        SELECT b.i FROM (SELECT c.i, row_number() OVER (PARTITION BY c.k_schedule, c.k_seat ORDER BY c.i) AS nth\n" \
+    "                           FROM c WHERE c.k_schedule IS NOT NULL) b WHERE b.nth > 1\n" \
+    "        UNION ALL\n" \
+    "        SELECT c.i FROM c JOIN (SELECT c.t_owner, min(c.i) AS first FROM c WHERE c.t_owner IS NOT NULL GROUP BY c.t_owner) v\n" \
+    "                            ON v.t_owner = c.k_user AND v.first < c.i\n" \
+    "      ) j\n" \
+    "    ), w AS (\n" \
+    "      -- The round's items in order, with the ids their rows will have: drawn here,\n" \
+    "      -- in item order, from the sequences the inserts would draw from.\n" \
+    "      SELECT o.*,\n" \
+    "             CASE WHEN o.kind = 'HOLD' AND o.code = 'OK' THEN nextval('reservations_id_seq') END AS new_res,\n" \
+    "             CASE WHEN o.kind = 'PAY' AND o.code = 'OK' THEN nextval('payments_id_seq') END AS new_pay,\n" \
+    "             CASE WHEN o.kind IN ('PAY', 'CHARGE') AND o.code = 'OK' THEN nextval('ledger_id_seq') END AS new_ledger,\n" \
+    "             o.kind = 'PAY' AND o.code = 'HOLD_EXPIRED' AND o.r_status = 'HELD' AS pay_expires\n" \
+    "        FROM (SELECT c.* FROM c WHERE c.i < (SELECT q.q FROM q) ORDER BY c.i OFFSET 0) o\n" \
+    "    ), v AS (\n" \
+    "      -- What each item writes: at most one seat row and one reservation row of its own.\n" \
+    "      SELECT w.*,\n" \
+    "             CASE WHEN w.new_res IS NOT NULL THEN 'HELD' WHEN w.new_pay IS NOT NULL THEN 'SOLD'\n" \
+    "                  WHEN (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN 'AVAILABLE' END AS seat_to,\n" \
+    "             CASE WHEN w.new_res IS NOT NULL AND w.t_status = 'HELD' THEN w.t_res\n" \
+    "                  WHEN w.new_pay IS NOT NULL OR (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN w.res\n" \
+    "             END AS res_id\n" \
+    "        FROM w\n" \
+    "    ), new_res AS (\n" \
+    "      INSERT INTO reservations(id, user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n" \
+    "      SELECT w.new_res, w.user_id, w.schedule_id, w.seat_no, w.t_price, 'HELD', w.now, w.expires FROM w\n" \
+    "       WHERE w.new_res IS NOT NULL\n" \
+    "    ), seat_w AS (\n" \
+    "      UPDATE seats t\n" \
+    "         SET status = v.seat_to,\n" \
+    "             reservation_id = CASE WHEN v.new_res IS NOT NULL THEN v.new_res WHEN v.new_pay IS NOT NULL THEN v.res END,\n" \
+    "             hold_expires_at = CASE WHEN v.new_res IS NOT NULL THEN v.expires END\n" \
+    "        FROM v\n" \
+    "       WHERE v.seat_to IS NOT NULL\n" \
+    "         AND t.schedule_id = CASE WHEN v.new_res IS NOT NULL THEN v.schedule_id ELSE v.r_schedule END\n" \
+    "         AND t.seat_no = CASE WHEN v.new_res IS NOT NULL THEN v.seat_no ELSE v.r_seat END\n" \
+    "         AND (v.new_res IS NOT NULL OR (t.reservation_id = v.res AND t.status = 'HELD'))\n" \
+    "      RETURNING v.new_pay IS NOT NULL AS sale\n" \
+    "    ), res_w AS (\n" \
+    "      UPDATE reservations r\n" \
+    "         SET status = CASE WHEN v.new_pay IS NOT NULL THEN 'CONFIRMED' WHEN v.kind = 'CANCEL' THEN 'CANCELLED'\n" \
+    "                           ELSE 'EXPIRED' END,\n" \
+    "             confirmed_at = CASE WHEN v.new_pay IS NOT NULL THEN v.now ELSE r.confirmed_at END\n" \
+    "        FROM v\n" \
+    "       WHERE r.id = v.res_id AND r.status = 'HELD'\n" \
+    "         AND CASE WHEN v.new_res IS NOT NULL THEN r.expires_at <= v.now WHEN v.pay_expires THEN true\n" \
+    "                  ELSE r.expires_at > v.now END\n" \
+    "      RETURNING v.new_pay IS NOT NULL AS sale\n" \
+    "    ), bal_w AS (\n" \
+    "      UPDATE users u SET balance = u.balance + CASE WHEN w.new_pay IS NOT NULL THEN -w.r_price ELSE w.amount END\n" \
+    "        FROM w\n" \
+    "       WHERE w.new_ledger IS NOT NULL AND u.id = w.user_id AND (w.new_pay IS NULL OR u.balance >= w.r_price)\n" \
+    "      RETURNING w.new_pay IS NOT NULL AS sale\n" \
+    "    ), pay_ins AS (\n" \
+    "      INSERT INTO payments(id, user_id, reservation_id, amount, balance_after, paid_at, idempotency_key)\n" \
+    "      SELECT w.new_pay, w.user_id, w.res, w.r_price, w.balance - w.r_price, w.now, w.key FROM w\n" \
+    "       WHERE w.new_pay IS NOT NULL\n" \
+    "    ), led_ins AS (\n" \
+    "      INSERT INTO ledger(id, user_id, kind, amount, balance_after, created_at, reference)\n" \
+    "      SELECT w.new_ledger, w.user_id, CASE WHEN w.new_pay IS NOT NULL THEN 'PAYMENT' ELSE 'CHARGE' END,\n" \
+    "             CASE WHEN w.new_pay IS NOT NULL THEN w.r_price ELSE w.amount END,\n" \
+    "             CASE WHEN w.new_pay IS NOT NULL THEN w.balance - w.r_price ELSE w.balance + w.amount END, w.now,\n" \
+    "             CASE WHEN w.new_pay IS NOT NULL THEN 'payment:' || w.new_pay ELSE w.key END\n" \
+    "        FROM w WHERE w.new_ledger IS NOT NULL\n" \
+    "    ), idem_ins AS (\n" \
+    "      INSERT INTO idempotency(user_id, scope, key, request_hash, result_id, created_at)\n" \
+    "      SELECT w.user_id, CASE WHEN w.new_pay IS NOT NULL THEN 'payment' ELSE 'charge' END, w.key, w.hash,\n" \
+    "             coalesce(w.new_pay, w.new_ledger), w.now\n" \
+    "        FROM w WHERE w.new_ledger IS NOT NULL AND w.key IS NOT NULL\n" \
+    "    )\n" \
+    "    SELECT (SELECT q.q FROM q),\n" \
+    "           array_agg(w.code ORDER BY w.i),\n" \
+    "           array_agg(CASE WHEN w.code = 'REPLAY' THEN w.py_id ELSE coalesce(w.new_res, w.new_pay) END ORDER BY w.i),\n" \
+    "           array_agg(CASE WHEN w.kind = 'HOLD' AND w.user_ok THEN w.s_concert END ORDER BY w.i),\n" \
+    "           array_agg(CASE WHEN w.kind = 'HOLD' AND w.code IN ('SEAT_LIMIT', 'SEAT_UNAVAILABLE', 'OK') THEN w.t_price END\n" \
+    "                     ORDER BY w.i),\n" \
+    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.res WHEN w.code = 'REPLAY' THEN w.py_res END ORDER BY w.i),\n" \
+    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.r_price WHEN w.code = 'REPLAY' THEN w.py_amount END\n" \
+    "                     ORDER BY w.i),\n" \
+    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.balance - w.r_price\n" \
+    "                          WHEN w.new_ledger IS NOT NULL THEN w.balance + w.amount\n" \
+    "                          WHEN w.code = 'REPLAY' THEN coalesce(w.py_balance, w.lg_balance) END ORDER BY w.i),\n" \
+    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.now WHEN w.code = 'REPLAY' THEN w.py_paid_at END\n" \
+    "                     ORDER BY w.i),\n" \
+    "           count(w.new_pay),\n" \
+    "           (SELECT count(*) FROM seat_w WHERE seat_w.sale),\n" \
+    "           (SELECT count(*) FROM res_w WHERE res_w.sale),\n" \
+    "           (SELECT count(*) FROM bal_w WHERE bal_w.sale)\n" \
+    "      INTO v_to, c_code, c_id, c_concert, c_price, c_res, c_amount, c_balance, c_paid_at,\n" \
+    "           v_paid, v_sold, v_confirmed, v_debited\n" \
+    "      FROM w;\n" \
+    "    IF v_sold <> v_paid OR v_confirmed <> v_paid OR v_debited <> v_paid THEN\n" \
+    "      RAISE EXCEPTION 'bx_write_batch: % payments, but % seats sold, % reservations confirmed, % balances debited',\n" \
+    "        v_paid, v_sold, v_confirmed, v_debited;\n" \
+    "    END IF;\n" \
+    "    r_code := r_code || c_code; r_id := r_id || c_id; r_concert := r_concert || c_concert;\n" \
+    "    r_price := r_price || c_price; r_res := r_res || c_res; r_amount := r_amount || c_amount;\n" \
+    "    r_balance := r_balance || c_balance; r_paid_at := r_paid_at || c_paid_at;\n" \
+    "    -- A round costs about as much as 3 items by their functions: after one that\n" \
+    "    -- decided fewer than 4 (a user or a seat met again at once), the rest go item by item.\n" \
+    "    IF v_to - v_from < 4 THEN v_sets := false; END IF;\n" \
+    "    v_from := v_to;\n" \
+    "  END LOOP;\n" \
+    "\n" \
+    "  -- Every seat whose row changed, as it is now (the rows are still locked).\n" \
+    "  SELECT array_agg(t.schedule_id || ',' || t.seat_no || ',' || left(t.status, 1) || ',' || coalesce(t.hold_expires_at, 0)\n" \
+    "                   ORDER BY t.schedule_id, t.seat_no)\n" \
+    "    INTO v_changes\n" \
+    "    FROM unnest(l_schedule, l_seat, l_status, l_res, l_end) AS b(schedule_id, seat_no, status, res, hold_end)\n" \
+    "    JOIN seats t ON t.schedule_id = b.schedule_id AND t.seat_no = b.seat_no\n" \
+    "    WHERE (t.status, t.reservation_id, t.hold_expires_at) IS DISTINCT FROM (b.status, b.res, b.hold_end);\n" \
+    "  IF v_changes IS NOT NULL THEN\n" \
+    "    PERFORM bx_notify_seats(v_changes);\n" \
+    "  END IF;\n" \
+    "\n" \
+    "  RETURN QUERY\n" \
+    "    SELECT x.code, x.id, x.concert, x.price, x.res, x.amount, x.balance, x.paid_at,\n" \
+    "           CASE WHEN x.kind = 'PAY' AND x.code = 'OK' THEN\n" \
+    "             (SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id\n" \
+    "               WHERE r.user_id = x.user_id AND s.concert_id = x.concert_id AND r.status = 'HELD'\n" \
+    "                 AND r.expires_at > x.now)::integer\n" \
+    "           END\n" \
+    "      FROM unnest(p_kind, p_user, p_now, p_concert, r_code, r_id, r_concert, r_price, r_res, r_amount, r_balance,\n" \
+    "                  r_paid_at) WITH ORDINALITY\n" \
+    "           AS x(kind, user_id, now, concert_id, code, id, concert, price, res, amount, balance, paid_at, i)\n" \
+    "      ORDER BY x.i;\n" \
+    "END\n" \
+    "$fn$;\n"
+
 /* pg_migrations[i] is migration number i + 1. Each runs as one EXECUTE inside the
  * migration's DO block, so it may hold several statements; function bodies are
  * quoted with $fn$ (the migration itself is quoted with $m<N>$ by store_pg.c).
@@ -216,37 +627,7 @@ static const char *const pg_migrations[] = {
      * lock and the seat lock: seat exists, user under p_max seats (CONFIRMED +
      * live HELD), seat free at p_now (AVAILABLE, or HELD past its expiry). The new
      * HELD reservation takes the seat; a hold taken over becomes EXPIRED here. */
-    "CREATE FUNCTION bx_hold(p_user bigint, p_schedule bigint, p_seat integer, p_now bigint, p_expires bigint,\n"
-    "    p_max integer, OUT o_code text, OUT o_id bigint, OUT o_concert bigint, OUT o_price bigint)\n"
-    "    LANGUAGE plpgsql AS $fn$\n"
-    "DECLARE\n"
-    "  v_opens bigint; v_closes bigint; v_status text; v_old bigint; v_hold_end bigint; v_count bigint;\n"
-    "BEGIN\n"
-    "  SELECT concert_id, sale_opens_at, sale_closes_at INTO o_concert, v_opens, v_closes\n"
-    "    FROM schedules WHERE id = p_schedule;\n"
-    "  IF NOT FOUND THEN o_code := 'SCHEDULE_NOT_FOUND'; RETURN; END IF;\n"
-    "  IF NOT (v_opens <= p_now AND p_now < v_closes) THEN o_code := 'SALE_CLOSED'; RETURN; END IF;\n"
-    "  PERFORM 1 FROM users WHERE id = p_user FOR NO KEY UPDATE;\n"
-    "  SELECT price, status, reservation_id, hold_expires_at INTO o_price, v_status, v_old, v_hold_end\n"
-    "    FROM seats WHERE schedule_id = p_schedule AND seat_no = p_seat FOR NO KEY UPDATE;\n"
-    "  IF NOT FOUND THEN o_code := 'SEAT_NOT_FOUND'; RETURN; END IF;\n"
-    "  SELECT count(*) INTO v_count FROM reservations\n"
-    "    WHERE schedule_id = p_schedule AND user_id = p_user\n"
-    "      AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > p_now));\n"
-    "  IF v_count >= p_max THEN o_code := 'SEAT_LIMIT'; RETURN; END IF;\n"
-    "  IF NOT (v_status = 'AVAILABLE' OR (v_status = 'HELD' AND v_hold_end <= p_now)) THEN\n"
-    "    o_code := 'SEAT_UNAVAILABLE'; RETURN;\n"
-    "  END IF;\n"
-    "  INSERT INTO reservations(user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n"
-    "    VALUES (p_user, p_schedule, p_seat, o_price, 'HELD', p_now, p_expires) RETURNING id INTO o_id;\n"
-    "  UPDATE seats SET status = 'HELD', reservation_id = o_id, hold_expires_at = p_expires\n"
-    "    WHERE schedule_id = p_schedule AND seat_no = p_seat;\n"
-    "  IF v_status = 'HELD' THEN\n"
-    "    UPDATE reservations SET status = 'EXPIRED' WHERE id = v_old AND status = 'HELD' AND expires_at <= p_now;\n"
-    "  END IF;\n"
-    "  o_code := 'OK';\n"
-    "END\n"
-    "$fn$;"
+    "CREATE " HOLD_HEAD HOLD1_SEAT_LIMIT HOLD_TAIL
 
     /* Cancel: the owner's live HELD reservation becomes CANCELLED and its seat
      * AVAILABLE, under the seat lock. */
@@ -715,330 +1096,32 @@ static const char *const pg_migrations[] = {
      * tests/unit/test_store.c runs every batch both ways and compares answers,
      * rows, sequences and notifications), the rest go item by item. Locks,
      * their order and the notifications are those of migration 3, unchanged. */
-    "CREATE OR REPLACE FUNCTION bx_write_batch(p_kind text[], p_user bigint[], p_now bigint[], p_schedule bigint[], p_seat integer[],\n"
-    "    p_expires bigint[], p_max integer[], p_res bigint[], p_amount bigint[], p_concert bigint[], p_key text[],\n"
-    "    p_hash bytea[], p_balance_max bigint)\n"
-    "    RETURNS TABLE(o_code text, o_id bigint, o_concert bigint, o_price bigint, o_res bigint, o_amount bigint,\n"
-    "                  o_balance bigint, o_paid_at bigint, o_live_holds integer)\n"
-    "    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$\n"
-    "DECLARE\n"
-    "  n integer := coalesce(array_length(p_kind, 1), 0);\n"
-    "  v_user_ok boolean[]; v_seat_ok boolean[]; v_sets boolean;\n"
-    "  l_schedule bigint[]; l_seat integer[]; l_status text[]; l_res bigint[]; l_end bigint[];\n"
-    "  r_code text[]; r_id bigint[]; r_concert bigint[]; r_price bigint[]; r_res bigint[]; r_amount bigint[];\n"
-    "  r_balance bigint[]; r_paid_at bigint[];\n"
-    "  c_code text[]; c_id bigint[]; c_concert bigint[]; c_price bigint[]; c_res bigint[]; c_amount bigint[];\n"
-    "  c_balance bigint[]; c_paid_at bigint[];\n"
-    "  v_from integer := 1; v_to integer; v_next integer; v_rounds integer := 0;\n"
-    "  v_paid integer; v_sold integer; v_confirmed integer; v_debited integer;\n"
-    "  v_changes text[];\n"
-    "  v_code text; v_id bigint; v_concert bigint; v_price bigint; v_res bigint; v_amount bigint; v_balance bigint;\n"
-    "  v_paid_at bigint;\n"
-    "BEGIN\n"
-    "  IF n = 0 THEN RETURN; END IF;\n"
-    "  IF array_length(p_user, 1) IS DISTINCT FROM n OR array_length(p_now, 1) IS DISTINCT FROM n\n"
-    "     OR array_length(p_schedule, 1) IS DISTINCT FROM n OR array_length(p_seat, 1) IS DISTINCT FROM n\n"
-    "     OR array_length(p_expires, 1) IS DISTINCT FROM n OR array_length(p_max, 1) IS DISTINCT FROM n\n"
-    "     OR array_length(p_res, 1) IS DISTINCT FROM n OR array_length(p_amount, 1) IS DISTINCT FROM n\n"
-    "     OR array_length(p_concert, 1) IS DISTINCT FROM n OR array_length(p_key, 1) IS DISTINCT FROM n\n"
-    "     OR array_length(p_hash, 1) IS DISTINCT FROM n THEN\n"
-    "    RAISE EXCEPTION 'bx_write_batch: the input arrays differ in length (% kinds)', n;\n"
-    "  END IF;\n"
-    "\n"
-    "  -- Lock step 1: every user row of the batch, in id order; and whether every\n"
-    "  -- item has the inputs its kind needs (rounds assume it).\n"
-    "  WITH locked AS MATERIALIZED (\n"
-    "    SELECT u.id FROM users u WHERE u.id = ANY(p_user) ORDER BY u.id FOR NO KEY UPDATE\n"
-    "  )\n"
-    "  SELECT array_agg(l.id IS NOT NULL ORDER BY x.i),\n"
-    "         (SELECT coalesce(bool_and(y.kind IS NULL OR y.kind NOT IN ('HOLD', 'PAY', 'CANCEL', 'CHARGE')\n"
-    "                   OR (y.user_id IS NOT NULL AND y.now IS NOT NULL\n"
-    "                       AND CASE y.kind\n"
-    "                             WHEN 'HOLD' THEN y.schedule_id IS NOT NULL AND y.seat_no IS NOT NULL\n"
-    "                                              AND y.expires IS NOT NULL AND y.max_seats IS NOT NULL\n"
-    "                             WHEN 'CHARGE' THEN y.amount IS NOT NULL AND p_balance_max IS NOT NULL\n"
-    "                                                AND (y.key IS NULL) = (y.hash IS NULL)\n"
-    "                             WHEN 'PAY' THEN y.res IS NOT NULL AND (y.key IS NULL) = (y.hash IS NULL)\n"
-    "                             ELSE y.res IS NOT NULL END)), true)\n"
-    "            FROM unnest(p_kind, p_user, p_now, p_schedule, p_seat, p_expires, p_max, p_res, p_amount, p_key, p_hash)\n"
-    "                 AS y(kind, user_id, now, schedule_id, seat_no, expires, max_seats, res, amount, key, hash))\n"
-    "    INTO v_user_ok, v_sets\n"
-    "    FROM unnest(p_user) WITH ORDINALITY AS x(user_id, i) LEFT JOIN locked l ON l.id = x.user_id;\n"
-    "  IF n < 4 OR current_setting('boxoffice.write_batch_per_item', true) = 'on' THEN v_sets := false; END IF;\n"
-    "\n"
-    "  -- Lock step 2: every seat row the batch touches, in (schedule_id, seat_no) order.\n"
-    "  WITH want AS (\n"
-    "    SELECT x.i, x.schedule_id, x.seat_no\n"
-    "      FROM unnest(p_kind, p_schedule, p_seat) WITH ORDINALITY AS x(kind, schedule_id, seat_no, i)\n"
-    "      WHERE x.kind = 'HOLD'\n"
-    "    UNION ALL\n"
-    "    SELECT x.i, r.schedule_id, r.seat_no\n"
-    "      FROM unnest(p_kind, p_res, p_user) WITH ORDINALITY AS x(kind, res, user_id, i)\n"
-    "      JOIN reservations r ON r.id = x.res AND r.user_id = x.user_id\n"
-    "      WHERE x.kind IN ('PAY', 'CANCEL')\n"
-    "  ), locked AS MATERIALIZED (\n"
-    "    SELECT t.schedule_id, t.seat_no, t.status, t.reservation_id, t.hold_expires_at\n"
-    "      FROM (SELECT DISTINCT w.schedule_id, w.seat_no FROM want w) k\n"
-    "      JOIN seats t ON t.schedule_id = k.schedule_id AND t.seat_no = k.seat_no\n"
-    "      ORDER BY t.schedule_id, t.seat_no FOR NO KEY UPDATE OF t\n"
-    "  )\n"
-    "  SELECT (SELECT array_agg(l.seat_no IS NOT NULL ORDER BY x.i)\n"
-    "            FROM generate_series(1, n) AS x(i) LEFT JOIN want w ON w.i = x.i\n"
-    "            LEFT JOIN locked l ON l.schedule_id = w.schedule_id AND l.seat_no = w.seat_no),\n"
-    "         array_agg(l.schedule_id ORDER BY l.schedule_id, l.seat_no),\n"
-    "         array_agg(l.seat_no ORDER BY l.schedule_id, l.seat_no),\n"
-    "         array_agg(l.status ORDER BY l.schedule_id, l.seat_no),\n"
-    "         array_agg(l.reservation_id ORDER BY l.schedule_id, l.seat_no),\n"
-    "         array_agg(l.hold_expires_at ORDER BY l.schedule_id, l.seat_no)\n"
-    "    INTO v_seat_ok, l_schedule, l_seat, l_status, l_res, l_end\n"
-    "    FROM locked l;\n"
-    "\n"
-    "  WHILE v_from <= n LOOP\n"
-    "    -- A round stops before the first user met again: fewer than 4 items before it, items one by one.\n"
-    "    IF v_sets THEN\n"
-    "      SELECT coalesce(min(y.i), n - v_from + 2) INTO v_next\n"
-    "        FROM (SELECT x.i, row_number() OVER (PARTITION BY x.user_id ORDER BY x.i) AS nth\n"
-    "                FROM unnest(p_user[v_from:n]) WITH ORDINALITY AS x(user_id, i)) y\n"
-    "       WHERE y.nth > 1;\n"
-    "      IF v_next - 1 < 4 THEN v_sets := false; END IF;\n"
-    "    END IF;\n"
-    "    IF NOT v_sets OR v_rounds >= 8 THEN\n"
-    "      -- The items left, in order, each through its own function; rows they lock are locked already.\n"
-    "      FOR i IN v_from..n LOOP\n"
-    "        v_code := NULL; v_id := NULL; v_concert := NULL; v_price := NULL;\n"
-    "        v_res := NULL; v_amount := NULL; v_balance := NULL; v_paid_at := NULL;\n"
-    "        IF NOT v_user_ok[i] THEN\n"
-    "          v_code := CASE WHEN p_kind[i] IN ('HOLD', 'CHARGE') THEN 'NOT_FOUND'\n"
-    "                         WHEN p_kind[i] IN ('PAY', 'CANCEL') THEN 'RESERVATION_NOT_FOUND' ELSE 'VALIDATION' END;\n"
-    "        ELSIF p_kind[i] = 'HOLD' THEN\n"
-    "          SELECT h.o_code, h.o_id, h.o_concert, h.o_price INTO v_code, v_id, v_concert, v_price\n"
-    "            FROM bx_hold(p_user[i], p_schedule[i], CASE WHEN v_seat_ok[i] THEN p_seat[i] END, p_now[i], p_expires[i],\n"
-    "                         p_max[i]) h;\n"
-    "        ELSIF p_kind[i] = 'PAY' THEN\n"
-    "          SELECT y.o_code, y.o_id, y.o_res, y.o_amount, y.o_balance, y.o_paid_at\n"
-    "            INTO v_code, v_id, v_res, v_amount, v_balance, v_paid_at\n"
-    "            FROM bx_pay(p_user[i], p_res[i], coalesce(p_amount[i], -1), p_now[i], p_key[i], p_hash[i]) y;\n"
-    "        ELSIF p_kind[i] = 'CANCEL' THEN\n"
-    "          SELECT c.o_code INTO v_code FROM bx_cancel(p_user[i], p_res[i], p_now[i]) c;\n"
-    "        ELSIF p_kind[i] = 'CHARGE' THEN\n"
-    "          SELECT c.o_code, c.o_balance INTO v_code, v_balance\n"
-    "            FROM bx_charge(p_user[i], p_amount[i], p_now[i], p_key[i], p_hash[i], p_balance_max) c;\n"
-    "        ELSE\n"
-    "          v_code := 'VALIDATION';\n"
-    "        END IF;\n"
-    "        r_code[i] := v_code; r_id[i] := v_id; r_concert[i] := v_concert; r_price[i] := v_price;\n"
-    "        r_res[i] := v_res; r_amount[i] := v_amount; r_balance[i] := v_balance; r_paid_at[i] := v_paid_at;\n"
-    "      END LOOP;\n"
-    "      EXIT;\n"
-    "    END IF;\n"
-    "\n"
-    "    -- One round: items v_from .. v_to - 1, decided on the state the round starts\n"
-    "    -- from and written together.\n"
-    "    v_rounds := v_rounds + 1;\n"
-    "    WITH x AS (\n"
-    "      SELECT x.*\n"
-    "        FROM unnest(p_kind, p_user, p_now, p_schedule, p_seat, p_expires, p_max, p_res, p_amount, p_key, p_hash,\n"
-    "                    v_user_ok, v_seat_ok)\n"
-    "             WITH ORDINALITY AS x(kind, user_id, now, schedule_id, seat_no, expires, max_seats, res, amount, key, hash,\n"
-    "                                  user_ok, seat_ok, i)\n"
-    "       WHERE x.i >= v_from\n"
-    "    ), d AS (\n"
-    "      SELECT x.*,\n"
-    "             s.id IS NOT NULL AS s_found, s.concert_id AS s_concert,\n"
-    "             s.sale_opens_at <= x.now AND x.now < s.sale_closes_at AS s_open,\n"
-    "             t.seat_no IS NOT NULL AS t_found, t.price AS t_price, t.status AS t_status, t.reservation_id AS t_res,\n"
-    "             t.hold_expires_at AS t_end, o.user_id AS t_owner,\n"
-    "             r.id IS NOT NULL AS r_found, r.schedule_id AS r_schedule, r.seat_no AS r_seat, r.status AS r_status,\n"
-    "             r.price AS r_price, r.expires_at AS r_end,\n"
-    "             k.user_id IS NOT NULL AS k_found, k.request_hash AS k_hash,\n"
-    "             py.id AS py_id, py.reservation_id AS py_res, py.amount AS py_amount, py.balance_after AS py_balance,\n"
-    "             py.paid_at AS py_paid_at, lg.id IS NOT NULL AS lg_found, lg.balance_after AS lg_balance,\n"
-    "             u.balance\n"
-    "        FROM x\n"
-    "        LEFT JOIN schedules s ON x.kind = 'HOLD' AND x.user_ok AND s.id = x.schedule_id\n"
-    "        LEFT JOIN seats t ON x.kind = 'HOLD' AND x.user_ok AND x.seat_ok\n"
-    "                         AND t.schedule_id = x.schedule_id AND t.seat_no = x.seat_no\n"
-    "        LEFT JOIN reservations o ON t.status = 'HELD' AND o.id = t.reservation_id\n"
-    "        LEFT JOIN reservations r ON x.kind IN ('PAY', 'CANCEL') AND x.user_ok AND r.id = x.res AND r.user_id = x.user_id\n"
-    "        LEFT JOIN idempotency k ON x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND k.user_id = x.user_id\n"
-    "                               AND k.scope = CASE x.kind WHEN 'PAY' THEN 'payment' ELSE 'charge' END AND k.key = x.key\n"
-    "        LEFT JOIN payments py ON x.kind = 'PAY' AND py.id = k.result_id AND py.user_id = x.user_id\n"
-    "        LEFT JOIN ledger lg ON x.kind = 'CHARGE' AND lg.id = k.result_id AND lg.user_id = x.user_id\n"
-    "        LEFT JOIN users u ON x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND u.id = x.user_id\n"
-    "    ), c AS MATERIALIZED (\n"
-    "      SELECT d.*,\n"
-    "             CASE\n"
-    "               WHEN d.kind IS NULL OR d.kind NOT IN ('HOLD', 'PAY', 'CANCEL', 'CHARGE') THEN 'VALIDATION'\n"
-    "               WHEN NOT d.user_ok THEN\n"
-    "                 CASE WHEN d.kind IN ('HOLD', 'CHARGE') THEN 'NOT_FOUND' ELSE 'RESERVATION_NOT_FOUND' END\n"
-    "               WHEN d.kind = 'HOLD' THEN CASE\n"
-    "                 WHEN NOT d.s_found THEN 'SCHEDULE_NOT_FOUND'\n"
-    "                 WHEN NOT d.s_open THEN 'SALE_CLOSED'\n"
-    "                 WHEN NOT d.t_found THEN 'SEAT_NOT_FOUND'\n"
-    "                 WHEN (SELECT count(*) FROM reservations h\n"
-    "                        WHERE h.schedule_id = d.schedule_id AND h.user_id = d.user_id\n"
-    "                          AND (h.status = 'CONFIRMED' OR (h.status = 'HELD' AND h.expires_at > d.now))) >= d.max_seats\n"
-    "                   THEN 'SEAT_LIMIT'\n"
-    "                 WHEN NOT (d.t_status = 'AVAILABLE' OR (d.t_status = 'HELD' AND d.t_end <= d.now)) THEN 'SEAT_UNAVAILABLE'\n"
-    "                 ELSE 'OK' END\n"
-    "               WHEN d.kind = 'CANCEL' THEN CASE\n"
-    "                 WHEN NOT d.r_found THEN 'RESERVATION_NOT_FOUND'\n"
-    "                 WHEN d.r_status = 'HELD' AND d.r_end > d.now THEN 'OK'\n"
-    "                 ELSE 'NOT_HELD' END\n"
-    "               WHEN d.k_found THEN CASE\n"
-    "                 WHEN d.k_hash IS DISTINCT FROM d.hash THEN 'IDEMPOTENCY_MISMATCH'\n"
-    "                 WHEN d.py_id IS NOT NULL OR d.lg_found THEN 'REPLAY'\n"
-    "                 ELSE 'INTERNAL' END\n"
-    "               WHEN d.kind = 'CHARGE' THEN CASE\n"
-    "                 WHEN d.amount <= 0 OR d.balance < 0 OR d.amount > p_balance_max - d.balance THEN 'BALANCE_LIMIT'\n"
-    "                 ELSE 'OK' END\n"
-    "               ELSE CASE\n"
-    "                 WHEN NOT d.r_found THEN 'RESERVATION_NOT_FOUND'\n"
-    "                 WHEN d.r_status = 'CONFIRMED' THEN 'ALREADY_PAID'\n"
-    "                 WHEN d.r_status = 'CANCELLED' THEN 'NOT_HELD'\n"
-    "                 WHEN d.r_status <> 'HELD' OR d.r_end <= d.now THEN 'HOLD_EXPIRED'\n"
-    "                 WHEN coalesce(d.amount, -1) >= 0 AND coalesce(d.amount, -1) <> d.r_price THEN 'PRICE_MISMATCH'\n"
-    "                 WHEN d.balance < d.r_price THEN 'INSUFFICIENT_BALANCE'\n"
-    "                 ELSE 'OK' END\n"
-    "             END AS code,\n"
-    "             CASE WHEN d.user_ok AND d.kind IN ('HOLD', 'PAY', 'CANCEL', 'CHARGE') THEN d.user_id END AS k_user,\n"
-    "             CASE WHEN d.user_ok AND d.kind = 'HOLD' THEN d.schedule_id WHEN d.r_found THEN d.r_schedule END AS k_schedule,\n"
-    "             CASE WHEN d.user_ok AND d.kind = 'HOLD' THEN d.seat_no WHEN d.r_found THEN d.r_seat END AS k_seat\n"
-    "        FROM d\n"
-    "    ), q AS (\n"
-    "      SELECT coalesce(min(j.i), n + 1) AS q FROM (\n"
-    "        SELECT a.i FROM (SELECT c.i, row_number() OVER (PARTITION BY c.k_user ORDER BY c.i) AS nth\n"
-    "                           FROM c WHERE c.k_user IS NOT NULL) a WHERE a.nth > 1\n"
-    "        UNION ALL\n"
-    "        SELECT b.i FROM (SELECT c.i, row_number() OVER (PARTITION BY c.k_schedule, c.k_seat ORDER BY c.i) AS nth\n"
-    "                           FROM c WHERE c.k_schedule IS NOT NULL) b WHERE b.nth > 1\n"
-    "        UNION ALL\n"
-    "        SELECT c.i FROM c JOIN (SELECT c.t_owner, min(c.i) AS first FROM c WHERE c.t_owner IS NOT NULL GROUP BY c.t_owner) v\n"
-    "                            ON v.t_owner = c.k_user AND v.first < c.i\n"
-    "      ) j\n"
-    "    ), w AS (\n"
-    "      -- The round's items in order, with the ids their rows will have: drawn here,\n"
-    "      -- in item order, from the sequences the inserts would draw from.\n"
-    "      SELECT o.*,\n"
-    "             CASE WHEN o.kind = 'HOLD' AND o.code = 'OK' THEN nextval('reservations_id_seq') END AS new_res,\n"
-    "             CASE WHEN o.kind = 'PAY' AND o.code = 'OK' THEN nextval('payments_id_seq') END AS new_pay,\n"
-    "             CASE WHEN o.kind IN ('PAY', 'CHARGE') AND o.code = 'OK' THEN nextval('ledger_id_seq') END AS new_ledger,\n"
-    "             o.kind = 'PAY' AND o.code = 'HOLD_EXPIRED' AND o.r_status = 'HELD' AS pay_expires\n"
-    "        FROM (SELECT c.* FROM c WHERE c.i < (SELECT q.q FROM q) ORDER BY c.i OFFSET 0) o\n"
-    "    ), v AS (\n"
-    "      -- What each item writes: at most one seat row and one reservation row of its own.\n"
-    "      SELECT w.*,\n"
-    "             CASE WHEN w.new_res IS NOT NULL THEN 'HELD' WHEN w.new_pay IS NOT NULL THEN 'SOLD'\n"
-    "                  WHEN (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN 'AVAILABLE' END AS seat_to,\n"
-    "             CASE WHEN w.new_res IS NOT NULL AND w.t_status = 'HELD' THEN w.t_res\n"
-    "                  WHEN w.new_pay IS NOT NULL OR (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN w.res\n"
-    "             END AS res_id\n"
-    "        FROM w\n"
-    "    ), new_res AS (\n"
-    "      INSERT INTO reservations(id, user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n"
-    "      SELECT w.new_res, w.user_id, w.schedule_id, w.seat_no, w.t_price, 'HELD', w.now, w.expires FROM w\n"
-    "       WHERE w.new_res IS NOT NULL\n"
-    "    ), seat_w AS (\n"
-    "      UPDATE seats t\n"
-    "         SET status = v.seat_to,\n"
-    "             reservation_id = CASE WHEN v.new_res IS NOT NULL THEN v.new_res WHEN v.new_pay IS NOT NULL THEN v.res END,\n"
-    "             hold_expires_at = CASE WHEN v.new_res IS NOT NULL THEN v.expires END\n"
-    "        FROM v\n"
-    "       WHERE v.seat_to IS NOT NULL\n"
-    "         AND t.schedule_id = CASE WHEN v.new_res IS NOT NULL THEN v.schedule_id ELSE v.r_schedule END\n"
-    "         AND t.seat_no = CASE WHEN v.new_res IS NOT NULL THEN v.seat_no ELSE v.r_seat END\n"
-    "         AND (v.new_res IS NOT NULL OR (t.reservation_id = v.res AND t.status = 'HELD'))\n"
-    "      RETURNING v.new_pay IS NOT NULL AS sale\n"
-    "    ), res_w AS (\n"
-    "      UPDATE reservations r\n"
-    "         SET status = CASE WHEN v.new_pay IS NOT NULL THEN 'CONFIRMED' WHEN v.kind = 'CANCEL' THEN 'CANCELLED'\n"
-    "                           ELSE 'EXPIRED' END,\n"
-    "             confirmed_at = CASE WHEN v.new_pay IS NOT NULL THEN v.now ELSE r.confirmed_at END\n"
-    "        FROM v\n"
-    "       WHERE r.id = v.res_id AND r.status = 'HELD'\n"
-    "         AND CASE WHEN v.new_res IS NOT NULL THEN r.expires_at <= v.now WHEN v.pay_expires THEN true\n"
-    "                  ELSE r.expires_at > v.now END\n"
-    "      RETURNING v.new_pay IS NOT NULL AS sale\n"
-    "    ), bal_w AS (\n"
-    "      UPDATE users u SET balance = u.balance + CASE WHEN w.new_pay IS NOT NULL THEN -w.r_price ELSE w.amount END\n"
-    "        FROM w\n"
-    "       WHERE w.new_ledger IS NOT NULL AND u.id = w.user_id AND (w.new_pay IS NULL OR u.balance >= w.r_price)\n"
-    "      RETURNING w.new_pay IS NOT NULL AS sale\n"
-    "    ), pay_ins AS (\n"
-    "      INSERT INTO payments(id, user_id, reservation_id, amount, balance_after, paid_at, idempotency_key)\n"
-    "      SELECT w.new_pay, w.user_id, w.res, w.r_price, w.balance - w.r_price, w.now, w.key FROM w\n"
-    "       WHERE w.new_pay IS NOT NULL\n"
-    "    ), led_ins AS (\n"
-    "      INSERT INTO ledger(id, user_id, kind, amount, balance_after, created_at, reference)\n"
-    "      SELECT w.new_ledger, w.user_id, CASE WHEN w.new_pay IS NOT NULL THEN 'PAYMENT' ELSE 'CHARGE' END,\n"
-    "             CASE WHEN w.new_pay IS NOT NULL THEN w.r_price ELSE w.amount END,\n"
-    "             CASE WHEN w.new_pay IS NOT NULL THEN w.balance - w.r_price ELSE w.balance + w.amount END, w.now,\n"
-    "             CASE WHEN w.new_pay IS NOT NULL THEN 'payment:' || w.new_pay ELSE w.key END\n"
-    "        FROM w WHERE w.new_ledger IS NOT NULL\n"
-    "    ), idem_ins AS (\n"
-    "      INSERT INTO idempotency(user_id, scope, key, request_hash, result_id, created_at)\n"
-    "      SELECT w.user_id, CASE WHEN w.new_pay IS NOT NULL THEN 'payment' ELSE 'charge' END, w.key, w.hash,\n"
-    "             coalesce(w.new_pay, w.new_ledger), w.now\n"
-    "        FROM w WHERE w.new_ledger IS NOT NULL AND w.key IS NOT NULL\n"
-    "    )\n"
-    "    SELECT (SELECT q.q FROM q),\n"
-    "           array_agg(w.code ORDER BY w.i),\n"
-    "           array_agg(CASE WHEN w.code = 'REPLAY' THEN w.py_id ELSE coalesce(w.new_res, w.new_pay) END ORDER BY w.i),\n"
-    "           array_agg(CASE WHEN w.kind = 'HOLD' AND w.user_ok THEN w.s_concert END ORDER BY w.i),\n"
-    "           array_agg(CASE WHEN w.kind = 'HOLD' AND w.code IN ('SEAT_LIMIT', 'SEAT_UNAVAILABLE', 'OK') THEN w.t_price END\n"
-    "                     ORDER BY w.i),\n"
-    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.res WHEN w.code = 'REPLAY' THEN w.py_res END ORDER BY w.i),\n"
-    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.r_price WHEN w.code = 'REPLAY' THEN w.py_amount END\n"
-    "                     ORDER BY w.i),\n"
-    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.balance - w.r_price\n"
-    "                          WHEN w.new_ledger IS NOT NULL THEN w.balance + w.amount\n"
-    "                          WHEN w.code = 'REPLAY' THEN coalesce(w.py_balance, w.lg_balance) END ORDER BY w.i),\n"
-    "           array_agg(CASE WHEN w.new_pay IS NOT NULL THEN w.now WHEN w.code = 'REPLAY' THEN w.py_paid_at END\n"
-    "                     ORDER BY w.i),\n"
-    "           count(w.new_pay),\n"
-    "           (SELECT count(*) FROM seat_w WHERE seat_w.sale),\n"
-    "           (SELECT count(*) FROM res_w WHERE res_w.sale),\n"
-    "           (SELECT count(*) FROM bal_w WHERE bal_w.sale)\n"
-    "      INTO v_to, c_code, c_id, c_concert, c_price, c_res, c_amount, c_balance, c_paid_at,\n"
-    "           v_paid, v_sold, v_confirmed, v_debited\n"
-    "      FROM w;\n"
-    "    IF v_sold <> v_paid OR v_confirmed <> v_paid OR v_debited <> v_paid THEN\n"
-    "      RAISE EXCEPTION 'bx_write_batch: % payments, but % seats sold, % reservations confirmed, % balances debited',\n"
-    "        v_paid, v_sold, v_confirmed, v_debited;\n"
-    "    END IF;\n"
-    "    r_code := r_code || c_code; r_id := r_id || c_id; r_concert := r_concert || c_concert;\n"
-    "    r_price := r_price || c_price; r_res := r_res || c_res; r_amount := r_amount || c_amount;\n"
-    "    r_balance := r_balance || c_balance; r_paid_at := r_paid_at || c_paid_at;\n"
-    "    -- A round costs about as much as 3 items by their functions: after one that\n"
-    "    -- decided fewer than 4 (a user or a seat met again at once), the rest go item by item.\n"
-    "    IF v_to - v_from < 4 THEN v_sets := false; END IF;\n"
-    "    v_from := v_to;\n"
-    "  END LOOP;\n"
-    "\n"
-    "  -- Every seat whose row changed, as it is now (the rows are still locked).\n"
-    "  SELECT array_agg(t.schedule_id || ',' || t.seat_no || ',' || left(t.status, 1) || ',' || coalesce(t.hold_expires_at, 0)\n"
-    "                   ORDER BY t.schedule_id, t.seat_no)\n"
-    "    INTO v_changes\n"
-    "    FROM unnest(l_schedule, l_seat, l_status, l_res, l_end) AS b(schedule_id, seat_no, status, res, hold_end)\n"
-    "    JOIN seats t ON t.schedule_id = b.schedule_id AND t.seat_no = b.seat_no\n"
-    "    WHERE (t.status, t.reservation_id, t.hold_expires_at) IS DISTINCT FROM (b.status, b.res, b.hold_end);\n"
-    "  IF v_changes IS NOT NULL THEN\n"
-    "    PERFORM bx_notify_seats(v_changes);\n"
-    "  END IF;\n"
-    "\n"
-    "  RETURN QUERY\n"
-    "    SELECT x.code, x.id, x.concert, x.price, x.res, x.amount, x.balance, x.paid_at,\n"
-    "           CASE WHEN x.kind = 'PAY' AND x.code = 'OK' THEN\n"
-    "             (SELECT count(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id\n"
-    "               WHERE r.user_id = x.user_id AND s.concert_id = x.concert_id AND r.status = 'HELD'\n"
-    "                 AND r.expires_at > x.now)::integer\n"
-    "           END\n"
-    "      FROM unnest(p_kind, p_user, p_now, p_concert, r_code, r_id, r_concert, r_price, r_res, r_amount, r_balance,\n"
-    "                  r_paid_at) WITH ORDINALITY\n"
-    "           AS x(kind, user_id, now, concert_id, code, id, concert, price, res, amount, balance, paid_at, i)\n"
-    "      ORDER BY x.i;\n"
-    "END\n"
-    "$fn$;\n",
+    WB_HEAD WB4_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB4_ROUND_LOOKUPS WB_ROUND_CHECKS WB4_SEAT_LIMIT WB_TAIL,
+
+    /* 5: bx_write_batch reads rows of reservations, idempotency, payments and
+     * ledger by index whatever plan PostgreSQL cached. The function runs with
+     * plan_cache_mode = force_generic_plan (planning its round statement on every
+     * call cost more than the round), so each connection plans it once, at its
+     * first batch; on a new database that is at the start of the first sale,
+     * when those tables are empty. Planned for empty tables, migration 4's
+     * function joined the round's items to idempotency and to payments through a
+     * Materialize of the whole table, counted a user's seats of a schedule
+     * through every reservation of the schedule, and found the seats of pays
+     * through a nested loop over all reservations: every batch then read every
+     * payment, and its cost grew with the sale. auto_explain in the S4 scale-out
+     * crowd (bench/profile-so4.sh, one thread per instance): 440,576 rows removed
+     * by join filters in one round of 256 items, 286,669 in one lock step.
+     * Migration 5 is migration 4 with those reads written so that no plan can
+     * scan: each is a LATERAL subquery behind OFFSET 0 (never flattened into a
+     * join, so it runs per item on its key: reservation, idempotency key,
+     * payment, ledger entry), and the seat limit counts the user's reservations
+     * by reservations_by_user ("schedule_id + 0" keeps the planner off the two
+     * indexes led by schedule_id, whose every entry of the schedule it would
+     * read), in the rounds and in bx_hold (the item-by-item path) alike: bx_hold
+     * is migration 1's with that one line changed. Answers, locks and
+     * notifications are those of migrations 4 and 1. */
+    "CREATE OR REPLACE " HOLD_HEAD HOLD5_SEAT_LIMIT HOLD_TAIL "\n"
+    WB_HEAD WB5_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB5_ROUND_LOOKUPS WB_ROUND_CHECKS WB5_SEAT_LIMIT WB_TAIL,
 };
 
 #define PG_MIGRATION_COUNT ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
