@@ -3,6 +3,7 @@
 #include "domain/types.h"
 #include "domain/validate.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,44 @@
 _Static_assert(TOKEN_QUEUE_RAW % 3 == 2 && TOKEN_QUEUE_RAW / 3 * 4 + 3 == BX_QUEUE_TOKEN_LEN,
                "a queue token ends in a group of 2 bytes: 3 characters, the last with 2 unused bits");
 _Static_assert(TOKEN_QUEUE_RANDOM_BYTES >= 16, "CONTRACT §3: at least 128 random bits per queue token");
+
+/* Random bytes of queue tokens. libsodium reads the kernel CSPRNG with one
+ * getrandom(2) per call, and a sale issues tens of thousands of tokens a second,
+ * so each thread draws POOL_BYTES at a time and hands them out in order, wiping
+ * each byte as it goes. A forked child starts with an empty pool: it must not
+ * hand out the bytes its parent will. */
+#define POOL_BYTES 1024
+static _Thread_local unsigned char pool[POOL_BYTES];
+static _Thread_local size_t pool_used = POOL_BYTES;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_forget(void)
+{
+    sodium_memzero(pool, sizeof pool);
+    pool_used = POOL_BYTES;
+}
+
+static void pool_register(void)
+{
+    pthread_atfork(NULL, NULL, pool_forget);
+}
+
+static void random_fill(unsigned char *out, size_t n)
+{
+    pthread_once(&pool_once, pool_register);
+    while (n > 0) {
+        if (pool_used == POOL_BYTES) {
+            randombytes_buf(pool, sizeof pool);
+            pool_used = 0;
+        }
+        size_t k = POOL_BYTES - pool_used < n ? POOL_BYTES - pool_used : n;
+        memcpy(out, pool + pool_used, k);
+        sodium_memzero(pool + pool_used, k);
+        pool_used += k;
+        out += k;
+        n -= k;
+    }
+}
 
 static void make_prefix(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
 {
@@ -26,7 +65,7 @@ static void make_prefix(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKE
 void token_queue_make(int64_t issued_ms, uint32_t slot, unsigned char raw[TOKEN_QUEUE_RAW])
 {
     make_prefix(issued_ms, slot, raw);
-    randombytes_buf(raw + TOKEN_QUEUE_RANDOM_AT, TOKEN_QUEUE_RANDOM_BYTES);
+    random_fill(raw + TOKEN_QUEUE_RANDOM_AT, TOKEN_QUEUE_RANDOM_BYTES);
 }
 
 void token_queue_make_from(int64_t issued_ms, uint32_t slot, const unsigned char random[TOKEN_QUEUE_RANDOM_BYTES],
@@ -82,7 +121,7 @@ void token_queue_new_for(int64_t concert_id, char *out)
     uint64_t id = (uint64_t)concert_id;
     for (int i = 0; i < 8; i++)
         raw[i] = (unsigned char)(id >> (56 - 8 * i));
-    randombytes_buf(raw + 8, sizeof raw - 8);
+    random_fill(raw + 8, sizeof raw - 8);
     token_queue_encode(raw, out);
 }
 

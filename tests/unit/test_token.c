@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "domain/types.h"
 #include "util/token.h"
@@ -54,6 +56,38 @@ Test(queue_token, ten_thousand_tokens_of_one_slot_are_distinct_and_well_formed)
     for (int i = 1; i < N; i++)
         cr_assert_str_neq(toks[i - 1], toks[i], "duplicate token %s", toks[i]);
     free(toks);
+}
+
+/* Random bytes are drawn from the kernel 1 KiB at a time per thread: a child
+ * forked with part of a draw left must not issue the tokens its parent will. */
+Test(queue_token, a_forked_child_never_issues_its_parents_tokens)
+{
+    enum { N = 64 };
+    char first[BX_QUEUE_TOKEN_LEN + 1], parent[N][BX_QUEUE_TOKEN_LEN + 1], child[N][BX_QUEUE_TOKEN_LEN + 1];
+    token_queue_new(0, 7, first); /* the pool now holds unused bytes */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        for (int i = 0; i < N; i++)
+            token_queue_new(0, 7, child[i]);
+        _exit(write(fds[1], child, sizeof child) == (ssize_t)sizeof child ? 0 : 1);
+    }
+    close(fds[1]);
+    for (int i = 0; i < N; i++)
+        token_queue_new(0, 7, parent[i]);
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof child && (r = read(fds[0], (char *)child + got, sizeof child - got)) > 0)
+        got += (size_t)r;
+    close(fds[0]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0 && got == sizeof child, "the child's tokens did not come");
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            cr_assert_str_neq(child[i], parent[j], "child token %d is parent token %d", i, j);
 }
 
 Test(queue_token, every_position_after_the_time_and_slot_varies)
