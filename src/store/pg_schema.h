@@ -225,13 +225,14 @@ static const char pg_schema_bootstrap[] =
     "        LEFT JOIN users u ON x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND u.id = x.user_id\n"
 
 #define WB5_ROUND_LOOKUPS \
+    "             , o.ctid AS t_res_ctid, r.ctid AS r_ctid\n" \
     "        FROM x\n" \
     "        LEFT JOIN schedules s ON x.kind = 'HOLD' AND x.user_ok AND s.id = x.schedule_id\n" \
     "        LEFT JOIN seats t ON x.kind = 'HOLD' AND x.user_ok AND x.seat_ok\n" \
     "                         AND t.schedule_id = x.schedule_id AND t.seat_no = x.seat_no\n" \
-    "        LEFT JOIN LATERAL (SELECT o.user_id FROM reservations o\n" \
+    "        LEFT JOIN LATERAL (SELECT o.ctid, o.user_id FROM reservations o\n" \
     "                            WHERE t.status = 'HELD' AND o.id = t.reservation_id OFFSET 0) o ON true\n" \
-    "        LEFT JOIN LATERAL (SELECT r.id, r.schedule_id, r.seat_no, r.status, r.price, r.expires_at FROM reservations r\n" \
+    "        LEFT JOIN LATERAL (SELECT r.ctid, r.id, r.schedule_id, r.seat_no, r.status, r.price, r.expires_at FROM reservations r\n" \
     "                            WHERE x.kind IN ('PAY', 'CANCEL') AND x.user_ok AND r.id = x.res AND r.user_id = x.user_id\n" \
     "                            OFFSET 0) r ON true\n" \
     "        LEFT JOIN LATERAL (SELECT k.user_id, k.request_hash, k.result_id FROM idempotency k\n" \
@@ -320,7 +321,14 @@ static const char pg_schema_bootstrap[] =
     "                  WHEN (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN 'AVAILABLE' END AS seat_to,\n" \
     "             CASE WHEN w.new_res IS NOT NULL AND w.t_status = 'HELD' THEN w.t_res\n" \
     "                  WHEN w.new_pay IS NOT NULL OR (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN w.res\n" \
-    "             END AS res_id\n" \
+    "             END AS res_id\n"
+
+#define WB5_RES_CTID \
+    "             , CASE WHEN w.new_res IS NOT NULL AND w.t_status = 'HELD' THEN w.t_res_ctid\n" \
+    "                    WHEN w.new_pay IS NOT NULL OR (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN w.r_ctid\n" \
+    "               END AS res_ctid\n"
+
+#define WB_TAIL_RES_W \
     "        FROM w\n" \
     "    ), new_res AS (\n" \
     "      INSERT INTO reservations(id, user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n" \
@@ -342,8 +350,15 @@ static const char pg_schema_bootstrap[] =
     "         SET status = CASE WHEN v.new_pay IS NOT NULL THEN 'CONFIRMED' WHEN v.kind = 'CANCEL' THEN 'CANCELLED'\n" \
     "                           ELSE 'EXPIRED' END,\n" \
     "             confirmed_at = CASE WHEN v.new_pay IS NOT NULL THEN v.now ELSE r.confirmed_at END\n" \
-    "        FROM v\n" \
-    "       WHERE r.id = v.res_id AND r.status = 'HELD'\n" \
+    "        FROM v\n"
+
+#define WB4_RES_W_WHERE \
+    "       WHERE r.id = v.res_id AND r.status = 'HELD'\n"
+
+#define WB5_RES_W_WHERE \
+    "       WHERE r.ctid = v.res_ctid AND r.id = v.res_id AND r.status = 'HELD'\n"
+
+#define WB_TAIL_END \
     "         AND CASE WHEN v.new_res IS NOT NULL THEN r.expires_at <= v.now WHEN v.pay_expires THEN true\n" \
     "                  ELSE r.expires_at > v.now END\n" \
     "      RETURNING v.new_pay IS NOT NULL AS sale\n" \
@@ -1096,7 +1111,8 @@ static const char *const pg_migrations[] = {
      * tests/unit/test_store.c runs every batch both ways and compares answers,
      * rows, sequences and notifications), the rest go item by item. Locks,
      * their order and the notifications are those of migration 3, unchanged. */
-    WB_HEAD WB4_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB4_ROUND_LOOKUPS WB_ROUND_CHECKS WB4_SEAT_LIMIT WB_TAIL,
+    WB_HEAD WB4_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB4_ROUND_LOOKUPS WB_ROUND_CHECKS WB4_SEAT_LIMIT WB_TAIL WB_TAIL_RES_W WB4_RES_W_WHERE
+    WB_TAIL_END,
 
     /* 5: bx_write_batch reads rows of reservations, idempotency, payments and
      * ledger by index whatever plan PostgreSQL cached. The function runs with
@@ -1109,19 +1125,22 @@ static const char *const pg_migrations[] = {
      * through every reservation of the schedule, and found the seats of pays
      * through a nested loop over all reservations: every batch then read every
      * payment, and its cost grew with the sale. auto_explain in the S4 scale-out
-     * crowd (bench/profile-so4.sh, one thread per instance): 440,576 rows removed
-     * by join filters in one round of 256 items, 286,669 in one lock step.
+     * crowd (bench/profile-so4.sh): 440,576 rows removed by join filters in one
+     * round of 256 items, 286,669 in one lock step, 247,080 in one update.
      * Migration 5 is migration 4 with those reads written so that no plan can
      * scan: each is a LATERAL subquery behind OFFSET 0 (never flattened into a
      * join, so it runs per item on its key: reservation, idempotency key,
-     * payment, ledger entry), and the seat limit counts the user's reservations
-     * by reservations_by_user ("schedule_id + 0" keeps the planner off the two
-     * indexes led by schedule_id, whose every entry of the schedule it would
-     * read), in the rounds and in bx_hold (the item-by-item path) alike: bx_hold
-     * is migration 1's with that one line changed. Answers, locks and
-     * notifications are those of migrations 4 and 1. */
+     * payment, ledger entry); the round's update of reservations finds its rows
+     * by the ctid those lookups read (a TID scan per row: joined by id, it was
+     * planned as a scan of every reservation); and the seat limit counts the
+     * user's reservations by reservations_by_user ("schedule_id + 0" keeps the
+     * planner off the two indexes led by schedule_id, whose every entry of the
+     * schedule it would read), in the rounds and in bx_hold (the item-by-item
+     * path) alike: bx_hold is migration 1's with that one line changed. Answers,
+     * locks and notifications are those of migrations 4 and 1. */
     "CREATE OR REPLACE " HOLD_HEAD HOLD5_SEAT_LIMIT HOLD_TAIL "\n"
-    WB_HEAD WB5_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB5_ROUND_LOOKUPS WB_ROUND_CHECKS WB5_SEAT_LIMIT WB_TAIL,
+    WB_HEAD WB5_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB5_ROUND_LOOKUPS WB_ROUND_CHECKS WB5_SEAT_LIMIT WB_TAIL WB5_RES_CTID WB_TAIL_RES_W
+    WB5_RES_W_WHERE WB_TAIL_END,
 };
 
 #define PG_MIGRATION_COUNT ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))
