@@ -308,15 +308,35 @@ static void spawn_instance(struct bx_server *s, int i)
     argv[n] = NULL;
 
     FILE *log = fopen(in->log_path, "a");
+    in->log_start = 0;
     if (log != NULL) {
         fprintf(log, "==== harness: starting");
         for (int k = 0; argv[k]; k++)
             fprintf(log, " %s", argv[k]);
         fprintf(log, "\n");
+        in->log_start = ftell(log);
         fclose(log);
     }
     in->pid = spawn(argv, in->log_path, true);
     cr_assert(in->pid > 0, "fork failed: %s", strerror(errno));
+}
+
+/* Whether instance i's current run logged that it serves on its port. A 200 on
+ * the port alone is not enough: a free port found by bind(0) can be taken by
+ * another test's server before ours binds it, and that one answers /readyz. */
+static bool instance_logged_serving(const struct bx_instance *in)
+{
+    FILE *log = fopen(in->log_path, "r");
+    if (log == NULL)
+        return false;
+    char want[96], line[1024];
+    snprintf(want, sizeof want, "serving on http://127.0.0.1:%d/", in->port);
+    bool found = false;
+    if (fseek(log, in->log_start, SEEK_SET) == 0)
+        while (!found && fgets(line, sizeof line, log) != NULL)
+            found = strstr(line, want) != NULL;
+    fclose(log);
+    return found;
 }
 
 /* Waits for /readyz of instance i. When it exits during start-up and may_fail is
@@ -342,7 +362,7 @@ static bool wait_instance_ready(struct bx_server *s, int i, bool may_fail)
                            WIFEXITED(st) ? "exit code" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
                            in->log_path);
         }
-        if (get_status(url, 1000) == 200)
+        if (get_status(url, 1000) == 200 && instance_logged_serving(in))
             return true;
         if (bx_now_ms() > deadline) {
             bx_server_log_tail(s, 40);

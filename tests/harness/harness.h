@@ -40,6 +40,7 @@ struct bx_instance {
     pid_t pid;          /* 0 when not running */
     char base_url[64];  /* "http://127.0.0.1:<port>" */
     char log_path[300]; /* stdout + stderr, appended across restarts */
+    long log_start;     /* size of the log when this run was started */
 };
 
 /* One server under test: one instance (embedded) or two instances behind nginx
