@@ -926,14 +926,32 @@ static void swept(void *arg, bx_err e, const PGresult *res)
         log_debug("hold sweep expired %" PRId64 " reservations", pg_col_i64(res, 0, 1));
 }
 
+static void replanned(void *arg, bx_err e, const PGresult *res)
+{
+    (void)arg;
+    if (e != BX_OK)
+        log_warn("DISCARD PLANS failed: %s", e == BX_ERR_INTERNAL && res ? PQresultErrorMessage(res) : bx_err_info(e)->code);
+}
+
 /* Ended holds free their seats (bx_sweep announces them), once a second. N
- * instances sweep at once without waiting on each other (SKIP LOCKED). */
+ * instances sweep at once without waiting on each other (SKIP LOCKED).
+ *
+ * Before it, both connections drop their cached plans. bx_write_batch runs on
+ * generic plans, and prepared reads switch to one after five runs; each is made
+ * once per connection and kept. On a new database they are made at the start of
+ * the first sale, for empty tables, where every index looks as cheap as any
+ * other, and a plan that reads a whole index per item then stays while the tables
+ * grow (pg_schema.h, migration 5). Planned again each second, on sizes that
+ * PostgreSQL takes from the tables' current length, the plans follow the sale, at
+ * the cost of one planning of each statement in use a second. */
 static void apg_housekeeping(struct astore *base, int64_t now)
 {
     struct apg *a = apg_of(base);
     if (a->sweeping || now - a->last_sweep < SWEEP_EVERY_MS)
         return;
     a->last_sweep = now;
+    (void)pg_conn_query(a->wr, ST_REPLAN, 0, NULL, NULL, NULL, replanned, a); /* best effort */
+    (void)pg_conn_query(a->rd, ST_REPLAN, 0, NULL, NULL, NULL, replanned, a);
     struct pg_params p = {0};
     pg_param_i64(&p, now);
     pg_param_text(&p, SWEEP_BATCH);

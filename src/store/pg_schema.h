@@ -17,49 +17,9 @@ static const char pg_schema_bootstrap[] =
     "  version integer PRIMARY KEY,"
     "  applied_at bigint NOT NULL)";
 
-/* bx_hold as migrations 1 and 5 create it (see migration 5). */
-#define HOLD_HEAD \
-    "FUNCTION bx_hold(p_user bigint, p_schedule bigint, p_seat integer, p_now bigint, p_expires bigint,\n" \
-    "    p_max integer, OUT o_code text, OUT o_id bigint, OUT o_concert bigint, OUT o_price bigint)\n" \
-    "    LANGUAGE plpgsql AS $fn$\n" \
-    "DECLARE\n" \
-    "  v_opens bigint; v_closes bigint; v_status text; v_old bigint; v_hold_end bigint; v_count bigint;\n" \
-    "BEGIN\n" \
-    "  SELECT concert_id, sale_opens_at, sale_closes_at INTO o_concert, v_opens, v_closes\n" \
-    "    FROM schedules WHERE id = p_schedule;\n" \
-    "  IF NOT FOUND THEN o_code := 'SCHEDULE_NOT_FOUND'; RETURN; END IF;\n" \
-    "  IF NOT (v_opens <= p_now AND p_now < v_closes) THEN o_code := 'SALE_CLOSED'; RETURN; END IF;\n" \
-    "  PERFORM 1 FROM users WHERE id = p_user FOR NO KEY UPDATE;\n" \
-    "  SELECT price, status, reservation_id, hold_expires_at INTO o_price, v_status, v_old, v_hold_end\n" \
-    "    FROM seats WHERE schedule_id = p_schedule AND seat_no = p_seat FOR NO KEY UPDATE;\n" \
-    "  IF NOT FOUND THEN o_code := 'SEAT_NOT_FOUND'; RETURN; END IF;\n" \
-    "  SELECT count(*) INTO v_count FROM reservations\n"
-
-#define HOLD1_SEAT_LIMIT \
-    "    WHERE schedule_id = p_schedule AND user_id = p_user\n"
-
-#define HOLD5_SEAT_LIMIT \
-    "    WHERE user_id = p_user AND schedule_id + 0 = p_schedule\n"
-
-#define HOLD_TAIL \
-    "      AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > p_now));\n" \
-    "  IF v_count >= p_max THEN o_code := 'SEAT_LIMIT'; RETURN; END IF;\n" \
-    "  IF NOT (v_status = 'AVAILABLE' OR (v_status = 'HELD' AND v_hold_end <= p_now)) THEN\n" \
-    "    o_code := 'SEAT_UNAVAILABLE'; RETURN;\n" \
-    "  END IF;\n" \
-    "  INSERT INTO reservations(user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n" \
-    "    VALUES (p_user, p_schedule, p_seat, o_price, 'HELD', p_now, p_expires) RETURNING id INTO o_id;\n" \
-    "  UPDATE seats SET status = 'HELD', reservation_id = o_id, hold_expires_at = p_expires\n" \
-    "    WHERE schedule_id = p_schedule AND seat_no = p_seat;\n" \
-    "  IF v_status = 'HELD' THEN\n" \
-    "    UPDATE reservations SET status = 'EXPIRED' WHERE id = v_old AND status = 'HELD' AND expires_at <= p_now;\n" \
-    "  END IF;\n" \
-    "  o_code := 'OK';\n" \
-    "END\n" \
-    "$fn$;"
-
 /* bx_write_batch as migrations 4 and 5 create it: the text they share (WB_*)
- * and what each has of its own (WB4_*, WB5_*; see migration 5). */
+ * and what each has of its own (WB4_*, WB5_*; see migration 5). Migration 4's
+ * text is byte for byte what it shipped as (tests/unit/test_store.c checks). */
 #define WB_HEAD \
     "CREATE OR REPLACE FUNCTION bx_write_batch(p_kind text[], p_user bigint[], p_now bigint[], p_schedule bigint[], p_seat integer[],\n" \
     "    p_expires bigint[], p_max integer[], p_res bigint[], p_amount bigint[], p_concert bigint[], p_key text[],\n" \
@@ -245,7 +205,7 @@ static const char pg_schema_bootstrap[] =
     "                            WHERE x.kind = 'CHARGE' AND lg.id = k.result_id AND lg.user_id = x.user_id OFFSET 0) lg ON true\n" \
     "        LEFT JOIN users u ON x.kind IN ('PAY', 'CHARGE') AND x.user_ok AND u.id = x.user_id\n"
 
-#define WB_ROUND_CHECKS \
+#define WB_ROUND_DECIDE \
     "    ), c AS MATERIALIZED (\n" \
     "      SELECT d.*,\n" \
     "             CASE\n" \
@@ -255,17 +215,9 @@ static const char pg_schema_bootstrap[] =
     "               WHEN d.kind = 'HOLD' THEN CASE\n" \
     "                 WHEN NOT d.s_found THEN 'SCHEDULE_NOT_FOUND'\n" \
     "                 WHEN NOT d.s_open THEN 'SALE_CLOSED'\n" \
-    "                 WHEN NOT d.t_found THEN 'SEAT_NOT_FOUND'\n"
-
-#define WB4_SEAT_LIMIT \
+    "                 WHEN NOT d.t_found THEN 'SEAT_NOT_FOUND'\n" \
     "                 WHEN (SELECT count(*) FROM reservations h\n" \
-    "                        WHERE h.schedule_id = d.schedule_id AND h.user_id = d.user_id\n"
-
-#define WB5_SEAT_LIMIT \
-    "                 WHEN (SELECT count(*) FROM reservations h\n" \
-    "                        WHERE h.user_id = d.user_id AND h.schedule_id + 0 = d.schedule_id\n"
-
-#define WB_TAIL \
+    "                        WHERE h.schedule_id = d.schedule_id AND h.user_id = d.user_id\n" \
     "                          AND (h.status = 'CONFIRMED' OR (h.status = 'HELD' AND h.expires_at > d.now))) >= d.max_seats\n" \
     "                   THEN 'SEAT_LIMIT'\n" \
     "                 WHEN NOT (d.t_status = 'AVAILABLE' OR (d.t_status = 'HELD' AND d.t_end <= d.now)) THEN 'SEAT_UNAVAILABLE'\n" \
@@ -328,7 +280,7 @@ static const char pg_schema_bootstrap[] =
     "                    WHEN w.new_pay IS NOT NULL OR (w.kind = 'CANCEL' AND w.code = 'OK') OR w.pay_expires THEN w.r_ctid\n" \
     "               END AS res_ctid\n"
 
-#define WB_TAIL_RES_W \
+#define WB_ROUND_WRITES \
     "        FROM w\n" \
     "    ), new_res AS (\n" \
     "      INSERT INTO reservations(id, user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n" \
@@ -358,7 +310,7 @@ static const char pg_schema_bootstrap[] =
 #define WB5_RES_W_WHERE \
     "       WHERE r.ctid = v.res_ctid AND r.id = v.res_id AND r.status = 'HELD'\n"
 
-#define WB_TAIL_END \
+#define WB_ROUND_END \
     "         AND CASE WHEN v.new_res IS NOT NULL THEN r.expires_at <= v.now WHEN v.pay_expires THEN true\n" \
     "                  ELSE r.expires_at > v.now END\n" \
     "      RETURNING v.new_pay IS NOT NULL AS sale\n" \
@@ -642,7 +594,37 @@ static const char *const pg_migrations[] = {
      * lock and the seat lock: seat exists, user under p_max seats (CONFIRMED +
      * live HELD), seat free at p_now (AVAILABLE, or HELD past its expiry). The new
      * HELD reservation takes the seat; a hold taken over becomes EXPIRED here. */
-    "CREATE " HOLD_HEAD HOLD1_SEAT_LIMIT HOLD_TAIL
+    "CREATE FUNCTION bx_hold(p_user bigint, p_schedule bigint, p_seat integer, p_now bigint, p_expires bigint,\n"
+    "    p_max integer, OUT o_code text, OUT o_id bigint, OUT o_concert bigint, OUT o_price bigint)\n"
+    "    LANGUAGE plpgsql AS $fn$\n"
+    "DECLARE\n"
+    "  v_opens bigint; v_closes bigint; v_status text; v_old bigint; v_hold_end bigint; v_count bigint;\n"
+    "BEGIN\n"
+    "  SELECT concert_id, sale_opens_at, sale_closes_at INTO o_concert, v_opens, v_closes\n"
+    "    FROM schedules WHERE id = p_schedule;\n"
+    "  IF NOT FOUND THEN o_code := 'SCHEDULE_NOT_FOUND'; RETURN; END IF;\n"
+    "  IF NOT (v_opens <= p_now AND p_now < v_closes) THEN o_code := 'SALE_CLOSED'; RETURN; END IF;\n"
+    "  PERFORM 1 FROM users WHERE id = p_user FOR NO KEY UPDATE;\n"
+    "  SELECT price, status, reservation_id, hold_expires_at INTO o_price, v_status, v_old, v_hold_end\n"
+    "    FROM seats WHERE schedule_id = p_schedule AND seat_no = p_seat FOR NO KEY UPDATE;\n"
+    "  IF NOT FOUND THEN o_code := 'SEAT_NOT_FOUND'; RETURN; END IF;\n"
+    "  SELECT count(*) INTO v_count FROM reservations\n"
+    "    WHERE schedule_id = p_schedule AND user_id = p_user\n"
+    "      AND (status = 'CONFIRMED' OR (status = 'HELD' AND expires_at > p_now));\n"
+    "  IF v_count >= p_max THEN o_code := 'SEAT_LIMIT'; RETURN; END IF;\n"
+    "  IF NOT (v_status = 'AVAILABLE' OR (v_status = 'HELD' AND v_hold_end <= p_now)) THEN\n"
+    "    o_code := 'SEAT_UNAVAILABLE'; RETURN;\n"
+    "  END IF;\n"
+    "  INSERT INTO reservations(user_id, schedule_id, seat_no, price, status, held_at, expires_at)\n"
+    "    VALUES (p_user, p_schedule, p_seat, o_price, 'HELD', p_now, p_expires) RETURNING id INTO o_id;\n"
+    "  UPDATE seats SET status = 'HELD', reservation_id = o_id, hold_expires_at = p_expires\n"
+    "    WHERE schedule_id = p_schedule AND seat_no = p_seat;\n"
+    "  IF v_status = 'HELD' THEN\n"
+    "    UPDATE reservations SET status = 'EXPIRED' WHERE id = v_old AND status = 'HELD' AND expires_at <= p_now;\n"
+    "  END IF;\n"
+    "  o_code := 'OK';\n"
+    "END\n"
+    "$fn$;"
 
     /* Cancel: the owner's live HELD reservation becomes CANCELLED and its seat
      * AVAILABLE, under the seat lock. */
@@ -1111,36 +1093,33 @@ static const char *const pg_migrations[] = {
      * tests/unit/test_store.c runs every batch both ways and compares answers,
      * rows, sequences and notifications), the rest go item by item. Locks,
      * their order and the notifications are those of migration 3, unchanged. */
-    WB_HEAD WB4_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB4_ROUND_LOOKUPS WB_ROUND_CHECKS WB4_SEAT_LIMIT WB_TAIL WB_TAIL_RES_W WB4_RES_W_WHERE
-    WB_TAIL_END,
+    WB_HEAD WB4_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB4_ROUND_LOOKUPS WB_ROUND_DECIDE WB_ROUND_WRITES WB4_RES_W_WHERE
+    WB_ROUND_END,
 
     /* 5: bx_write_batch reads rows of reservations, idempotency, payments and
-     * ledger by index whatever plan PostgreSQL cached. The function runs with
-     * plan_cache_mode = force_generic_plan (planning its round statement on every
-     * call cost more than the round), so each connection plans it once, at its
-     * first batch; on a new database that is at the start of the first sale,
-     * when those tables are empty. Planned for empty tables, migration 4's
-     * function joined the round's items to idempotency and to payments through a
-     * Materialize of the whole table, counted a user's seats of a schedule
-     * through every reservation of the schedule, and found the seats of pays
-     * through a nested loop over all reservations: every batch then read every
-     * payment, and its cost grew with the sale. auto_explain in the S4 scale-out
-     * crowd (bench/profile-so4.sh): 440,576 rows removed by join filters in one
-     * round of 256 items, 286,669 in one lock step, 247,080 in one update.
-     * Migration 5 is migration 4 with those reads written so that no plan can
-     * scan: each is a LATERAL subquery behind OFFSET 0 (never flattened into a
+     * ledger per item, by key, whatever plan PostgreSQL cached. The function
+     * runs with plan_cache_mode = force_generic_plan (planning its round
+     * statement on every call cost more than the round), so each connection
+     * plans it once, at its first batch; on a new database that is at the start
+     * of the first sale, when those tables are empty. Planned for empty tables,
+     * migration 4's function joined the round's items to idempotency and to
+     * payments through a Materialize of the whole table, found the seats of pays
+     * through a nested loop over all reservations and updated reservations by a
+     * scan of all of them: every batch then read every payment, and its cost grew
+     * with the sale. auto_explain in the S4 scale-out crowd (bench/profile-so4.sh
+     * with PROFILE_EXPLAIN_MS): 440,576 rows removed by join filters in one round
+     * of 256 items, 286,669 in one lock step, 247,080 in one update. Migration 5
+     * is migration 4 with those reads written so that no plan can join a whole
+     * table: each is a LATERAL subquery behind OFFSET 0 (never flattened into a
      * join, so it runs per item on its key: reservation, idempotency key,
-     * payment, ledger entry); the round's update of reservations finds its rows
-     * by the ctid those lookups read (a TID scan per row: joined by id, it was
-     * planned as a scan of every reservation); and the seat limit counts the
-     * user's reservations by reservations_by_user ("schedule_id + 0" keeps the
-     * planner off the two indexes led by schedule_id, whose every entry of the
-     * schedule it would read), in the rounds and in bx_hold (the item-by-item
-     * path) alike: bx_hold is migration 1's with that one line changed. Answers,
-     * locks and notifications are those of migrations 4 and 1. */
-    "CREATE OR REPLACE " HOLD_HEAD HOLD5_SEAT_LIMIT HOLD_TAIL "\n"
-    WB_HEAD WB5_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB5_ROUND_LOOKUPS WB_ROUND_CHECKS WB5_SEAT_LIMIT WB_TAIL WB5_RES_CTID WB_TAIL_RES_W
-    WB5_RES_W_WHERE WB_TAIL_END,
+     * payment, ledger entry), and the round's update of reservations finds its
+     * rows by the ctid those lookups read (a TID scan per row). Which index a
+     * lookup uses still depends on the table sizes at planning time (for empty
+     * tables all indexes cost the same, and one whose leading column the lookup
+     * lacks is read whole): the writer of store/astore_pg.c has its plans made
+     * again every second. Answers, locks and notifications are migration 4's. */
+    WB_HEAD WB5_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB5_ROUND_LOOKUPS WB_ROUND_DECIDE WB5_RES_CTID WB_ROUND_WRITES
+    WB5_RES_W_WHERE WB_ROUND_END,
 };
 
 #define PG_MIGRATION_COUNT ((int)(sizeof pg_migrations / sizeof pg_migrations[0]))

@@ -166,6 +166,7 @@ enum stmt_kind { RD, WR };
     X(PAYMENT_LIST, RD, "SELECT " PAY_COLS "WHERE user_id = $1 ORDER BY id DESC LIMIT $2")                             \
     X(PAYMENT_LIST_BEFORE, RD, "SELECT " PAY_COLS "WHERE user_id = $1 AND id < $3 ORDER BY id DESC LIMIT $2")          \
     X(SWEEP, WR, "SELECT o_locked, o_expired FROM bx_sweep($1, $2)")                                                   \
+    X(REPLAN, RD, "DISCARD PLANS")                                                                                     \
     X(QUEUE_UPSERT, WR,                                                                                                \
       "INSERT INTO queue_tokens(" QUEUE_COLS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "                          \
       "ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, "                                                 \
