@@ -182,9 +182,9 @@ lane() {
 # One lane per build: it compiles the build if needed (ninja's output in the
 # lane's log; a failure counts once), then runs its suites; the first build's lane
 # then runs the browser tests and half of the hygiene checks, the last lane the
-# other half, on the first build (the ASan lane has less to run). (Five lanes, each build's
-# embedded and scale-out suites apart, were 1.5 min faster with the builds compiled,
-# but starved the timing-bound suites into flakes.)
+# other half, on the first build (the ASan lane has less to run). (Five lanes,
+# each build's embedded and scale-out suites apart, were 1.5 min faster with the
+# builds compiled, but starved the timing-bound suites into flakes.)
 build_lane() { # build-dir first-build-dir [first] [last]
   local dir=$1 first_dir=$2 name log
   shift 2

@@ -916,12 +916,19 @@ static void batch_send(struct apg *a)
 
 /* ---- housekeeping: the hold sweeper --------------------------------------- */
 
+/* What to log of a housekeeping statement that failed: the server's message
+ * when it answered with an error, else the error's code. */
+static const char *failure_text(bx_err e, const PGresult *res)
+{
+    return e == BX_ERR_INTERNAL && res ? PQresultErrorMessage(res) : bx_err_info(e)->code;
+}
+
 static void swept(void *arg, bx_err e, const PGresult *res)
 {
     struct apg *a = arg;
     a->sweeping = false;
     if (e != BX_OK)
-        log_warn("hold sweep failed: %s", e == BX_ERR_INTERNAL && res ? PQresultErrorMessage(res) : bx_err_info(e)->code);
+        log_warn("hold sweep failed: %s", failure_text(e, res));
     else if (PQntuples(res) == 1 && pg_col_i64(res, 0, 1) > 0)
         log_debug("hold sweep expired %" PRId64 " reservations", pg_col_i64(res, 0, 1));
 }
@@ -930,7 +937,7 @@ static void replanned(void *arg, bx_err e, const PGresult *res)
 {
     (void)arg;
     if (e != BX_OK)
-        log_warn("DISCARD PLANS failed: %s", e == BX_ERR_INTERNAL && res ? PQresultErrorMessage(res) : bx_err_info(e)->code);
+        log_warn("DISCARD PLANS failed: %s", failure_text(e, res));
 }
 
 /* Ended holds free their seats (bx_sweep announces them), once a second. N
