@@ -1116,8 +1116,9 @@ static const char *const pg_migrations[] = {
      * rows by the ctid those lookups read (a TID scan per row). Which index a
      * lookup uses still depends on the table sizes at planning time (for empty
      * tables all indexes cost the same, and one whose leading column the lookup
-     * lacks is read whole): the writer of store/astore_pg.c has its plans made
-     * again every second. Answers, locks and notifications are migration 4's. */
+     * lacks is read whole): each loop of store/astore_pg.c has the plans of
+     * both its connections made again every second. Answers, locks and
+     * notifications are migration 4's. */
     WB_HEAD WB5_LOCK2_RESERVATIONS WB_LOCK2_TO_ROUND WB5_ROUND_LOOKUPS WB_ROUND_DECIDE WB5_RES_CTID WB_ROUND_WRITES
     WB5_RES_W_WHERE WB_ROUND_END,
 };
